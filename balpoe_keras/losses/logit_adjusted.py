@@ -1,0 +1,124 @@
+"""Generalized logit-adjusted (gLA) cross-entropy (paper eq. 10).
+
+`loss = -sum_c y_c * log_softmax(logits + tau * log_prior)_c`, with the
+paper's `lambda = 1 - tau` (REFERENCE 2): `lambda = 1` is plain CE,
+`lambda = 0` the logit-adjusted (balanced softmax) loss.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from balpoe_keras import class_prior
+
+
+def to_soft_labels(y_true, num_classes, dtype="float32"):
+    """Integer labels `(B,)`/`(B, 1)` or soft labels `(B, C)` -> `(B, C)`.
+
+    Soft (e.g. Mixup) labels are recognised by their shape: same rank as the
+    logits `(B, C)` with `C > 1` columns. Integer labels are range-checked
+    whenever their values are concrete (eager execution); inside a compiled
+    graph the data pipeline is responsible for the range (our sources check
+    it when they load).
+    """
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
+        return ops.cast(y_true, dtype)
+    if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
+        y_true = ops.squeeze(y_true, axis=-1)
+    if len(y_true.shape) != 1:
+        raise ValueError(
+            "Expected labels of shape (batch,) or (batch, 1) with class ids, "
+            f"or (batch, {num_classes}) soft labels. Received shape "
+            f"{tuple(y_true.shape)}."
+        )
+    _check_label_range(y_true, num_classes)
+    return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=dtype)
+
+
+def _check_label_range(labels, num_classes):
+    try:
+        values = np.asarray(ops.convert_to_numpy(labels))
+    except Exception:  # Symbolic / traced tensor: no concrete values.
+        return
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        bad = values[(values < 0) | (values >= num_classes)]
+        raise ValueError(
+            f"Labels must be class ids in [0, {num_classes}). Found "
+            f"{np.unique(bad)[:10].tolist()}. Check the label map of the "
+            "dataset and `num_classes` / `class_counts`."
+        )
+
+
+def logit_adjusted_crossentropy(y_true, logits, log_prior, tau):
+    """Per-sample gLA loss: CE of `logits + tau * log_prior`.
+
+    Args:
+        y_true: `(B,)` int class ids or `(B, C)` soft labels summing to 1.
+        logits: `(B, C)` scaled logits (or `(B, M, C)` with `tau` of shape
+            `(M,)`, one tau per expert).
+        log_prior: `(C,)` log training prior in nats
+            (`class_prior.compute_log_prior`).
+        tau: float, or `(M,)` for expert logits; `tau = 1 - lambda`.
+
+    Returns:
+        `(B,)` loss values in nats (`(B, M)` for expert logits).
+    """
+    logits = ops.cast(logits, "float32")
+    num_classes = logits.shape[-1]
+    soft = to_soft_labels(y_true, num_classes)
+    bias = ops.cast(log_prior, "float32")
+    tau = ops.cast(ops.convert_to_tensor(tau), "float32")
+    if len(logits.shape) == 3:
+        bias = ops.expand_dims(tau, -1) * bias  # (M, C)
+        soft = ops.expand_dims(soft, 1)  # (B, 1, C)
+    else:
+        bias = tau * bias
+    log_probs = ops.log_softmax(logits + bias, axis=-1)
+    return -ops.sum(soft * log_probs, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class LogitAdjustedLoss(keras.losses.Loss):
+    """gLA loss of a single model (paper eq. 10) on `(batch, C)` logits.
+
+    Args:
+        class_counts: `C` positive training counts (defines the prior).
+        lam: float, the paper's lambda. `1.0` = plain cross-entropy,
+            `0.0` = logit adjustment (balanced), `-1.0` = reversed prior.
+        name: loss name.
+        **kwargs: `reduction`, `dtype` of `keras.losses.Loss`.
+
+    Example:
+        >>> model.compile(loss=LogitAdjustedLoss([500, 50, 5], lam=0.0))
+    """
+
+    def __init__(
+        self, class_counts, lam=0.0, name="logit_adjusted_loss", **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.class_counts = class_prior.validate_class_counts(class_counts)
+        self.lam = float(class_prior.validate_lambdas([lam], 1, True)[0])
+        self._log_prior = class_prior.compute_log_prior(self.class_counts)
+
+    def call(self, y_true, y_pred):
+        _check_num_classes(y_pred, len(self.class_counts))
+        return logit_adjusted_crossentropy(
+            y_true, y_pred, self._log_prior, 1.0 - self.lam
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "class_counts": self.class_counts,
+            "lam": self.lam,
+        }
+
+
+def _check_num_classes(y_pred, num_classes):
+    if y_pred.shape[-1] != num_classes:
+        raise ValueError(
+            f"The logits have {y_pred.shape[-1]} classes but class_counts "
+            f"has {num_classes} entries. Build the model and the loss with "
+            "the same number of classes."
+        )

@@ -1,0 +1,15 @@
+"""Calibration and class-balanced accuracy metrics (keras.ops only)."""
+
+from balpoe_keras.metrics.calibration import ExpectedCalibrationError
+from balpoe_keras.metrics.calibration import MaximumCalibrationError
+from balpoe_keras.metrics.calibration import reliability_bins
+from balpoe_keras.metrics.group_accuracy import BalancedAccuracy
+from balpoe_keras.metrics.group_accuracy import GroupAccuracy
+
+__all__ = [
+    "BalancedAccuracy",
+    "ExpectedCalibrationError",
+    "GroupAccuracy",
+    "MaximumCalibrationError",
+    "reliability_bins",
+]

@@ -1,0 +1,184 @@
+"""Calibration metrics: ECE, MCE and reliability-diagram bins.
+
+Definitions follow REFERENCE 6 (Guo et al. 2017; Naeini et al. 2015):
+confidence = max softmax probability, prediction = its argmax. The `[0, 1]`
+range is split into `num_bins` equal-width bins that are **lower-exclusive,
+upper-inclusive**, `(l, u]`, as in the reference: a confidence exactly on an
+edge goes to the lower bin, and a confidence of exactly 0 is not binned.
+`ECE = sum_b (n_b / N) |acc_b - conf_b|`, `MCE = max_b |acc_b - conf_b|`
+(empty bins count 0). Values are fractions in `[0, 1]` (multiply by 100 for
+the paper's %).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def _bin_edges(num_bins, dtype):
+    return np.linspace(0.0, 1.0, num_bins + 1).astype(dtype)
+
+
+class _CalibrationMetric(keras.metrics.Metric):
+    """Streams per-bin counts, confidence sums and correct sums.
+
+    State is three `(num_bins,)` vectors (fixed size, summed across
+    replicas), so it works inside compiled train steps and under
+    `tf.distribute.MirroredStrategy`.
+    """
+
+    def __init__(self, num_bins=15, from_logits=False, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if int(num_bins) != num_bins or num_bins < 1:
+            raise ValueError(f"Expected num_bins >= 1. Received: {num_bins}")
+        self.num_bins = int(num_bins)
+        self.from_logits = bool(from_logits)
+        self._interior_edges = _bin_edges(self.num_bins, "float32")[1:-1]
+        kw = dict(shape=(self.num_bins,), initializer="zeros")
+        kw.update(aggregation="sum", dtype=self.dtype)
+        self.counts = self.add_variable(name="counts", **kw)
+        self.conf_sums = self.add_variable(name="conf_sums", **kw)
+        self.correct_sums = self.add_variable(name="correct_sums", **kw)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
+        conf, hit = _confidence_and_hits(y_true, y_pred, self.from_logits)
+        edges = ops.convert_to_tensor(self._interior_edges)
+        bins = ops.sum(
+            ops.cast(ops.expand_dims(conf, -1) > edges, "int32"), axis=-1
+        )
+        weight = ops.cast(conf > 0.0, "float32")  # 0 is outside (0, 1].
+        if sample_weight is not None:
+            weight = weight * ops.reshape(
+                ops.cast(sample_weight, "float32"), (-1,)
+            )
+        onehot = ops.one_hot(bins, self.num_bins) * ops.expand_dims(weight, -1)
+        self.counts.assign_add(ops.cast(ops.sum(onehot, 0), self.dtype))
+        self.conf_sums.assign_add(
+            ops.cast(ops.sum(onehot * ops.expand_dims(conf, -1), 0), self.dtype)
+        )
+        self.correct_sums.assign_add(
+            ops.cast(ops.sum(onehot * ops.expand_dims(hit, -1), 0), self.dtype)
+        )
+
+    def _gaps(self):
+        return ops.abs(self.correct_sums - self.conf_sums) / ops.maximum(
+            self.counts, 1.0
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_bins": self.num_bins,
+            "from_logits": self.from_logits,
+        }
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class ExpectedCalibrationError(_CalibrationMetric):
+    """Expected calibration error of the max-softmax confidence.
+
+    Args:
+        num_bins: int >= 1, equal-width `(l, u]` bins (15 as the reference).
+        from_logits: bool, True if `y_pred` are logits (softmax applied).
+        name: metric name, `"ece"`.
+        **kwargs: `dtype` of `keras.metrics.Metric`.
+
+    Inputs: `y_true` `(B,)` class ids (or `(B, C)` soft labels, argmax
+    taken), `y_pred` `(B, C)` probabilities or logits.
+    Result: scalar fraction in `[0, 1]`.
+    """
+
+    def __init__(self, num_bins=15, from_logits=False, name="ece", **kwargs):
+        super().__init__(num_bins, from_logits, name=name, **kwargs)
+
+    def result(self):
+        total = ops.maximum(ops.sum(self.counts), 1.0)
+        return ops.sum(self.counts * self._gaps()) / total
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class MaximumCalibrationError(_CalibrationMetric):
+    """Maximum calibration error: the largest per-bin `|acc - conf|`.
+
+    Same arguments and inputs as `ExpectedCalibrationError`; name `"mce"`.
+    Empty bins count 0. Result: scalar fraction in `[0, 1]`.
+    """
+
+    def __init__(self, num_bins=15, from_logits=False, name="mce", **kwargs):
+        super().__init__(num_bins, from_logits, name=name, **kwargs)
+
+    def result(self):
+        return ops.max(self._gaps())
+
+
+def _confidence_and_hits(y_true, y_pred, from_logits):
+    """`(B,)` max probability and `(B,)` float correctness indicator."""
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    if len(y_pred.shape) != 2:
+        raise ValueError(
+            "Expected y_pred of shape (batch, num_classes). Received shape "
+            f"{tuple(y_pred.shape)}. Pass the ensemble 'logits' output."
+        )
+    probs = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
+    labels = _class_ids(y_true, y_pred.shape[-1])
+    pred = ops.cast(ops.argmax(probs, axis=-1), "int32")
+    hit = ops.cast(ops.equal(pred, labels), "float32")
+    return ops.max(probs, axis=-1), hit
+
+
+def _class_ids(y_true, num_classes):
+    """Integer `(B,)` class ids from ids `(B,)`/`(B, 1)` or soft `(B, C)`."""
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
+        return ops.cast(ops.argmax(y_true, axis=-1), "int32")
+    return ops.cast(ops.reshape(y_true, (-1,)), "int32")
+
+
+def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):
+    """Per-bin statistics for a reliability diagram (NumPy).
+
+    Uses the same `(l, u]` float32 bin edges as the streaming metrics, so
+    `ece`/`mce` here equal `ExpectedCalibrationError` /
+    `MaximumCalibrationError` on the same data.
+
+    Args:
+        y_true: `(N,)` int class ids or `(N, C)` soft labels.
+        y_pred: `(N, C)` probabilities (or logits with `from_logits=True`).
+        num_bins: int, number of equal-width bins.
+        from_logits: bool.
+
+    Returns:
+        dict of NumPy arrays: `edges` `(num_bins + 1,)`, `confidence`,
+        `accuracy` (mean per bin, 0 where empty) and `count` `(num_bins,)`,
+        plus floats `ece` and `mce` (fractions).
+    """
+    y_pred = np.asarray(y_pred, np.float32)
+    if y_pred.ndim != 2:
+        raise ValueError(f"Expected (N, C) predictions. Got {y_pred.shape}.")
+    if from_logits:
+        shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
+        y_pred = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    y_true = np.asarray(y_true)
+    if y_true.ndim == 2 and y_true.shape[-1] == y_pred.shape[-1]:
+        y_true = y_true.argmax(-1)
+    y_true = y_true.reshape(-1).astype(np.int64)
+    conf = y_pred.max(-1).astype(np.float32)
+    hit = (y_pred.argmax(-1) == y_true).astype(np.float64)
+    edges = _bin_edges(num_bins, "float32")
+    bins = (conf[:, None] > edges[None, 1:-1]).sum(-1)
+    valid = conf > 0
+    count = np.bincount(bins[valid], minlength=num_bins).astype(np.float64)
+    conf_sum = np.bincount(bins[valid], conf[valid], minlength=num_bins)
+    hit_sum = np.bincount(bins[valid], hit[valid], minlength=num_bins)
+    denom = np.maximum(count, 1.0)
+    confidence, accuracy = conf_sum / denom, hit_sum / denom
+    gaps = np.abs(accuracy - confidence)
+    return {
+        "edges": edges.astype(np.float64),
+        "confidence": confidence,
+        "accuracy": accuracy,
+        "count": count,
+        "ece": float((count * gaps).sum() / max(count.sum(), 1.0)),
+        "mce": float(gaps.max()),
+    }

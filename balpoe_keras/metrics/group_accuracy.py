@@ -1,0 +1,120 @@
+"""Class-balanced accuracies: balanced (mean per-class) and shot groups."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from balpoe_keras import class_prior
+from balpoe_keras.metrics.calibration import _class_ids
+
+
+class _PerClassAccuracy(keras.metrics.Metric):
+    """Streams per-class correct counts and totals: two `(C,)` vectors."""
+
+    def __init__(self, num_classes, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if int(num_classes) != num_classes or num_classes < 2:
+            raise ValueError(f"Expected num_classes >= 2. Got {num_classes}.")
+        self.num_classes = int(num_classes)
+        kw = dict(shape=(self.num_classes,), initializer="zeros")
+        kw.update(aggregation="sum", dtype=self.dtype)
+        self.correct = self.add_variable(name="correct", **kw)
+        self.total = self.add_variable(name="total", **kw)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
+        if y_pred.shape[-1] != self.num_classes:
+            raise ValueError(
+                f"{self.name} was built for {self.num_classes} classes but "
+                f"y_pred has shape {tuple(y_pred.shape)}."
+            )
+        labels = _class_ids(y_true, self.num_classes)
+        pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        onehot = ops.one_hot(labels, self.num_classes)
+        if sample_weight is not None:
+            weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+            onehot = onehot * weight
+        hit = ops.expand_dims(ops.cast(ops.equal(pred, labels), "float32"), 1)
+        self.total.assign_add(ops.cast(ops.sum(onehot, 0), self.dtype))
+        self.correct.assign_add(ops.cast(ops.sum(onehot * hit, 0), self.dtype))
+
+    def _mean_accuracy(self, mask):
+        """Mean per-class accuracy over `mask` classes seen at least once."""
+        seen = ops.cast(self.total > 0, self.dtype) * mask
+        acc = self.correct / ops.maximum(self.total, 1.0)
+        return ops.sum(acc * seen) / ops.maximum(ops.sum(seen), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class BalancedAccuracy(_PerClassAccuracy):
+    """Balanced accuracy: the mean of per-class recalls.
+
+    Classes with no samples seen so far are left out of the mean (REFERENCE
+    6 computes it on the balanced test set, where every class is present).
+
+    Args:
+        num_classes: int >= 2.
+        name: metric name, `"balanced_accuracy"`.
+
+    Inputs: `y_true` `(B,)` class ids (or `(B, C)` soft labels, argmax
+    taken); `y_pred` `(B, C)` logits or probabilities. Result: fraction.
+    """
+
+    def __init__(self, num_classes, name="balanced_accuracy", **kwargs):
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def result(self):
+        return self._mean_accuracy(ops.ones((self.num_classes,), self.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class GroupAccuracy(_PerClassAccuracy):
+    """Mean per-class accuracy over the many-, medium- or few-shot classes.
+
+    Groups come from the *training* counts: many `n_c > 100`, medium
+    `20 <= n_c <= 100`, few `n_c < 20` (REFERENCE 6).
+
+    Args:
+        class_counts: `C` positive training counts.
+        group: one of `"many"`, `"medium"`, `"few"`.
+        name: metric name, default `"acc_<group>"`.
+
+    Raises:
+        ValueError: if the group has no classes (e.g. few-shot on
+            CIFAR-10-LT); such a metric would have no value, so do not add
+            it (the evaluation report lists empty groups as null).
+    """
+
+    def __init__(self, class_counts, group, name=None, **kwargs):
+        self.class_counts = class_prior.validate_class_counts(class_counts)
+        if group not in class_prior.SHOT_GROUPS:
+            raise ValueError(
+                f"Expected group in {class_prior.SHOT_GROUPS}. Received: "
+                f"group={group!r}"
+            )
+        mask = class_prior.compute_shot_groups(self.class_counts)[group]
+        if not mask.any():
+            raise ValueError(
+                f"The {group!r}-shot group has no classes for these training "
+                f"counts (min {min(self.class_counts)}, max "
+                f"{max(self.class_counts)}), so its accuracy is undefined. "
+                "Leave this metric out for this dataset."
+            )
+        self.group = group
+        self._mask = mask.astype(np.float32)
+        super().__init__(
+            len(self.class_counts), name=name or f"acc_{group}", **kwargs
+        )
+
+    def result(self):
+        return self._mean_accuracy(ops.convert_to_tensor(self._mask))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "class_counts": self.class_counts,
+            "group": self.group,
+        }

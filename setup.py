@@ -1,0 +1,40 @@
+"""Install balpoe_keras: `pip install -e ".[tf,test]"` (see README)."""
+
+import pathlib
+
+from setuptools import find_packages
+from setuptools import setup
+
+_HERE = pathlib.Path(__file__).parent
+_VERSION = {}
+exec((_HERE / "balpoe_keras" / "version.py").read_text(), _VERSION)
+
+setup(
+    name="balpoe_keras",
+    version=_VERSION["__version__"],
+    description=(
+        "Balanced Product of Experts (BalPoE, CVPR 2023) for long-tailed "
+        "recognition in Keras 3"
+    ),
+    long_description=(_HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["balpoe_keras", "balpoe_keras.*"]),
+    python_requires=">=3.10",
+    # The backend-agnostic core needs only these (it trains on JAX where
+    # TensorFlow is not installed at all).
+    install_requires=["keras>=3.15", "numpy>=1.26", "absl-py>=2.1"],
+    extras_require={
+        # tf.data pipelines, MirroredStrategy, SavedModel export, tfds.
+        # tfds 4.9.10 needs importlib_resources but does not declare it.
+        # matplotlib draws the report's reliability diagrams.
+        "tf": [
+            "tensorflow>=2.21",
+            "tensorflow-datasets>=4.9",
+            "importlib_resources>=6",
+            "matplotlib>=3.8",
+        ],
+        "jax": ["jax>=0.4.30"],
+        "torch": ["torch>=2.5"],
+        "test": ["pytest>=8"],
+    },
+)

@@ -1,0 +1,33 @@
+"""Pytest setup: backend report, `large` / `tf_only` markers."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run_large",
+        action="store_true",
+        default=False,
+        help="Also run tests marked `large`.",
+    )
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend: {keras.backend.backend()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    run_large = config.getoption("--run_large")
+    skip_large = pytest.mark.skip(reason="large test: pass --run_large")
+    skip_tf = pytest.mark.skip(reason="tf_only test: backend is not TF")
+    is_tf = keras.backend.backend() == "tensorflow"
+    for item in items:
+        if "large" in item.keywords and not run_large:
+            item.add_marker(skip_large)
+        if "tf_only" in item.keywords and not is_tf:
+            item.add_marker(skip_tf)

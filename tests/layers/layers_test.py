@@ -1,0 +1,76 @@
+"""CosineHead and ExpertAverage."""
+
+import keras
+import numpy as np
+
+from balpoe_keras import layers
+from tests.test_case import TestCase
+
+
+class CosineHeadTest(TestCase):
+    def test_hand_computed_cosine_logits(self):
+        # features [3, 4] -> [.6, .8]; kernel columns [1, 0] and [0, 2] ->
+        # unit [1, 0], [0, 1]; cos = [.6, .8]; x 30 = [18, 24].
+        head = layers.CosineHead(2, scale=30.0)
+        head.build((None, 2))
+        head.kernel.assign(np.array([[1.0, 0.0], [0.0, 2.0]]))
+        self.assertAllClose(head(np.array([[3.0, 4.0]])), [[18.0, 24.0]],
+                            atol=1e-5)
+
+    def test_init_gives_unit_norm_class_columns(self):
+        head = layers.CosineHead(7)
+        head.build((None, 64))
+        kernel = keras.ops.convert_to_numpy(head.kernel)
+        self.assertEqual(kernel.shape, (64, 7))
+        self.assertAllClose(np.linalg.norm(kernel, axis=0), np.ones(7),
+                            atol=1e-6)
+        self.assertLess(np.abs(kernel).max(), 1.0)
+
+    def test_logits_bounded_by_scale_and_zero_features_safe(self):
+        head = layers.CosineHead(5, scale=32.0)
+        x = np.random.RandomState(0).randn(4, 16).astype("float32")
+        x[0] = 0.0
+        out = keras.ops.convert_to_numpy(head(x))
+        self.assertTrue(np.all(np.isfinite(out)))
+        self.assertLessEqual(np.abs(out).max(), 32.0 + 1e-4)
+        self.assertAllClose(out[0], np.zeros(5))
+
+    def test_bad_arguments(self):
+        with self.assertRaisesRegex(ValueError, "num_classes >= 2"):
+            layers.CosineHead(1)
+        with self.assertRaisesRegex(ValueError, "scale > 0"):
+            layers.CosineHead(3, scale=0.0)
+        with self.assertRaisesRegex(ValueError, r"\(batch, D\)"):
+            layers.CosineHead(3).build((None, 4, 4))
+
+    def test_config_round_trip(self):
+        clone = self.run_serialization_test(layers.CosineHead(3, scale=32.0))
+        self.assertEqual(clone.scale, 32.0)
+        self.run_serialization_test(layers.UnitColumnUniform(seed=3))
+
+
+class ExpertAverageTest(TestCase):
+    def test_mean_and_stack(self):
+        z = [np.full((2, 3), v, "float32") for v in (1.0, 2.0, 6.0)]
+        logits, stacked = layers.ExpertAverage()(z)
+        self.assertAllClose(logits, np.full((2, 3), 3.0))
+        self.assertEqual(tuple(stacked.shape), (2, 3, 3))
+        self.assertAllClose(stacked[:, 2], z[2])
+        logits2, _ = layers.ExpertAverage()(keras.ops.stack(z, axis=1))
+        self.assertAllClose(logits2, logits)
+
+    def test_functional_model_round_trip(self):
+        inputs = keras.Input((6,))
+        heads = [layers.CosineHead(4, name=f"h{i}")(inputs) for i in range(3)]
+        logits, expert_logits = layers.ExpertAverage()(heads)
+        model = keras.Model(
+            inputs, {"logits": logits, "expert_logits": expert_logits}
+        )
+        self.assertEqual(tuple(model.output["expert_logits"].shape),
+                         (None, 3, 4))
+        x = np.random.RandomState(1).randn(3, 6).astype("float32")
+        self.run_keras_save_load_test(model, x)
+
+    def test_bad_input(self):
+        with self.assertRaisesRegex(ValueError, r"\(batch, M, C\)"):
+            layers.ExpertAverage()(np.zeros((2, 3)))
