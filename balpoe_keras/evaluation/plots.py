@@ -1,0 +1,137 @@
+"""PNG plots of an evaluation report (matplotlib, Agg backend, lazy import).
+
+Every function takes parts of the JSON-ready report dict, so plots can also
+be redrawn later from a saved `report.json`.
+"""
+
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_reliability_diagram(reliability, path, *, ece, mce, title=None):
+    """Reliability diagram in the style of the paper's Fig. 7.
+
+    Bars give the accuracy of each confidence bin, the shaded part the gap to
+    the bin's mean confidence (the diagonal is perfect calibration).
+
+    Args:
+        reliability: dict with lists `edges` `(B + 1,)`, `accuracy`,
+            `confidence`, `count` `(B,)` (fractions).
+        path: output PNG path.
+        ece: float, ECE in %; mce: float, MCE in % (shown in the title).
+        title: optional title prefix.
+    """
+    plt = _pyplot()
+    edges = np.asarray(reliability["edges"], np.float64)
+    acc = np.asarray(reliability["accuracy"], np.float64)
+    conf = np.asarray(reliability["confidence"], np.float64)
+    count = np.asarray(reliability["count"], np.float64)
+    left, width = edges[:-1], np.diff(edges)
+    filled = count > 0
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.bar(left[filled], acc[filled], width=width[filled], align="edge",
+           color="#1f77b4", edgecolor="black", label="Accuracy")
+    ax.bar(left[filled], (conf - acc)[filled], bottom=acc[filled],
+           width=width[filled], align="edge", color="#d62728", alpha=0.3,
+           edgecolor="#d62728", hatch="//", label="Gap")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="Perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence", ylabel="Accuracy")
+    prefix = f"{title}: " if title else ""
+    ax.set_title(f"{prefix}ECE = {ece:.2f}%, MCE = {mce:.2f}%")
+    ax.legend(loc="upper left")
+    _save(fig, path, plt)
+
+
+def plot_per_class_accuracy(per_class_accuracy, class_counts, path):
+    """Per-class test accuracy (%) vs training count (log x axis).
+
+    Args:
+        per_class_accuracy: `C` floats in %, None for classes without test
+            images (not drawn).
+        class_counts: `C` training counts.
+        path: output PNG path.
+    """
+    plt = _pyplot()
+    acc = np.array([np.nan if v is None else v for v in per_class_accuracy])
+    counts = np.asarray(class_counts, np.float64)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(counts, acc, s=12, alpha=0.7)
+    for edge in (20, 100):  # few < 20 <= medium <= 100 < many (REFERENCE 6)
+        ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set(xlabel="Training images per class (log scale)",
+           ylabel="Test accuracy (%)", ylim=(-2, 102),
+           title="Per-class accuracy vs training count")
+    _save(fig, path, plt)
+
+
+def plot_expert_priors(expert_prior, class_counts, path):
+    """Paper Fig. 4: each expert's estimated vs expected test prior.
+
+    One panel per expert (plus the ensemble); classes are sorted by training
+    count, largest first. Estimated = mean softmax probability on the
+    balanced test set; expected is proportional to `pi^lambda`.
+
+    Args:
+        expert_prior: dict with `experts` (list) and `ensemble`, each holding
+            `lambda`, `estimated`, `expected` (`C` floats) and `kl`.
+        class_counts: `C` training counts.
+        path: output PNG path.
+    """
+    plt = _pyplot()
+    order = np.argsort(-np.asarray(class_counts), kind="stable")
+    panels = [(f"expert {m}", p) for m, p in enumerate(expert_prior["experts"])]
+    panels.append(("ensemble", expert_prior["ensemble"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2),
+                             squeeze=False, sharey=True)
+    x = np.arange(order.size)
+    for ax, (name, prior) in zip(axes[0], panels):
+        ax.plot(x, np.asarray(prior["estimated"])[order], label="estimated")
+        ax.plot(x, np.asarray(prior["expected"])[order], "--",
+                label=r"expected $\propto \pi^\lambda$")
+        ax.set_yscale("log")
+        ax.set_title(f"{name}, λ={prior['lambda']:.2f}\n"
+                     f"KL={prior['kl']:.3f} nats", fontsize=9)
+        ax.set_xlabel("class (by training count)")
+    axes[0][0].set_ylabel("prior probability")
+    axes[0][0].legend(fontsize=8)
+    _save(fig, path, plt)
+
+
+def write_plots(report, out_dir):
+    """Draws all three plots of a JSON-ready report; returns `name -> path`."""
+    ensemble = report["balanced"]["ensemble"]
+    paths = {
+        "reliability": os.path.join(out_dir, "reliability.png"),
+        "per_class_accuracy": os.path.join(out_dir, "per_class_accuracy.png"),
+        "expert_prior": os.path.join(out_dir, "expert_prior.png"),
+    }
+    plot_reliability_diagram(
+        ensemble["reliability"], paths["reliability"], ece=ensemble["ece"],
+        mce=ensemble["mce"], title="BalPoE",
+    )
+    plot_per_class_accuracy(
+        ensemble["per_class_accuracy"], report["class_counts"],
+        paths["per_class_accuracy"],
+    )
+    plot_expert_priors(
+        report["balanced"]["expert_prior"], report["class_counts"],
+        paths["expert_prior"],
+    )
+    return paths
+
+
+def _save(fig, path, plt):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

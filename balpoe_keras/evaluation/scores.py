@@ -1,0 +1,206 @@
+"""Pure NumPy scores on collected logits: accuracies, calibration, NLL, priors.
+
+Conventions (shared/REFERENCE.md sections 5.4 and 6):
+
+- accuracies, ECE and MCE are percentages in `[0, 100]`; NLL and KL are in
+  nats;
+- per-class accuracy is `correct_c / n_c` over the test images of class `c`;
+  a class without test images has no accuracy (NaN internally) and is
+  skipped in every per-class mean, never counted as 0;
+- many/medium/few groups come from the *training* counts
+  (`class_prior.compute_shot_groups`); a group with no evaluable class
+  reports `None`, never a silent NaN;
+- ECE/MCE use 15 equal-width `(l, u]` bins on the max softmax probability
+  (`balpoe_keras.metrics.reliability_bins`).
+"""
+
+import numpy as np
+
+from balpoe_keras import class_prior
+from balpoe_keras.metrics import reliability_bins
+
+
+def compute_log_softmax(logits):
+    """Numerically stable log-softmax in float64: `(N, C)` -> `(N, C)`."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def compute_softmax(logits):
+    """Softmax in float64: `(N, C)` logits -> `(N, C)` probabilities."""
+    return np.exp(compute_log_softmax(logits))
+
+
+def compute_per_class_accuracy(predictions, labels, num_classes):
+    """Per-class accuracy (%) and test count.
+
+    Args:
+        predictions: `(N,)` int predicted class ids.
+        labels: `(N,)` int true class ids.
+        num_classes: int `C`.
+
+    Returns:
+        `(accuracy, counts)`: `(C,)` float64 accuracy in %, NaN where a class
+        has no test image, and `(C,)` int64 test counts.
+    """
+    labels = np.asarray(labels, np.int64)
+    correct = (np.asarray(predictions, np.int64) == labels).astype(np.float64)
+    counts = np.bincount(labels, minlength=num_classes)
+    hits = np.bincount(labels, weights=correct, minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(counts > 0, 100.0 * hits / counts, np.nan)
+    return accuracy, counts
+
+
+def compute_group_accuracies(per_class_accuracy, class_counts):
+    """Mean per-class accuracy (%) in the many/medium/few-shot groups.
+
+    Args:
+        per_class_accuracy: `(C,)` accuracy in %, NaN for classes without
+            test images (skipped).
+        class_counts: `(C,)` *training* counts defining the groups.
+
+    Returns:
+        dict `group -> {"accuracy": float or None, "num_classes": int,
+        "num_classes_evaluated": int}`; `accuracy` is None when no class of
+        the group has a test image (e.g. few-shot on CIFAR-10-LT).
+    """
+    per_class_accuracy = np.asarray(per_class_accuracy, np.float64)
+    groups = {}
+    for name, mask in class_prior.compute_shot_groups(class_counts).items():
+        values = per_class_accuracy[mask & ~np.isnan(per_class_accuracy)]
+        groups[name] = {
+            "accuracy": float(values.mean()) if values.size else None,
+            "num_classes": int(mask.sum()),
+            "num_classes_evaluated": int(values.size),
+        }
+    return groups
+
+
+def compute_accuracy_summary(logits, labels, class_counts):
+    """Micro ("All"), balanced and many/medium/few accuracy (%) of logits.
+
+    Args:
+        logits: `(N, C)` logits (any additive bias already applied).
+        labels: `(N,)` int class ids.
+        class_counts: `(C,)` training counts (for the groups).
+
+    Returns:
+        dict with `accuracy`, `balanced_accuracy`, `acc_many`, `acc_medium`,
+        `acc_few` (float or None), `groups` (see `compute_group_accuracies`),
+        `per_class_accuracy` (`(C,)` NaN for absent classes) and
+        `num_classes_without_test_images`.
+    """
+    logits = np.asarray(logits)
+    labels = np.asarray(labels, np.int64)
+    predictions = np.argmax(logits, axis=-1)
+    per_class, counts = compute_per_class_accuracy(
+        predictions, labels, logits.shape[-1]
+    )
+    groups = compute_group_accuracies(per_class, class_counts)
+    present = per_class[counts > 0]
+    return {
+        "num_examples": int(labels.size),
+        "accuracy": float(100.0 * np.mean(predictions == labels)),
+        "balanced_accuracy": float(present.mean()) if present.size else None,
+        "acc_many": groups["many"]["accuracy"],
+        "acc_medium": groups["medium"]["accuracy"],
+        "acc_few": groups["few"]["accuracy"],
+        "groups": groups,
+        "per_class_accuracy": per_class,
+        "num_classes_without_test_images": int(np.sum(counts == 0)),
+    }
+
+
+def compute_nll(logits, labels):
+    """Mean negative log-likelihood `-log softmax(logits)_y` in nats."""
+    labels = np.asarray(labels, np.int64)
+    log_probs = compute_log_softmax(logits)
+    return float(-np.mean(log_probs[np.arange(labels.size), labels]))
+
+
+def compute_calibration(logits, labels, num_bins=15):
+    """ECE and MCE (%) of `softmax(logits)`, plus the reliability bins.
+
+    Returns:
+        dict with `ece`, `mce` (in %) and `reliability`: lists `edges`
+        `(num_bins + 1,)`, `confidence`, `accuracy` (fractions, 0 where a bin
+        is empty) and `count` `(num_bins,)`.
+    """
+    bins = reliability_bins(
+        labels, compute_softmax(logits), num_bins=num_bins, from_logits=False
+    )
+    keys = ("edges", "confidence", "accuracy", "count")
+    return {
+        "ece": 100.0 * float(bins["ece"]),
+        "mce": 100.0 * float(bins["mce"]),
+        "reliability": {k: np.asarray(bins[k]).tolist() for k in keys},
+    }
+
+
+def compute_classification_metrics(
+    logits, labels, *, class_counts, num_bins=15, details=True
+):
+    """Accuracy, balanced/group accuracy, ECE, MCE and NLL of `(N, C)` logits.
+
+    Args:
+        logits: `(N, C)` logits.
+        labels: `(N,)` int class ids.
+        class_counts: `(C,)` training counts.
+        num_bins: int, calibration bins.
+        details: bool. If True, also return `per_class_accuracy` (a list
+            with None for absent classes) and the `reliability` bins.
+
+    Returns:
+        A JSON-ready dict (see `compute_accuracy_summary`,
+        `compute_calibration`) plus `nll`.
+    """
+    metrics = compute_accuracy_summary(logits, labels, class_counts)
+    calibration = compute_calibration(logits, labels, num_bins)
+    metrics.update(ece=calibration["ece"], mce=calibration["mce"])
+    metrics["nll"] = compute_nll(logits, labels)
+    per_class = metrics.pop("per_class_accuracy")
+    if details:
+        metrics["per_class_accuracy"] = [
+            None if np.isnan(v) else float(v) for v in per_class
+        ]
+        metrics["reliability"] = calibration["reliability"]
+    return metrics
+
+
+def compute_expected_prior(class_counts, lam):
+    """Expected test prior of a lambda-expert, `pi^lambda / sum(pi^lambda)`."""
+    log_prior = np.log(class_prior.compute_prior(class_counts)) * float(lam)
+    return compute_softmax(log_prior[None])[0]
+
+
+def compute_kl_divergence(p, q):
+    """`KL(p || q) = sum p log(p / q)` in nats; terms with `p = 0` are 0."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    mask = p > 0
+    return float(np.sum(p[mask] * (np.log(p[mask]) - np.log(q[mask]))))
+
+
+def compute_prior_match(logits, class_counts, lam):
+    """Paper Fig. 4: estimated vs expected prior of one (lambda-)predictor.
+
+    Args:
+        logits: `(N, C)` logits on the *balanced* test set.
+        class_counts: `(C,)` training counts.
+        lam: float, the lambda whose prior `P_train^lambda` is expected.
+
+    Returns:
+        dict with `lambda`, `estimated` (`(C,)` mean softmax probability),
+        `expected` (`(C,)`, proportional to `pi^lambda`) and
+        `kl` = `KL(expected || estimated)` in nats.
+    """
+    estimated = compute_softmax(logits).mean(axis=0)
+    expected = compute_expected_prior(class_counts, lam)
+    return {
+        "lambda": float(lam),
+        "estimated": estimated.tolist(),
+        "expected": expected.tolist(),
+        "kl": compute_kl_divergence(expected, estimated),
+    }

@@ -1,0 +1,299 @@
+"""TF-only: exports a BalPoE model as a TF Serving SavedModel.
+
+`export_saved_model` writes `<export_dir>/<version>/` (the layout TF Serving
+watches) with three signatures:
+
+- `serving_default`: float32 `images` `(batch, H, W, C)` in `[0, 1]`;
+- `serving_bytes`: `image_bytes` `(batch,)` `tf.string` of encoded
+  JPEG/PNG/GIF/BMP files, decoded, scaled to `[0, 1]` and resized in-graph;
+- `raw_outputs`: float32 `images` -> the model's `logits` `(batch, C)` and
+  `expert_logits` `(batch, M, C)`.
+
+The first two return `probabilities` `(batch, C)` float32 (softmax of the
+ensemble logits, optionally plus a baked-in `log p_target`), `top_k_ids`
+`(batch, k)` int32, `top_k_scores` `(batch, k)` float32 and `top_k_names`
+`(batch, k)` string. Works for models built on the TensorFlow backend and,
+through `jax2tf`, on the JAX backend (TensorFlow must be installed); the
+torch backend is not supported. See docs/serving.md.
+"""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from balpoe_keras import class_prior
+
+PREPROCESS_MODES = ("resize", "resize_center_crop")
+CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
+_MAGIC = (  # Leading bytes of the formats tf.io.decode_image reads.
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+)
+
+
+def export_saved_model(
+    model,
+    export_dir,
+    *,
+    version=1,
+    class_names,
+    image_size,
+    channels,
+    target_prior=None,
+    top_k=5,
+    preprocess="resize",
+    overwrite=False,
+):
+    """Writes a TF Serving SavedModel and a `.keras` copy of `model`.
+
+    Args:
+        model: BalPoE Keras model, float32 images `(B, H, W, C)` in `[0, 1]`
+            -> `{"logits": (B, C), "expert_logits": (B, M, C)}`.
+        export_dir: base directory; the SavedModel goes to
+            `<export_dir>/<version>/`.
+        version: int >= 1, the TF Serving model version.
+        class_names: `C` strings returned by `top_k_names`.
+        image_size: int or `(H, W)`, the model's input size.
+        channels: int, 1 or 3, image channels.
+        target_prior: optional `(C,)` class counts or probabilities of the
+            deployment distribution. If given, `log p_target` is added to the
+            ensemble logits (post-hoc correction, REFERENCE 5.4); classes
+            with 0 get probability 0.
+        top_k: int, number of top classes returned (capped at `C`).
+        preprocess: resize policy of `serving_bytes`: `"resize"` (bilinear,
+            antialiased resize to `(H, W)`, aspect ratio not kept) or
+            `"resize_center_crop"` (shorter side to `round(max(H, W) /
+            0.875)`, e.g. 256 for 224, then a central `(H, W)` crop).
+        overwrite: bool. If False, an existing version directory is an error.
+
+    Returns:
+        dict with `saved_model` (the version directory), `keras` (the
+        `.keras` file inside it) and `metadata` (a JSON description).
+
+    Raises:
+        ValueError: on a bad argument, an existing version directory or the
+            torch backend.
+    """
+    height, width = _validate_args(
+        model, class_names, image_size, channels, top_k, preprocess, version
+    )
+    version_dir = os.path.join(os.fspath(export_dir), str(int(version)))
+    if os.path.exists(version_dir):
+        if not overwrite:
+            raise ValueError(
+                f"{version_dir} already exists. Pass a new `version` (TF "
+                "Serving serves the highest) or overwrite=True."
+            )
+        shutil.rmtree(version_dir)
+    bias = None
+    if target_prior is not None:
+        bias = class_prior.compute_test_prior_bias(target_prior)
+        if bias.size != len(class_names):
+            raise ValueError(
+                f"target_prior has {bias.size} entries for "
+                f"{len(class_names)} classes."
+            )
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    image_spec = tf.TensorSpec(
+        (None, height, width, channels), tf.float32, name="images"
+    )
+    raw_outputs = archive.add_endpoint(
+        "raw_outputs", _make_model_fn(model), input_signature=[image_spec]
+    )
+    postprocess = _make_postprocess(class_names, bias, top_k)
+    serve_images = _make_image_endpoint(raw_outputs, postprocess, image_spec)
+    serve_bytes = _make_bytes_endpoint(
+        raw_outputs, postprocess, (height, width), channels, preprocess
+    )
+    archive.add_endpoint("serving_default", serve_images)
+    archive.add_endpoint("serving_bytes", serve_bytes)
+    archive.write_out(version_dir, verbose=False)
+    keras_path = os.path.join(version_dir, "model.keras")
+    model.save(keras_path)
+    metadata_path = _write_metadata(
+        version_dir, class_names, (height, width, channels), target_prior,
+        top_k, preprocess,
+    )
+    return {
+        "saved_model": version_dir,
+        "keras": keras_path,
+        "metadata": metadata_path,
+    }
+
+
+def _validate_args(
+    model, class_names, image_size, channels, top_k, preprocess, version
+):
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        raise ValueError(
+            "export_saved_model needs the TensorFlow or JAX backend. "
+            f"Received backend {keras.backend.backend()!r}: save the model "
+            "as .keras and export it with KERAS_BACKEND=tensorflow."
+        )
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    if len(image_size) != 2 or min(image_size) < 1:
+        raise ValueError(
+            f"Expected image_size=int or (H, W). Received {image_size}."
+        )
+    if channels not in (1, 3):
+        raise ValueError(f"Expected channels 1 or 3. Received {channels}.")
+    num_classes = model.output["logits"].shape[-1]
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"Got {len(class_names)} class_names for a model with "
+            f"{num_classes} classes."
+        )
+    if int(top_k) < 1:
+        raise ValueError(f"Expected top_k >= 1. Received {top_k}.")
+    if preprocess not in PREPROCESS_MODES:
+        raise ValueError(
+            f"Expected preprocess in {PREPROCESS_MODES}. Received "
+            f"{preprocess!r}."
+        )
+    if int(version) < 1:
+        raise ValueError(f"Expected version >= 1. Received {version}.")
+    return int(image_size[0]), int(image_size[1])
+
+
+def _make_model_fn(model):
+    def raw_outputs(images):
+        outputs = model(images, training=False)
+        return {
+            "logits": outputs["logits"],
+            "expert_logits": outputs["expert_logits"],
+        }
+
+    return raw_outputs
+
+
+def _make_postprocess(class_names, bias, top_k):
+    names = tf.constant([str(n) for n in class_names], tf.string)
+    k = min(int(top_k), len(class_names))
+    bias = None if bias is None else tf.constant(bias, tf.float32)
+
+    def postprocess(logits):
+        logits = tf.cast(logits, tf.float32)
+        if bias is not None:
+            logits = logits + bias
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        top = tf.math.top_k(probabilities, k=k)
+        ids = tf.cast(top.indices, tf.int32)
+        return {
+            "probabilities": probabilities,
+            "top_k_ids": ids,
+            "top_k_scores": top.values,
+            "top_k_names": tf.gather(names, ids),
+        }
+
+    return postprocess
+
+
+def _make_image_endpoint(raw_outputs, postprocess, image_spec):
+    expected = tuple(image_spec.shape[1:])
+
+    @tf.function(input_signature=[image_spec], autograph=False)
+    def serving_default(images):
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(images)[1:], tf.constant(expected, tf.int32),
+                message=f"serving_default expects float32 images of shape "
+                f"(batch, H, W, C) = (batch, {', '.join(map(str, expected))}); "
+                "received a different (H, W, C)",
+            ),
+            tf.debugging.assert_greater_equal(
+                tf.reduce_min(images), 0.0, message="pixels must lie in "
+                "[0, 1]; received a negative value",
+            ),
+            tf.debugging.assert_less_equal(
+                tf.reduce_max(images), 1.0, message="pixels must lie in "
+                "[0, 1]; received a value > 1 (divide 0-255 pixels by 255)",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+        return postprocess(raw_outputs(images)["logits"])
+
+    serving_default.get_concrete_function()
+    return serving_default
+
+
+def _make_bytes_endpoint(raw_outputs, postprocess, size, channels, mode):
+    spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serving_bytes(image_bytes):
+        known = tf.zeros_like(image_bytes, tf.bool)
+        for magic, _ in _MAGIC:
+            head = tf.strings.substr(image_bytes, 0, len(magic))
+            known = tf.logical_or(known, tf.equal(head, magic))
+        check = tf.debugging.Assert(
+            tf.reduce_all(known),
+            [
+                "serving_bytes expects encoded "
+                + "/".join(n for _, n in _MAGIC)
+                + " images; these batch positions hold something else:",
+                tf.where(tf.logical_not(known))[:, 0],
+            ],
+        )
+        with tf.control_dependencies([check]):
+            image_bytes = tf.identity(image_bytes)
+        images = tf.map_fn(
+            lambda data: _decode_and_resize(data, size, channels, mode),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec(size + (channels,), tf.float32),
+        )
+        return postprocess(raw_outputs(images)["logits"])
+
+    serving_bytes.get_concrete_function()
+    return serving_bytes
+
+
+def _decode_and_resize(data, size, channels, mode):
+    """One encoded image -> float32 `(H, W, channels)` in `[0, 1]`."""
+    image = tf.io.decode_image(
+        data, channels=channels, dtype=tf.float32, expand_animations=False
+    )
+    image.set_shape((None, None, channels))
+    if mode == "resize_center_crop":
+        short = round(max(size) / CENTER_CROP_FRACTION)
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = short / tf.reduce_min(shape)
+        new_shape = tf.cast(tf.round(shape * scale), tf.int32)
+        new_shape = tf.maximum(new_shape, tf.constant(size, tf.int32))
+        image = tf.image.resize(image, new_shape, antialias=True)
+        image = tf.image.resize_with_crop_or_pad(image, size[0], size[1])
+    else:
+        image = tf.image.resize(image, size, antialias=True)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def _write_metadata(
+    version_dir, class_names, shape, target_prior, top_k, preprocess
+):
+    extra = os.path.join(version_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    path = os.path.join(extra, "export_metadata.json")
+    metadata = {
+        "class_names": [str(n) for n in class_names],
+        "image_shape": list(shape),
+        "pixel_range": [0.0, 1.0],
+        "target_prior": None
+        if target_prior is None
+        else np.asarray(target_prior, np.float64).tolist(),
+        "top_k": int(top_k),
+        "preprocess": preprocess,
+        "signatures": ["serving_default", "serving_bytes", "raw_outputs"],
+        "keras_backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+    }
+    with open(path, "w") as f:
+        json.dump(metadata, f, indent=1)
+    return path

@@ -1,0 +1,148 @@
+"""evaluate_model on a fixed-logits model: experts, post-hoc correction."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from balpoe_keras.evaluation import evaluate
+from tests.evaluation.scores_test import COUNTS
+from tests.evaluation.scores_test import LABELS
+from tests.evaluation.scores_test import LOGITS
+from tests.test_case import TestCase
+
+
+def build_logit_model(num_experts, num_classes):
+    """Stand-in BalPoE model whose "images" `(B, M, C)` are its expert logits."""
+    inputs = keras.Input((num_experts, num_classes))
+    expert_logits = keras.layers.Identity(name="expert_logits")(inputs)
+    logits = ops.mean(expert_logits, axis=1)
+    return keras.Model(
+        inputs, {"logits": logits, "expert_logits": expert_logits}
+    )
+
+
+def expert_images(logits, num_experts=2):
+    """Every expert gets the same logits, so the ensemble equals them."""
+    return np.repeat(logits[:, None], num_experts, 1).astype("float32")
+
+
+class EvaluateModelTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.model = build_logit_model(2, 3)
+        self.images = expert_images(LOGITS)
+
+    def test_ensemble_and_expert_views(self):
+        results = evaluate.evaluate_model(
+            self.model, (self.images, LABELS), class_counts=COUNTS,
+            lambdas=[1.0, -1.0], batch_size=2,
+        )
+        self.assertAllClose(results["summary"]["test/accuracy"], 60.0, 1e-4)
+        self.assertAllClose(results["summary"]["test/ece"], 35.4, atol=1e-3)
+        self.assertEqual(results["taus"], [0.0, 2.0])
+        head, tail = results["balanced"]["experts"]
+        # tau = 0: the adjusted view is the raw view.
+        self.assertEqual(head["raw"]["accuracy"], head["adjusted"]["accuracy"])
+        # tau = 2 adds 2 log pi: class 0 beats class 1 by 2 ln 4 = 2.77 and
+        # class 2 by 2 ln 20 = 5.99 more than before, which outweighs every
+        # logit gap here (largest: ln(.75/.15) = 1.61), so all 5 images are
+        # predicted as class 0 -> 3/5 right; many 100, medium 0, few 0.
+        adjusted = tail["adjusted"]
+        self.assertAllClose(adjusted["accuracy"], 60.0, atol=1e-4)
+        self.assertAllClose(
+            [adjusted["acc_many"], adjusted["acc_medium"], adjusted["acc_few"]],
+            [100.0, 0.0, 0.0],
+            atol=1e-4,
+        )
+        self.assertAllClose(tail["raw"]["accuracy"], 60.0, atol=1e-4)
+
+    def test_index_subsets_and_batch_iterables_agree(self):
+        subset = np.array([0, 2, 4])
+        batches = [(self.images[:2], LABELS[:2]), (self.images[2:], LABELS[2:])]
+        results = evaluate.evaluate_model(
+            self.model,
+            {"uniform": batches, "head": subset,
+             "head_copy": (self.images[subset], LABELS[subset])},
+            class_counts=COUNTS, lambdas=[1.0, -1.0],
+        )
+        self.assertEqual(results["balanced_test_set"], "uniform")
+        agnostic = results["test_agnostic"]
+        self.assertEqual(list(agnostic), ["uniform", "head", "head_copy"])
+        self.assertEqual(agnostic["head"], agnostic["head_copy"])
+        # Images 0, 2, 4 are all predicted right; class 2 has no image.
+        self.assertAllClose(agnostic["head"]["plain"]["all"], 100.0)
+        self.assertIsNone(agnostic["head"]["plain"]["few"])
+        self.assertEqual(agnostic["head"]["num_classes_without_test_images"], 1)
+
+    def test_bad_inputs(self):
+        with self.assertRaisesRegex(ValueError, "one lambda per expert"):
+            evaluate.evaluate_model(
+                self.model, (self.images, LABELS), class_counts=COUNTS,
+                lambdas=[1.0, 0.0, -1.0],
+            )
+        with self.assertRaisesRegex(ValueError, "Name it 'uniform'"):
+            evaluate.evaluate_model(
+                self.model, {"a": (self.images, LABELS), "b": np.arange(2)},
+                class_counts=COUNTS, lambdas=[1.0, -1.0],
+            )
+        with self.assertRaisesRegex(ValueError, r"indices must lie in \[0, 5\)"):
+            evaluate.evaluate_model(
+                self.model, {"uniform": (self.images, LABELS),
+                             "bad": np.array([7])},
+                class_counts=COUNTS, lambdas=[1.0, -1.0],
+            )
+
+    def test_model_without_dict_outputs_is_rejected(self):
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+        with self.assertRaisesRegex(ValueError, "'expert_logits'"):
+            evaluate.evaluate_model(
+                model, (np.zeros((2, 3), "float32"), np.array([0, 1])),
+                class_counts=COUNTS, lambdas=[0.0],
+            )
+
+    @pytest.mark.tf_only
+    def test_tf_data_dataset(self):
+        import tensorflow as tf
+
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (self.images, LABELS)
+        ).batch(2)
+        results = evaluate.evaluate_model(
+            self.model, dataset, class_counts=COUNTS, lambdas=[1.0, -1.0]
+        )
+        self.assertAllClose(results["summary"]["test/accuracy"], 60.0, 1e-4)
+
+
+class TestAgnosticTest(TestCase):
+    def test_posthoc_correction_flips_a_known_prediction(self):
+        # Test labels [0, 0, 0, 1] -> p_test = [.75, .25], ln 3 = 1.0986.
+        # Image 0 (label 0) has logits [0, .5]: plain predicts 1 (wrong);
+        # with log p_test: -.288 vs .5 - 1.386 = -.886 -> 0 (right).
+        # Image 3 (label 1) [0, 2]: -.288 vs .614 -> still 1 (right).
+        logits = np.array([[0, 0.5], [1, 0], [1, 0], [0, 2]], "float32")
+        labels = np.array([0, 0, 0, 1])
+        # Training counts [200, 10]: many = {0}, few = {1}, medium empty.
+        result = evaluate.evaluate_test_agnostic(logits, labels, [200, 10], True)
+        self.assertEqual(
+            result["plain"],
+            {"all": 75.0, "many": 200 / 3, "medium": None, "few": 100.0},
+        )
+        self.assertEqual(
+            result["posthoc"],
+            {"all": 100.0, "many": 100.0, "medium": None, "few": 100.0},
+        )
+
+    def test_zero_count_class_gets_minus_inf_bias_without_nan(self):
+        # Class 2 is absent: its bias is -inf, it is never predicted.
+        logits = np.array([[0, 0, 5], [0, 1, 0]], "float32")
+        result = evaluate.evaluate_test_agnostic(
+            logits, np.array([0, 1]), COUNTS, True
+        )
+        self.assertEqual(result["num_classes_without_test_images"], 1)
+        self.assertEqual(result["plain"]["all"], 50.0)
+        self.assertEqual(result["posthoc"]["all"], 100.0)
+        self.assertIsNone(result["posthoc"]["few"])
+        self.assertNotIn("posthoc", evaluate.evaluate_test_agnostic(
+            logits, np.array([0, 1]), COUNTS, False))

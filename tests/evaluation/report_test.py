@@ -1,0 +1,99 @@
+"""write_report / aggregate: files written, parseable, NaN-free."""
+
+import copy
+import json
+import os
+
+import numpy as np
+
+from balpoe_keras.evaluation import aggregate
+from balpoe_keras.evaluation import evaluate
+from balpoe_keras.evaluation import report
+from tests.evaluation.evaluate_test import build_logit_model
+from tests.evaluation.evaluate_test import expert_images
+from tests.evaluation.scores_test import COUNTS
+from tests.evaluation.scores_test import LABELS
+from tests.evaluation.scores_test import LOGITS
+from tests.test_case import TestCase
+
+
+def make_results():
+    # Training counts with no few-shot class -> the "few" group is None.
+    # The subset has no image of class 2, so its per-class mean skips it.
+    return evaluate.evaluate_model(
+        build_logit_model(2, 3),
+        {"uniform": (expert_images(LOGITS), LABELS),
+         "forward2": np.array([0, 1, 2, 4])},
+        class_counts=[200, 150, 50], lambdas=[0.5, -0.5],
+        class_names=["cat", "dog", "owl"],
+    )
+
+
+class WriteReportTest(TestCase):
+    def test_files_are_written_and_parseable(self):
+        out_dir = self.get_temp_dir()
+        paths = report.write_report(
+            make_results(), out_dir, config={"seed": 3, "lr": 0.1}
+        )
+        self.assertEqual(
+            sorted(paths),
+            ["expert_prior", "json", "markdown", "per_class_accuracy",
+             "reliability"],
+        )
+        with open(paths["json"]) as f:
+            text = f.read()
+        self.assertNotIn("NaN", text)
+        parsed = json.loads(text)
+        self.assertEqual(parsed["config"], {"seed": 3, "lr": 0.1})
+        self.assertIn("keras", parsed["versions"])
+        self.assertIsNone(parsed["balanced"]["ensemble"]["acc_few"])
+        self.assertEqual(parsed["test_agnostic"]["forward2"][
+            "num_classes_without_test_images"], 1)
+        with open(paths["markdown"]) as f:
+            markdown = f.read()
+        self.assertIn("| forward2 | 4 |", markdown)
+        self.assertIn("`forward2`: 1 classes have no test image", markdown)
+        for key in ("reliability", "per_class_accuracy", "expert_prior"):
+            with open(paths[key], "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_json_ready_replaces_nan(self):
+        self.assertEqual(
+            report.to_json_ready({"a": np.array([1.0, np.nan]),
+                                  "b": np.float32(2)}),
+            {"a": [1.0, None], "b": 2.0},
+        )
+
+
+class AggregateTest(TestCase):
+    def test_mean_and_sample_std(self):
+        # 50 and 54 -> mean 52, sample std sqrt(((-2)^2 + 2^2) / 1) = 2.828.
+        self.assertEqual(aggregate.format_mean_std([50.0, 54.0]), "52.00 ± 2.83")
+        self.assertEqual(aggregate.format_mean_std([50.0]), "50.00")
+        self.assertEqual(aggregate.format_mean_std([None, None]), "–")
+
+    def test_cli_writes_markdown_table(self):
+        tmp = self.get_temp_dir()
+        first = report.to_json_ready(make_results())
+        second = copy.deepcopy(first)
+        second["balanced"]["ensemble"]["accuracy"] = 64.0  # first: 60.
+        paths = []
+        for i, rep in enumerate((first, second)):
+            paths.append(os.path.join(tmp, f"report{i}.json"))
+            with open(paths[-1], "w") as f:
+                json.dump(rep, f)
+        out = os.path.join(tmp, "table.md")
+        aggregate.main(paths + ["--out", out])
+        with open(out) as f:
+            table = f.read()
+        # 60 and 64 -> 62.00 ± 2.83.
+        self.assertIn("| Top-1 accuracy (%) | 62.00 ± 2.83 |", table)
+        self.assertIn("| Few-shot (%) | – |", table)
+        self.assertIn("| forward2 | + log p_test |", table)
+
+    def test_incompatible_reports_are_rejected(self):
+        first = report.to_json_ready(make_results())
+        second = copy.deepcopy(first)
+        second["lambdas"] = [1.0, -1.0]
+        with self.assertRaisesRegex(ValueError, "differs from report 0"):
+            aggregate.aggregate_reports([first, second])

@@ -1,0 +1,259 @@
+"""SavedModel export: both signatures match the in-memory model."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.test_case import TestCase
+
+NAMES = ["airplane", "bird", "cat", "dog"]
+
+
+def build_tiny_model():
+    from balpoe_keras.models import build_balpoe_resnet32
+
+    return build_balpoe_resnet32(
+        4, num_experts=3, blocks_per_stage=1, input_shape=(8, 8, 3)
+    )
+
+
+def softmax(logits):
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.tf_only
+class ExportArgumentsTest(TestCase):
+    def test_bad_arguments(self):
+        from balpoe_keras.export import export_saved_model
+
+        model = build_tiny_model()
+        tmp = self.get_temp_dir()
+        kwargs = dict(class_names=NAMES, image_size=8, channels=3)
+        with self.assertRaisesRegex(ValueError, "3 class_names .* 4 classes"):
+            export_saved_model(model, tmp, **{**kwargs, "class_names": NAMES[:3]})
+        with self.assertRaisesRegex(ValueError, "preprocess in"):
+            export_saved_model(model, tmp, preprocess="crop", **kwargs)
+        with self.assertRaisesRegex(ValueError, "channels 1 or 3"):
+            export_saved_model(model, tmp, **{**kwargs, "channels": 4})
+        os.makedirs(os.path.join(tmp, "1"))
+        with self.assertRaisesRegex(ValueError, "already exists"):
+            export_saved_model(model, tmp, **kwargs)
+
+
+@pytest.mark.large
+@pytest.mark.tf_only
+class ExportSavedModelTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+
+        import keras
+
+        from balpoe_keras.export import export_saved_model
+
+        keras.utils.set_random_seed(0)
+        cls.tmp = tempfile.mkdtemp()
+        cls.model = build_tiny_model()
+        common = dict(class_names=NAMES, image_size=(8, 8), channels=3)
+        cls.plain = export_saved_model(
+            cls.model, cls.tmp, version=1, top_k=2, **common
+        )
+        cls.target_counts = np.array([1, 1, 6, 2])
+        cls.shifted = export_saved_model(
+            cls.model, cls.tmp, version=2, target_prior=cls.target_counts,
+            preprocess="resize_center_crop", **common,
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil
+
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def load(self, paths):
+        import tensorflow as tf
+
+        return tf.saved_model.load(paths["saved_model"]).signatures
+
+    def test_float_signature_matches_model_at_two_batch_sizes(self):
+        serve = self.load(self.plain)["serving_default"]
+        for batch in (1, 3):
+            x = np.random.rand(batch, 8, 8, 3).astype("float32")
+            out = serve(images=x)
+            expected = softmax(self.model.predict(x, verbose=0)["logits"])
+            self.assertAllClose(out["probabilities"], expected, atol=1e-5)
+            top = np.argsort(-expected, axis=-1)[:, :2]
+            self.assertAllClose(out["top_k_ids"], top)
+            self.assertEqual(out["top_k_ids"].dtype.name, "int32")
+            self.assertAllClose(
+                out["top_k_scores"], np.take_along_axis(expected, top, -1),
+                atol=1e-5,
+            )
+            self.assertEqual(
+                out["top_k_names"].numpy().tolist(),
+                [[NAMES[i].encode() for i in row] for row in top],
+            )
+
+    def test_bytes_signature_decodes_png(self):
+        import tensorflow as tf
+
+        pixels = np.random.randint(0, 256, (2, 8, 8, 3), np.uint8)
+        data = tf.stack([tf.io.encode_png(p) for p in pixels])
+        out = self.load(self.plain)["serving_bytes"](image_bytes=data)
+        # PNG is lossless and the size already matches: same pixels / 255.
+        x = pixels.astype("float32") / 255.0
+        expected = softmax(self.model.predict(x, verbose=0)["logits"])
+        self.assertAllClose(out["probabilities"], expected, atol=1e-5)
+
+    def test_target_prior_equals_adding_log_prior(self):
+        x = np.random.rand(3, 8, 8, 3).astype("float32")
+        out = self.load(self.shifted)["serving_default"](images=x)
+        logits = self.model.predict(x, verbose=0)["logits"]
+        # p_target = [1, 1, 6, 2] / 10.
+        expected = softmax(logits + np.log(self.target_counts / 10.0))
+        self.assertAllClose(out["probabilities"], expected, atol=1e-5)
+
+    def test_resize_center_crop_policy(self):
+        import tensorflow as tf
+
+        # 12x16 image -> shorter side round(8 / .875) = 9 -> 9x12 -> central
+        # 8x8 crop (rows 0-7, columns 2-9).
+        pixels = np.random.randint(0, 256, (12, 16, 3), np.uint8)
+        data = tf.io.encode_png(pixels)[None]
+        out = self.load(self.shifted)["serving_bytes"](image_bytes=data)
+        resized = tf.image.resize(pixels / 255.0, (9, 12), antialias=True)
+        x = resized.numpy()[None, 0:8, 2:10].astype("float32")
+        logits = self.model.predict(x, verbose=0)["logits"]
+        expected = softmax(logits + np.log(self.target_counts / 10.0))
+        self.assertAllClose(out["probabilities"], expected, atol=1e-4)
+
+    def test_bad_inputs_give_clear_errors(self):
+        import tensorflow as tf
+
+        signatures = self.load(self.plain)
+        serve = signatures["serving_default"]
+        # NumPy arrays are checked against the signature by the Python
+        # binding; tensors (and TF Serving requests) reach the in-graph check.
+        with self.assertRaisesRegex(
+            TypeError, r"Can not cast TensorSpec\(shape=\(1, 9, 8, 3\)(.|\n)*"
+            r"TensorSpec\(shape=\(None, 8, 8, 3\)",
+        ):
+            serve(images=np.zeros((1, 9, 8, 3), "float32"))
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError,
+            r"expects float32 images of shape \(batch, H, W, C\) = "
+            r"\(batch, 8, 8, 3\)(.|\n)*\[9 8 3\]",
+        ):
+            serve(images=tf.zeros((1, 9, 8, 3)))
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, r"\(batch, 8, 8, 3\)(.|\n)*\[8 8 1\]"
+        ):
+            serve(images=tf.zeros((1, 8, 8, 1)))
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, "divide 0-255 pixels by 255"
+        ):
+            serve(images=tf.fill((1, 8, 8, 3), 255.0))
+        png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8))
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError,
+            r"expects encoded JPEG/PNG/GIF/BMP images; these batch positions "
+            r"hold something else:\] \[1\]",
+        ):
+            signatures["serving_bytes"](
+                image_bytes=tf.stack([png, tf.constant(b"not an image")])
+            )
+        truncated = tf.constant([b"\x89PNG\r\n\x1a\n garbage"])
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, "Invalid PNG"
+        ):
+            signatures["serving_bytes"](image_bytes=truncated)
+
+    def test_keras_file_and_metadata(self):
+        import json
+
+        import keras
+
+        reloaded = keras.saving.load_model(self.plain["keras"])
+        x = np.random.rand(2, 8, 8, 3).astype("float32")
+        self.assertAllClose(
+            reloaded.predict(x, verbose=0)["logits"],
+            self.model.predict(x, verbose=0)["logits"], atol=1e-5,
+        )
+        with open(self.shifted["metadata"]) as f:
+            metadata = json.load(f)
+        self.assertEqual(metadata["image_shape"], [8, 8, 3])
+        self.assertEqual(metadata["target_prior"], [1.0, 1.0, 6.0, 2.0])
+
+    def test_saved_model_cli_show_and_run(self):
+        cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+        if not os.path.exists(cli):
+            self.skipTest(f"{cli} not found")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        shown = subprocess.run(
+            [cli, "show", "--all", "--dir", self.plain["saved_model"]],
+            capture_output=True, text=True, check=True, env=env,
+        ).stdout
+        for text in ("signature_def['serving_default']",
+                     "signature_def['serving_bytes']",
+                     "inputs['images'] tensor_info:",
+                     "inputs['image_bytes'] tensor_info:",
+                     "outputs['top_k_names'] tensor_info:",
+                     "shape: (-1, 8, 8, 3)"):
+            self.assertIn(text, shown)
+        x = np.random.rand(2, 8, 8, 3).astype("float32")
+        npy = os.path.join(self.tmp, "x.npy")
+        np.save(npy, x)
+        outdir = os.path.join(self.tmp, "cli_out")
+        subprocess.run(
+            [cli, "run", "--dir", self.plain["saved_model"], "--tag_set",
+             "serve", "--signature_def", "serving_default", "--inputs",
+             f"images={npy}", "--outdir", outdir],
+            capture_output=True, text=True, check=True, env=env,
+        )
+        expected = softmax(self.model.predict(x, verbose=0)["logits"])
+        self.assertAllClose(
+            np.load(os.path.join(outdir, "probabilities.npy")), expected,
+            atol=1e-5,
+        )
+
+
+_JAX_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, tensorflow as tf
+    from balpoe_keras.export import export_saved_model
+    from tests.export.saved_model_test import build_tiny_model, NAMES, softmax
+    model = build_tiny_model()
+    paths = export_saved_model(model, {tmp!r}, class_names=NAMES,
+                               image_size=8, channels=3)
+    sigs = tf.saved_model.load(paths["saved_model"]).signatures
+    x = np.random.rand(3, 8, 8, 3).astype("float32")
+    out = sigs["serving_default"](images=x)["probabilities"].numpy()
+    ref = softmax(model.predict(x, verbose=0)["logits"])
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    png = tf.io.encode_png(tf.cast(x[0] * 255, tf.uint8))[None]
+    assert sigs["serving_bytes"](image_bytes=png)["probabilities"].shape == (1, 4)
+    print("JAX_EXPORT_OK")
+    """
+)
+
+
+@pytest.mark.large
+@pytest.mark.tf_only  # Runs once (in the TF pytest process); the child uses JAX.
+class JaxExportTest(TestCase):
+    def test_export_from_jax_backend(self):
+        pytest.importorskip("jax")
+        pytest.importorskip("tensorflow")
+        tmp = self.get_temp_dir()
+        root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "PYTHONPATH": root}
+        result = subprocess.run(
+            [sys.executable, "-c", _JAX_SCRIPT.format(tmp=tmp)],
+            capture_output=True, text=True, env=env, cwd=root, timeout=300,
+        )
+        self.assertIn("JAX_EXPORT_OK", result.stdout, result.stderr[-3000:])
