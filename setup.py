@@ -26,12 +26,14 @@ setup(
     extras_require={
         # tf.data pipelines, MirroredStrategy, SavedModel export, tfds.
         # tfds 4.9.10 needs importlib_resources but does not declare it.
-        # matplotlib draws the report's reliability diagrams.
+        # matplotlib draws the report's reliability diagrams; Pillow is the
+        # reference for the image-op tests (and decodes JPEGs without TF).
         "tf": [
             "tensorflow>=2.21",
             "tensorflow-datasets>=4.9",
             "importlib_resources>=6",
             "matplotlib>=3.8",
+            "pillow>=10",
         ],
         "jax": ["jax>=0.4.30"],
         "torch": ["torch>=2.5"],

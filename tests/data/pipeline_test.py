@@ -1,0 +1,132 @@
+"""Tests for balpoe_keras.data.pipeline."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from balpoe_keras.data.pipeline import make_eval_dataset
+from balpoe_keras.data.pipeline import make_train_dataset
+from balpoe_keras.data.source import ImageSource
+from tests.test_case import TestCase
+
+pytestmark = pytest.mark.tf_only
+
+
+def _source(n=20, num_classes=4, size=8):
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (n, size, size, 3)).astype(np.uint8)
+    return ImageSource(np.arange(n) % num_classes,
+                       [str(c) for c in range(num_classes)], images=images)
+
+
+def _batches(ds):
+    return list(ds.as_numpy_iterator())
+
+
+class TrainDatasetTest(TestCase):
+    def test_one_epoch_int_labels_and_dict_targets(self):
+        source = _source()
+        batches = _batches(make_train_dataset(
+            source, global_batch_size=8, recipe="none", seed=1,
+            deterministic=True))
+        self.assertEqual([len(b[0]) for b in batches], [8, 8, 4])
+        images, targets = batches[0]
+        self.assertEqual(sorted(targets), ["expert_logits", "logits"])
+        self.assertEqual(targets["logits"].dtype, np.int32)
+        self.assertEqual(images.dtype, np.float32)
+        # recipe "none": each image is a source image / 255, label matches.
+        flat = source.images.reshape(20, -1) / 255.0
+        seen = []
+        for images, targets in batches:
+            for x, y in zip(images, targets["logits"]):
+                match = np.flatnonzero(
+                    np.abs(flat - x.reshape(-1)).max(-1) < 1e-6)
+                self.assertEqual(source.labels[match[0]], y)
+                seen.append(match[0])
+        self.assertEqual(sorted(seen), list(range(20)))  # a permutation
+
+    def test_deterministic_and_resumable(self):
+        kwargs = dict(global_batch_size=6, recipe="cifar_standard", seed=5,
+                      deterministic=True, output_keys=None, mixup_alpha=0.4)
+        source = _source()
+        first = _batches(make_train_dataset(source, **kwargs))
+        again = _batches(make_train_dataset(source, **kwargs))
+        stream = make_train_dataset(source, repeat=True, **kwargs)
+        two_epochs = _batches(stream.take(8))  # 4 batches per epoch (6,6,6,2)
+        resumed = _batches(make_train_dataset(source, epoch=1, **kwargs))
+        for a, b in zip(first + resumed, two_epochs):
+            self.assertAllClose(a[0], b[0])
+            self.assertAllClose(a[1], b[1])
+        self.assertAllClose(first[0][0], again[0][0])
+        self.assertFalse(np.allclose(first[0][0], resumed[0][0]))
+
+    def test_mixup_soft_labels_and_drop_remainder(self):
+        batches = _batches(make_train_dataset(
+            _source(), global_batch_size=8, recipe="none", seed=0,
+            mixup_alpha=0.4, drop_remainder=True, output_keys=None))
+        self.assertLen(batches, 2)
+        labels = batches[0][1]
+        self.assertEqual((labels.shape, labels.dtype), ((8, 4), np.float32))
+        self.assertAllClose(labels.sum(-1), np.ones(8))
+
+    def test_resample_balanced(self):
+        labels = np.repeat(np.arange(2), [36, 4])
+        source = ImageSource(labels, "ab",
+                             images=np.zeros((40, 2, 2, 1), np.uint8))
+        out = _batches(make_train_dataset(
+            source, global_batch_size=40, recipe="none", seed=0,
+            resample="balanced", output_keys=None))
+        # 40 draws at p = 0.5: 4.5 std = 4.5 * sqrt(10) = 14.2 around 20.
+        self.assertBetween(int((out[0][1] == 1).sum()), 6, 34)
+
+    def test_bad_batch_sizes(self):
+        with self.assertRaisesRegex(ValueError, "num_replicas=4"):
+            make_train_dataset(_source(), global_batch_size=6,
+                               num_replicas=4)
+        with self.assertRaisesRegex(ValueError, "global_batch_size >= 1"):
+            make_eval_dataset(_source(), global_batch_size=0)
+
+
+class EvalDatasetTest(TestCase):
+    def test_order_and_cache(self):
+        source = _source()
+        batches = _batches(make_eval_dataset(
+            source, global_batch_size=8, output_keys=None, cache=True))
+        images = np.concatenate([b[0] for b in batches])
+        labels = np.concatenate([b[1] for b in batches])
+        self.assertAllClose(images, source.images / 255.0)
+        np.testing.assert_array_equal(labels, source.labels)
+        self.assertEqual(labels.dtype, np.int32)
+
+    def test_paths_source_with_imagenet_eval(self):
+        root = self.get_temp_dir()
+        paths = []
+        for i in range(3):
+            paths.append(f"{root}/{i}.png")
+            image = np.full((20 + i, 30, 3), 40 * i, np.uint8)
+            tf.io.write_file(paths[-1], tf.io.encode_png(image))
+        source = ImageSource([0, 1, 1], "ab", paths=np.asarray(paths))
+        batch = _batches(make_eval_dataset(
+            source, global_batch_size=3, recipe="imagenet_standard",
+            image_size=16))[0]
+        self.assertEqual(batch[0].shape, (3, 16, 16, 3))
+        self.assertAllClose(batch[0][2], np.full((16, 16, 3), 80 / 255.0))
+
+
+class FitTest(TestCase):
+    @pytest.mark.large
+    def test_fit_balpoe_resnet32_one_epoch(self):
+        from balpoe_keras.losses import BalPoELoss
+        from balpoe_keras.models import build_balpoe_resnet
+
+        source = _source(n=16, size=32)
+        model = build_balpoe_resnet("resnet32", 4, num_experts=3,
+                                    blocks_per_stage=1)
+        model.compile(optimizer="sgd", loss={
+            "logits": None,
+            "expert_logits": BalPoELoss(source.class_counts)})
+        ds = make_train_dataset(source, global_batch_size=8, seed=0,
+                                mixup_alpha=0.4)
+        self.assertEqual(int(ds.cardinality()), 2)
+        history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))

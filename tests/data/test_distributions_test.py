@@ -1,0 +1,32 @@
+"""Tests for balpoe_keras.data.test_distributions (NumPy only)."""
+
+import numpy as np
+
+from balpoe_keras.data.test_distributions import distribution_names
+from balpoe_keras.data.test_distributions import make_test_distributions
+from tests.test_case import TestCase
+
+
+class TestDistributionsTest(TestCase):
+    def test_cifar100_sizes(self):
+        labels = np.tile(np.arange(100), 100)  # 100 test images per class.
+        sets = make_test_distributions(labels, 100)
+        self.assertEqual(list(sets), distribution_names())
+        self.assertEqual(list(sets)[0], "forward50")
+        self.assertEqual(list(sets)[-1], "backward50")
+        # REFERENCE 5.4: sizes for rho = 50, 25, 10, 5, 2.
+        sizes = {50: 2486, 25: 2956, 10: 3876, 5: 4932, 2: 7166}
+        for rho, size in sizes.items():
+            self.assertLen(sets[f"forward{rho}"], size)
+            self.assertLen(sets[f"backward{rho}"], size)
+        self.assertLen(sets["uniform"], 10000)
+        fwd = np.bincount(labels[sets["forward50"]], minlength=100)
+        bwd = np.bincount(labels[sets["backward50"]], minlength=100)
+        self.assertEqual((fwd[0], fwd[-1]), (100, 2))
+        np.testing.assert_array_equal(bwd, fwd[::-1])
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "ratios > 1"):
+            make_test_distributions(np.arange(4), 4, ratios=(1,))
+        with self.assertRaisesRegex(ValueError, r"Classes \[2\]"):
+            make_test_distributions(np.array([0, 1, 3]), 4)
