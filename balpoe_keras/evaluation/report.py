@@ -127,11 +127,11 @@ def format_markdown(report, paths=None):
         f"and MCE in % ({report['num_bins']} bins), NLL and KL in nats; – "
         "means the group has no class.",
         "## Ensemble (balanced test set)",
-        _metric_table([("ensemble", balanced["ensemble"])]),
+        format_metric_table([("ensemble", balanced["ensemble"])]),
         "## Experts (balanced test set)",
         "`raw` scores the expert's own logits z_m (which model P_train^λ); "
         "`adjusted` scores z_m + τ_m·log π (which model P_train, τ = 1 − λ).",
-        _expert_table(balanced["experts"]),
+        format_expert_table(balanced["experts"]),
         "## Expert priors (paper Fig. 4)",
         _prior_table(balanced["expert_prior"]),
         "## Test-agnostic evaluation",
@@ -151,7 +151,8 @@ def format_markdown(report, paths=None):
     return "\n\n".join(parts) + "\n"
 
 
-def _metric_table(named_metrics):
+def format_metric_table(named_metrics):
+    """Markdown table of `[(name, metrics dict)]` rows (accuracies, ECE...)."""
     header = ["predictor"] + [label for _, label in _METRIC_COLUMNS]
     rows = [
         [name] + [format_number(m[key]) for key, _ in _METRIC_COLUMNS]
@@ -160,14 +161,15 @@ def _metric_table(named_metrics):
     return format_table(header, rows)
 
 
-def _expert_table(experts):
+def format_expert_table(experts):
+    """Markdown table of every expert's `raw` and `adjusted` metrics."""
     named = []
     for e in experts:
         for view in ("raw", "adjusted"):
             label = (f"expert {e['index']} (λ={format_number(e['lambda'])}) "
                      f"{view}")
             named.append((label, e[view]))
-    return _metric_table(named)
+    return format_metric_table(named)
 
 
 def _prior_table(expert_prior):

@@ -1,0 +1,175 @@
+"""Training and inference throughput of the BalPoE ResNet-32 per backend.
+
+Times the 3-expert, 100-class CIFAR ResNet-32 (317.1 MFLOPs per image
+forward, REFERENCE 1.5; training ~3x) at batch 128 on 32x32x3 inputs held in
+memory, so the model alone is timed. Each configuration runs in its own
+process (the Keras backend is fixed at import). Warm-up (tracing, the first
+epoch) is excluded; each repetition is one `fit` epoch of `--steps` steps
+(or one `predict` pass), and the median and spread over `--repeats` are
+reported together with peak resident memory and achieved GFLOP/s next to
+this machine's float32 matmul peak measured in the same run.
+
+    python benchmarks/throughput.py                      # all configs
+    python benchmarks/throughput.py --configs tf,tf_bf16 --repeats 5
+    python benchmarks/throughput.py --out benchmarks/throughput.json
+
+Configs: tf (graph), tf_xla, tf_bf16 (mixed_bfloat16), tf_xla_bf16, jax,
+jax_bf16, torch. Unavailable backends are reported as skipped.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+FORWARD_FLOPS = 317.1e6  # per image, M=3, C=100 (REFERENCE 1.5)
+CONFIGS = {
+    "tf": ("tensorflow", False, "float32"),
+    "tf_xla": ("tensorflow", True, "float32"),
+    "tf_bf16": ("tensorflow", False, "mixed_bfloat16"),
+    "tf_xla_bf16": ("tensorflow", True, "mixed_bfloat16"),
+    "jax": ("jax", True, "float32"),
+    "jax_bf16": ("jax", True, "mixed_bfloat16"),
+    "torch": ("torch", False, "float32"),
+}
+
+
+def measure_matmul_peak(size=2048, repeats=5):
+    """Best float32 matmul GFLOP/s of NumPy's BLAS on this machine."""
+    a = np.random.rand(size, size).astype(np.float32)
+    b = np.random.rand(size, size).astype(np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_worker(args):
+    """Times one configuration in this process; prints one JSON line."""
+    import resource
+
+    import keras
+
+    from balpoe_keras import losses
+    from balpoe_keras import models
+    from balpoe_keras.training import optimizers
+
+    _, jit, policy = CONFIGS[args.config]
+    keras.mixed_precision.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
+    model = models.build_balpoe_resnet32(num_classes=100, num_experts=3)
+    counts = [int(500 * 0.01 ** (c / 99)) for c in range(100)]
+    model.compile(
+        optimizer=optimizers.TorchSGD(0.1, weight_decay=5e-4),
+        loss={"logits": None, "expert_logits": losses.BalPoELoss(counts)},
+        jit_compile=jit,
+    )
+    rng = np.random.RandomState(0)
+    batch = args.batch_size
+    x = np.tile(rng.rand(batch, 32, 32, 3).astype("float32"),
+                (args.steps, 1, 1, 1))
+    y = np.tile(rng.randint(0, 100, batch), args.steps)
+    targets = {"logits": y, "expert_logits": y}
+
+    def train_epoch():
+        model.fit(x, targets, batch_size=batch, epochs=1, shuffle=False,
+                  verbose=0)
+
+    def infer():
+        model.predict(x, batch_size=batch, verbose=0)
+
+    result = {"config": args.config, "backend": keras.backend.backend(),
+              "jit_compile": jit, "dtype_policy": policy, "batch": batch}
+    for name, fn in (("train", train_epoch), ("infer", infer)):
+        fn()  # warm-up: tracing / compilation
+        times = [_timed(fn) for _ in range(args.repeats)]
+        rates = [batch * args.steps / t for t in times]
+        result[f"{name}_img_s"] = statistics.median(rates)
+        result[f"{name}_img_s_min"] = min(rates)
+        result[f"{name}_img_s_max"] = max(rates)
+    result["peak_rss_mib"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    result["train_gflop_s"] = result["train_img_s"] * 3 * FORWARD_FLOPS / 1e9
+    result["infer_gflop_s"] = result["infer_img_s"] * FORWARD_FLOPS / 1e9
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_config(name, args):
+    """Runs one configuration in a subprocess and returns its result dict."""
+    backend = CONFIGS[name][0]
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
+           "--batch_size", str(args.batch_size), "--steps", str(args.steps),
+           "--repeats", str(args.repeats)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+    return {"config": name, "skipped": tail[0] if tail else "no output"}
+
+
+def print_table(results, peak):
+    print(f"\nfloat32 matmul peak (NumPy BLAS, this run): {peak:.1f} GFLOP/s")
+    header = (f"{'config':<12} {'train img/s':>18} {'infer img/s':>18} "
+              f"{'train GFLOP/s':>13} {'% peak':>7} {'RSS MiB':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        if "skipped" in r:
+            print(f"{r['config']:<12} skipped: {r['skipped'][:60]}")
+            continue
+        train = (f"{r['train_img_s']:.1f} [{r['train_img_s_min']:.0f}-"
+                 f"{r['train_img_s_max']:.0f}]")
+        infer = (f"{r['infer_img_s']:.1f} [{r['infer_img_s_min']:.0f}-"
+                 f"{r['infer_img_s_max']:.0f}]")
+        print(f"{r['config']:<12} {train:>18} {infer:>18} "
+              f"{r['train_gflop_s']:>13.1f} "
+              f"{100 * r['train_gflop_s'] / peak:>6.1f}% "
+              f"{r['peak_rss_mib']:>8.0f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None, help="JSON output path.")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.config = args.worker
+        return run_worker(args)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configs {unknown}; known: {sorted(CONFIGS)}")
+    peak = measure_matmul_peak()
+    results = [run_config(name, args) for name in names]
+    print_table(results, peak)
+    report = {
+        "date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
+        or platform.machine(), "cpus": os.cpu_count(),
+        "load_avg": os.getloadavg(), "matmul_peak_gflop_s": peak,
+        "results": results,
+    }
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
