@@ -27,13 +27,15 @@ setup(
         # tf.data pipelines, MirroredStrategy, SavedModel export, tfds.
         # tfds 4.9.10 needs importlib_resources but does not declare it.
         # matplotlib draws the report's reliability diagrams; Pillow is the
-        # reference for the image-op tests (and decodes JPEGs without TF).
+        # reference for the image-op tests (and decodes JPEGs without TF);
+        # tensorboard writes the training logs (TF 2.21 no longer pulls it).
         "tf": [
             "tensorflow>=2.21",
             "tensorflow-datasets>=4.9",
             "importlib_resources>=6",
             "matplotlib>=3.8",
             "pillow>=10",
+            "tensorboard>=2.17",
         ],
         "jax": ["jax>=0.4.30"],
         "torch": ["torch>=2.5"],

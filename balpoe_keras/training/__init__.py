@@ -1,0 +1,46 @@
+"""Training: per-epoch LR schedules, PyTorch-exact SGD, data parallelism,
+compile helper and a resumable `fit` loop.
+
+Backend-agnostic; TensorFlow is imported only inside the TF-specific
+functions of `distribute` (`get_strategy`).
+"""
+
+from balpoe_keras.training.callbacks import EpochCSVLogger
+from balpoe_keras.training.callbacks import ImagesPerSecond
+from balpoe_keras.training.callbacks import LearningRateLogger
+from balpoe_keras.training.checkpoint import CheckpointManager
+from balpoe_keras.training.compiling import ExpertLoss
+from balpoe_keras.training.compiling import compile_balpoe
+from balpoe_keras.training.compiling import mixed_precision_scope
+from balpoe_keras.training.distribute import data_parallel_scope
+from balpoe_keras.training.distribute import get_data_parallel
+from balpoe_keras.training.distribute import get_strategy
+from balpoe_keras.training.distribute import initialize_multi_host
+from balpoe_keras.training.distribute import validate_global_batch_size
+from balpoe_keras.training.distribute import validate_strategy
+from balpoe_keras.training.fit import FitResult
+from balpoe_keras.training.fit import fit
+from balpoe_keras.training.optimizers import TorchSGD
+from balpoe_keras.training.schedules import CosineEpochSchedule
+from balpoe_keras.training.schedules import WarmupStepSchedule
+
+__all__ = [
+    "CheckpointManager",
+    "CosineEpochSchedule",
+    "EpochCSVLogger",
+    "ExpertLoss",
+    "FitResult",
+    "ImagesPerSecond",
+    "LearningRateLogger",
+    "TorchSGD",
+    "WarmupStepSchedule",
+    "compile_balpoe",
+    "data_parallel_scope",
+    "fit",
+    "get_data_parallel",
+    "get_strategy",
+    "initialize_multi_host",
+    "mixed_precision_scope",
+    "validate_global_batch_size",
+    "validate_strategy",
+]

@@ -1,0 +1,243 @@
+"""Tests for the resumable `fit` loop and its checkpoints.
+
+The crash test runs this module as a child process
+(`python -m tests.training.fit_test <workdir> [<epoch>:<batch>]`) that kills
+itself with SIGKILL in the middle of an epoch.
+"""
+
+import csv
+import importlib
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from balpoe_keras.models import add_balpoe_heads
+from balpoe_keras.models import balpoe_targets
+from balpoe_keras.training.checkpoint import CheckpointManager
+from balpoe_keras.training.compiling import compile_balpoe
+from balpoe_keras.training.fit import fit
+from balpoe_keras.training.optimizers import TorchSGD
+from balpoe_keras.training.schedules import WarmupStepSchedule
+from tests.test_case import TestCase
+
+# The module; `balpoe_keras.training.fit` the attribute is the function.
+fit_lib = importlib.import_module("balpoe_keras.training.fit")
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+_NUM_EXAMPLES, _BATCH, _EPOCHS = 16, 4, 3
+_STEPS = _NUM_EXAMPLES // _BATCH
+
+
+def _make_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,), name="images")
+    features = keras.layers.Dense(6, activation="relu")(inputs)
+    model = add_balpoe_heads(keras.Model(inputs, features), num_classes=4)
+    # LR per epoch: 0.05, 0.1 (warm-up 2), then 0.01 from epoch index 2.
+    schedule = WarmupStepSchedule(
+        0.1, _STEPS, warmup_epochs=2, step_epochs=(2,)
+    )
+    compile_balpoe(
+        model,
+        class_counts=[8, 4, 2, 2],
+        optimizer=TorchSGD(schedule, weight_decay=5e-4),
+        jit_compile=keras.backend.backend() == "jax",
+    )
+    return model
+
+
+def _dataset_fn(epoch):
+    """The epoch's batches depend only on `epoch` (seeded permutation)."""
+    x = np.random.RandomState(0).rand(_NUM_EXAMPLES, 5).astype("float32")
+    y = np.random.RandomState(1).randint(0, 4, _NUM_EXAMPLES)
+    order = np.random.RandomState(100 + epoch).permutation(_NUM_EXAMPLES)
+    x, y = x[order], y[order]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        data = tf.data.Dataset.from_tensor_slices((x, balpoe_targets(y)))
+        return data.batch(_BATCH)
+    return (
+        (x[i : i + _BATCH], balpoe_targets(y[i : i + _BATCH]))
+        for i in range(0, _NUM_EXAMPLES, _BATCH)
+    )
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+def _read_csv(workdir):
+    return _read_csv_path(os.path.join(workdir, "train_log.csv"))
+
+
+def _read_csv_path(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class FitTest(TestCase):
+    @pytest.mark.large
+    def test_finished_run_is_a_no_op_unless_overwrite(self):
+        workdir = self.get_temp_dir()
+        model = _make_model()
+        first = fit(model, _dataset_fn, epochs=1, workdir=workdir, verbose=0)
+        self.assertEqual((first.initial_epoch, first.final_epoch), (0, 1))
+        self.assertAllClose(first.history["learning_rate"], [0.05])
+        trained = _weights(model)
+        fresh = _make_model()
+        again = fit(fresh, _dataset_fn, epochs=1, workdir=workdir, verbose=0)
+        self.assertTrue(again.already_finished)
+        self.assertEqual(again.history, {})
+        self.assertEqual(int(fresh.optimizer.iterations), _STEPS)
+        for a, b in zip(_weights(fresh), trained):  # Final weights loaded.
+            self.assertAllClose(a, b, atol=0, rtol=0)
+        self.assertLen(_read_csv(workdir), 1)
+        redo = fit(
+            _make_model(), _dataset_fn, epochs=1, workdir=workdir,
+            overwrite=True, verbose=0,
+        )  # fmt: skip
+        self.assertEqual(redo.initial_epoch, 0)
+        self.assertLen(_read_csv(workdir), 1)
+
+    def test_bad_arguments(self):
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        with self.assertRaisesRegex(ValueError, "not compiled"):
+            fit(model, _dataset_fn, epochs=1, workdir=self.get_temp_dir())
+        with self.assertRaisesRegex(ValueError, "epochs"):
+            fit(model, _dataset_fn, epochs=0, workdir=self.get_temp_dir())
+
+
+class TruncateCsvTest(TestCase):
+    def test_drops_rows_of_uncommitted_epochs(self):
+        # Rows for epochs 0-2 exist but only 2 epochs were committed: the
+        # row of epoch 2 (written just before a crash) is dropped.
+        path = os.path.join(self.get_temp_dir(), "train_log.csv")
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(
+                [["epoch", "loss"], [0, 3.0], [1, 2.0], [2, 1.0]]
+            )
+        fit_lib._truncate_csv(path, 2)
+        self.assertEqual([r["epoch"] for r in _read_csv_path(path)], ["0", "1"])
+        fit_lib._truncate_csv(path, 0)
+        self.assertFalse(os.path.exists(path))
+
+
+class CheckpointManagerTest(TestCase):
+    def test_keeps_latest_and_multiples_of_keep_every(self):
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        model.compile(optimizer=TorchSGD(0.1), loss="mse")
+        directory = self.get_temp_dir()
+        manager = CheckpointManager(directory, keep_every=2)
+        open(os.path.join(directory, ".tmp-1-ckpt-0009.keras"), "w").close()
+        for epoch in range(1, 6):
+            manager.save(model, epoch, total_epochs=5, seed=3)
+        self.assertEqual(
+            sorted(os.listdir(directory)),
+            ["ckpt-0002.keras", "ckpt-0004.keras", "ckpt-0005.keras",
+             "state.json"],
+        )  # fmt: skip
+        state = manager.read_state()
+        self.assertEqual((state["epoch"], state["seed"]), (5, 3))
+        self.assertEqual(state["checkpoint"], "ckpt-0005.keras")
+
+    def test_restore_without_state_or_compile(self):
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        manager = CheckpointManager(self.get_temp_dir())
+        self.assertIsNone(manager.restore(model))
+        with self.assertRaisesRegex(ValueError, "Compile the model"):
+            manager.restore(model, {"checkpoint": "ckpt-0001.keras"})
+
+
+def _run_child(*args):
+    env = dict(os.environ, PYTHONPATH=_REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.training.fit_test", *args],
+        cwd=_REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300,
+    )  # fmt: skip
+    return result.returncode, result.stdout
+
+
+class CrashResumeTest(TestCase):
+    @pytest.mark.large
+    def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(self):
+        crashed, straight = self.get_temp_dir(), self.get_temp_dir()
+        # Child 1 SIGKILLs itself after batch 2 of epoch 2 (index 1), when
+        # only the epoch-1 checkpoint exists.
+        returncode, output = _run_child(crashed, "kill_at=1:1")
+        self.assertEqual(returncode, -signal.SIGKILL, output)
+        state = CheckpointManager(os.path.join(crashed, "checkpoints"))
+        self.assertEqual(state.read_state()["epoch"], 1)
+        self.assertLen(_read_csv(crashed), 1)
+        # Child 2 reruns the same command (resumes), then does an
+        # uninterrupted reference run in `straight` (saves a process).
+        returncode, output = _run_child(crashed, f"reference={straight}")
+        self.assertEqual(returncode, 0, output)
+        self.assertIn("Resuming from ckpt-0001.keras: 1/3 epochs", output)
+        self.assertEqual(state.read_state()["iterations"], _EPOCHS * _STEPS)
+        # Same LR per epoch and the same losses, epoch by epoch (the CSV of
+        # the resumed run has its epoch-1 row from before the crash).
+        rows_a, rows_c = _read_csv(straight), _read_csv(crashed)
+        self.assertEqual([r["epoch"] for r in rows_c], ["0", "1", "2"])
+        for key in ("learning_rate", "loss", "logits_accuracy"):
+            self.assertEqual([r[key] for r in rows_c], [r[key] for r in rows_a])
+        self.assertAllClose(
+            [float(r["learning_rate"]) for r in rows_a], [0.05, 0.1, 0.01]
+        )
+        # Deterministic kernels (TF op determinism, CPU): bitwise equal.
+        final_a = np.load(os.path.join(straight, "final.npz"))
+        final_c = np.load(os.path.join(crashed, "final.npz"))
+        for key in final_a.files:
+            self.assertAllClose(final_c[key], final_a[key], atol=0, rtol=0)
+
+
+class _KillAt(keras.callbacks.Callback):
+    """SIGKILLs this process after batch `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.target, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.target:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _train(workdir, callbacks=()):
+    model = _make_model()
+    fit(
+        model, _dataset_fn, epochs=_EPOCHS, workdir=workdir,
+        steps_per_epoch=_STEPS, callbacks=callbacks, seed=7, verbose=2,
+    )  # fmt: skip
+    arrays = {f"w{i}": w for i, w in enumerate(_weights(model))}
+    np.savez(os.path.join(workdir, "final.npz"), **arrays)
+
+
+def _child_main(workdir, option=""):
+    """`option`: `kill_at=<epoch>:<batch>` or `reference=<workdir>`."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    name, _, value = option.partition("=")
+    callbacks = []
+    if name == "kill_at":
+        callbacks.append(_KillAt(*map(int, value.split(":"))))
+    _train(workdir, callbacks)
+    if name == "reference":
+        _train(value)
+
+
+if __name__ == "__main__":
+    _child_main(*sys.argv[1:])
