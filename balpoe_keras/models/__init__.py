@@ -1,0 +1,41 @@
+"""BalPoE model builders (backend-agnostic, keras.ops only).
+
+Every model takes float images `(batch, H, W, channels)` with pixels in
+`[0, 1]` and returns `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
+"""
+
+from balpoe_keras.models.balpoe import ARCHITECTURES
+from balpoe_keras.models.balpoe import build_balpoe_resnet
+from balpoe_keras.models.components import CIFAR_MEAN
+from balpoe_keras.models.components import CIFAR_STD
+from balpoe_keras.models.components import IMAGENET_MEAN
+from balpoe_keras.models.components import IMAGENET_STD
+from balpoe_keras.models.components import OptionAShortcut
+from balpoe_keras.models.components import PixelNormalization
+from balpoe_keras.models.heads import EXPERT_LOGITS
+from balpoe_keras.models.heads import LOGITS
+from balpoe_keras.models.heads import add_balpoe_heads
+from balpoe_keras.models.heads import apply_expert_heads
+from balpoe_keras.models.heads import balpoe_targets
+from balpoe_keras.models.resnet_cifar import build_balpoe_resnet32
+from balpoe_keras.models.resnet_imagenet import build_balpoe_resnet50
+from balpoe_keras.models.resnet_imagenet import build_balpoe_resnext50
+
+__all__ = [
+    "ARCHITECTURES",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "EXPERT_LOGITS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LOGITS",
+    "OptionAShortcut",
+    "PixelNormalization",
+    "add_balpoe_heads",
+    "apply_expert_heads",
+    "balpoe_targets",
+    "build_balpoe_resnet",
+    "build_balpoe_resnet32",
+    "build_balpoe_resnet50",
+    "build_balpoe_resnext50",
+]

@@ -1,0 +1,183 @@
+"""Building blocks shared by the BalPoE model builders (keras.ops only).
+
+PyTorch-parity pieces (REFERENCE 1.6): symmetric padding for strided convs,
+BatchNorm with PyTorch's eps/momentum, untruncated Kaiming-normal init, the
+parameter-free option-A shortcut and in-model pixel normalisation.
+"""
+
+import keras
+from keras import ops
+
+# PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (Keras: 1 - 0.1).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+# Per-channel constants, pixels in [0, 1] (REFERENCE 5.2: the CIFAR-10
+# statistics are used for CIFAR-10 and CIFAR-100 alike).
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class PixelNormalization(keras.layers.Layer):
+    """Per-channel `(x - mean) / std` of images with pixels in `[0, 1]`.
+
+    Args:
+        mean: sequence of floats, one per channel (or one for all).
+        std: sequence of floats > 0, same length as `mean`.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, H, W, channels)`. Output: same shape, normalised.
+    """
+
+    def __init__(self, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(
+                "Expected `mean` and `std` of the same non-zero length (one "
+                f"value per channel). Received: mean={mean}, std={std}"
+            )
+        if min(self.std) <= 0:
+            raise ValueError(f"Expected every std > 0. Received: std={std}")
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if len(self.mean) != 1 and channels not in (None, len(self.mean)):
+            raise ValueError(
+                f"PixelNormalization got {len(self.mean)} per-channel values "
+                f"for an input with {channels} channels. Pass pixel_mean and "
+                "pixel_std with one value per input channel."
+            )
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, self.compute_dtype)
+        mean = ops.convert_to_tensor(self.mean, dtype=inputs.dtype)
+        std = ops.convert_to_tensor(self.std, dtype=inputs.dtype)
+        return (inputs - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class OptionAShortcut(keras.layers.Layer):
+    """Parameter-free ResNet shortcut "option A" (He et al. 2016, CIFAR).
+
+    Takes rows and columns 0, 2, 4, ... (`x[:, ::2, ::2, :]`) and zero-pads
+    the channels symmetrically: `(out - in) // 2` zeros before the input
+    channels and the rest after, so the input channels sit in the middle
+    (16 -> 32: channels 8..23 hold the input). As in the reference, the
+    spatial subsampling always halves.
+
+    Args:
+        output_channels: int, number of channels after padding (>= input).
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, H, W, in)`. Output shape:
+    `(batch, ceil(H / 2), ceil(W / 2), output_channels)`.
+    """
+
+    def __init__(self, output_channels, **kwargs):
+        super().__init__(**kwargs)
+        self.output_channels = int(output_channels)
+
+    def build(self, input_shape):
+        if input_shape[-1] is None or input_shape[-1] > self.output_channels:
+            raise ValueError(
+                "OptionAShortcut needs a known number of input channels <= "
+                f"output_channels={self.output_channels}. Received input "
+                f"shape {input_shape}."
+            )
+
+    def call(self, inputs):
+        extra = self.output_channels - inputs.shape[-1]
+        before = extra // 2
+        subsampled = inputs[:, ::2, ::2, :]
+        return ops.pad(
+            subsampled, [[0, 0], [0, 0], [0, 0], [before, extra - before]]
+        )
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        half = lambda n: None if n is None else (n + 1) // 2  # noqa: E731
+        return (batch, half(height), half(width), self.output_channels)
+
+    def get_config(self):
+        return {**super().get_config(), "output_channels": self.output_channels}
+
+
+def kaiming_normal(mode):
+    """PyTorch's `kaiming_normal_` (gain sqrt(2), untruncated); `mode` is
+    `"fan_in"` (CIFAR ResNets) or `"fan_out"` (ImageNet ResNets)."""
+    return keras.initializers.VarianceScaling(2.0, mode, "untruncated_normal")
+
+
+def apply_conv(x, filters, kernel_size, strides, init_mode, name, groups=1):
+    """Bias-free conv with PyTorch's symmetric `kernel_size // 2` padding.
+
+    Stride 1 uses `padding="same"` (identical for odd kernels); stride 2
+    uses `ZeroPadding2D` + `"valid"`, because Keras `"same"` pads only
+    after, which shifts the sampling grid (REFERENCE 1.6.1).
+
+    Args:
+        x: `(batch, H, W, C_in)` tensor.
+        filters: int, output channels.
+        kernel_size: int (odd).
+        strides: int, 1 or 2.
+        init_mode: `"fan_in"` or `"fan_out"` for the Kaiming-normal init.
+        name: layer name; the padding layer is `f"{name}_pad"`.
+        groups: int, grouped convolution (ResNeXt).
+
+    Returns:
+        `(batch, H', W', filters)` tensor.
+    """
+    padding = "same"
+    if strides > 1 and kernel_size > 1:
+        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=kaiming_normal(init_mode),
+        name=name,
+    )(x)
+
+
+def apply_batch_norm(x, name):
+    """BatchNormalization with PyTorch's eps 1e-5 and momentum 0.1."""
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+    )(x)
+
+
+def validate_model_args(num_classes, num_experts, shared_stages, num_stages):
+    """Raises `ValueError` naming the argument and the fix."""
+    if int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(
+            f"Expected an integer num_classes >= 2. Received: "
+            f"num_classes={num_classes}"
+        )
+    if int(num_experts) != num_experts or num_experts < 1:
+        raise ValueError(
+            f"Expected an integer num_experts >= 1. Received: "
+            f"num_experts={num_experts}"
+        )
+    if int(shared_stages) != shared_stages or not (
+        0 <= shared_stages <= num_stages
+    ):
+        raise ValueError(
+            f"Expected shared_stages in [0, {num_stages}] (how many residual "
+            f"stages all experts share). Received: shared_stages="
+            f"{shared_stages}"
+        )

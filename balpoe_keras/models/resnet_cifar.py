@@ -1,0 +1,147 @@
+"""Multi-expert CIFAR ResNet-32 (REFERENCE 1.1, the reference's `ResNet_s`).
+
+A shared stem and first stage, then one copy of stages 2-3 per expert, global
+average pooling and a cosine head per expert; the ensemble logits are the
+mean of the expert logits.
+"""
+
+import keras
+
+from balpoe_keras.models.components import CIFAR_MEAN
+from balpoe_keras.models.components import CIFAR_STD
+from balpoe_keras.models.components import OptionAShortcut
+from balpoe_keras.models.components import PixelNormalization
+from balpoe_keras.models.components import apply_batch_norm
+from balpoe_keras.models.components import apply_conv
+from balpoe_keras.models.components import validate_model_args
+from balpoe_keras.models.heads import apply_expert_heads
+
+_INIT_MODE = "fan_in"  # kaiming_normal_ defaults (REFERENCE 1.1).
+
+
+def apply_basic_block(x, filters, strides, name):
+    """ResNet basic block with the parameter-free option-A shortcut.
+
+    conv3x3(strides) -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then
+    ReLU. The shortcut is `OptionAShortcut` when `strides != 1` or the
+    channel count changes, else the identity.
+
+    Args:
+        x: `(batch, H, W, C_in)` tensor.
+        filters: int, output channels.
+        strides: int, 1 or 2 (on the first conv).
+        name: prefix of the block's layer names.
+
+    Returns:
+        `(batch, H / strides, W / strides, filters)` tensor.
+    """
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = OptionAShortcut(filters, name=f"{name}_shortcut")(x)
+    y = apply_conv(x, filters, 3, strides, _INIT_MODE, f"{name}_conv1")
+    y = apply_batch_norm(y, f"{name}_bn1")
+    y = keras.layers.ReLU(name=f"{name}_relu1")(y)
+    y = apply_conv(y, filters, 3, 1, _INIT_MODE, f"{name}_conv2")
+    y = apply_batch_norm(y, f"{name}_bn2")
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(y)
+
+
+def apply_cifar_stage(x, filters, num_blocks, strides, name):
+    """`num_blocks` basic blocks; the first one carries `strides`."""
+    for block in range(num_blocks):
+        stride = strides if block == 0 else 1
+        x = apply_basic_block(x, filters, stride, f"{name}_block{block}")
+    return x
+
+
+def _apply_trunk(x, widths, blocks_per_stage, first, last, prefix):
+    """Stem (if `first == 0`) then residual stages `max(first, 1)..last`."""
+    if first == 0:
+        x = apply_conv(x, widths[0], 3, 1, _INIT_MODE, f"{prefix}stem_conv")
+        x = apply_batch_norm(x, f"{prefix}stem_bn")
+        x = keras.layers.ReLU(name=f"{prefix}stem_relu")(x)
+    for stage in range(max(first, 1), last + 1):
+        x = apply_cifar_stage(
+            x, widths[stage - 1], blocks_per_stage, 1 if stage == 1 else 2,
+            f"{prefix}stage{stage}",
+        )
+    return x
+
+
+def build_balpoe_resnet32(
+    num_classes,
+    num_experts=3,
+    scale=30.0,
+    shared_stages=1,
+    reduce_dimension=False,
+    head="cosine",
+    blocks_per_stage=5,
+    input_shape=(32, 32, 3),
+    pixel_mean=CIFAR_MEAN,
+    pixel_std=CIFAR_STD,
+    name=None,
+):
+    """Builds the BalPoE multi-expert CIFAR ResNet-32.
+
+    Defaults reproduce the reference exactly: stem + stage 1 shared, stages
+    2-3 per expert, cosine heads with `s = 30`; trainable parameters
+    `23,824 + M * (439,680 + 64 * C)` (1,362,064 for M=3, C=100).
+
+    Args:
+        num_classes: int >= 2, classes `C`.
+        num_experts: int >= 1, experts `M`.
+        scale: float > 0, cosine-logit scale `s`.
+        shared_stages: int in [0, 3], residual stages shared by all experts:
+            1 (reference), 2 (`share_layer2`), 3 (the paper's "linear
+            experts", heads only differ). 0 also gives each expert its own
+            stem (independent networks; not in the reference).
+        reduce_dimension: bool, stage widths 16/24/48 instead of 16/32/64.
+        head: `"cosine"` or `"linear"` (Dense with bias, no scale).
+        blocks_per_stage: int >= 1; 5 gives ResNet-32 (depth 6n + 2).
+        input_shape: `(H, W, channels)` of the images; any size works.
+        pixel_mean: per-channel mean of `[0, 1]` pixels (CIFAR default).
+        pixel_std: per-channel std of `[0, 1]` pixels (CIFAR default).
+        name: model name (default `f"balpoe_resnet{6n+2}"`).
+
+    Returns:
+        A functional `keras.Model`: float images `(batch, H, W, channels)`
+        in `[0, 1]` -> `{"logits": (batch, C), "expert_logits":
+        (batch, M, C)}`.
+    """
+    validate_model_args(num_classes, num_experts, shared_stages, 3)
+    if int(blocks_per_stage) != blocks_per_stage or blocks_per_stage < 1:
+        raise ValueError(
+            "Expected an integer blocks_per_stage >= 1. Received: "
+            f"blocks_per_stage={blocks_per_stage}"
+        )
+    widths = (16, 24, 48) if reduce_dimension else (16, 32, 64)
+    inputs = keras.Input(input_shape, name="images")
+    x = PixelNormalization(pixel_mean, pixel_std, name="normalize")(inputs)
+
+    shared, first = x, 0  # shared_stages == 0: every expert has a stem.
+    if shared_stages:
+        shared = _apply_trunk(x, widths, blocks_per_stage, 0, shared_stages, "")
+        first = shared_stages + 1
+    if shared_stages == 3:  # Linear experts: one pooled feature for all.
+        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(shared)
+        features = [pooled] * num_experts
+    else:
+        features = []
+        for index in range(num_experts):
+            y = _apply_trunk(
+                shared, widths, blocks_per_stage, first, 3,
+                f"expert_{index}_",
+            )
+            pool = keras.layers.GlobalAveragePooling2D(
+                name=f"expert_{index}_pool"
+            )
+            features.append(pool(y))
+    outputs = apply_expert_heads(
+        features, num_classes, scale=scale, head=head,
+        linear_init=keras.initializers.VarianceScaling(
+            2.0, _INIT_MODE, "untruncated_normal"
+        ),
+    )
+    depth = 6 * blocks_per_stage + 2
+    return keras.Model(inputs, outputs, name=name or f"balpoe_resnet{depth}")

@@ -1,0 +1,193 @@
+"""Multi-expert ResNet-50 / ResNeXt-50 (32x4d) (REFERENCE 1.3, 1.4).
+
+Shared stem, stage 1 and stage 2; one copy of stages 3-4 per expert, global
+average pooling and a cosine head per expert; the ensemble logits are the
+mean of the expert logits. Bottlenecks are torchvision v1.5 (the stride sits
+on the 3x3 conv).
+"""
+
+import keras
+
+from balpoe_keras.models.components import IMAGENET_MEAN
+from balpoe_keras.models.components import IMAGENET_STD
+from balpoe_keras.models.components import PixelNormalization
+from balpoe_keras.models.components import apply_batch_norm
+from balpoe_keras.models.components import apply_conv
+from balpoe_keras.models.components import validate_model_args
+from balpoe_keras.models.heads import apply_expert_heads
+
+_INIT_MODE = "fan_out"  # kaiming_normal_(mode="fan_out") (REFERENCE 1.3).
+_PLANES = (64, 128, 256, 512)
+_EXPANSION = 4
+
+
+def apply_bottleneck_block(x, planes, strides, groups, width_per_group,
+                           name):
+    """Bottleneck v1.5: 1x1 -> 3x3 (strides, groups) -> 1x1 (x4), + shortcut.
+
+    The shortcut is a 1x1 conv (with `strides`) + BN when the shape changes
+    (the first block of every stage), else the identity.
+
+    Args:
+        x: `(batch, H, W, C_in)` tensor.
+        planes: int, stage planes; output channels are `4 * planes`.
+        strides: int, 1 or 2 (on the 3x3 conv).
+        groups: int, groups of the 3x3 conv (1: ResNet, 32: ResNeXt).
+        width_per_group: int, 64 for ResNet, 4 for ResNeXt-50 32x4d.
+        name: prefix of the block's layer names.
+
+    Returns:
+        `(batch, H / strides, W / strides, 4 * planes)` tensor.
+    """
+    width = int(planes * width_per_group / 64) * groups
+    filters = planes * _EXPANSION
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = apply_conv(
+            x, filters, 1, strides, _INIT_MODE, f"{name}_downsample_conv"
+        )
+        shortcut = apply_batch_norm(shortcut, f"{name}_downsample_bn")
+    y = apply_conv(x, width, 1, 1, _INIT_MODE, f"{name}_conv1")
+    y = apply_batch_norm(y, f"{name}_bn1")
+    y = keras.layers.ReLU(name=f"{name}_relu1")(y)
+    y = apply_conv(y, width, 3, strides, _INIT_MODE, f"{name}_conv2", groups)
+    y = apply_batch_norm(y, f"{name}_bn2")
+    y = keras.layers.ReLU(name=f"{name}_relu2")(y)
+    y = apply_conv(y, filters, 1, 1, _INIT_MODE, f"{name}_conv3")
+    y = apply_batch_norm(y, f"{name}_bn3")
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(y)
+
+
+def apply_imagenet_stem(x, name="stem"):
+    """7x7/2 conv (pad 3) -> BN -> ReLU -> 3x3/2 max pool (pad 1).
+
+    PyTorch pads the max pool with -inf; its input is post-ReLU (>= 0), so
+    zero padding gives identical results.
+    """
+    x = apply_conv(x, 64, 7, 2, _INIT_MODE, f"{name}_conv")
+    x = apply_batch_norm(x, f"{name}_bn")
+    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pool_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, name=f"{name}_pool")(x)
+
+
+def _apply_trunk(x, first, last, blocks, groups, width_per_group, prefix):
+    """Stem (if `first == 0`) then stages `max(first, 1)..last`, 1-based."""
+    if first == 0:
+        x = apply_imagenet_stem(x, f"{prefix}stem")
+    for stage in range(max(first, 1), last + 1):
+        for block in range(blocks[stage - 1]):
+            strides = 2 if block == 0 and stage > 1 else 1
+            x = apply_bottleneck_block(
+                x, _PLANES[stage - 1], strides, groups, width_per_group,
+                f"{prefix}stage{stage}_block{block}",
+            )
+    return x
+
+
+def _build_expert_bottleneck_resnet(
+    num_classes, num_experts, scale, shared_stages, head, blocks, groups,
+    width_per_group, input_shape, pixel_mean, pixel_std, name,
+):
+    """Shared builder of the multi-expert ResNet-50 / ResNeXt-50."""
+    validate_model_args(num_classes, num_experts, shared_stages, 4)
+    blocks = tuple(int(b) for b in blocks)
+    if len(blocks) != 4 or min(blocks) < 1:
+        raise ValueError(
+            "Expected blocks_per_stage as 4 ints >= 1. Received: "
+            f"blocks_per_stage={blocks}"
+        )
+    inputs = keras.Input(input_shape, name="images")
+    x = PixelNormalization(pixel_mean, pixel_std, name="normalize")(inputs)
+    trunk = (blocks, groups, width_per_group)
+    shared, first = x, 0  # shared_stages == 0: every expert has a stem.
+    if shared_stages:
+        shared = _apply_trunk(x, 0, shared_stages, *trunk, "")
+        first = shared_stages + 1
+    if shared_stages == 4:  # Linear experts: one pooled feature for all.
+        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(shared)
+        features = [pooled] * num_experts
+    else:
+        features = []
+        for index in range(num_experts):
+            y = _apply_trunk(shared, first, 4, *trunk, f"expert_{index}_")
+            pool = keras.layers.GlobalAveragePooling2D(
+                name=f"expert_{index}_pool"
+            )
+            features.append(pool(y))
+    outputs = apply_expert_heads(features, num_classes, scale=scale, head=head)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_balpoe_resnet50(
+    num_classes,
+    num_experts=3,
+    scale=30.0,
+    shared_stages=2,
+    head="cosine",
+    blocks_per_stage=(3, 4, 6, 3),
+    input_shape=(224, 224, 3),
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
+    name="balpoe_resnet50",
+):
+    """Builds the BalPoE multi-expert ResNet-50 (ImageNet-LT, iNat 2018).
+
+    Defaults reproduce the reference: stem + stages 1-2 shared, stages 3-4
+    per expert, cosine heads with `s = 30`; 73,778,240 trainable parameters
+    for M=3, C=1000 (25,556,032 for M=1).
+
+    Args:
+        num_classes: int >= 2, classes `C`.
+        num_experts: int >= 1, experts `M`.
+        scale: float > 0, cosine-logit scale `s`.
+        shared_stages: int in [0, 4], stages shared by all experts (2 is the
+            reference; 3 is its `share_layer3`; 0 gives each expert its own
+            stem; 4 shares the whole trunk).
+        head: `"cosine"` or `"linear"` (Dense with bias, no scale).
+        blocks_per_stage: 4 ints; `(3, 4, 6, 3)` is ResNet-50.
+        input_shape: `(H, W, channels)`; `(None, None, 3)` accepts any size.
+        pixel_mean: per-channel mean of `[0, 1]` pixels (ImageNet default).
+        pixel_std: per-channel std of `[0, 1]` pixels (ImageNet default).
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`: float images in `[0, 1]` ->
+        `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
+    """
+    return _build_expert_bottleneck_resnet(
+        num_classes, num_experts, scale, shared_stages, head,
+        blocks_per_stage, 1, 64, input_shape, pixel_mean, pixel_std, name,
+    )
+
+
+def build_balpoe_resnext50(
+    num_classes,
+    num_experts=3,
+    scale=30.0,
+    shared_stages=2,
+    head="cosine",
+    blocks_per_stage=(3, 4, 6, 3),
+    input_shape=(224, 224, 3),
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
+    name="balpoe_resnext50",
+):
+    """Builds the BalPoE multi-expert ResNeXt-50 (32x4d) (ImageNet-LT).
+
+    As `build_balpoe_resnet50` with grouped 3x3 convs (32 groups of width
+    4); 72,258,880 trainable parameters for M=3, C=1000 (25,027,904 for
+    M=1). The reference pools with a fixed 7x7 window (224x224 inputs
+    only); global average pooling is identical there and works at any size.
+
+    Args: see `build_balpoe_resnet50`.
+
+    Returns:
+        A functional `keras.Model`: float images in `[0, 1]` ->
+        `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
+    """
+    return _build_expert_bottleneck_resnet(
+        num_classes, num_experts, scale, shared_stages, head,
+        blocks_per_stage, 32, 4, input_shape, pixel_mean, pixel_std, name,
+    )
