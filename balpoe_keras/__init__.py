@@ -10,6 +10,7 @@ import importlib
 from balpoe_keras import layers
 from balpoe_keras import losses
 from balpoe_keras import metrics
+from balpoe_keras import models
 from balpoe_keras.layers import CosineHead
 from balpoe_keras.layers import ExpertAverage
 from balpoe_keras.losses import BalPoELoss
@@ -19,6 +20,9 @@ from balpoe_keras.metrics import BalancedAccuracy
 from balpoe_keras.metrics import ExpectedCalibrationError
 from balpoe_keras.metrics import GroupAccuracy
 from balpoe_keras.metrics import MaximumCalibrationError
+from balpoe_keras.models import add_balpoe_heads
+from balpoe_keras.models import balpoe_targets
+from balpoe_keras.models import build_balpoe_resnet
 from balpoe_keras.version import __version__
 
 _LAZY_SUBMODULES = ("data", "export")
@@ -33,10 +37,14 @@ __all__ = [
     "LogitAdjustedLoss",
     "MaximumCalibrationError",
     "__version__",
+    "add_balpoe_heads",
+    "balpoe_targets",
+    "build_balpoe_resnet",
     "layers",
     "logit_adjusted_crossentropy",
     "losses",
     "metrics",
+    "models",
 ]
 
 

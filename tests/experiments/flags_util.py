@@ -1,0 +1,28 @@
+"""Parses run.py's flags into an `ExperimentConfig` inside tests."""
+
+import os
+
+from absl import flags
+
+from balpoe_keras.experiments import config as config_lib
+from balpoe_keras.experiments import run  # noqa: F401  (defines the flags)
+
+FLAGFILE_DIR = os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "experiments")
+)
+
+
+def parse_flags(*args):
+    """Parses `args` into a fresh `FlagValues` holding run.py's flags."""
+    values = flags.FlagValues()
+    for name, flag in flags.FLAGS._flags().items():
+        if name == flag.name and name not in values:
+            values[name] = flag
+    values.unparse_flags()
+    values(["run.py", *args])
+    return values
+
+
+def parse(*args):
+    """`ExperimentConfig` from command-line style `args`."""
+    return config_lib.ExperimentConfig.from_flags(parse_flags(*args))
