@@ -98,8 +98,11 @@ def fit(
             this epoch (the reference's `save_period`).
         overwrite: bool, delete this workdir's checkpoints and logs first.
         seed: optional int; if set, `keras.utils.set_random_seed(seed +
-            epoch)` runs before each epoch (Python, NumPy, TF, torch and the
-            global Keras RNG), so any remaining randomness is per-epoch.
+            start_epoch)` runs once before training (Python, NumPy, TF,
+            torch and the global Keras RNG). Not per epoch: on TensorFlow
+            every `set_random_seed` forces the train step to be traced
+            again (seconds per epoch). Exact resumption rests on the
+            per-`(seed, epoch)` data and the checkpointed layer RNG states.
         global_batch_size: optional int, for the images/s log.
         examples_per_epoch: optional int, exact images/s numerator.
         tensorboard: `"auto"` (TF backend only), True or False.
@@ -127,9 +130,9 @@ def fit(
         global_batch_size, examples_per_epoch, epochs,
     )  # fmt: skip
     history = {}
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed) + start)
     for epoch in range(start, epochs):
-        if seed is not None:
-            keras.utils.set_random_seed(int(seed) + epoch)
         evaluate = eval_dataset is not None and _is_due(
             epoch, eval_every, epochs
         )
