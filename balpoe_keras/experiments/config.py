@@ -118,6 +118,21 @@ class ExperimentConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
+    def from_json(cls, path):
+        """Reads and validates the `config.json` a run wrote."""
+        with open(path) as f:
+            values = json.load(f)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise app.UsageError(f"{path}: unknown config keys {unknown}.")
+        for key in ("lambdas", "lr_step_epochs"):
+            values[key] = tuple(values[key])
+        config = cls(**values)
+        validate_config(config)
+        return config
+
+    @classmethod
     def from_flags(cls, flags_values):
         """Builds and validates a config from parsed absl flag values.
 

@@ -92,7 +92,6 @@ flags.DEFINE_boolean("dry_run", False,
 flags.DEFINE_boolean("overwrite", False,
                      "Start from scratch, deleting the workdir's "
                      "checkpoints and logs.")
-flags.mark_flag_as_required("workdir")
 
 
 def main(argv):

@@ -271,6 +271,18 @@ def run_experiment(config, *, dry_run=False, overwrite=False):
     return evaluate_and_export(config, experiment_data, model, timing)
 
 
+def evaluate(config, experiment_data, model):
+    """`evaluate_model` on the run's balanced and test-agnostic test sets."""
+    from balpoe_keras import evaluation
+
+    return evaluation.evaluate_model(
+        model, make_test_sets(config, experiment_data),
+        class_counts=experiment_data.class_counts, lambdas=config.lambdas,
+        class_names=experiment_data.train.class_names,
+        batch_size=config.eval_batch_size,
+    )  # fmt: skip
+
+
 def evaluate_and_export(config, experiment_data, model, timing=None):
     """Writes `report/` and the `.keras` / SavedModel exports.
 
@@ -279,12 +291,7 @@ def evaluate_and_export(config, experiment_data, model, timing=None):
     from balpoe_keras import evaluation
 
     start = time.time()
-    results = evaluation.evaluate_model(
-        model, make_test_sets(config, experiment_data),
-        class_counts=experiment_data.class_counts, lambdas=config.lambdas,
-        class_names=experiment_data.train.class_names,
-        batch_size=config.eval_batch_size,
-    )  # fmt: skip
+    results = evaluate(config, experiment_data, model)
     results["timing"] = dict(timing or {},
                              eval_seconds=round(time.time() - start, 1))
     config_dict = json.loads(config.to_json())

@@ -129,3 +129,40 @@ class EndToEndTest(TestCase):
         self.assertIsInstance(config, config_lib.ExperimentConfig)
         with self.assertRaisesRegex(app.UsageError, "--batch_size"):
             parse(f"--workdir={self.get_temp_dir()}", "--batch_size=-4")
+
+
+class EvaluateCliTest(TestCase):
+    @pytest.mark.large
+    def test_evaluate_a_run_directory(self):
+        from balpoe_keras.experiments import evaluate
+        from balpoe_keras.experiments import runner
+
+        workdir = self.get_temp_dir()
+        config = parse(f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
+                       f"--workdir={workdir}", "--imbalance_ratio=10",
+                       "--notest_distributions")
+        with fake_data():
+            experiment_data = runner.load_data(config)
+            model = runner.build_model(config, experiment_data.class_counts, 1)
+        model.save(os.path.join(workdir, "model.keras"))
+        runner._write_config(config)
+        report_dir = os.path.join(workdir, "evaluated")
+        values = evaluate.FLAGS
+        values.unparse_flags()
+        values(["evaluate.py", f"--model={workdir}",
+                f"--report_dir={report_dir}"])
+        with fake_data(), contextlib.redirect_stdout(io.StringIO()) as out:
+            evaluate.main(["evaluate.py"])
+        self.assertIn("test/ece=", out.getvalue())
+        with open(os.path.join(report_dir, "report.json")) as f:
+            report = json.load(f)
+        self.assertEqual(report["class_counts"][0], 500)
+        self.assertEqual(report["config"]["dataset"], "cifar10_lt_folder")
+
+    def test_bad_model_path(self):
+        from balpoe_keras.experiments import evaluate
+
+        with self.assertRaisesRegex(app.UsageError, "does not exist"):
+            evaluate.resolve_inputs("/no/such/model.keras", None)
+        with self.assertRaisesRegex(app.UsageError, "without model.keras"):
+            evaluate.resolve_inputs(self.get_temp_dir(), None)
