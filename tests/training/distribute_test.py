@@ -88,6 +88,10 @@ class MultiDeviceTest(TestCase):
         self.assertAllClose(two["mae"], one["mae"], atol=1e-5)
         self.assertAllClose(two["eval"], one["eval"], atol=1e-5)
         self.assertAllClose(two["kernel"], one["kernel"], atol=1e-5)
+        # BalPoE loss + streaming ECE/MCE/balanced/group accuracy: the
+        # per-replica metric states are summed, so the values agree.
+        self.assertAllClose(two["balpoe"], one["balpoe"], atol=1e-5)
+        self.assertEqual(len(one["balpoe"]), 6)
 
     @pytest.mark.large
     @pytest.mark.tf_only
@@ -116,12 +120,43 @@ def _train_once(num_replicas_scope):
         history = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
         evaluation = model.evaluate(x, y, batch_size=8, verbose=0)
         kernel = keras.ops.convert_to_numpy(model.weights[0])
+        balpoe = _evaluate_balpoe_metrics()
     return str(num_replicas), {
+        "balpoe": balpoe,
         "loss": history.history["loss"],
         "mae": history.history["mae"],
         "eval": [float(v) for v in evaluation],
         "kernel": kernel.tolist(),
     }
+
+
+def _evaluate_balpoe_metrics():
+    """Evaluates BalPoELoss and our metrics on 16 examples, batch 8."""
+    from balpoe_keras import layers
+    from balpoe_keras import losses
+    from balpoe_keras import metrics
+
+    rng = np.random.RandomState(2)
+    x = rng.randn(16, 5).astype("float32")
+    y = rng.randint(0, 3, 16)
+    counts = [150, 50, 10]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    heads = [layers.CosineHead(3, scale=5.0)(inputs) for _ in range(3)]
+    logits, expert_logits = layers.ExpertAverage()(heads)
+    model = keras.Model(inputs, {"logits": logits,
+                                 "expert_logits": expert_logits})
+    model.compile(
+        loss={"logits": None, "expert_logits": losses.BalPoELoss(counts)},
+        metrics={"logits": [
+            metrics.BalancedAccuracy(3), metrics.GroupAccuracy(counts, "few"),
+            metrics.ExpectedCalibrationError(num_bins=5, from_logits=True),
+            metrics.MaximumCalibrationError(num_bins=5, from_logits=True),
+            metrics.GroupAccuracy(counts, "many")]},
+    )
+    values = model.evaluate(x, {"logits": y, "expert_logits": y},
+                            batch_size=8, verbose=0)
+    return [float(v) for v in values]
 
 
 def _child_main(backend):
