@@ -1,0 +1,263 @@
+"""TensorFlow-free in-memory training input: a `keras.utils.PyDataset`.
+
+For datasets that fit in accelerator memory (CIFAR-size). The uint8 images
+are uploaded to the device once (`DeviceImages`); each batch is gathered,
+augmented (crop/flip/rotation, Mixup; `augment.py`) and converted to float
+there by one compiled function (`jax.jit` on JAX, `tf.function` on
+TensorFlow, eager CUDA kernels on torch). The host only draws the small
+random parameters with NumPy, from `(seed, epoch, batch index)` alone, so a
+resumed run sees exactly the batches of an uninterrupted one and batches
+can be produced in any order.
+
+Semantics match the tf.data path (`balpoe_keras.data.make_train_dataset`
+with recipe `"cifar_standard"` / crop+flip): pad-4 zero-fill crop, flip
+with p = 0.5, optional rotation U[-15, 15] deg, per-batch Mixup with soft
+labels, the last partial batch kept unless `drop_remainder`.
+"""
+
+import functools
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from balpoe_keras.arrays import augment
+
+
+class DeviceImages:
+    """uint8 images `(N, H, W, C)` and labels, uploaded to the device once.
+
+    Args:
+        images: `(N, H, W, C)` uint8 NumPy array.
+        labels: `(N,)` int class ids.
+    """
+
+    def __init__(self, images, labels):
+        images = np.asarray(images)
+        labels = np.asarray(labels).reshape(-1).astype(np.int32)
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(
+                "Expected uint8 images of shape (N, H, W, C). Received "
+                f"{images.shape} {images.dtype}; convert with "
+                "np.asarray(x * 255).round().astype('uint8') for [0, 1] "
+                "floats."
+            )
+        if len(images) != len(labels):
+            raise ValueError(
+                f"{len(images)} images but {len(labels)} labels.")
+        self.shape = images.shape
+        self.labels = labels
+        self.images = ops.convert_to_tensor(images)
+        self.device_labels = ops.convert_to_tensor(labels)
+
+    def __len__(self):
+        return self.shape[0]
+
+
+class ArrayDataset(keras.utils.PyDataset):
+    """One epoch of shuffled, augmented batches for `model.fit`.
+
+    Batch `k` of epoch `e` holds the images `order[k B:(k+1) B]` of the
+    permutation drawn from `(seed, e)`; its augmentation parameters come
+    from `(seed, e, k)`.
+
+    Args:
+        data: a `DeviceImages` (shared across epochs) or an `(images,
+            labels)` pair of NumPy arrays.
+        global_batch_size: int `B`.
+        epoch: int >= 0, the 0-based epoch this dataset yields.
+        seed: int >= 0.
+        num_classes: int `C` (required for Mixup).
+        shuffle: bool; False keeps the data order (evaluation, tests).
+        augment: bool, apply crop + flip (+ rotation).
+        padding: int, crop padding (4 in the reference).
+        max_degrees: float, rotation range; 0 (default) disables it, 15
+            is the reference's standard CIFAR recipe.
+        mixup_alpha: float; 0 disables Mixup (labels stay int).
+        drop_remainder: bool; False keeps the last partial batch.
+        dict_targets: bool, yield `{"logits": y, "expert_logits": y}`
+            (`models.balpoe_targets`) instead of `y`.
+        **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
+
+    Yields:
+        `(images, targets)`: `(B, H, W, C)` float32 in `[0, 1]` and `(B,)`
+        int32 or `(B, C)` float32 labels, on the backend's default device.
+    """
+
+    def __init__(self, data, *, global_batch_size, epoch=0, seed=0,
+                 num_classes=None, shuffle=True, augment=True, padding=4,
+                 max_degrees=0.0, mixup_alpha=0.0, drop_remainder=False,
+                 dict_targets=True, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(data, DeviceImages):
+            data = DeviceImages(*data)
+        _check(global_batch_size, epoch, seed, mixup_alpha, num_classes,
+               len(data), drop_remainder)
+        self.data = data
+        self.global_batch_size = int(global_batch_size)
+        self.epoch, self.seed = int(epoch), int(seed)
+        self.num_classes = num_classes
+        self.augment, self.padding = bool(augment), int(padding)
+        self.max_degrees, self.mixup_alpha = max_degrees, mixup_alpha
+        self.drop_remainder, self.dict_targets = drop_remainder, dict_targets
+        self.order = np.arange(len(data), dtype=np.int32)
+        if shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch, 0, 0])
+            self.order = rng.permutation(len(data)).astype(np.int32)
+
+    @property
+    def num_batches(self):
+        n, b = len(self.data), self.global_batch_size
+        return n // b if self.drop_remainder else math.ceil(n / b)
+
+    def __len__(self):
+        return self.num_batches
+
+    def batch_params(self, index):
+        """NumPy parameters of batch `index`: a dict, see `augment.py`."""
+        size = len(self.batch_indices(index))
+        rng = np.random.default_rng([self.seed, self.epoch, 1, index])
+        return draw_params_numpy(
+            rng, size, self.padding if self.augment else None,
+            self.max_degrees if self.augment else 0.0, self.mixup_alpha)
+
+    def batch_indices(self, index):
+        """`(b,)` int32 rows of the data in batch `index`."""
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"Batch {index} out of range "
+                             f"[0, {self.num_batches}).")
+        b = self.global_batch_size
+        return self.order[index * b:(index + 1) * b]
+
+    def __getitem__(self, index):
+        params = self.batch_params(index)
+        fn = _batch_fn(self.augment, self.padding,
+                       params["angles"] is not None,
+                       self.num_classes if self.mixup_alpha else None)
+        images, labels = fn(self.data.images, self.data.device_labels,
+                            self.batch_indices(index), **params)
+        if self.dict_targets:
+            return images, {"logits": labels, "expert_logits": labels}
+        return images, labels
+
+
+def draw_params_numpy(rng, batch_size, padding=4, max_degrees=0.0,
+                      mixup_alpha=0.0):
+    """Augmentation parameters of one batch drawn with NumPy.
+
+    Args:
+        rng: a `np.random.Generator`.
+        batch_size: int `b`.
+        padding: int crop padding, or None for no crop/flip.
+        max_degrees: float rotation range (0: no rotation).
+        mixup_alpha: float (0: no Mixup).
+
+    Returns:
+        dict with `offsets` `(b, 2)` int32, `flips` `(b,)` bool, `angles`
+        `(b,)` float32 or None, `lam` float32 scalar and `perm` `(b,)` int32
+        (`lam`/`perm` are None without Mixup).
+    """
+    params = {"offsets": None, "flips": None, "angles": None,
+              "lam": None, "perm": None}
+    if padding is not None:
+        params["offsets"] = rng.integers(
+            0, 2 * padding + 1, (batch_size, 2)).astype(np.int32)
+        params["flips"] = rng.random(batch_size) < 0.5
+        if max_degrees:
+            params["angles"] = rng.uniform(
+                -max_degrees, max_degrees, batch_size).astype(np.float32)
+    if mixup_alpha:
+        params["lam"] = np.float32(rng.beta(mixup_alpha, mixup_alpha))
+        params["perm"] = rng.permutation(batch_size).astype(np.int32)
+    return params
+
+
+def _check(batch_size, epoch, seed, mixup_alpha, num_classes, size,
+           drop_remainder):
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(
+            f"Expected global_batch_size >= 1. Received: {batch_size}")
+    if epoch < 0 or seed < 0:
+        raise ValueError(
+            f"Expected epoch >= 0 and seed >= 0. Received: epoch={epoch}, "
+            f"seed={seed}")
+    if mixup_alpha < 0 or (mixup_alpha and not num_classes):
+        raise ValueError(
+            "Mixup needs mixup_alpha > 0 and num_classes. Received: "
+            f"mixup_alpha={mixup_alpha}, num_classes={num_classes}")
+    if size == 0 or (drop_remainder and size < batch_size):
+        raise ValueError(
+            f"{size} images give no batch of {batch_size} (drop_remainder="
+            f"{drop_remainder}). Lower the batch size or add data.")
+
+
+@functools.lru_cache(maxsize=None)
+def _batch_fn(crop, padding, rotate, mixup_classes):
+    """The compiled per-batch function for one static configuration.
+
+    Cached, so the datasets of all epochs share one compiled function (JAX
+    retraces only for a new batch size, e.g. the last partial batch).
+    """
+
+    def augmented(images, indices, offsets, flips, angles):
+        x = ops.take(images, indices, axis=0)
+        if not crop:
+            return augment.to_float(x)
+        return augment.apply_crop_flip(x, offsets, flips, angles, padding)
+
+    def fn(images, labels, indices, offsets, flips, angles, lam, perm):
+        indices = ops.convert_to_tensor(indices)
+        x = augmented(images, indices, offsets, flips, angles)
+        y = ops.take(labels, indices, axis=0)
+        if not mixup_classes:
+            return x, y
+        # The partner batch x[perm], augmented with the permuted parameters
+        # (identical to augmenting first and permuting after).
+        take = functools.partial(_take_or_none, perm)
+        x2 = augmented(images, take(indices), take(offsets), take(flips),
+                       take(angles))
+        return augment.mix_pair(x, x2, y, take(y), lam, mixup_classes)
+
+    return _compile(fn)
+
+
+def _take_or_none(perm, x):
+    return None if x is None else ops.take(x, perm, axis=0)
+
+
+def _compile(fn):
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, reduce_retracing=True)
+    return fn
+
+
+def make_train_dataset_fn(images, labels, *, global_batch_size, seed=0,
+                          **kwargs):
+    """`epoch -> ArrayDataset` for `balpoe_keras.training.fit`.
+
+    Uploads the images once and shares them across epochs; every epoch's
+    data depends only on `(seed, epoch)`.
+
+    Args:
+        images: `(N, H, W, C)` uint8.
+        labels: `(N,)` int.
+        global_batch_size: int.
+        seed: int >= 0.
+        **kwargs: further `ArrayDataset` arguments (`num_classes`,
+            `mixup_alpha`, `max_degrees`, ...).
+    """
+    data = DeviceImages(images, labels)
+
+    def dataset_fn(epoch):
+        return ArrayDataset(data, global_batch_size=global_batch_size,
+                            epoch=epoch, seed=seed, **kwargs)
+
+    return dataset_fn

@@ -1,0 +1,156 @@
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+from unittest import mock
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from balpoe_keras.arrays import sources
+from tests.test_case import TestCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+
+def _png(value, size=4):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_archive(path, files):
+    """`files`: {member name: bytes}, written in reverse name order."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name in sorted(files, reverse=True):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            tar.addfile(info, io.BytesIO(files[name]))
+
+
+class ReadImageArchiveTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.dir = self.get_temp_dir()
+        self.archive = os.path.join(self.dir, sources.CIFAR10_ARCHIVE)
+        # Pixel value encodes (split, class, file) so the order is visible.
+        _write_archive(self.archive, {
+            "train/dog/0001.png": _png(21), "train/dog/0000.png": _png(20),
+            "train/cat/0000.png": _png(10), "test/cat/0000.png": _png(110),
+            "test/dog/0000.png": _png(120), "README.txt": b"not an image",
+        })
+
+    def test_sorted_paths_and_alphabetical_labels(self):
+        arrays = sources.read_image_archive(self.archive)
+        self.assertEqual(arrays["class_names"].tolist(), ["cat", "dog"])
+        self.assertEqual(arrays["train_images"].shape, (3, 4, 4, 3))
+        self.assertEqual(arrays["train_images"].dtype, np.uint8)
+        self.assertEqual(arrays["train_images"][:, 0, 0, 0].tolist(),
+                         [10, 20, 21])
+        self.assertEqual(arrays["train_labels"].tolist(), [0, 1, 1])
+        self.assertEqual(arrays["test_labels"].tolist(), [0, 1])
+
+    def test_given_class_order_sets_labels(self):
+        arrays = sources.read_image_archive(self.archive, ("dog", "cat"))
+        self.assertEqual(arrays["train_labels"].tolist(), [1, 0, 0])
+
+    def test_corrupt_files_are_listed(self):
+        bad = os.path.join(self.dir, "bad.tar.gz")
+        _write_archive(bad, {"train/cat/0.png": _png(1),
+                             "train/cat/1.jpg": b"garbage",
+                             "train/dog/2.jpg": b"\xff\xd8junk"})
+        with self.assertRaisesRegex(ValueError,
+                                    "2 image file.*1.jpg.*2.jpg"):
+            sources.read_image_archive(bad)
+
+    def test_cache_is_written_and_reused(self):
+        cache = os.path.join(self.dir, "cache")
+        first = sources.load_cifar10_arrays(self.dir, cache_dir=cache)
+        (cached,) = os.listdir(cache)
+        self.assertTrue(cached.endswith(".npz"))
+        again = sources.load_cifar10_arrays(os.path.join(cache, cached))
+        for key in first:
+            np.testing.assert_array_equal(first[key], again[key])
+        # CIFAR-10 class order: cat = 3, dog = 5.
+        self.assertEqual(first["train_labels"].tolist(), [3, 5, 5])
+
+    def test_missing_archive_names_searched_folders(self):
+        with mock.patch.object(sources, "ARCHIVE_DIRS", ()), \
+                mock.patch.dict(os.environ, {"BALPOE_KERAS_DATA": ""}):
+            with self.assertRaisesRegex(FileNotFoundError, "nowhere"):
+                sources.find_cifar10_archive("/nowhere")
+
+
+class MakeLongTailedTest(TestCase):
+    def test_counts_follow_exponential_profile(self):
+        labels = np.repeat(np.arange(3), 10)
+        images = np.arange(30, dtype=np.uint8).reshape(30, 1, 1, 1)
+        x, y, counts = sources.make_long_tailed(images, labels, 3, 10)
+        # n_c = int(10 * 0.1**(c/2)): 10, int(3.162) = 3, 1.
+        self.assertEqual(counts, [10, 3, 1])
+        self.assertEqual(y.tolist(), [0] * 10 + [1] * 3 + [2])
+        np.testing.assert_array_equal(labels[x[:, 0, 0, 0]], y)
+
+
+@pytest.mark.large
+def test_arrays_path_imports_and_runs_without_tensorflow(tmp_path):
+    """Simulates the GPU image: `import tensorflow` raises ImportError."""
+    stub = tmp_path / "tensorflow"
+    stub.mkdir()
+    (stub / "__init__.py").write_text("raise ImportError('no TF here')\n")
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from balpoe_keras.arrays import ArrayDataset, load_cifar10_arrays
+        from balpoe_keras.data import long_tail, test_distributions
+        from balpoe_keras import evaluation, models, training
+        from balpoe_keras.training import fit, checkpoint, optimizers
+        images = np.zeros((6, 8, 8, 3), np.uint8)
+        ds = ArrayDataset((images, np.arange(6) % 2), global_batch_size=4,
+                          num_classes=2, mixup_alpha=0.8, max_degrees=15.0)
+        x, y = ds[1]
+        assert tuple(x.shape) == (2, 8, 8, 3), x.shape
+        assert test_distributions.make_test_distributions(
+            np.repeat(np.arange(2), 10), 2)["uniform"].size == 20
+        assert "tensorflow" not in sys.modules
+        print("OK")
+    """)
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    proc = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.large
+def test_gpu_check_tiny_mode_end_to_end(tmp_path):
+    """`GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh` on synthetic data."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (200, 32, 32, 3), np.uint8),
+        "train_labels": np.repeat(np.arange(10), 20),
+        "test_images": rng.integers(0, 256, (50, 32, 32, 3), np.uint8),
+        "test_labels": np.repeat(np.arange(10), 5),
+        "class_names": np.asarray(sources.CIFAR10_CLASSES),
+    }
+    npz = str(tmp_path / "tiny.npz")
+    sources.save_arrays(npz, arrays)
+    out = tmp_path / "out"
+    env = dict(os.environ, GPU_CHECK_TINY="1", OUT=str(out),
+               GPU_CHECK_WORKDIR=str(tmp_path / "work"),
+               GPU_CHECK_TRAIN_ARGS=f"--data {npz} --imbalance_ratio 10")
+    proc = subprocess.run(["bash", os.path.join(ROOT, "benchmarks",
+                                                "gpu_check.sh")],
+                          env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "tensorflow: not importable" in proc.stdout
+    for name in ("gpu_check.log", "train_log.csv", "report.md",
+                 "report.json"):
+        assert (out / name).exists(), name
+    assert "test/balanced_accuracy" in (out / "report.json").read_text()
