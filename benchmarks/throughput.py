@@ -13,7 +13,8 @@ this machine's float32 matmul peak measured in the same run.
     python benchmarks/throughput.py --configs tf,tf_bf16 --repeats 5
     python benchmarks/throughput.py --out benchmarks/throughput.json
 
-Configs: tf (graph), tf_xla, tf_bf16 (mixed_bfloat16), tf_xla_bf16, jax,
+Configs: tf (graph, TensorFlow's default kernels), tf_onednn (graph with
+TF_ENABLE_ONEDNN_OPTS=1, the runner's default), tf_xla, tf_bf16 (mixed_bfloat16), tf_xla_bf16, jax,
 jax_bf16, torch. Unavailable backends are reported as skipped.
 """
 
@@ -31,6 +32,7 @@ import numpy as np
 FORWARD_FLOPS = 317.1e6  # per image, M=3, C=100 (REFERENCE 1.5)
 CONFIGS = {
     "tf": ("tensorflow", False, "float32"),
+    "tf_onednn": ("tensorflow", False, "float32"),
     "tf_xla": ("tensorflow", True, "float32"),
     "tf_bf16": ("tensorflow", False, "mixed_bfloat16"),
     "tf_xla_bf16": ("tensorflow", True, "mixed_bfloat16"),
@@ -110,10 +112,16 @@ def run_config(name, args):
     """Runs one configuration in a subprocess and returns its result dict."""
     backend = CONFIGS[name][0]
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1" if name == "tf_onednn" else "0"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
            "--batch_size", str(args.batch_size), "--steps", str(args.steps),
            "--repeats", str(args.repeats)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                              timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"config": name, "skipped": f"timed out after {args.timeout} s"
+                " (e.g. bfloat16 emulated on a CPU without AVX512_BF16)"}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -141,12 +149,36 @@ def print_table(results, peak):
               f"{r['peak_rss_mib']:>8.0f}")
 
 
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags():
+    """Which of the CPU features that matter for bf16/int8 are present."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return []
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+    return [flag for flag in wanted if flag in flags]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=int, default=600,
+                        help="Seconds allowed per configuration.")
     parser.add_argument("--out", default=None, help="JSON output path.")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,11 +190,12 @@ def main():
     if unknown:
         parser.error(f"unknown configs {unknown}; known: {sorted(CONFIGS)}")
     peak = measure_matmul_peak()
+    print(f"CPU: {_cpu_model()}, flags {_cpu_flags()}", flush=True)
     results = [run_config(name, args) for name in names]
     print_table(results, peak)
     report = {
-        "date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
-        or platform.machine(), "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d"), "machine": _cpu_model(),
+        "cpu_flags": _cpu_flags(), "cpus": os.cpu_count(),
         "load_avg": os.getloadavg(), "matmul_peak_gflop_s": peak,
         "results": results,
     }

@@ -257,6 +257,8 @@ def run_experiment(config, *, dry_run=False, overwrite=False):
         model, dataset_fn, epochs=config.epochs, workdir=config.workdir,
         steps_per_epoch=steps, overwrite=overwrite, seed=config.seed,
         global_batch_size=config.global_batch_size,
+        examples_per_epoch=None if config.max_train_steps_per_epoch
+        else len(experiment_data.train),
         keep_every=100,
     )  # fmt: skip
     report_path = os.path.join(config.workdir, "report", "report.json")
