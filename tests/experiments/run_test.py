@@ -6,6 +6,7 @@ import io
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 from absl import app
@@ -15,8 +16,8 @@ from tests.experiments.flags_util import FLAGFILE_DIR
 from tests.experiments.flags_util import parse
 from tests.test_case import TestCase
 
-pytestmark = pytest.mark.tf_only
-
+# The data package (tf.data) needs TensorFlow installed; the runner then
+# trains on any Keras backend.
 # (classes, train images per class, test images per class, side, channels)
 FAKE_DATA = {
     "cifar10": (10, 500, 50, 32, 3),
@@ -64,6 +65,7 @@ def run(config, **kwargs):
     return result, stdout.getvalue()
 
 
+@pytest.mark.tf_only
 class DryRunTest(TestCase):
     @pytest.mark.large
     def test_every_flagfile_builds_its_model_and_pipeline(self):
@@ -105,6 +107,7 @@ class DryRunTest(TestCase):
         self.assertEqual(config.dataset, "imagenet_lt")
 
 
+@pytest.mark.tf_only
 class EndToEndTest(TestCase):
     @pytest.mark.large
     def test_short_run_writes_report_and_exports_then_rerun_is_a_no_op(self):
@@ -141,6 +144,27 @@ class EndToEndTest(TestCase):
             parse(f"--workdir={self.get_temp_dir()}", "--batch_size=-4")
 
 
+class OtherBackendsTest(TestCase):
+    @pytest.mark.large
+    @pytest.mark.skipif(keras.backend.backend() == "tensorflow",
+                        reason="EndToEndTest covers TensorFlow")
+    def test_short_run_trains_and_reports_on_this_backend(self):
+        workdir = self.get_temp_dir()
+        config = parse(
+            f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
+            f"--workdir={workdir}", "--epochs=1", "--warmup_epochs=1",
+            "--lr_step_epochs=1", "--max_train_steps_per_epoch=1",
+            "--batch_size=16", "--eval_batch_size=100",
+            "--imbalance_ratio=10",
+        )
+        results, out = run(config)
+        self.assertIn("SavedModel export skipped", out)
+        self.assertEqual(results["num_experts"], 3)
+        for name in ("model.keras", "report/report.json", "train_log.csv"):
+            self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
+
+
+@pytest.mark.tf_only
 class EvaluateCliTest(TestCase):
     @pytest.mark.large
     def test_evaluate_a_run_directory(self):
