@@ -1,0 +1,137 @@
+"""CE vs LA vs BalPoE vs BalPoE + Mixup on CIFAR-10-LT IR100 (paper Table 6).
+
+Runs the four methods of the comparison through the experiment runner, one
+run directory each (so an interrupted comparison resumes where it stopped),
+then writes a table of balanced accuracy, many/medium/few, ECE and MCE with
+links to each run's reliability diagram:
+
+    # The full reference schedule (200 epochs), e.g. on a GPU:
+    python benchmarks/reproduce.py --epochs=200 --workdir=runs/reproduce
+    # A CPU budget: the same recipe with the LR milestones scaled:
+    python benchmarks/reproduce.py --epochs=12 --workdir=runs/reproduce_cpu \
+        --results_md=benchmarks/RESULTS.md
+
+Data: the offline CIFAR-10 JPEG archive (`--dataset=cifar10_lt_folder`);
+`--dataset=cifar10_lt` uses tfds' CIFAR-10 (the reference's exact subset).
+For `epochs != 200` the warm-up is `round(5 * epochs / 200)` (at least 1)
+and the LR drops sit at 80 % and 90 % of the epochs, as 160/180 of 200.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE_FLAGFILE = os.path.join(ROOT, "experiments",
+                             "cifar10_ir100_standard.flags")
+# name -> (experts, lambdas, mixup alpha); paper Table 6 at IR100.
+METHODS = {
+    "ce": (1, "1", 0.0),
+    "la": (1, "0", 0.0),
+    "balpoe": (3, "1,0,-1", 0.0),
+    "balpoe_mixup": (3, "1,0,-1", 0.8),
+}
+PAPER = {"ce": "71.3", "la": "–", "balpoe": "80.5", "balpoe_mixup": "84.2"}
+MARKERS = ("<!-- reproduce:start -->", "<!-- reproduce:end -->")
+
+
+def scaled_schedule(epochs):
+    """`(warmup_epochs, (step1, step2))` of the reference scaled to `epochs`."""
+    if epochs < 1:
+        raise ValueError(f"Expected epochs >= 1. Received: {epochs}")
+    warmup = max(1, round(5 * epochs / 200))
+    step1 = max(1, round(0.8 * epochs))
+    step2 = max(step1 + 1, round(0.9 * epochs))
+    return min(warmup, epochs), (step1, step2)
+
+
+def method_command(method, args):
+    """The runner command line of one method."""
+    experts, lambdas, alpha = METHODS[method]
+    warmup, (step1, step2) = scaled_schedule(args.epochs)
+    command = [
+        sys.executable, "-m", "balpoe_keras.experiments.run",
+        f"--flagfile={BASE_FLAGFILE}", f"--dataset={args.dataset}",
+        f"--workdir={os.path.join(args.workdir, method)}",
+        f"--num_experts={experts}", f"--lambdas={lambdas}",
+        f"--mixup_alpha={alpha}", f"--epochs={args.epochs}",
+        f"--warmup_epochs={warmup}", f"--lr_step_epochs={step1},{step2}",
+        f"--seed={args.seed}",
+    ]
+    if method == "ce":
+        command.append("--allow_unbalanced_lambdas")
+    return command + args.extra_flags
+
+
+def format_table(reports, args):
+    """Markdown table of the methods' `summary` numbers (all in %)."""
+    header = ("| method | paper (200 ep.) | bal. acc | many | medium | few "
+              "| ECE | MCE | reliability |\n|---|---|---|---|---|---|---|---"
+              "|---|")
+    rows = []
+    for method, report in reports.items():
+        s = report["summary"]
+        cells = [_fmt(s.get(f"test/{k}")) for k in (
+            "balanced_accuracy", "acc_many", "acc_medium", "acc_few", "ece",
+            "mce")]
+        png = os.path.join(args.workdir, method, "report", "reliability.png")
+        rows.append(f"| {method} | {PAPER[method]} | " + " | ".join(cells)
+                    + f" | `{png}` |")
+    title = (f"CIFAR-10-LT IR100 ({args.dataset}), {args.epochs} epochs, "
+             f"seed {args.seed}; command: `python benchmarks/reproduce.py "
+             f"--epochs={args.epochs} --workdir={args.workdir}`")
+    return "\n".join([title, "", header, *rows])
+
+
+def _fmt(value):
+    return "–" if value is None else f"{value:.1f}"
+
+
+def update_markdown(path, block):
+    """Replaces the text between the reproduce markers of `path`."""
+    with open(path) as f:
+        text = f.read()
+    start, end = MARKERS
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} lacks the markers {start} ... {end}")
+    pattern = re.escape(start) + ".*?" + re.escape(end)
+    text = re.sub(pattern, lambda _: f"{start}\n{block}\n{end}", text,
+                  flags=re.S)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--workdir", default="runs/reproduce")
+    parser.add_argument("--dataset", default="cifar10_lt_folder",
+                        choices=["cifar10_lt_folder", "cifar10_lt"])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--results_md", default=None,
+                        help="Markdown file whose reproduce markers to fill.")
+    parser.add_argument("extra_flags", nargs="*",
+                        help="More runner flags after `--`.")
+    args = parser.parse_args()
+    reports = {}
+    for method in args.methods.split(","):
+        if method not in METHODS:
+            parser.error(f"unknown method {method!r}; known: {list(METHODS)}")
+        subprocess.run(method_command(method, args), check=True, cwd=ROOT)
+        path = os.path.join(args.workdir, method, "report", "report.json")
+        with open(os.path.join(ROOT, path)) as f:
+            reports[method] = json.load(f)
+    block = format_table(reports, args)
+    with open(os.path.join(ROOT, args.workdir, "reproduce.md"), "w") as f:
+        f.write(block + "\n")
+    if args.results_md:
+        update_markdown(args.results_md, block)
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
