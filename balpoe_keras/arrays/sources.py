@@ -21,11 +21,11 @@ import tarfile
 import numpy as np
 
 from balpoe_keras.data import long_tail
+from balpoe_keras.data.source import ARCHIVE_DIRS
 
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
-ARCHIVE_DIRS = ("/work/shared/data", "~/.cache/balpoe_keras")
 SPLITS = ("train", "test")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 

@@ -8,11 +8,21 @@ selections (`subset`), so the NumPy arrays can also feed non-TF code.
 """
 
 import dataclasses
+import os
 
 import numpy as np
 
 from balpoe_keras.data.long_tail import long_tail_counts
 from balpoe_keras.data.long_tail import long_tail_subsample
+
+# Where the offline CIFAR-10 JPEG archive is looked for (after `data_dir`
+# and `$BALPOE_KERAS_DATA`): `shared/data` beside a checkout of the
+# repository (this project's CI and development machines lay it there),
+# /work/shared/data, then the user cache.
+_REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))))
+ARCHIVE_DIRS = (os.path.join(_REPO_PARENT, "shared", "data"),
+                "/work/shared/data", "~/.cache/balpoe_keras")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ from balpoe_keras.data.image_folder import default_cache_dir
 from balpoe_keras.data.image_folder import extract_archive
 from balpoe_keras.data.image_folder import load_image_folder
 from balpoe_keras.data.list_files import load_benchmark_list
+from balpoe_keras.data.source import ARCHIVE_DIRS
 from balpoe_keras.data.source import ImageSource
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
@@ -35,12 +36,6 @@ FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 CIFAR10_ARCHIVE_SHA256 = (
     "45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db")
-# `shared/data` beside a checkout of the repository (this project's CI and
-# development machines lay it there), then the user cache.
-_REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__)))))
-ARCHIVE_DIRS = (os.path.join(_REPO_PARENT, "shared", "data"),
-                "/work/shared/data", "~/.cache/balpoe_keras")
 
 
 def load_tfds(name="cifar100", split="train", data_dir=None, download=True):
