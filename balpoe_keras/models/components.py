@@ -181,3 +181,36 @@ def validate_model_args(num_classes, num_experts, shared_stages, num_stages):
             f"stages all experts share). Received: shared_stages="
             f"{shared_stages}"
         )
+
+
+def apply_expert_branches(x, num_experts, shared_stages, num_stages,
+                          apply_stages):
+    """Shared stages, then one branch per expert, each globally pooled.
+
+    Args:
+        x: `(batch, H, W, C)` normalised images.
+        num_experts: int, `M`.
+        shared_stages: int in `[0, num_stages]`, stages shared by all
+            experts (0: every expert also has its own stem).
+        num_stages: int, residual stages of the backbone.
+        apply_stages: `fn(x, first, last, prefix) -> tensor` applying stages
+            `first..last` (stage 0 is the stem) with layer-name `prefix`.
+
+    Returns:
+        `M` pooled `(batch, D)` features; when every stage is shared ("linear
+        experts"), one pooled feature (layer `pool`) serves all experts.
+    """
+    shared, first = x, 0
+    if shared_stages:
+        shared = apply_stages(x, 0, shared_stages, "")
+        first = shared_stages + 1
+    if shared_stages == num_stages:
+        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(shared)
+        return [pooled] * num_experts
+    features = []
+    for index in range(num_experts):
+        y = apply_stages(shared, first, num_stages, f"expert_{index}_")
+        pool = keras.layers.GlobalAveragePooling2D(name=f"expert_{index}_pool")
+        features.append(pool(y))
+    return features
+

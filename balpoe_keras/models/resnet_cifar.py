@@ -13,6 +13,7 @@ from balpoe_keras.models.components import OptionAShortcut
 from balpoe_keras.models.components import PixelNormalization
 from balpoe_keras.models.components import apply_batch_norm
 from balpoe_keras.models.components import apply_conv
+from balpoe_keras.models.components import apply_expert_branches
 from balpoe_keras.models.components import validate_model_args
 from balpoe_keras.models.heads import apply_expert_heads
 
@@ -119,24 +120,12 @@ def build_balpoe_resnet32(
     inputs = keras.Input(input_shape, name="images")
     x = PixelNormalization(pixel_mean, pixel_std, name="normalize")(inputs)
 
-    shared, first = x, 0  # shared_stages == 0: every expert has a stem.
-    if shared_stages:
-        shared = _apply_trunk(x, widths, blocks_per_stage, 0, shared_stages, "")
-        first = shared_stages + 1
-    if shared_stages == 3:  # Linear experts: one pooled feature for all.
-        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(shared)
-        features = [pooled] * num_experts
-    else:
-        features = []
-        for index in range(num_experts):
-            y = _apply_trunk(
-                shared, widths, blocks_per_stage, first, 3,
-                f"expert_{index}_",
-            )
-            pool = keras.layers.GlobalAveragePooling2D(
-                name=f"expert_{index}_pool"
-            )
-            features.append(pool(y))
+    features = apply_expert_branches(
+        x, num_experts, shared_stages, 3,
+        lambda t, first, last, prefix: _apply_trunk(
+            t, widths, blocks_per_stage, first, last, prefix
+        ),
+    )
     outputs = apply_expert_heads(
         features, num_classes, scale=scale, head=head,
         linear_init=keras.initializers.VarianceScaling(

@@ -13,6 +13,7 @@ from balpoe_keras.models.components import IMAGENET_STD
 from balpoe_keras.models.components import PixelNormalization
 from balpoe_keras.models.components import apply_batch_norm
 from balpoe_keras.models.components import apply_conv
+from balpoe_keras.models.components import apply_expert_branches
 from balpoe_keras.models.components import validate_model_args
 from balpoe_keras.models.heads import apply_expert_heads
 
@@ -101,21 +102,12 @@ def _build_expert_bottleneck_resnet(
     inputs = keras.Input(input_shape, name="images")
     x = PixelNormalization(pixel_mean, pixel_std, name="normalize")(inputs)
     trunk = (blocks, groups, width_per_group)
-    shared, first = x, 0  # shared_stages == 0: every expert has a stem.
-    if shared_stages:
-        shared = _apply_trunk(x, 0, shared_stages, *trunk, "")
-        first = shared_stages + 1
-    if shared_stages == 4:  # Linear experts: one pooled feature for all.
-        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(shared)
-        features = [pooled] * num_experts
-    else:
-        features = []
-        for index in range(num_experts):
-            y = _apply_trunk(shared, first, 4, *trunk, f"expert_{index}_")
-            pool = keras.layers.GlobalAveragePooling2D(
-                name=f"expert_{index}_pool"
-            )
-            features.append(pool(y))
+    features = apply_expert_branches(
+        x, num_experts, shared_stages, 4,
+        lambda t, first, last, prefix: _apply_trunk(
+            t, first, last, *trunk, prefix
+        ),
+    )
     outputs = apply_expert_heads(features, num_classes, scale=scale, head=head)
     return keras.Model(inputs, outputs, name=name)
 
