@@ -11,7 +11,6 @@ data flow reads top to bottom. Outputs in `config.workdir`:
   TF Serving SavedModel).
 """
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -198,24 +197,6 @@ def make_test_sets(config, experiment_data):
     return sets
 
 
-def get_strategy_scope():
-    """`(scope, num_replicas)`: MirroredStrategy on TF, DataParallel on JAX.
-
-    One device (e.g. these CPUs) gives a no-op scope and 1 replica.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        strategy = training.get_strategy()
-        return strategy.scope(), strategy.num_replicas_in_sync
-    if backend == "jax":
-        import jax
-
-        if len(jax.devices()) > 1:
-            keras.distribution.set_distribution(training.get_data_parallel())
-            return contextlib.nullcontext(), len(jax.devices())
-    return contextlib.nullcontext(), 1
-
-
 def run_experiment(config, *, dry_run=False, overwrite=False):
     """Trains, evaluates and exports one run; returns the report dict.
 
@@ -234,15 +215,18 @@ def run_experiment(config, *, dry_run=False, overwrite=False):
     os.makedirs(config.workdir, exist_ok=True)
     _write_config(config)
     experiment_data = load_data(config)
-    scope, replicas = get_strategy_scope()
-    if config.global_batch_size % replicas:
-        raise ValueError(
-            f"--batch_size={config.global_batch_size} is not divisible by the "
-            f"{replicas} replicas; use a multiple of {replicas}."
-        )
+    # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
+    # training and evaluation run inside it.
+    with training.data_parallel_scope() as replicas:
+        training.validate_global_batch_size(config.global_batch_size,
+                                            replicas)
+        return _train_and_report(config, experiment_data, replicas, dry_run,
+                                 overwrite)
+
+
+def _train_and_report(config, experiment_data, replicas, dry_run, overwrite):
     steps = steps_per_epoch(config, len(experiment_data.train), replicas)
-    with scope:
-        model = build_model(config, experiment_data.class_counts, steps)
+    model = build_model(config, experiment_data.class_counts, steps)
     _log_plan(config, experiment_data, model, steps, replicas)
     dataset_fn = make_train_dataset_fn(config, experiment_data, replicas)
     if dry_run:
