@@ -8,6 +8,8 @@ parameter-free option-A shortcut and in-model pixel normalisation.
 import keras
 from keras import ops
 
+from balpoe_keras import layers
+
 # PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (Keras: 1 - 0.1).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -155,8 +157,9 @@ def apply_conv(x, filters, kernel_size, strides, init_mode, name, groups=1):
 
 
 def apply_batch_norm(x, name):
-    """BatchNormalization with PyTorch's eps 1e-5 and momentum 0.1."""
-    return keras.layers.BatchNormalization(
+    """`layers.BatchNorm`: PyTorch's eps 1e-5, momentum 0.1, unbiased
+    running variance; TensorFlow's fused kernel on the TF backend."""
+    return layers.BatchNorm(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
     )(x)
 
