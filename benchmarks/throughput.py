@@ -14,8 +14,12 @@ this machine's float32 matmul peak measured in the same run.
     python benchmarks/throughput.py --out benchmarks/throughput.json
 
 Configs: tf (graph, TensorFlow's default kernels), tf_onednn (graph with
-TF_ENABLE_ONEDNN_OPTS=1, the runner's default), tf_xla, tf_bf16 (mixed_bfloat16), tf_xla_bf16, jax,
-jax_bf16, torch. Unavailable backends are reported as skipped.
+TF_ENABLE_ONEDNN_OPTS=1, the runner's default), tf_onednn_inter1 (the same
+with one inter-op thread), tf_xla, tf_bf16 (mixed_bfloat16), tf_xla_bf16,
+jax, jax_bf16, torch (our Keras model on the PyTorch backend), and
+reference_torch / reference_torch_cl: the reference's model and SGD step
+rebuilt in plain PyTorch (`reference_torch.py`), NCHW as shipped and
+channels-last. Unavailable backends are reported as skipped.
 """
 
 import argparse
@@ -39,7 +43,17 @@ CONFIGS = {
     "jax": ("jax", True, "float32"),
     "jax_bf16": ("jax", True, "mixed_bfloat16"),
     "torch": ("torch", False, "float32"),
+    "reference_torch": ("reference", False, "float32"),
+    "reference_torch_cl": ("reference", False, "float32"),
 }
+# Environment per config on top of KERAS_BACKEND (TensorFlow reads these
+# when it starts).
+CONFIG_ENV = {
+    "tf_onednn": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+    "tf_onednn_inter1": {"TF_ENABLE_ONEDNN_OPTS": "1",
+                         "TF_NUM_INTEROP_THREADS": "1"},
+}
+CONFIGS["tf_onednn_inter1"] = ("tensorflow", False, "float32")
 
 
 def measure_matmul_peak(size=2048, repeats=5):
@@ -57,10 +71,66 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def run_worker(args):
-    """Times one configuration in this process; prints one JSON line."""
+def _finish(result, args, name_fns):
+    """Times warm-up-excluded repetitions of each fn; prints one JSON line."""
     import resource
 
+    batch = args.batch_size
+    for name, fn in name_fns:
+        fn()  # warm-up: tracing / compilation
+        times = [_timed(fn) for _ in range(args.repeats)]
+        rates = [batch * args.steps / t for t in times]
+        result[f"{name}_img_s"] = statistics.median(rates)
+        result[f"{name}_img_s_min"] = min(rates)
+        result[f"{name}_img_s_max"] = max(rates)
+        result[f"{name}_img_s_all"] = [round(r, 1) for r in rates]
+    result["peak_rss_mib"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    result["train_gflop_s"] = result["train_img_s"] * 3 * FORWARD_FLOPS / 1e9
+    result["infer_gflop_s"] = result["infer_img_s"] * FORWARD_FLOPS / 1e9
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_reference_worker(args):
+    """Times the plain-PyTorch replica of the reference (no Keras)."""
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import reference_torch
+
+    counts = [int(500 * 0.01 ** (c / 99)) for c in range(100)]
+    channels_last = args.config == "reference_torch_cl"
+    model, step = reference_torch.make_train_step(
+        counts, channels_last=channels_last)
+    rng = np.random.RandomState(0)
+    batch = args.batch_size
+    x = torch.from_numpy(rng.rand(batch, 3, 32, 32).astype("float32"))
+    y = torch.from_numpy(rng.randint(0, 100, batch))
+
+    def train_epoch():
+        for _ in range(args.steps):
+            step(x, y)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            for _ in range(args.steps):
+                model(x).mean(dim=1).softmax(-1)
+
+    params = sum(p.numel() for p in model.parameters())
+    result = {"config": args.config, "backend": "plain PyTorch "
+              + torch.__version__, "jit_compile": False,
+              "dtype_policy": "float32", "batch": batch,
+              "channels_last": channels_last, "trainable_params": params,
+              "torch_threads": torch.get_num_threads()}
+    _finish(result, args, (("train", train_epoch), ("infer", infer)))
+
+
+def run_worker(args):
+    """Times one configuration in this process; prints one JSON line."""
+    if CONFIGS[args.config][0] == "reference":
+        return run_reference_worker(args)
     import keras
 
     from balpoe_keras import losses
@@ -92,27 +162,18 @@ def run_worker(args):
         model.predict(x, batch_size=batch, verbose=0)
 
     result = {"config": args.config, "backend": keras.backend.backend(),
-              "jit_compile": jit, "dtype_policy": policy, "batch": batch}
-    for name, fn in (("train", train_epoch), ("infer", infer)):
-        fn()  # warm-up: tracing / compilation
-        times = [_timed(fn) for _ in range(args.repeats)]
-        rates = [batch * args.steps / t for t in times]
-        result[f"{name}_img_s"] = statistics.median(rates)
-        result[f"{name}_img_s_min"] = min(rates)
-        result[f"{name}_img_s_max"] = max(rates)
-    result["peak_rss_mib"] = (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
-    result["train_gflop_s"] = result["train_img_s"] * 3 * FORWARD_FLOPS / 1e9
-    result["infer_gflop_s"] = result["infer_img_s"] * FORWARD_FLOPS / 1e9
-    print("RESULT " + json.dumps(result), flush=True)
+              "jit_compile": jit, "dtype_policy": policy, "batch": batch,
+              "trainable_params": int(sum(
+                  np.prod(w.shape) for w in model.trainable_weights))}
+    _finish(result, args, (("train", train_epoch), ("infer", infer)))
 
 
 def run_config(name, args):
     """Runs one configuration in a subprocess and returns its result dict."""
     backend = CONFIGS[name][0]
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    env["TF_ENABLE_ONEDNN_OPTS"] = "1" if name == "tf_onednn" else "0"
+    env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    env.update(CONFIG_ENV.get(name, {}))
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name,
            "--batch_size", str(args.batch_size), "--steps", str(args.steps),
            "--repeats", str(args.repeats)]
