@@ -71,15 +71,32 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def _finish(result, args, name_fns):
-    """Times warm-up-excluded repetitions of each fn; prints one JSON line."""
+def _window_rates(run, args):
+    """Images/s of `repeats` windows of `steps` consecutive steps.
+
+    `run(n, on_step)` runs n steps and calls `on_step()` after each. The
+    warm-up (tracing / compilation) is one separate call; the timed call
+    runs `steps * repeats + 1` steps and the windows start at the end of its
+    first step, so one-off costs of starting an epoch or an iterator are
+    excluded and only steady-state steps are timed.
+    """
+    run(args.steps, lambda: None)
+    stamps = []
+    run(args.steps * args.repeats + 1,
+        lambda: stamps.append(time.perf_counter()))
+    return [
+        args.batch_size * args.steps
+        / (stamps[(i + 1) * args.steps] - stamps[i * args.steps])
+        for i in range(args.repeats)
+    ]
+
+
+def _finish(result, args, name_runs):
+    """Times each `(name, run)`; prints the result as one JSON line."""
     import resource
 
-    batch = args.batch_size
-    for name, fn in name_fns:
-        fn()  # warm-up: tracing / compilation
-        times = [_timed(fn) for _ in range(args.repeats)]
-        rates = [batch * args.steps / t for t in times]
+    for name, run in name_runs:
+        rates = _window_rates(run, args)
         result[f"{name}_img_s"] = statistics.median(rates)
         result[f"{name}_img_s_min"] = min(rates)
         result[f"{name}_img_s_max"] = max(rates)
@@ -108,15 +125,17 @@ def run_reference_worker(args):
     x = torch.from_numpy(rng.rand(batch, 3, 32, 32).astype("float32"))
     y = torch.from_numpy(rng.randint(0, 100, batch))
 
-    def train_epoch():
-        for _ in range(args.steps):
+    def train(n, on_step):
+        for _ in range(n):
             step(x, y)
+            on_step()
 
-    def infer():
+    def infer(n, on_step):
         model.eval()
         with torch.no_grad():
-            for _ in range(args.steps):
+            for _ in range(n):
                 model(x).mean(dim=1).softmax(-1)
+                on_step()
 
     params = sum(p.numel() for p in model.parameters())
     result = {"config": args.config, "backend": "plain PyTorch "
@@ -124,7 +143,7 @@ def run_reference_worker(args):
               "dtype_policy": "float32", "batch": batch,
               "channels_last": channels_last, "trainable_params": params,
               "torch_threads": torch.get_num_threads()}
-    _finish(result, args, (("train", train_epoch), ("infer", infer)))
+    _finish(result, args, (("train", train), ("infer", infer)))
 
 
 def run_worker(args):
@@ -149,23 +168,30 @@ def run_worker(args):
     )
     rng = np.random.RandomState(0)
     batch = args.batch_size
-    x = np.tile(rng.rand(batch, 32, 32, 3).astype("float32"),
-                (args.steps, 1, 1, 1))
-    y = np.tile(rng.randint(0, 100, batch), args.steps)
-    targets = {"logits": y, "expert_logits": y}
+    x1 = rng.rand(batch, 32, 32, 3).astype("float32")
+    y1 = rng.randint(0, 100, batch)
 
-    def train_epoch():
-        model.fit(x, targets, batch_size=batch, epochs=1, shuffle=False,
-                  verbose=0)
+    class OnStep(keras.callbacks.Callback):
+        def __init__(self, on_step):
+            super().__init__()
+            self.on_train_batch_end = lambda *a, **k: on_step()
+            self.on_predict_batch_end = lambda *a, **k: on_step()
 
-    def infer():
-        model.predict(x, batch_size=batch, verbose=0)
+    def train(n, on_step):
+        y = np.tile(y1, n)
+        model.fit(np.tile(x1, (n, 1, 1, 1)), {"logits": y, "expert_logits": y},
+                  batch_size=batch, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[OnStep(on_step)])
+
+    def infer(n, on_step):
+        model.predict(np.tile(x1, (n, 1, 1, 1)), batch_size=batch, verbose=0,
+                      callbacks=[OnStep(on_step)])
 
     result = {"config": args.config, "backend": keras.backend.backend(),
               "jit_compile": jit, "dtype_policy": policy, "batch": batch,
               "trainable_params": int(sum(
                   np.prod(w.shape) for w in model.trainable_weights))}
-    _finish(result, args, (("train", train_epoch), ("infer", infer)))
+    _finish(result, args, (("train", train), ("infer", infer)))
 
 
 def run_config(name, args):

@@ -1,0 +1,72 @@
+"""benchmarks/throughput.py windows and the reference replica's size."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+from tests.test_case import TestCase
+
+_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+throughput = _load("throughput")
+
+
+class Args:
+    batch_size, steps, repeats = 10, 2, 3
+
+
+class WindowRatesTest(TestCase):
+    def test_windows_skip_the_first_step_and_use_steady_steps(self):
+        # Fake clock: step k of the timed call ends at clock[k]. The first
+        # step (ending at 100.0) carries a one-off start cost and is only
+        # the start of the first window.
+        clock = iter([100.0, 101.0, 102.0, 106.0, 110.0, 110.5, 111.0])
+        calls = []
+
+        def run(n, on_step):
+            calls.append(n)
+            for _ in range(n):
+                on_step()
+
+        original = throughput.time.perf_counter
+        throughput.time.perf_counter = lambda: next(clock)
+        try:
+            rates = throughput._window_rates(run, Args())
+        finally:
+            throughput.time.perf_counter = original
+        # Warm-up 2 steps, then 2 * 3 + 1 timed steps.
+        self.assertEqual(calls, [2, 7])
+        # 20 images per window: 2 s, 8 s, 1 s.
+        self.assertAllClose(rates, [10.0, 2.5, 20.0])
+
+
+class ReferenceReplicaTest(TestCase):
+    def test_same_trainable_parameters_as_our_model(self):
+        pytest.importorskip("torch")
+        sys.path.insert(0, _DIR)
+        try:
+            reference_torch = _load("reference_torch")
+        finally:
+            sys.path.remove(_DIR)
+        counts = [500 - 4 * c for c in range(100)]
+        model, step = reference_torch.make_train_step(counts)
+        params = sum(p.numel() for p in model.parameters())
+        # REFERENCE 1.5 / our build_balpoe_resnet32(100, 3): 1,362,064.
+        self.assertEqual(params, 1362064)
+        import torch
+
+        x = torch.rand(4, 3, 32, 32)
+        y = torch.tensor([0, 1, 2, 99])
+        loss = float(step(x, y))
+        self.assertTrue(0.0 < loss < 50.0)
