@@ -13,10 +13,8 @@ that reads flags: it validates them into an `ExperimentConfig` and calls
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow enables its oneDNN CPU kernels by default only on some CPUs;
-# on this project's AVX2 CPUs they train the ResNet-32 2x faster
-# (benchmarks/RESULTS.md). Must be set before TensorFlow is imported.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TF_ENABLE_ONEDNN_OPTS=1 is set by balpoe_keras/__init__.py, which Python
+# imports (with TensorFlow) before this module: see the comment there.
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
