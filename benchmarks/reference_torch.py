@@ -127,6 +127,6 @@ def make_train_step(counts, lambdas=(1.0, 0.0, -1.0), channels_last=False):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return loss
+        return loss.detach()
 
     return model, step
