@@ -9,7 +9,7 @@ links to each run's reliability diagram:
     python benchmarks/reproduce.py --epochs=200 --workdir=runs/reproduce
     # A CPU budget: the same recipe with the LR milestones scaled:
     python benchmarks/reproduce.py --epochs=12 --workdir=runs/reproduce_cpu \
-        --results_md=benchmarks/RESULTS.md
+        --results_md=benchmarks/RESULTS.md --figures_dir=docs/images/reproduce
 
 Data: the offline CIFAR-10 JPEG archive (`--dataset=cifar10_lt_folder`);
 `--dataset=cifar10_lt` uses tfds' CIFAR-10 (the reference's exact subset).
@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -66,8 +67,31 @@ def method_command(method, args):
     return command + args.extra_flags
 
 
-def format_table(reports, args):
-    """Markdown table of the methods' `summary` numbers (all in %)."""
+def copy_figures(methods, args):
+    """Copies each run's reliability diagram into `args.figures_dir`.
+
+    Returns `{method: markdown image link}`, relative to the directory of
+    `args.results_md` (or absolute paths without it).
+    """
+    os.makedirs(args.figures_dir, exist_ok=True)
+    base = os.path.dirname(os.path.abspath(args.results_md or "."))
+    links = {}
+    for method in methods:
+        source = os.path.join(ROOT, args.workdir, method, "report",
+                              "reliability.png")
+        target = os.path.join(os.path.abspath(args.figures_dir),
+                              f"{method}_reliability.png")
+        shutil.copyfile(source, target)
+        links[method] = f"![{method}]({os.path.relpath(target, base)})"
+    return links
+
+
+def format_table(reports, args, figures=None):
+    """Markdown table of the methods' `summary` numbers (all in %).
+
+    `figures`: optional `{method: markdown}` for the reliability column
+    (default: the run's own `reliability.png` path).
+    """
     header = ("| method | paper (200 ep.) | bal. acc | many | medium | few "
               "| ECE | MCE | reliability |\n|---|---|---|---|---|---|---|---"
               "|---|")
@@ -78,8 +102,9 @@ def format_table(reports, args):
             "balanced_accuracy", "acc_many", "acc_medium", "acc_few", "ece",
             "mce")]
         png = os.path.join(args.workdir, method, "report", "reliability.png")
+        link = (figures or {}).get(method, f"`{png}`")
         rows.append(f"| {method} | {PAPER[method]} | " + " | ".join(cells)
-                    + f" | `{png}` |")
+                    + f" | {link} |")
     title = (f"CIFAR-10-LT IR100 ({args.dataset}), {args.epochs} epochs, "
              f"seed {args.seed}; command: `python benchmarks/reproduce.py "
              f"--epochs={args.epochs} --workdir={args.workdir}`")
@@ -114,6 +139,9 @@ def main():
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--results_md", default=None,
                         help="Markdown file whose reproduce markers to fill.")
+    parser.add_argument("--figures_dir", default=None,
+                        help="Copy the reliability diagrams here and link "
+                        "them from the table (e.g. docs/images/reproduce).")
     parser.add_argument("extra_flags", nargs="*",
                         help="More runner flags after `--`.")
     args = parser.parse_args()
@@ -125,7 +153,8 @@ def main():
         path = os.path.join(args.workdir, method, "report", "report.json")
         with open(os.path.join(ROOT, path)) as f:
             reports[method] = json.load(f)
-    block = format_table(reports, args)
+    figures = copy_figures(reports, args) if args.figures_dir else None
+    block = format_table(reports, args, figures)
     with open(os.path.join(ROOT, args.workdir, "reproduce.md"), "w") as f:
         f.write(block + "\n")
     if args.results_md:

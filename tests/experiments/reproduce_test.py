@@ -52,3 +52,23 @@ class ReproduceTest(TestCase):
         with open(path) as f:
             self.assertEqual(f.read(), "a\n<!-- reproduce:start -->\nnew\n"
                              "<!-- reproduce:end -->\n")
+
+    def test_figures_are_copied_and_linked_relative_to_the_results_file(self):
+        root = self.get_temp_dir()
+        args = Args()
+        args.workdir = os.path.join(root, "runs")
+        args.results_md = os.path.join(root, "bench", "RESULTS.md")
+        args.figures_dir = os.path.join(root, "docs", "img")
+        report_dir = os.path.join(args.workdir, "la", "report")
+        os.makedirs(report_dir)
+        with open(os.path.join(report_dir, "reliability.png"), "wb") as f:
+            f.write(b"png bytes")
+        links = reproduce.copy_figures(["la"], args)
+        self.assertEqual(links, {"la": "![la](../docs/img/la_reliability.png)"})
+        with open(os.path.join(args.figures_dir, "la_reliability.png"),
+                  "rb") as f:
+            self.assertEqual(f.read(), b"png bytes")
+        summary = {"test/balanced_accuracy": 40.0}
+        table = reproduce.format_table({"la": {"summary": summary}}, args,
+                                       links)
+        self.assertIn("| ![la](../docs/img/la_reliability.png) |", table)
