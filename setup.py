@@ -39,6 +39,9 @@ setup(
         ],
         "jax": ["jax>=0.4.30"],
         "torch": ["torch>=2.5"],
-        "test": ["pytest>=8"],
+        # torchvision is the reference of the augmentation parity tests
+        # (the reference trains on its PIL transforms); scipy (via jax)
+        # gives their KS tests.
+        "test": ["pytest>=8", "torchvision>=0.20", "scipy>=1.11"],
     },
 )

@@ -5,6 +5,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # As the runner does.
 
+try:
+    # torchvision (the augmentation reference of the parity tests) pulls in
+    # triton, whose extension crashes when loaded after TensorFlow: import
+    # it before keras imports TensorFlow.
+    import torchvision  # noqa: E402, F401
+except ImportError:
+    pass
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

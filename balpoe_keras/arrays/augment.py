@@ -15,86 +15,134 @@ Mixup of section 3, for image batches held on the accelerator:
 Steps 1-3 are coordinate maps, so they are fused into ONE gather per pixel
 with a validity mask (zero fill); every shape is static, so the whole batch
 transform compiles under `jax.jit` / XLA. Randomness is split from the
-arithmetic: `draw_*` functions draw the parameters with `keras.random`
-(seeded by a `keras.random.SeedGenerator` or an int), and `apply_*`
-functions are deterministic given them (the in-memory `ArrayDataset` draws
-them with NumPy per `(seed, epoch, batch)` instead, for exact resumption).
+arithmetic: `draw_*` functions draw the small parameters with NumPy on the
+host (`ArrayDataset` seeds them per `(seed, epoch, batch)`, for exact
+resumption), and `apply_*` functions are deterministic given them. The
+rotation is PIL's fixed-point nearest-neighbour rule (`rotation_matrices`),
+so crop -> flip -> rotation equals torchvision's PIL transforms pixel for
+pixel (tests/arrays/torchvision_parity_test.py).
 """
 
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 
-def _as_seed_generator(seed):
-    if isinstance(seed, keras.random.SeedGenerator):
+def _as_rng(seed):
+    if isinstance(seed, np.random.Generator):
         return seed
-    return keras.random.SeedGenerator(seed)
+    return np.random.default_rng(seed)
 
 
-def draw_crop_flip_params(batch_size, seed=None, padding=4, max_degrees=0.0):
-    """Draws crop offsets, flips and rotation angles with `keras.random`.
+def draw_crop_flip_params(batch_size, seed=None, padding=4, max_degrees=0.0,
+                          image_shape=(32, 32)):
+    """Draws crop offsets, flips and rotations with NumPy (on the host).
+
+    The draws of torchvision's `RandomCrop(padding=p)`,
+    `RandomHorizontalFlip()` and `RandomRotation(max_degrees)`, per image.
 
     Args:
         batch_size: int `B`.
-        seed: a `keras.random.SeedGenerator`, an int, or None.
+        seed: an int, a `np.random.Generator`, or None.
         padding: int >= 0, zero padding of the random crop.
-        max_degrees: float >= 0; 0 disables rotation (angles are None).
+        max_degrees: float >= 0; 0 disables rotation (`angles` and
+            `rotations` are None).
+        image_shape: `(H, W)` of the images, for `rotations`.
 
     Returns:
         dict with `offsets` `(B, 2)` int32 in `[0, 2 padding]` (row,
-        column offset into the padded image), `flips` `(B,)` bool and
-        `angles` `(B,)` float32 degrees or None.
+        column offset into the padded image), `flips` `(B,)` bool, `angles`
+        `(B,)` float32 degrees (counter-clockwise) or None, and
+        `rotations`, their `(B, 6)` int32 `rotation_matrices`, or None.
     """
-    seed = _as_seed_generator(seed)
-    offsets = keras.random.randint(
-        (batch_size, 2), 0, 2 * padding + 1, dtype="int32", seed=seed)
-    flips = keras.random.uniform((batch_size,), seed=seed) < 0.5
-    angles = None
+    rng = _as_rng(seed)
+    offsets = rng.integers(0, 2 * padding + 1, (batch_size, 2))
+    params = {"offsets": offsets.astype(np.int32),
+              "flips": rng.random(batch_size) < 0.5,
+              "angles": None, "rotations": None}
     if max_degrees:
-        angles = keras.random.uniform(
-            (batch_size,), -max_degrees, max_degrees, seed=seed)
-    return {"offsets": offsets, "flips": flips, "angles": angles}
+        angles = rng.uniform(-max_degrees, max_degrees, batch_size)
+        params["angles"] = angles.astype(np.float32)
+        params["rotations"] = rotation_matrices(params["angles"],
+                                                *image_shape)
+    return params
 
 
 def draw_mixup_params(batch_size, alpha, seed=None):
     """Draws one Mixup weight `lam ~ Beta(alpha, alpha)` and a permutation.
 
-    `lam = g1 / (g1 + g2)` with `g1, g2 ~ Gamma(alpha)` (the Beta
-    distribution's construction); the permutation may map an image to
-    itself, as `torch.randperm` does in the reference.
+    As the reference (`np.random.beta` once per batch, `torch.randperm`):
+    the permutation may map an image to itself.
 
     Args:
         batch_size: int `B`.
         alpha: float > 0.
-        seed: a `keras.random.SeedGenerator`, an int, or None.
+        seed: an int, a `np.random.Generator`, or None.
 
     Returns:
-        `(lam, perm)`: float32 scalar and `(B,)` int32.
+        `(lam, perm)`: float32 scalar and `(B,)` int32 NumPy values.
     """
     if not alpha > 0:
         raise ValueError(f"Expected mixup alpha > 0. Received: {alpha}")
-    seed = _as_seed_generator(seed)
-    g1 = keras.random.gamma((), alpha, seed=seed)
-    g2 = keras.random.gamma((), alpha, seed=seed)
-    perm = keras.random.shuffle(ops.arange(batch_size, dtype="int32"),
-                                seed=seed)
-    return g1 / (g1 + g2), perm
+    rng = _as_rng(seed)
+    lam = np.float32(rng.beta(alpha, alpha))
+    return lam, rng.permutation(batch_size).astype(np.int32)
 
 
-def compute_source_pixels(offsets, flips, angles, height, width, padding=4):
+def rotation_matrices(angles, height=32, width=32):
+    """PIL's nearest-neighbour rotation as 16.16 fixed-point matrices.
+
+    `PIL.Image.rotate(angle)` (what torchvision's `RandomRotation` calls
+    on the reference's PIL images) turns the angle into an affine map about
+    the centre `(W/2, H/2)` and, for nearest-neighbour sampling, evaluates
+    it in 16.16 fixed point (`libImaging/Geometry.c`, `affine_fixed`).
+    Computing the same integers here (in float64, as PIL does) makes the
+    rotation pixel-identical to PIL's; evaluating the map in float32
+    differs at about one pixel in ten images.
+
+    Args:
+        angles: `(B,)` degrees, counter-clockwise.
+        height: int `H`.
+        width: int `W`.
+
+    Returns:
+        `(B, 6)` int32 `(A0, A1, A2, A3, A4, A5)`: output pixel `(x, y)`
+        samples input column `(A2 + A1 y + A0 x) >> 16` and row
+        `(A5 + A4 y + A3 x) >> 16`.
+    """
+    out = []
+    cx, cy = width / 2.0, height / 2.0
+    for angle in np.asarray(angles, np.float64).reshape(-1):
+        theta = -math.radians(float(angle) % 360.0)
+        a0, a1 = round(math.cos(theta), 15), round(math.sin(theta), 15)
+        a3, a4 = -a1, a0
+        a2 = a0 * -cx + a1 * -cy + cx
+        a5 = a3 * -cx + a4 * -cy + cy
+        out.append([_fix(a0), _fix(a1), _fix(a2 + a0 * 0.5 + a1 * 0.5),
+                    _fix(a3), _fix(a4), _fix(a5 + a3 * 0.5 + a4 * 0.5)])
+    return np.asarray(out, np.int32).reshape(-1, 6)
+
+
+def _fix(value):
+    return math.floor(value * 65536.0 + 0.5)
+
+
+def compute_source_pixels(offsets, flips, rotations, height, width,
+                          padding=4):
     """Source pixel of every output pixel of crop -> flip -> rotation.
 
-    Output pixel `(i, j)` of image `b`: rotation samples the flipped crop
-    at `floor(R (j + .5 - W/2, i + .5 - H/2) + (W/2, H/2))` (PIL's nearest
-    convention, counter-clockwise angles); the flip mirrors the column
-    (`W - 1 - q`); the crop adds the offset and removes the padding.
+    Output pixel `(i, j)` of image `b`: the rotation samples the flipped
+    crop at the fixed-point position of `rotation_matrices` (PIL's
+    nearest-neighbour rule); the flip mirrors the column (`W - 1 - q`);
+    the crop adds the offset and removes the padding.
 
     Args:
         offsets: `(B, 2)` int row/column offsets in `[0, 2 padding]`.
         flips: `(B,)` bool.
-        angles: `(B,)` float degrees, or None for no rotation.
+        rotations: `(B, 6)` int32 `rotation_matrices`, or None for no
+            rotation.
         height: int `H`.
         width: int `W`.
         padding: int, the crop's zero padding.
@@ -106,8 +154,6 @@ def compute_source_pixels(offsets, flips, angles, height, width, padding=4):
     """
     offsets = ops.convert_to_tensor(offsets, "int32")
     flips = ops.convert_to_tensor(flips, "bool")
-    if angles is not None:
-        angles = ops.convert_to_tensor(angles, "float32")
     batch = ops.shape(offsets)[0]
     i = ops.broadcast_to(
         ops.reshape(ops.arange(height, dtype="int32"), (1, height, 1)),
@@ -116,8 +162,8 @@ def compute_source_pixels(offsets, flips, angles, height, width, padding=4):
         ops.reshape(ops.arange(width, dtype="int32"), (1, 1, width)),
         (batch, height, width))
     valid = ops.ones((batch, height, width), dtype="bool")
-    if angles is not None:
-        i, j, valid = _rotate_coordinates(i, j, angles, height, width)
+    if rotations is not None:
+        i, j, valid = _rotate_coordinates(i, j, rotations, height, width)
     j = ops.where(ops.reshape(flips, (-1, 1, 1)), width - 1 - j, j)
     rows = i + ops.reshape(offsets[:, 0], (-1, 1, 1)) - padding
     cols = j + ops.reshape(offsets[:, 1], (-1, 1, 1)) - padding
@@ -133,30 +179,32 @@ def _inside(rows, cols, height, width):
     return ops.logical_and(in_rows, in_cols)
 
 
-def _rotate_coordinates(i, j, angles, height, width):
-    theta = ops.reshape(ops.cast(angles, "float32"), (-1, 1, 1)) * (
-        math.pi / 180.0)
-    cos, sin = ops.cos(theta), ops.sin(theta)
-    cy, cx = height / 2.0, width / 2.0
-    u = ops.cast(j, "float32") + 0.5 - cx
-    v = ops.cast(i, "float32") + 0.5 - cy
-    src_x = ops.floor(cos * u - sin * v + cx)
-    src_y = ops.floor(sin * u + cos * v + cy)
-    # Clip before the int cast so far-away samples cannot overflow.
-    rows = ops.cast(ops.clip(src_y, -1.0, float(height)), "int32")
-    cols = ops.cast(ops.clip(src_x, -1.0, float(width)), "int32")
+def _rotate_coordinates(i, j, rotations, height, width):
+    m = ops.convert_to_tensor(rotations, "int32")
+
+    def coefficient(k):
+        return ops.reshape(m[:, k], (-1, 1, 1))
+
+    # Exact integer arithmetic; `// 65536` floors like PIL's `>> 16`.
+    cols = (coefficient(2) + coefficient(1) * i + coefficient(0) * j) // 65536
+    rows = (coefficient(5) + coefficient(4) * i + coefficient(3) * j) // 65536
     return rows, cols, _inside(rows, cols, height, width)
 
 
-def apply_crop_flip(images, offsets, flips, angles=None, padding=4):
+def apply_crop_flip(images, offsets, flips, rotations=None, padding=4):
     """Pad-crop, flip and (optionally) rotate a batch in one gather.
+
+    Pixel-identical to torchvision's `RandomCrop(padding)` ->
+    `RandomHorizontalFlip` -> `RandomRotation` (nearest, zero fill) on PIL
+    images for the same parameters (tested).
 
     Args:
         images: `(B, H, W, C)` uint8 (0-255) or float in `[0, 1]`.
         offsets: `(B, 2)` int crop offsets in `[0, 2 padding]`; offset
             `padding` is the identity.
         flips: `(B,)` bool, mirror left-right.
-        angles: optional `(B,)` rotation angles in degrees.
+        rotations: optional `(B, 6)` int32 `rotation_matrices(angles, H,
+            W)`.
         padding: int >= 0.
 
     Returns:
@@ -166,7 +214,7 @@ def apply_crop_flip(images, offsets, flips, angles=None, padding=4):
     images = ops.convert_to_tensor(images)
     batch, height, width, channels = ops.shape(images)
     rows, cols, valid = compute_source_pixels(
-        offsets, flips, angles, height, width, padding)
+        offsets, flips, rotations, height, width, padding)
     base = ops.reshape(
         ops.arange(batch, dtype="int32") * (height * width), (-1, 1, 1))
     flat_index = ops.reshape(base + rows * width + cols, (-1,))
@@ -233,13 +281,13 @@ def mix_pair(images, partner_images, labels, partner_labels, lam,
 
 def augment_batch(images, labels, seed=None, *, num_classes=None,
                   mixup_alpha=0.0, padding=4, max_degrees=0.0):
-    """Draws parameters with `keras.random` and augments one batch.
+    """Draws parameters on the host and augments one batch on the device.
 
     Args:
         images: `(B, H, W, C)` uint8 or float in `[0, 1]`.
         labels: `(B,)` int class ids.
-        seed: a `keras.random.SeedGenerator` (advanced by each draw), an
-            int, or None.
+        seed: an int, a `np.random.Generator` (advanced by the draws), or
+            None.
         num_classes: int `C`, needed when `mixup_alpha > 0`.
         mixup_alpha: float; 0 disables Mixup (labels stay int).
         padding: int, crop padding.
@@ -252,11 +300,13 @@ def augment_batch(images, labels, seed=None, *, num_classes=None,
     if mixup_alpha and not num_classes:
         raise ValueError("augment_batch with mixup_alpha > 0 needs "
                          "num_classes.")
-    seed = _as_seed_generator(seed)
-    batch = ops.shape(images)[0]
-    params = draw_crop_flip_params(batch, seed, padding, max_degrees)
-    images = apply_crop_flip(images, padding=padding, **params)
+    rng = _as_rng(seed)
+    batch, height, width = ops.shape(images)[:3]
+    params = draw_crop_flip_params(batch, rng, padding, max_degrees,
+                                   (height, width))
+    images = apply_crop_flip(images, params["offsets"], params["flips"],
+                             params["rotations"], padding)
     if not mixup_alpha:
         return images, labels
-    lam, perm = draw_mixup_params(batch, mixup_alpha, seed)
+    lam, perm = draw_mixup_params(batch, mixup_alpha, rng)
     return apply_mixup(images, labels, lam, perm, num_classes)

@@ -120,7 +120,8 @@ class ArrayDataset(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, 1, index])
         return draw_params_numpy(
             rng, size, self.padding if self.augment else None,
-            self.max_degrees if self.augment else 0.0, self.mixup_alpha)
+            self.max_degrees if self.augment else 0.0, self.mixup_alpha,
+            self.data.shape[1:3])
 
     def batch_indices(self, index):
         """`(b,)` int32 rows of the data in batch `index`."""
@@ -132,8 +133,9 @@ class ArrayDataset(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         params = self.batch_params(index)
+        del params["angles"]  # Applied as their fixed-point `rotations`.
         fn = _batch_fn(self.augment, self.padding,
-                       params["angles"] is not None,
+                       params["rotations"] is not None,
                        self.num_classes if self.mixup_alpha else None)
         images, labels = fn(self.data.images, self.data.device_labels,
                             self.batch_indices(index), **params)
@@ -143,7 +145,7 @@ class ArrayDataset(keras.utils.PyDataset):
 
 
 def draw_params_numpy(rng, batch_size, padding=4, max_degrees=0.0,
-                      mixup_alpha=0.0):
+                      mixup_alpha=0.0, image_shape=(32, 32)):
     """Augmentation parameters of one batch drawn with NumPy.
 
     Args:
@@ -152,24 +154,23 @@ def draw_params_numpy(rng, batch_size, padding=4, max_degrees=0.0,
         padding: int crop padding, or None for no crop/flip.
         max_degrees: float rotation range (0: no rotation).
         mixup_alpha: float (0: no Mixup).
+        image_shape: `(H, W)`, for the rotation matrices.
 
     Returns:
         dict with `offsets` `(b, 2)` int32, `flips` `(b,)` bool, `angles`
-        `(b,)` float32 or None, `lam` float32 scalar and `perm` `(b,)` int32
-        (`lam`/`perm` are None without Mixup).
+        `(b,)` float32 degrees and their `rotations` `(b, 6)` int32
+        (`augment.rotation_matrices`) or None,
+        `lam` float32 scalar and `perm` `(b,)` int32 (`lam`/`perm` are None
+        without Mixup); see `augment.draw_crop_flip_params`.
     """
     params = {"offsets": None, "flips": None, "angles": None,
-              "lam": None, "perm": None}
+              "rotations": None}
     if padding is not None:
-        params["offsets"] = rng.integers(
-            0, 2 * padding + 1, (batch_size, 2)).astype(np.int32)
-        params["flips"] = rng.random(batch_size) < 0.5
-        if max_degrees:
-            params["angles"] = rng.uniform(
-                -max_degrees, max_degrees, batch_size).astype(np.float32)
-    if mixup_alpha:
-        params["lam"] = np.float32(rng.beta(mixup_alpha, mixup_alpha))
-        params["perm"] = rng.permutation(batch_size).astype(np.int32)
+        params.update(augment.draw_crop_flip_params(
+            batch_size, rng, padding, max_degrees, image_shape))
+    params["lam"], params["perm"] = (
+        augment.draw_mixup_params(batch_size, mixup_alpha, rng)
+        if mixup_alpha else (None, None))
     return params
 
 
@@ -200,15 +201,15 @@ def _batch_fn(crop, padding, rotate, mixup_classes):
     retraces only for a new batch size, e.g. the last partial batch).
     """
 
-    def augmented(images, indices, offsets, flips, angles):
+    def augmented(images, indices, offsets, flips, rotations):
         x = ops.take(images, indices, axis=0)
         if not crop:
             return augment.to_float(x)
-        return augment.apply_crop_flip(x, offsets, flips, angles, padding)
+        return augment.apply_crop_flip(x, offsets, flips, rotations, padding)
 
-    def fn(images, labels, indices, offsets, flips, angles, lam, perm):
+    def fn(images, labels, indices, offsets, flips, rotations, lam, perm):
         indices = ops.convert_to_tensor(indices)
-        x = augmented(images, indices, offsets, flips, angles)
+        x = augmented(images, indices, offsets, flips, rotations)
         y = ops.take(labels, indices, axis=0)
         if not mixup_classes:
             return x, y
@@ -216,7 +217,7 @@ def _batch_fn(crop, padding, rotate, mixup_classes):
         # (identical to augmenting first and permuting after).
         take = functools.partial(_take_or_none, perm)
         x2 = augmented(images, take(indices), take(offsets), take(flips),
-                       take(angles))
+                       take(rotations))
         return augment.mix_pair(x, x2, y, take(y), lam, mixup_classes)
 
     return _compile(fn)

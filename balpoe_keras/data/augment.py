@@ -25,20 +25,45 @@ def to_float(image):
     return tf.cast(image, tf.float32) / 255.0
 
 
-def random_crop_with_padding(image, seed, padding=4):
-    """Zero-pads by `padding` pixels, then crops the input size at random."""
+def crop_with_padding(image, offsets, padding=4):
+    """Zero-pads by `padding` pixels and crops the input size at `offsets`.
+
+    Args:
+        image: `(H, W, channels)` tensor.
+        offsets: `(2,)` int `(top, left)` in `[0, 2 padding]` into the
+            padded image (torchvision `RandomCrop`'s `i, j`).
+    """
     image = tf.convert_to_tensor(image)
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
-    return tf.image.stateless_random_crop(padded, tf.shape(image), seed)
+    begin = tf.concat([tf.cast(offsets, tf.int32), [0]], 0)
+    return tf.ensure_shape(tf.slice(padded, begin, tf.shape(image)),
+                           image.shape)
+
+
+def random_crop_with_padding(image, seed, padding=4):
+    """`crop_with_padding` at offsets uniform in `[0, 2 padding]`."""
+    offsets = tf.random.stateless_uniform([2], seed, 0, 2 * padding + 1,
+                                          tf.int32)
+    return crop_with_padding(image, offsets, padding)
+
+
+def flip_left_right(image, flip):
+    """Mirrors `image` left-right where the scalar bool `flip` is True."""
+    image = tf.convert_to_tensor(image)
+    return tf.where(flip, tf.reverse(image, [1]), image)
 
 
 def random_flip(image, seed):
     """Horizontal flip with probability 0.5."""
-    return tf.image.stateless_random_flip_left_right(image, seed)
+    return flip_left_right(image, tf.random.stateless_uniform([], seed) < 0.5)
 
 
 def random_rotation(image, seed, max_degrees=15.0):
-    """Rotation by `U[-max_degrees, max_degrees]`, nearest, zero fill."""
+    """Rotation by `U[-max_degrees, max_degrees]`, nearest, zero fill.
+
+    The rotation is PIL's (`image_ops.rotate`), as torchvision's
+    `RandomRotation` applies it to the reference's PIL images.
+    """
     angle = tf.random.stateless_uniform([], seed, -max_degrees, max_degrees)
     return image_ops.rotate(image, angle, fill=0, interpolation="NEAREST")
 

@@ -209,11 +209,47 @@ def translate_y(image, pixels, fill=128, interpolation="NEAREST"):
 
 @_uint8_op
 def rotate(image, degrees, fill=128, interpolation="NEAREST"):
-    """Rotates counter-clockwise by `degrees` about the centre, no expand."""
-    theta = tf.cast(degrees, tf.float32) * (math.pi / 180.0)
-    cos, sin = tf.cos(theta), tf.sin(theta)
-    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    """Rotates counter-clockwise by `degrees` about the centre, no expand.
+
+    `"NEAREST"` reproduces PIL's `Image.rotate` (and so torchvision's
+    `RandomRotation` on PIL images) pixel for pixel: PIL evaluates the
+    nearest-neighbour map in 16.16 fixed point, which this computes with
+    the same integers (`balpoe_keras.arrays.augment.rotation_matrices` is
+    the NumPy twin).
+    """
+    theta = tf.math.floormod(tf.cast(degrees, tf.float64), 360.0) * (
+        -math.pi / 180.0)
+    a0, a1 = _round15(tf.cos(theta)), _round15(tf.sin(theta))
+    a3, a4 = -a1, a0
+    size = tf.cast(tf.shape(image)[:2], tf.float64)
     cy, cx = size[0] / 2.0, size[1] / 2.0  # PIL's centre convention
-    coefficients = [cos, -sin, cx - cos * cx + sin * cy,
-                    sin, cos, cy - sin * cx - cos * cy]
-    return affine(image, coefficients, fill, interpolation)
+    a2 = a0 * -cx + a1 * -cy + cx
+    a5 = a3 * -cx + a4 * -cy + cy
+    if interpolation != "NEAREST":
+        return affine(image, [a0, a1, a2, a3, a4, a5], fill, interpolation)
+    fixed = [_fix(a0), _fix(a1), _fix(a2 + a0 * 0.5 + a1 * 0.5), _fix(a3),
+             _fix(a4), _fix(a5 + a3 * 0.5 + a4 * 0.5)]
+    return _nearest_fixed_point(image, fixed, fill)
+
+
+def _round15(x):
+    return tf.round(x * 1e15) / 1e15
+
+
+def _fix(value):
+    return tf.cast(tf.floor(value * 65536.0 + 0.5), tf.int32)
+
+
+def _nearest_fixed_point(image, m, fill):
+    """PIL's `affine_fixed`: nearest sampling with 16.16 integer maths."""
+    shape = tf.shape(image)
+    y = tf.range(shape[0])[:, None]
+    x = tf.range(shape[1])[None, :]
+    cols = tf.bitwise.right_shift(m[2] + m[1] * y + m[0] * x, 16)
+    rows = tf.bitwise.right_shift(m[5] + m[4] * y + m[3] * x, 16)
+    inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    index = tf.stack([tf.clip_by_value(rows, 0, shape[0] - 1),
+                      tf.clip_by_value(cols, 0, shape[1] - 1)], -1)
+    fill = tf.cast(tf.broadcast_to(fill, [image.shape[-1]]), tf.uint8)
+    return tf.where(inside[..., None], tf.gather_nd(image, index),
+                    fill)

@@ -47,9 +47,26 @@ def mixup_batch(images, labels, seed, alpha, num_classes, per_sample=False):
     lam_seed, perm_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed))
     lam = sample_beta([batch] if per_sample else [], lam_seed, alpha)
-    lam = tf.broadcast_to(lam, [batch])
     perm = tf.random.experimental.stateless_shuffle(tf.range(batch),
                                                     perm_seed)
+    return apply_mixup(images, labels, lam, perm, num_classes)
+
+
+def apply_mixup(images, labels, lam, perm, num_classes):
+    """Mixup with a given weight and permutation.
+
+    Args:
+        images: `(B, H, W, channels)` float32.
+        labels: `(B,)` int class ids.
+        lam: scalar (one weight per batch, the reference) or `(B,)`.
+        perm: `(B,)` int permutation of `range(B)`.
+        num_classes: `C`.
+
+    Returns:
+        `(lam x + (1 - lam) x[perm], lam onehot(y) + (1 - lam)
+        onehot(y[perm]))`.
+    """
+    lam = tf.broadcast_to(tf.cast(lam, tf.float32), tf.shape(labels))
     w = tf.reshape(lam, [-1, 1, 1, 1])
     mixed = w * images + (1.0 - w) * tf.gather(images, perm)
     return mixed, _soft_labels(labels, perm, lam, num_classes)

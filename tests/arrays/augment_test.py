@@ -57,21 +57,34 @@ class CropFlipTest(TestCase):
 
     def test_rotation_by_90_degrees_is_counter_clockwise(self):
         image = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
-        out = augment.apply_crop_flip(image, [[4, 4]], [False], [90.0],
-                                      padding=4)
+        out = augment.apply_crop_flip(
+            image, [[4, 4]], [False], augment.rotation_matrices([90.0], 4, 4),
+            padding=4)
         # np.rot90 rotates counter-clockwise, as PIL's rotate(+90) does.
         self.assertAllClose(_np(out)[0, :, :, 0],
                             np.rot90(image[0, :, :, 0]) / 255.0)
 
     def test_zero_angle_rotation_is_identity(self):
-        out = augment.apply_crop_flip(IMAGE, [[1, 1]], [False], [0.0],
-                                      padding=1)
+        out = augment.apply_crop_flip(
+            IMAGE, [[1, 1]], [False], augment.rotation_matrices([0.0], 3, 3),
+            padding=1)
         self.assertAllClose(out, IMAGE / 255.0)
+
+    def test_rotation_matrix_hand_computed(self):
+        # 90 deg on 4x4: PIL's matrix (cos, sin) = (0, -1) after negating
+        # the angle: a = (0, -1, 4, 1, 0, 0). Fixed point (x 65536):
+        # A2 = FIX(4 + 0 - 0.5) = 3.5 * 65536 = 229376, A5 = FIX(0.5).
+        self.assertEqual(augment.rotation_matrices([90.0], 4, 4).tolist(),
+                         [[0, -65536, 229376, 65536, 0, 32768]])
+        # 0 deg is the identity: output (x, y) samples (x, y).
+        self.assertEqual(augment.rotation_matrices([0.0], 4, 4).tolist(),
+                         [[65536, 0, 32768, 0, 65536, 32768]])
 
     def test_small_rotation_fills_corners_with_zero(self):
         image = np.full((1, 8, 8, 1), 255, np.uint8)
-        out = _np(augment.apply_crop_flip(image, [[0, 0]], [False], [15.0],
-                                          padding=0))[0, :, :, 0]
+        out = _np(augment.apply_crop_flip(
+            image, [[0, 0]], [False], augment.rotation_matrices([15.0], 8, 8),
+            padding=0))[0, :, :, 0]
         # Corners leave the rotated frame; the centre stays.
         self.assertEqual(out[0, 0], 0.0)
         self.assertEqual(out[4, 4], 1.0)
@@ -102,6 +115,7 @@ class DrawTest(TestCase):
     def test_crop_flip_params_ranges(self):
         params = augment.draw_crop_flip_params(64, seed=1, padding=4,
                                                max_degrees=15.0)
+        self.assertEqual(params["rotations"].shape, (64, 6))
         offsets = _np(params["offsets"])
         self.assertEqual(offsets.shape, (64, 2))
         self.assertTrue(offsets.min() >= 0 and offsets.max() <= 8)
@@ -109,6 +123,7 @@ class DrawTest(TestCase):
         angles = _np(params["angles"])
         self.assertTrue(np.all(np.abs(angles) <= 15.0))
         self.assertIsNone(augment.draw_crop_flip_params(4, 1)["angles"])
+        self.assertIsNone(augment.draw_crop_flip_params(4, 1)["rotations"])
 
     def test_mixup_params_are_seeded(self):
         lam, perm = augment.draw_mixup_params(8, 0.8, seed=3)
@@ -125,7 +140,7 @@ class DrawTest(TestCase):
     def test_augment_batch_outputs(self):
         images = np.random.randint(0, 256, (4, 8, 8, 3)).astype("uint8")
         labels = np.array([0, 1, 2, 1])
-        seed = keras.random.SeedGenerator(0)
+        seed = np.random.default_rng(0)
         x, y = augment.augment_batch(images, labels, seed, num_classes=3,
                                      mixup_alpha=0.8, max_degrees=15.0)
         self.assertEqual(tuple(x.shape), (4, 8, 8, 3))

@@ -61,7 +61,9 @@ class ArrayDatasetTest(TestCase):
         x, y = ds[1]
         p, idx = ds.batch_params(1), ds.batch_indices(1)
         crops = augment.apply_crop_flip(images[idx], p["offsets"],
-                                        p["flips"], p["angles"])
+                                        p["flips"], p["rotations"])
+        self.assertAllClose(p["rotations"],
+                            augment.rotation_matrices(p["angles"], 4, 4))
         want_x, want_y = augment.apply_mixup(crops, labels[idx], p["lam"],
                                              p["perm"], 3)
         self.assertAllClose(x, want_x, atol=1e-6)
