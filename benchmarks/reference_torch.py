@@ -7,10 +7,12 @@ following `shared/REFERENCE.md` 1.1-1.3 and 3: ResNet-32 with a shared stem
 and layer1, per-expert layer2/layer3 (option-A shortcuts), average pooling,
 `NormedLinear` x 30 per expert, mean of the expert logits, the BalPoE loss
 (mean over experts of cross-entropy of `z_m + (1 - lambda_m) * log prior`) and
-SGD(lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4). It is used only by
+SGD(lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4). It is used by
 `benchmarks/throughput.py` (configs `reference_torch`, `reference_torch_cl`)
 so that our Keras paths and the reference are timed on the same machine in
-the same run. It does not import balpoe_keras or Keras.
+the same run, and by `benchmarks/reference_train.py`, the replica that
+trains the whole reference recipe. It does not import balpoe_keras or
+Keras.
 """
 
 import torch
@@ -68,16 +70,16 @@ class _NormedLinear(nn.Module):
 class ReferenceResNet32(nn.Module):
     """3-expert ResNet-32 of the reference; forward (B,3,32,32) -> (B,M,C)."""
 
-    def __init__(self, num_classes=100, num_experts=3, scale=30.0):
+    def __init__(self, num_classes=100, num_experts=3, scale=30.0, blocks=5):
         super().__init__()
         self.scale = scale
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = _layer(16, 16, 1)
+        self.layer1 = _layer(16, 16, 1, blocks)
         self.layer2s = nn.ModuleList(
-            [_layer(16, 32, 2) for _ in range(num_experts)])
+            [_layer(16, 32, 2, blocks) for _ in range(num_experts)])
         self.layer3s = nn.ModuleList(
-            [_layer(32, 64, 2) for _ in range(num_experts)])
+            [_layer(32, 64, 2, blocks) for _ in range(num_experts)])
         self.linears = nn.ModuleList(
             [_NormedLinear(64, num_classes) for _ in range(num_experts)])
         for module in self.modules():

@@ -13,8 +13,10 @@ links to each run's reliability diagram:
 
 Data: the offline CIFAR-10 JPEG archive (`--dataset=cifar10_lt_folder`);
 `--dataset=cifar10_lt` uses tfds' CIFAR-10 (the reference's exact subset).
-For `epochs != 200` the warm-up is `round(5 * epochs / 200)` (at least 1)
-and the LR drops sit at 80 % and 90 % of the epochs, as 160/180 of 200.
+For `epochs != 200` the schedule is scaled by the project's one rule
+(`balpoe_keras.experiments.config.scale_step_schedule`): warm-up
+`round(5 * epochs / 200)` (at least 1), LR drops at 80 % and 90 % of the
+epochs, as 160/180 of 200.
 """
 
 import argparse
@@ -24,6 +26,11 @@ import re
 import shutil
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from balpoe_keras.experiments.config import scale_step_schedule  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_FLAGFILE = os.path.join(ROOT, "experiments",
@@ -40,13 +47,9 @@ MARKERS = ("<!-- reproduce:start -->", "<!-- reproduce:end -->")
 
 
 def scaled_schedule(epochs):
-    """`(warmup_epochs, (step1, step2))` of the reference scaled to `epochs`."""
-    if epochs < 1:
-        raise ValueError(f"Expected epochs >= 1. Received: {epochs}")
-    warmup = max(1, round(5 * epochs / 200))
-    step1 = max(1, round(0.8 * epochs))
-    step2 = max(step1 + 1, round(0.9 * epochs))
-    return min(warmup, epochs), (step1, step2)
+    """`(warmup_epochs, (step1, step2))` of the reference scaled to `epochs`
+    (`balpoe_keras.experiments.config.scale_step_schedule`)."""
+    return scale_step_schedule(epochs)
 
 
 def method_command(method, args):
@@ -115,11 +118,11 @@ def _fmt(value):
     return "–" if value is None else f"{value:.1f}"
 
 
-def update_markdown(path, block):
-    """Replaces the text between the reproduce markers of `path`."""
+def update_markdown(path, block, markers=MARKERS):
+    """Replaces the text between the `markers` of `path`."""
     with open(path) as f:
         text = f.read()
-    start, end = MARKERS
+    start, end = markers
     if start not in text or end not in text:
         raise SystemExit(f"{path} lacks the markers {start} ... {end}")
     pattern = re.escape(start) + ".*?" + re.escape(end)

@@ -67,6 +67,11 @@ RECIPES = ("none", "cifar_crop_flip", "cifar_standard", "cifar_autoaugment",
            "inaturalist_standard", "imagenet_randaugment")
 SCHEDULES = ("step", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+INPUT_PIPELINES = ("auto", "tfdata", "arrays")
+# Recipe -> rotation range of the in-memory path (`balpoe_keras.arrays`),
+# which implements only the CIFAR crop/flip(/rotation) recipes.
+ARRAYS_RECIPES = {"cifar_standard": 15.0, "cifar_crop_flip": 0.0,
+                  "none": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +103,7 @@ class ExperimentConfig:
     workdir: str
     mixed_precision: str
     jit_compile: str
+    input_pipeline: str
     eval_batch_size: int
     max_train_steps_per_epoch: int
     test_distributions: bool
@@ -157,12 +163,44 @@ class ExperimentConfig:
             lr_step_epochs=tuple(int(e) for e in f.lr_step_epochs),
             lr_gamma=f.lr_gamma, seed=f.seed, workdir=f.workdir,
             mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
+            input_pipeline=f.input_pipeline,
             eval_batch_size=f.eval_batch_size,
             max_train_steps_per_epoch=f.max_train_steps_per_epoch,
             test_distributions=f.test_distributions, export=f.export,
         )
         validate_config(config)
         return config
+
+
+def scale_step_schedule(epochs, reference_epochs=200, warmup_epochs=5,
+                        step_epochs=(160, 180)):
+    """The reference's warm-up + step schedule scaled to `epochs`.
+
+    The one scaling rule of the project (shorter CPU budgets, quick
+    comparisons): warm-up `max(1, round(warmup * r))` and each LR drop at
+    `round(step * r)` with `r = epochs / reference_epochs` (so 80 % and
+    90 % of the run for the CIFAR recipe), kept strictly increasing and
+    `>= 1`. `epochs == reference_epochs` returns the reference's values.
+
+    Args:
+        epochs: int >= 1.
+        reference_epochs: the schedule's own length (200 standard, 400
+            long).
+        warmup_epochs: its warm-up (5 standard, 10 long).
+        step_epochs: its LR drops (160, 180 standard; 320, 360 long).
+
+    Returns:
+        `(warmup_epochs, step_epochs tuple)`.
+    """
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"Expected epochs >= 1. Received: {epochs}")
+    ratio = epochs / reference_epochs
+    warmup = min(epochs, max(1, round(warmup_epochs * ratio)))
+    steps = []
+    for step in step_epochs:
+        step = max(1, round(step * ratio))
+        steps.append(max(step, steps[-1] + 1) if steps else step)
+    return warmup, tuple(steps)
 
 
 def _resolve_lambdas(f):
@@ -200,6 +238,15 @@ def validate_config(config):
              f"use one of {PRECISIONS}")
     _require(config.jit_compile in ("auto", "true", "false"), "--jit_compile",
              "use auto, true or false")
+    _require(config.input_pipeline in INPUT_PIPELINES, "--input_pipeline",
+             f"use one of {INPUT_PIPELINES}")
+    if config.input_pipeline == "arrays":
+        _require(config.recipe in ARRAYS_RECIPES, "--recipe",
+                 f"--input_pipeline=arrays implements {list(ARRAYS_RECIPES)}"
+                 " only; use --input_pipeline=tfdata for this recipe")
+        _require(config.cutmix_alpha == 0, "--cutmix_alpha",
+                 "--input_pipeline=arrays has Mixup only; use "
+                 "--input_pipeline=tfdata for CutMix")
     _require(config.num_experts >= 1, "--num_experts", "must be >= 1")
     _require(config.epochs >= 1, "--epochs", "must be >= 1")
     _require(config.global_batch_size >= 1, "--batch_size", "must be >= 1")

@@ -86,6 +86,10 @@ flags.DEFINE_enum("mixed_precision", "auto", config_lib.PRECISIONS,
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                   "XLA; auto = Keras' choice (on for JAX and TF on GPU, "
                   "off for TF on CPU, where XLA is slower).")
+flags.DEFINE_enum("input_pipeline", "auto", config_lib.INPUT_PIPELINES,
+                  "Training input: tfdata (tf.data, every recipe), arrays "
+                  "(balpoe_keras.arrays: in-memory images augmented on the "
+                  "device, CIFAR recipes, TensorFlow-free) or auto.")
 flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
 flags.DEFINE_boolean("export", True,
                      "Export a TF Serving SavedModel (TensorFlow backend).")

@@ -156,8 +156,25 @@ def steps_per_epoch(config, num_train, num_replicas):
     return max(steps, 1)
 
 
+def resolve_input_pipeline(config, experiment_data):
+    """`"tfdata"` or `"arrays"` for `--input_pipeline` (auto: arrays on
+    JAX/PyTorch for in-memory data with an arrays recipe, else tf.data)."""
+    if config.input_pipeline != "auto":
+        return config.input_pipeline
+    from balpoe_keras.experiments.config import ARRAYS_RECIPES
+
+    arrays_ok = (experiment_data.train.in_memory
+                 and config.recipe in ARRAYS_RECIPES
+                 and config.cutmix_alpha == 0)
+    if arrays_ok and keras.backend.backend() in ("jax", "torch"):
+        return "arrays"
+    return "tfdata"
+
+
 def make_train_dataset_fn(config, experiment_data, num_replicas):
-    """`epoch -> tf.data.Dataset`, a function of `(seed, epoch)` only."""
+    """`epoch -> dataset`, a function of `(seed, epoch)` only."""
+    if resolve_input_pipeline(config, experiment_data) == "arrays":
+        return _make_arrays_dataset_fn(config, experiment_data, num_replicas)
     from balpoe_keras import data
 
     def dataset_fn(epoch):
@@ -174,6 +191,24 @@ def make_train_dataset_fn(config, experiment_data, num_replicas):
         )  # fmt: skip
 
     return dataset_fn
+
+
+def _make_arrays_dataset_fn(config, experiment_data, num_replicas):
+    from balpoe_keras.arrays import dataset
+    from balpoe_keras.experiments.config import ARRAYS_RECIPES
+
+    train = experiment_data.train
+    if not train.in_memory:
+        raise ValueError(
+            f"--input_pipeline=arrays needs in-memory images; {train.name} "
+            "is read from files. Use --input_pipeline=tfdata.")
+    max_degrees = ARRAYS_RECIPES[config.recipe]
+    return dataset.make_train_dataset_fn(
+        train.images, train.labels, global_batch_size=config.global_batch_size,
+        seed=config.seed, num_classes=config.spec.num_classes,
+        mixup_alpha=config.mixup_alpha, augment=max_degrees is not None,
+        max_degrees=max_degrees or 0.0, drop_remainder=num_replicas > 1,
+    )  # fmt: skip
 
 
 def make_test_sets(config, experiment_data):

@@ -1,0 +1,172 @@
+r"""Paired runs: the PyTorch replica vs balpoe_keras, same data, same budget.
+
+Issue 10's experiment. Three training paths on the same CIFAR-10-LT IR100
+arrays (the JPEG archive), with the reference recipe scaled to `--epochs`
+by the project's one rule (`config.scale_step_schedule`):
+
+- `replica`: `benchmarks/reference_train.py`, plain PyTorch (torchvision's
+  PIL transforms, the reference's Mixup and LambdaLR), CPU;
+- `tfdata`: the experiment runner, TensorFlow backend, tf.data input;
+- `arrays`: the experiment runner, TensorFlow backend, `balpoe_keras.arrays`
+  input (the path that trained on the GPU).
+
+Methods: BalPoE + Mixup 0.8 (3 experts, lambdas 1/0/-1) with `--seeds`, LA
+(1 expert, lambda 0, no Mixup) with the first seed. Every run has its own
+folder under `--workdir`; a finished run (its report exists) is skipped and
+an interrupted one resumes, so rerunning the command continues the
+experiment. The table (mean, spread and each seed) goes to stdout,
+`<workdir>/paired.md` and, with `--results_md`, between the paired markers
+of that file.
+
+    python benchmarks/paired.py --epochs=20 --workdir=runs/paired \
+        --results_md=benchmarks/RESULTS.md
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from balpoe_keras.arrays.sources import find_cifar10_archive  # noqa: E402
+from balpoe_keras.experiments.config import scale_step_schedule  # noqa: E402
+from benchmarks.reproduce import update_markdown  # noqa: E402
+
+PIPELINES = ("replica", "tfdata", "arrays")
+# name -> (lambdas, mixup alpha)
+METHODS = {"balpoe_mixup": ("1,0,-1", 0.8), "la": ("0", 0.0)}
+MARKERS = ("<!-- paired:start -->", "<!-- paired:end -->")
+METRICS = (("balanced_accuracy", "bal. acc"), ("acc_many", "many"),
+           ("acc_medium", "medium"), ("ece", "ECE"), ("mce", "MCE"),
+           ("nll", "NLL"))
+
+
+def plan(args):
+    """`[(pipeline, method, seed)]`, seed-major so early results pair up."""
+    runs = []
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for method in args.methods.split(","):
+        for seed in seeds if method == "balpoe_mixup" else seeds[:1]:
+            runs += [(p, method, seed) for p in args.pipelines.split(",")]
+    return runs
+
+
+def run_dir(args, pipeline, method, seed):
+    return os.path.join(args.workdir, f"{pipeline}_{method}_seed{seed}")
+
+
+def command(args, pipeline, method, seed, archive_dir):
+    """The command line of one run."""
+    lambdas, alpha = METHODS[method]
+    warmup, steps = scale_step_schedule(args.epochs)
+    steps = ",".join(str(s) for s in steps)
+    out = run_dir(args, pipeline, method, seed)
+    if pipeline == "replica":
+        return [sys.executable, os.path.join(ROOT, "benchmarks",
+                                             "reference_train.py"),
+                f"--data={archive_dir}", f"--out={out}",
+                f"--epochs={args.epochs}", f"--warmup_epochs={warmup}",
+                f"--lr_step_epochs={steps}", f"--lambdas={lambdas}",
+                f"--mixup_alpha={alpha}", f"--seed={seed}",
+                f"--cache={os.path.join(args.workdir, 'replica_arrays.npz')}"]
+    return [sys.executable, "-m", "balpoe_keras.experiments.run",
+            "--flagfile=" + os.path.join(ROOT, "experiments",
+                                         "cifar10_ir100_standard.flags"),
+            "--dataset=cifar10_lt_folder", f"--data_dir={archive_dir}",
+            f"--input_pipeline={pipeline}", f"--workdir={out}",
+            f"--epochs={args.epochs}", f"--warmup_epochs={warmup}",
+            f"--lr_step_epochs={steps}",
+            f"--num_experts={len(lambdas.split(','))}",
+            f"--lambdas={lambdas}", f"--mixup_alpha={alpha}",
+            f"--seed={seed}", "--export=false", "--test_distributions=false"]
+
+
+def report_path(args, pipeline, method, seed):
+    folder = run_dir(args, pipeline, method, seed)
+    if pipeline == "replica":
+        return os.path.join(folder, "report.json")
+    return os.path.join(folder, "report", "report.json")
+
+
+def collect(args):
+    """`{(pipeline, method): {seed: summary}}` of the finished runs."""
+    results = {}
+    for pipeline, method, seed in plan(args):
+        path = report_path(args, pipeline, method, seed)
+        if os.path.exists(path):
+            with open(path) as f:
+                summary = json.load(f)["summary"]
+            results.setdefault((pipeline, method), {})[seed] = summary
+    return results
+
+
+def format_table(results, args):
+    """Markdown: one row per pipeline and method, mean [min, max] (seeds)."""
+    head = "| method | path | seeds | " + " | ".join(
+        label for _, label in METRICS) + " |"
+    lines = [head, "|" + "---|" * (3 + len(METRICS))]
+    for method in args.methods.split(","):
+        for pipeline in args.pipelines.split(","):
+            runs = results.get((pipeline, method), {})
+            if not runs:
+                continue
+            cells = [_cell([s[f"test/{key}"] for s in runs.values()])
+                     for key, _ in METRICS]
+            seeds = ",".join(str(s) for s in sorted(runs))
+            lines.append(f"| {method} | {pipeline} | {seeds} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} [{min(values):.2f}, {max(values):.2f}]"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--epochs", type=int, default=20)
+    add("--workdir", default="runs/paired")
+    add("--seeds", default="1,2")
+    add("--methods", default=",".join(METHODS))
+    add("--pipelines", default=",".join(PIPELINES))
+    add("--data_dir", default=None, help="Folder of cifar10-jpeg.tar.gz "
+        "(default: the usual places).")
+    add("--results_md", default=None)
+    add("--table_only", action="store_true",
+        help="Only collect the finished runs and print the table.")
+    args = parser.parse_args(argv)
+    archive_dir = os.path.dirname(find_cifar10_archive(args.data_dir))
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    for pipeline, method, seed in plan(args):
+        if args.table_only or os.path.exists(
+                report_path(args, pipeline, method, seed)):
+            continue
+        print(f"== {pipeline} {method} seed {seed}", flush=True)
+        subprocess.run(command(args, pipeline, method, seed, archive_dir),
+                       check=True, cwd=ROOT, env=env)
+    warmup, steps = scale_step_schedule(args.epochs)
+    table = format_table(collect(args), args)
+    block = (f"CIFAR-10-LT IR100 (JPEG archive), {args.epochs} epochs "
+             f"(warm-up {warmup}, LR x0.1 after epochs {steps}), CPU; "
+             "mean [min, max] over the seeds, all in % except NLL (nats).\n"
+             f"Command: `python benchmarks/paired.py --epochs={args.epochs}"
+             f" --workdir={args.workdir} --seeds={args.seeds}`\n\n" + table)
+    with open(os.path.join(args.workdir, "paired.md"), "w") as f:
+        f.write(block + "\n")
+    if args.results_md:
+        update_markdown(args.results_md, block, MARKERS)
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
