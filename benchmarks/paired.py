@@ -131,6 +131,18 @@ def _cell(values):
     return f"{mean:.2f} [{min(values):.2f}, {max(values):.2f}]"
 
 
+def run_all(args):
+    """Runs every planned run that has no report yet (resuming)."""
+    archive_dir = os.path.dirname(find_cifar10_archive(args.data_dir))
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    for pipeline, method, seed in plan(args):
+        if os.path.exists(report_path(args, pipeline, method, seed)):
+            continue
+        print(f"== {pipeline} {method} seed {seed}", flush=True)
+        subprocess.run(command(args, pipeline, method, seed, archive_dir),
+                       check=True, cwd=ROOT, env=env)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
@@ -144,21 +156,17 @@ def main(argv=None):
     add("--results_md", default=None)
     add("--table_only", action="store_true",
         help="Only collect the finished runs and print the table.")
+    add("--device_note", default="CPU, TensorFlow backend for the "
+        "balpoe_keras paths", help="Where the runs trained (for the table).")
     args = parser.parse_args(argv)
-    archive_dir = os.path.dirname(find_cifar10_archive(args.data_dir))
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    for pipeline, method, seed in plan(args):
-        if args.table_only or os.path.exists(
-                report_path(args, pipeline, method, seed)):
-            continue
-        print(f"== {pipeline} {method} seed {seed}", flush=True)
-        subprocess.run(command(args, pipeline, method, seed, archive_dir),
-                       check=True, cwd=ROOT, env=env)
+    if not args.table_only:
+        run_all(args)
     warmup, steps = scale_step_schedule(args.epochs)
     table = format_table(collect(args), args)
     block = (f"CIFAR-10-LT IR100 (JPEG archive), {args.epochs} epochs "
-             f"(warm-up {warmup}, LR x0.1 after epochs {steps}), CPU; "
-             "mean [min, max] over the seeds, all in % except NLL (nats).\n"
+             f"(warm-up {warmup}, LR x0.1 after epochs {list(steps)}), "
+             f"{args.device_note}; mean [min, max] over the seeds, all in % "
+             "except NLL (nats).\n"
              f"Command: `python benchmarks/paired.py --epochs={args.epochs}"
              f" --workdir={args.workdir} --seeds={args.seeds}`\n\n" + table)
     with open(os.path.join(args.workdir, "paired.md"), "w") as f:

@@ -196,8 +196,9 @@ def scores(logits, labels, counts, num_bins=15):
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     pred, conf = probs.argmax(1), probs.max(1)
     hit = (pred == labels).astype(np.float64)
-    per_class = np.array([hit[labels == c].mean() for c in range(
-        len(counts))])
+    present = [c for c in range(len(counts)) if (labels == c).any()]
+    per_class = np.full(len(counts), np.nan)
+    per_class[present] = [hit[labels == c].mean() for c in present]
     counts = np.asarray(counts)
     groups = {"many": counts > 100, "medium": (counts >= 20) & (
         counts <= 100), "few": counts < 20}
@@ -210,10 +211,11 @@ def scores(logits, labels, counts, num_bins=15):
                     if inside.any() else 0.0)
     nll = -np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-300))
     summary = {"test/accuracy": 100 * hit.mean(),
-               "test/balanced_accuracy": 100 * per_class.mean()}
+               "test/balanced_accuracy": 100 * np.nanmean(per_class)}
     for name, mask in groups.items():
-        summary[f"test/acc_{name}"] = (100 * per_class[mask].mean()
-                                       if mask.any() else None)
+        values = per_class[mask & ~np.isnan(per_class)]
+        summary[f"test/acc_{name}"] = (100 * values.mean() if values.size
+                                       else None)
     summary.update({"test/ece": 100 * float(np.dot(weights, gaps)),
                     "test/mce": 100 * float(max(gaps)), "test/nll": nll})
     return summary

@@ -16,13 +16,13 @@ labels, the last partial batch kept unless `drop_remainder`.
 """
 
 import functools
-import math
 
 import keras
 import numpy as np
 from keras import ops
 
 from balpoe_keras.arrays import augment
+from balpoe_keras.training.distribute import compute_steps_per_epoch
 
 
 class DeviceImages:
@@ -108,8 +108,8 @@ class ArrayDataset(keras.utils.PyDataset):
 
     @property
     def num_batches(self):
-        n, b = len(self.data), self.global_batch_size
-        return n // b if self.drop_remainder else math.ceil(n / b)
+        return compute_steps_per_epoch(len(self.data), self.global_batch_size,
+                                       self.drop_remainder)
 
     def __len__(self):
         return self.num_batches

@@ -1,12 +1,17 @@
-"""TensorFlow-free: CIFAR-10 from the JPEG archive into NumPy arrays.
+"""TensorFlow-free data sources: in-memory datasets as NumPy arrays.
 
-Reads `cifar10-jpeg.tar.gz` (layout `train/<class>/NNNN.jpg`,
-`test/<class>/NNNN.jpg`; alphabetical class folders give the standard label
-order) straight from the tar stream with `tarfile` + Pillow, without
-extracting it. Members are decoded in sorted path order, so the arrays are
-deterministic. The decoded arrays are cached as one `.npz` per archive
-(keyed by the archive's size and mtime) in a cache folder outside the
-repository; a cached load takes well under a second.
+- CIFAR-10 from the JPEG archive: reads `cifar10-jpeg.tar.gz` (layout
+  `train/<class>/NNNN.jpg`, `test/<class>/NNNN.jpg`; alphabetical class
+  folders give the standard label order) straight from the tar stream with
+  `tarfile` + Pillow, without extracting it. Members are decoded in sorted
+  path order, so the arrays are deterministic. The decoded arrays are
+  cached as one `.npz` per archive (keyed by the archive's size and mtime)
+  in the user cache; a cached load takes well under a second.
+- Fashion-MNIST from its IDX files (`balpoe_keras.data.idx`, NumPy only).
+
+`get_array_source(name, split, data_dir)` returns either as an
+`ImageSource`; the experiment runner loads these datasets this way on
+every backend, so both input pipelines see the same arrays.
 
 The long-tailed subset and the shifted test sets reuse the NumPy-only
 modules of `balpoe_keras.data` (`long_tail`, `test_distributions`), which
@@ -21,7 +26,10 @@ import tarfile
 import numpy as np
 
 from balpoe_keras.data import long_tail
-from balpoe_keras.data.source import ARCHIVE_DIRS
+from balpoe_keras.data.idx import read_idx
+from balpoe_keras.data.source import ImageSource
+from balpoe_keras.data.source import find_data_file
+from balpoe_keras.data.source import search_dirs
 
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
@@ -39,23 +47,20 @@ def default_cache_dir():
 def find_cifar10_archive(data_dir=None):
     """Path of `cifar10-jpeg.tar.gz`.
 
-    Looks in `data_dir`, `$BALPOE_KERAS_DATA`, then `ARCHIVE_DIRS`.
+    Looks in `data_dir` alone if given, else in `$BALPOE_KERAS_DATA` and the
+    user cache (`balpoe_keras.data.source.search_dirs`).
 
     Raises:
         FileNotFoundError: naming every folder searched.
     """
-    dirs = [data_dir] if data_dir else []
-    if os.environ.get("BALPOE_KERAS_DATA"):
-        dirs.append(os.environ["BALPOE_KERAS_DATA"])
-    dirs += [os.path.expanduser(d) for d in ARCHIVE_DIRS]
-    for folder in dirs:
-        path = os.path.join(folder, CIFAR10_ARCHIVE)
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(
-        f"{CIFAR10_ARCHIVE} not found; looked in {dirs}. Pass data_dir= the "
-        "folder that holds it (or set $BALPOE_KERAS_DATA)."
-    )
+    path = find_data_file(CIFAR10_ARCHIVE, data_dir)
+    if path is None:
+        raise FileNotFoundError(
+            f"{CIFAR10_ARCHIVE} not found in {search_dirs(data_dir)}. Pass "
+            "--data_dir (data_dir=) the folder that holds it, or set "
+            "$BALPOE_KERAS_DATA."
+        )
+    return path
 
 
 def read_image_archive(archive, class_names=None, num_threads=None):
@@ -109,8 +114,8 @@ def read_image_archive(archive, class_names=None, num_threads=None):
     if bad:
         raise ValueError(
             f"{len(bad)} image file(s) in {archive} could not be decoded: "
-            f"{bad}. Replace the archive (check its sha256 in "
-            "/work/shared/data/README.md) or remove those files."
+            f"{bad}. Replace the archive (compare its sha256 with docs/data.md"
+            ") or remove those files."
         )
     return out
 
@@ -193,6 +198,75 @@ def save_arrays(path, arrays, compress=False):
 def _load_npz(path):
     with np.load(path) as data:
         return {key: data[key] for key in data.files}
+
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress",
+                         "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+# Where Debian's `dataset-fashion-mnist` package installs the IDX files.
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
+                      "~/.keras/datasets/fashion-mnist")
+
+
+def load_fashion_mnist_idx(split="train", data_dir=None):
+    """Fashion-MNIST from its IDX (`.gz`) files.
+
+    Looks for `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` in
+    `data_dir` alone if given, else `$BALPOE_KERAS_DATA` and
+    `FASHION_MNIST_DIRS`.
+
+    Returns:
+        `ImageSource` with `(N, 28, 28, 1)` uint8 images, 10 classes.
+
+    Raises:
+        FileNotFoundError: naming the folders searched and how to get the
+            files.
+    """
+    prefix = {"train": "train", "test": "t10k"}.get(split)
+    if prefix is None:
+        raise ValueError(f"Fashion-MNIST splits: train, test. Got {split!r}")
+    paths = []
+    for kind in ("images-idx3", "labels-idx1"):
+        found = [find_data_file(f"{prefix}-{kind}-ubyte{ext}", data_dir,
+                                FASHION_MNIST_DIRS) for ext in (".gz", "")]
+        paths.append(found[0] or found[1])
+    if None in paths:
+        raise FileNotFoundError(
+            "Fashion-MNIST IDX files not found in "
+            f"{search_dirs(data_dir, FASHION_MNIST_DIRS)}. Install them with "
+            "`apt-get install dataset-fashion-mnist` or pass --data_dir.")
+    return ImageSource(read_idx(paths[1]), FASHION_MNIST_CLASSES,
+                       images=read_idx(paths[0])[..., None],
+                       name="fashion_mnist", split=split)
+
+
+def load_cifar10_source(split="train", data_dir=None):
+    """CIFAR-10 from the JPEG archive as an `ImageSource` (cached arrays)."""
+    arrays = load_cifar10_arrays(data_dir)
+    return ImageSource(arrays[f"{split}_labels"], CIFAR10_CLASSES,
+                       images=arrays[f"{split}_images"],
+                       name="cifar10_folder", split=split)
+
+
+_ARRAY_SOURCES = {"cifar10_folder": load_cifar10_source,
+                  "fashion_mnist": load_fashion_mnist_idx}
+
+
+def get_array_source(name, split="train", data_dir=None):
+    """A TensorFlow-free in-memory source by name.
+
+    Args:
+        name: `"cifar10_folder"` or `"fashion_mnist"`.
+        split: `"train"` or `"test"`.
+        data_dir: the folder holding the files (see the loaders).
+
+    Returns:
+        `ImageSource` with uint8 images.
+    """
+    if name not in _ARRAY_SOURCES:
+        raise ValueError(f"No TensorFlow-free source {name!r}; known: "
+                         f"{sorted(_ARRAY_SOURCES)}.")
+    return _ARRAY_SOURCES[name](split, data_dir)
 
 
 def make_long_tailed(images, labels, num_classes, imbalance_ratio, seed=0):

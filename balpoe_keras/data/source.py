@@ -15,14 +15,37 @@ import numpy as np
 from balpoe_keras.data.long_tail import long_tail_counts
 from balpoe_keras.data.long_tail import long_tail_subsample
 
-# Where the offline CIFAR-10 JPEG archive is looked for (after `data_dir`
-# and `$BALPOE_KERAS_DATA`): `shared/data` beside a checkout of the
-# repository (this project's CI and development machines lay it there),
-# /work/shared/data, then the user cache.
-_REPO_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__)))))
-ARCHIVE_DIRS = (os.path.join(_REPO_PARENT, "shared", "data"),
-                "/work/shared/data", "~/.cache/balpoe_keras")
+# Where data files are looked for when no `data_dir` is given (after
+# `$BALPOE_KERAS_DATA`): the user cache.
+ARCHIVE_DIRS = ("~/.cache/balpoe_keras",)
+
+
+def search_dirs(data_dir, defaults=ARCHIVE_DIRS):
+    """Folders searched for a data file: `data_dir` alone if given, else
+    `$BALPOE_KERAS_DATA` and `defaults` (user-expanded)."""
+    if data_dir:
+        return [data_dir]
+    dirs = []
+    if os.environ.get("BALPOE_KERAS_DATA"):
+        dirs.append(os.environ["BALPOE_KERAS_DATA"])
+    return dirs + [os.path.expanduser(d) for d in defaults]
+
+
+def find_data_file(filename, data_dir=None, defaults=ARCHIVE_DIRS):
+    """Path of `filename` in the folders of `search_dirs`, or None.
+
+    Raises:
+        FileNotFoundError: if `data_dir` is given but is not a folder (a
+            mistyped path never silently falls back to other places).
+    """
+    if data_dir and not os.path.isdir(data_dir):
+        raise FileNotFoundError(
+            f"data_dir {data_dir!r} does not exist or is not a folder.")
+    for folder in search_dirs(data_dir, defaults):
+        path = os.path.join(folder, filename)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -15,25 +15,19 @@ class counts). Offline use of each is described in docs/data.md:
 """
 
 import os
+import socket
 
 import numpy as np
 
-from balpoe_keras.data.idx import read_idx
+from balpoe_keras.arrays.sources import CIFAR10_CLASSES
+from balpoe_keras.arrays.sources import find_cifar10_archive
+from balpoe_keras.arrays.sources import load_fashion_mnist_idx
 from balpoe_keras.data.image_folder import default_cache_dir
 from balpoe_keras.data.image_folder import extract_archive
 from balpoe_keras.data.image_folder import load_image_folder
 from balpoe_keras.data.list_files import load_benchmark_list
-from balpoe_keras.data.source import ARCHIVE_DIRS
 from balpoe_keras.data.source import ImageSource
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
-                   "frog", "horse", "ship", "truck")
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress",
-                         "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                         "Ankle boot")
-FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
-                      "~/.keras/datasets/fashion-mnist")
-CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 CIFAR10_ARCHIVE_SHA256 = (
     "45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db")
 
@@ -49,30 +43,32 @@ def load_tfds(name="cifar100", split="train", data_dir=None, download=True):
         name: tfds name, e.g. `"cifar10"`, `"cifar100"`, `"fashion_mnist"`.
         split: `"train"` or `"test"`.
         data_dir: tfds data dir (default `$TFDS_DATA_DIR` or
-            `~/tensorflow_datasets`). Offline, put the original archive
-            (e.g. `cifar-100-binary.tar.gz`) in `<data_dir>/downloads/manual/`.
-        download: call `download_and_prepare` (a no-op once prepared).
+            `~/tensorflow_datasets`).
+        download: prepare the dataset if it is not (needs the internet).
 
     Returns:
         `ImageSource` with `(N, H, W, channels)` uint8 images.
+
+    Raises:
+        FileNotFoundError: within seconds when the dataset is not prepared
+            and its download host cannot be reached, saying how to prepare
+            it elsewhere (and, for CIFAR-10, naming the offline archive).
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    if download:
-        root = data_dir or os.environ.get(
-            "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
-        manual = os.path.join(root, "downloads", "manual")
-        config = tfds.download.DownloadConfig(manual_dir=manual)
-        try:
-            builder.download_and_prepare(download_config=config)
-        except Exception as e:  # tfds raises many types when offline.
+    root = data_dir or os.environ.get(
+        "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+    builder = tfds.builder(name, data_dir=root)
+    if not builder.is_prepared():
+        offline = _OFFLINE_HINTS.get(name, "")
+        if not download or not _reachable(_DOWNLOAD_HOSTS.get(name)):
             raise FileNotFoundError(
-                f"Could not prepare tfds {name!r} in {root} "
-                f"({type(e).__name__}: {e}). Offline, put the original "
-                f"archive in {manual}; for CIFAR-10 you can also use "
-                "get_source('cifar10_folder')."
-            ) from e
+                f"tfds {name!r} is not prepared in {root} and cannot be "
+                "downloaded here. On a machine with internet run `python -c "
+                f"\"import tensorflow_datasets as tfds; tfds.builder('{name}', "
+                "data_dir='DIR').download_and_prepare()\"`, copy DIR here "
+                f"and pass --data_dir=DIR.{offline}")
+        builder.download_and_prepare()
     ds = builder.as_dataset(split=split, shuffle_files=False)
     ids, images, labels = [], [], []
     for batch in ds.batch(4096).as_numpy_iterator():
@@ -92,27 +88,48 @@ def load_tfds(name="cifar100", split="train", data_dir=None, download=True):
     )
 
 
+# Where tfds downloads each dataset from (checked before a download, so an
+# offline machine fails at once instead of retrying for minutes).
+_DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu",
+                   "cifar100": "www.cs.toronto.edu",
+                   "fashion_mnist": "fashion-mnist.s3-website.eu-central-1"
+                   ".amazonaws.com"}
+_OFFLINE_HINTS = {
+    "cifar10": " Offline, train on the CIFAR-10 JPEG archive instead: "
+               "--dataset=cifar10_lt_folder --data_dir=<folder holding "
+               "cifar10-jpeg.tar.gz>.",
+    "fashion_mnist": " Offline, install the IDX files (apt-get install "
+                     "dataset-fashion-mnist) or pass --data_dir=<folder "
+                     "with them>.",
+}
+
+
+def _reachable(host, port=443, timeout=3.0):
+    """True if a TCP connection to `host` opens within `timeout` s."""
+    if host is None:
+        return True
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def load_cifar10_folder(split="train", data_dir=None, cache_dir=None,
                         verify_sha256=False, skip_corrupt=False):
-    """CIFAR-10 from the JPEG archive, decoded once and cached.
+    """CIFAR-10 from the JPEG archive, extracted, decoded once and cached.
 
-    The archive is looked up in `data_dir`, `$BALPOE_KERAS_DATA`, then
-    `ARCHIVE_DIRS`; it is extracted to `cache_dir` (default
-    `~/.cache/balpoe_keras`) and the decoded arrays cached there as `.npz`.
-    Its file order is not CIFAR's, so the LT subset matches the reference
-    in counts only (see /work/shared/data/README.md).
+    The archive is looked up in `data_dir` alone if given, else in
+    `$BALPOE_KERAS_DATA` and the user cache; it is extracted to `cache_dir`
+    (default `~/.cache/balpoe_keras`) and the decoded arrays cached there
+    as `.npz`. Its file order is not CIFAR's, so the LT subset matches the
+    reference in counts only (docs/data.md). The TensorFlow-free
+    `balpoe_keras.arrays.sources.load_cifar10_source` gives the same arrays.
 
     Returns:
         `ImageSource` with `(N, 32, 32, 3)` uint8 images.
     """
-    archive = _find_file(CIFAR10_ARCHIVE, data_dir, ARCHIVE_DIRS)
-    if archive is None:
-        raise FileNotFoundError(
-            f"{CIFAR10_ARCHIVE} not found; looked in "
-            f"{_search_dirs(data_dir, ARCHIVE_DIRS)}. Pass data_dir= the "
-            "folder holding it, or an extracted folder via "
-            "get_source('image_folder', data_dir=...)."
-        )
+    archive = find_cifar10_archive(data_dir)
     cache_dir = cache_dir or default_cache_dir()
     sha = CIFAR10_ARCHIVE_SHA256 if verify_sha256 else None
     root = extract_archive(archive, cache_dir, sha256=sha)
@@ -123,50 +140,22 @@ def load_cifar10_folder(split="train", data_dir=None, cache_dir=None,
 def load_fashion_mnist(split="train", data_dir=None, use_tfds=True):
     """Fashion-MNIST from IDX gz files (or tfds as a fallback).
 
-    Looks for `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` in
-    `data_dir`, `$BALPOE_KERAS_DATA`, then `FASHION_MNIST_DIRS` (the Debian
-    package `dataset-fashion-mnist` installs them in the first).
+    `balpoe_keras.arrays.sources.load_fashion_mnist_idx` (Debian's
+    `dataset-fashion-mnist` installs the files it looks for), then tfds.
 
     Returns:
         `ImageSource` with `(N, 28, 28, 1)` uint8 images, 10 classes.
     """
-    prefix = {"train": "train", "test": "t10k"}.get(split)
-    if prefix is None:
-        raise ValueError(f"Fashion-MNIST splits: train, test. Got {split!r}")
-    found = [_find_file(f"{prefix}-{kind}-ubyte{ext}", data_dir,
-                        FASHION_MNIST_DIRS)
-             for kind in ("images-idx3", "labels-idx1")
-             for ext in (".gz", "")]
-    images_path, labels_path = found[0] or found[1], found[2] or found[3]
-    if images_path and labels_path:
-        images = read_idx(images_path)[..., None]
-        return ImageSource(read_idx(labels_path), FASHION_MNIST_CLASSES,
-                           images=images, name="fashion_mnist", split=split)
-    looked = _search_dirs(data_dir, FASHION_MNIST_DIRS)
-    hint = (f"Fashion-MNIST IDX files not found in {looked}. Install them "
-            "with `apt-get install dataset-fashion-mnist` or pass data_dir=.")
-    if not use_tfds:
-        raise FileNotFoundError(hint)
     try:
-        source = load_tfds("fashion_mnist", split)
+        return load_fashion_mnist_idx(split, data_dir)
+    except FileNotFoundError as e:
+        if not use_tfds or data_dir:
+            raise
+        hint = str(e)
+    try:
+        return load_tfds("fashion_mnist", split)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{hint} The tfds fallback failed: {e}") from e
-    return source
-
-
-def _search_dirs(data_dir, defaults):
-    dirs = [data_dir] if data_dir else []
-    if os.environ.get("BALPOE_KERAS_DATA"):
-        dirs.append(os.environ["BALPOE_KERAS_DATA"])
-    return dirs + [os.path.expanduser(d) for d in defaults]
-
-
-def _find_file(filename, data_dir, defaults):
-    for folder in _search_dirs(data_dir, defaults):
-        path = os.path.join(folder, filename)
-        if os.path.isfile(path):
-            return path
-    return None
 
 
 _SOURCES = {

@@ -1,18 +1,26 @@
-"""Experiment configuration: dataset registry, `ExperimentConfig`, checks.
+"""Experiment settings: the dataset registry and `ExperimentConfig`.
 
-`ExperimentConfig.from_flags(FLAGS)` is the single place where flags are
-validated, across flags too (lambdas averaging to 0, batch size divisible by
-the replicas, dataset-specific options). Every error names the flag and the
-fix. The library never reads flags; `run.py` is the only FLAGS reader.
+One source for every setting. Each `ExperimentConfig` field carries its
+flag's help text and group; `run.py` generates the absl flags from the
+fields (`flags.py`), `from_flags` reads them back, `resolve` fills the
+per-dataset defaults (`DATASETS`, `ARCHITECTURES`) and `validate_config`
+is the one place that checks values and combinations. Errors are
+`ConfigError`s naming the flag and the fix. The library never reads flags.
 """
 
 import dataclasses
 import json
 import math
 
-from absl import app
-
 from balpoe_keras import class_prior
+from balpoe_keras.models import CIFAR_MEAN
+from balpoe_keras.models import CIFAR_STD
+from balpoe_keras.models import IMAGENET_MEAN
+from balpoe_keras.models import IMAGENET_STD
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names the flag and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,17 +28,20 @@ class DatasetSpec:
     """Static facts of a long-tailed benchmark.
 
     Attributes:
-        source: name understood by `balpoe_keras.data.get_source`.
+        source: `balpoe_keras.data.get_source` name (TensorFlow loaders).
         num_classes: int, `C`.
-        image_size: int, side of the (square) model input in pixels.
+        image_size: int, side of the square model input in pixels.
         channels: int, image channels.
-        train_recipe: default augmentation recipe (its eval transform is
-            used for testing).
-        long_tail: "exp" if the LT subset is built from a balanced train set
-            with an imbalance ratio (CIFAR, Fashion-MNIST), "given" if the
-            train list is already long-tailed (ImageNet-LT, iNat).
-        test_split: split used as the balanced test set.
+        train_recipe: default augmentation recipe.
+        pixel_mean, pixel_std: per-channel statistics of `[0, 1]` pixels,
+            normalised inside the model.
+        imbalance_ratio: default ratio of the exponential long-tailed
+            subset built from a balanced train set; 0 when the train list
+            is long-tailed as distributed (ImageNet-LT, iNaturalist).
         architecture: default backbone.
+        test_split: split used as the balanced test set.
+        array_source: `balpoe_keras.arrays.sources` loader that reads the
+            data without TensorFlow, or None.
     """
 
     source: str
@@ -38,76 +49,182 @@ class DatasetSpec:
     image_size: int
     channels: int
     train_recipe: str
-    long_tail: str
-    test_split: str = "test"
+    pixel_mean: tuple
+    pixel_std: tuple
+    imbalance_ratio: float = 100.0
     architecture: str = "resnet32"
+    test_split: str = "test"
+    array_source: str = None
+
+    @property
+    def export_preprocess(self):
+        """SavedModel resizing: small images are resized whole, large ones
+        resized and centre-cropped (the reference's test transform)."""
+        return "resize" if self.image_size < 64 else "resize_center_crop"
 
 
+_CIFAR = dict(image_size=32, channels=3, train_recipe="cifar_standard",
+              pixel_mean=CIFAR_MEAN, pixel_std=CIFAR_STD)
+_LARGE = dict(image_size=224, channels=3, imbalance_ratio=0.0,
+              architecture="resnet50")
 DATASETS = {
-    "cifar10_lt": DatasetSpec("cifar10", 10, 32, 3, "cifar_standard", "exp"),
-    "cifar100_lt": DatasetSpec("cifar100", 100, 32, 3, "cifar_standard",
-                               "exp"),
-    "cifar10_lt_folder": DatasetSpec("cifar10_folder", 10, 32, 3,
-                                     "cifar_standard", "exp"),
-    "fashion_mnist_lt": DatasetSpec("fashion_mnist", 10, 28, 1,
-                                    "cifar_standard", "exp"),
-    "imagenet_lt": DatasetSpec("imagenet_lt", 1000, 224, 3,
-                               "imagenet_standard", "given",
-                               architecture="resnet50"),
-    "inaturalist2018": DatasetSpec("inaturalist2018", 8142, 224, 3,
-                                   "inaturalist_standard", "given",
-                                   test_split="val",
-                                   architecture="resnet50"),
+    "cifar10_lt": DatasetSpec("cifar10", 10, **_CIFAR),
+    "cifar100_lt": DatasetSpec("cifar100", 100, **_CIFAR),
+    "cifar10_lt_folder": DatasetSpec("cifar10_folder", 10, **_CIFAR,
+                                     array_source="cifar10_folder"),
+    # Fashion-MNIST train statistics (not a reference setting).
+    "fashion_mnist_lt": DatasetSpec(
+        "fashion_mnist", 10, 28, 1, "cifar_standard", (0.2860,), (0.3530,),
+        array_source="fashion_mnist"),
+    "imagenet_lt": DatasetSpec("imagenet_lt", 1000, **_LARGE,
+                               train_recipe="imagenet_standard",
+                               pixel_mean=IMAGENET_MEAN,
+                               pixel_std=IMAGENET_STD),
+    "inaturalist2018": DatasetSpec(
+        "inaturalist2018", 8142, **_LARGE, train_recipe="inaturalist_standard",
+        pixel_mean=(0.466, 0.471, 0.380), pixel_std=(0.195, 0.194, 0.192),
+        test_split="val"),
 }
-ARCHITECTURES = ("resnet32", "resnet50", "resnext50")
+# Architecture -> residual stages all experts share in the reference
+# (stem + layer1 for ResNet-32, stem + layer1 + layer2 for the others).
+ARCHITECTURES = {"resnet32": 1, "resnet50": 2, "resnext50": 2}
 # Names of balpoe_keras.data.recipes.RECIPES (kept here so validation needs
 # no TensorFlow; a test checks they agree).
 RECIPES = ("none", "cifar_crop_flip", "cifar_standard", "cifar_autoaugment",
            "cifar_autoaugment_cutout", "imagenet_standard",
            "inaturalist_standard", "imagenet_randaugment")
+# Recipe -> rotation range of the in-memory path (`balpoe_keras.arrays`),
+# which implements the CIFAR crop/flip(/rotation) recipes only.
+ARRAYS_RECIPES = {"cifar_standard": 15.0, "cifar_crop_flip": 0.0,
+                  "none": None}
 SCHEDULES = ("step", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 INPUT_PIPELINES = ("auto", "tfdata", "arrays")
-# Recipe -> rotation range of the in-memory path (`balpoe_keras.arrays`),
-# which implements only the CIFAR crop/flip(/rotation) recipes.
-ARRAYS_RECIPES = {"cifar_standard": 15.0, "cifar_crop_flip": 0.0,
-                  "none": None}
+JIT = ("auto", "true", "false")
+
+
+def _field(default, help, group, choices=None, flag=None, item=None,
+           resume_safe=False):
+    """A config field with what its flag needs.
+
+    Args:
+        default: the default (None: resolved per dataset / architecture).
+        help: the flag's help text.
+        group: help section.
+        choices: allowed values (an enum flag).
+        flag: flag name when it differs from the field name.
+        item: element type of a tuple field (`float` or `int`).
+        resume_safe: may change when a run resumes (output-only settings).
+    """
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, group=group, choices=choices, flag=flag, item=item,
+        resume_safe=resume_safe))
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Resolved, validated settings of one training run (see run.py flags)."""
+    """Settings of one training run; `resolve()` fills the None defaults."""
 
-    dataset: str
-    data_dir: str | None
-    imbalance_ratio: float
-    architecture: str
-    num_experts: int
-    lambdas: tuple
-    allow_unbalanced_lambdas: bool
-    scale: float
-    shared_stages: int
-    mixup_alpha: float
-    cutmix_alpha: float
-    recipe: str
-    epochs: int
-    global_batch_size: int
-    learning_rate: float
-    weight_decay: float
-    momentum: float
-    schedule: str
-    warmup_epochs: int
-    lr_step_epochs: tuple
-    lr_gamma: float
-    seed: int
-    workdir: str
-    mixed_precision: str
-    jit_compile: str
-    input_pipeline: str
-    eval_batch_size: int
-    max_train_steps_per_epoch: int
-    test_distributions: bool
-    export: bool
+    # === Data ===
+    dataset: str = _field("cifar100_lt", "Long-tailed benchmark "
+                          "(docs/data.md).", "Data", choices=tuple(DATASETS))
+    data_dir: str = _field(None, "Folder holding the dataset (meaning per "
+                           "dataset, docs/data.md); an error if it does not "
+                           "exist. Default: $BALPOE_KERAS_DATA, then the "
+                           "user cache.", "Data", resume_safe=True)
+    imbalance_ratio: float = _field(
+        None, "max/min class count of the long-tailed train set (the "
+        "reference's imb_factor is its inverse). Default: 100 for CIFAR and "
+        "Fashion-MNIST; 0 (as distributed) for ImageNet-LT and iNat.",
+        "Data")
+    recipe: str = _field(None, "Augmentation recipe; default the "
+                         "dataset's standard one.", "Data", choices=RECIPES)
+    mixup_alpha: float = _field(0.4, "Mixup Beta(alpha, alpha); 0 = off.",
+                                "Data")
+    cutmix_alpha: float = _field(0.0, "CutMix Beta parameter; 0 = off. "
+                                 "With --mixup_alpha too, each batch uses "
+                                 "one of the two (p = 0.5), as the "
+                                 "reference's mixup_cutmix mode.", "Data")
+    input_pipeline: str = _field(
+        "auto", "Training input: tfdata (tf.data, every recipe), arrays "
+        "(balpoe_keras.arrays: in-memory images augmented on the device, "
+        "CIFAR recipes, no TensorFlow needed) or auto (arrays on JAX and "
+        "PyTorch or without TensorFlow when the dataset allows it).", "Data",
+        choices=INPUT_PIPELINES)
+    test_distributions: bool = _field(
+        True, "Also evaluate on forward/backward long-tailed test sets "
+        "(ratios 2..50) with and without log-prior correction.", "Data",
+        resume_safe=True)
+    # === Model ===
+    architecture: str = _field(None, "Backbone; default per dataset.",
+                               "Model", choices=tuple(ARCHITECTURES))
+    num_experts: int = _field(3, "Number of experts M.", "Model")
+    lambdas: tuple = _field(
+        None, "Per-expert lambdas, head expert first (lambda = 1 - tau of "
+        "the reference code). Default: --num_experts values evenly spread "
+        "from --lambda_max to --lambda_min.", "Model", item=float)
+    lambda_max: float = _field(1.0, "Lambda of the first expert.", "Model")
+    lambda_min: float = _field(-1.0, "Lambda of the last expert.", "Model")
+    allow_unbalanced_lambdas: bool = _field(
+        False, "Allow lambdas whose mean is not 0 (not Fisher-consistent "
+        "for the balanced error; the reference's ImageNet-LT setting).",
+        "Model")
+    scale: float = _field(30.0, "Cosine-head logit scale (the code's 30; "
+                          "the paper states 32).", "Model")
+    shared_stages: int = _field(
+        None, "Residual stages shared by all experts (0 = independent "
+        "networks, all = linear experts). Default: the reference's, 1 for "
+        "resnet32 and 2 for resnet50/resnext50.", "Model")
+    # === Optimisation ===
+    epochs: int = _field(200, "Training epochs. A run may be resumed with "
+                         "more epochs to extend it.", "Optimisation",
+                         resume_safe=True)
+    global_batch_size: int = _field(128, "Global batch size (all "
+                                    "replicas).", "Optimisation",
+                                    flag="batch_size")
+    learning_rate: float = _field(0.1, "Base learning rate.",
+                                  "Optimisation")
+    weight_decay: float = _field(5e-4, "Coupled L2 weight decay on all "
+                                 "weights (PyTorch SGD).", "Optimisation")
+    momentum: float = _field(0.9, "Nesterov momentum.", "Optimisation")
+    schedule: str = _field("step", "step: linear warm-up then x lr_gamma "
+                           "after each of lr_step_epochs; cosine: per-epoch "
+                           "cosine annealing to 0, no warm-up.",
+                           "Optimisation", choices=SCHEDULES)
+    warmup_epochs: int = _field(5, "Linear warm-up epochs (step).",
+                                "Optimisation")
+    lr_step_epochs: tuple = _field((160, 180), "Epochs after which the LR "
+                                   "is multiplied by lr_gamma.",
+                                   "Optimisation", item=int)
+    lr_gamma: float = _field(0.1, "LR decay factor of the step schedule.",
+                             "Optimisation")
+    max_train_steps_per_epoch: int = _field(
+        0, "Cap on steps per epoch for quick runs; 0 = full epochs.",
+        "Optimisation")
+    # === Run ===
+    seed: int = _field(1, "Seed of data order, augmentation and init.",
+                       "Run")
+    workdir: str = _field(None, "Output directory of the run (required).",
+                          "Run", resume_safe=True)
+    mixed_precision: str = _field("auto", "Keras dtype policy; auto = "
+                                  "float32 (benchmarks/RESULTS.md).", "Run",
+                                  choices=PRECISIONS)
+    jit_compile: str = _field(
+        "auto", "XLA; auto = on for JAX and on GPUs, off for TensorFlow on "
+        "the CPU, where it is slower.", "Run", choices=JIT,
+        resume_safe=True)
+    eval_batch_size: int = _field(256, "Evaluation batch size.", "Run",
+                                  resume_safe=True)
+    eval_every: int = _field(
+        0, "Evaluate on the test set every N epochs during training "
+        "(balanced accuracy, many/medium/few, ECE into train_log.csv and "
+        "TensorBoard); 0 = only at the end.", "Run", resume_safe=True)
+    checkpoint_every: int = _field(
+        1, "Epochs between checkpoints (the last epoch is always saved); a "
+        "rerun resumes from the latest.", "Run", resume_safe=True)
+    export: bool = _field(True, "Export a TF Serving SavedModel (needs "
+                          "TensorFlow installed; any training backend).",
+                          "Run", resume_safe=True)
 
     @property
     def spec(self):
@@ -119,57 +236,104 @@ class ExperimentConfig:
         """Reference-code taus, `1 - lambda` per expert."""
         return class_prior.lambdas_to_taus(self.lambdas)
 
+    @property
+    def mix_mode(self):
+        """None (no mixing), "mixup", "cutmix" or "mixup_cutmix"."""
+        modes = {(True, False): "mixup", (False, True): "cutmix",
+                 (True, True): "mixup_cutmix"}
+        return modes.get((self.mixup_alpha > 0, self.cutmix_alpha > 0))
+
+    def resolve(self):
+        """A copy with every None default filled in and validated.
+
+        Raises:
+            ConfigError: naming the flag and the fix.
+        """
+        _require(self.dataset in DATASETS, "--dataset",
+                 f"unknown {self.dataset!r}; use one of {sorted(DATASETS)}")
+        spec = DATASETS[self.dataset]
+        architecture = self.architecture or spec.architecture
+        _require(architecture in ARCHITECTURES, "--architecture",
+                 f"unknown {architecture!r}; use one of "
+                 f"{sorted(ARCHITECTURES)}")
+        values = dict(
+            architecture=architecture,
+            recipe=self.recipe or spec.train_recipe,
+            imbalance_ratio=float(spec.imbalance_ratio
+                                  if self.imbalance_ratio is None
+                                  else self.imbalance_ratio),
+            shared_stages=(ARCHITECTURES[architecture]
+                           if self.shared_stages is None
+                           else self.shared_stages),
+            lambdas=self._resolve_lambdas(),
+            lr_step_epochs=tuple(int(e) for e in self.lr_step_epochs),
+        )
+        config = dataclasses.replace(self, **values)
+        validate_config(config)
+        return config
+
+    def _resolve_lambdas(self):
+        _require(self.num_experts >= 1, "--num_experts", "must be >= 1")
+        if self.lambdas:
+            values = tuple(float(v) for v in self.lambdas)
+        else:
+            values = tuple(class_prior.spread_lambdas(
+                self.num_experts, self.lambda_max, self.lambda_min))
+        if len(values) != self.num_experts:
+            raise ConfigError(
+                f"--lambdas has {len(values)} values but --num_experts="
+                f"{self.num_experts}. Give one lambda per expert, or drop "
+                "--lambdas to spread them between --lambda_max and "
+                "--lambda_min.")
+        try:
+            class_prior.validate_lambdas(
+                values, allow_unbalanced=self.allow_unbalanced_lambdas)
+        except ValueError as e:
+            raise ConfigError(f"--lambdas: {e}") from None
+        return values
+
+    def differences(self, other):
+        """Flags whose values differ from `other` and that a resumed run
+        must keep: `[(flag, this value, other value)]`."""
+        return [(flag_name(f), getattr(self, f.name), getattr(other, f.name))
+                for f in dataclasses.fields(self)
+                if not f.metadata["resume_safe"]
+                and getattr(self, f.name) != getattr(other, f.name)]
+
     def to_json(self):
         """The configuration as an indented JSON string."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, path):
-        """Reads and validates the `config.json` a run wrote."""
+        """Reads the `config.json` a run wrote (resolved and validated)."""
         with open(path) as f:
             values = json.load(f)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise app.UsageError(f"{path}: unknown config keys {unknown}.")
-        for key in ("lambdas", "lr_step_epochs"):
-            values[key] = tuple(values[key])
-        config = cls(**values)
-        validate_config(config)
-        return config
+            raise ConfigError(f"{path}: unknown config keys {unknown}.")
+        for name, value in values.items():
+            if isinstance(value, list):
+                values[name] = tuple(value)
+        return cls(**values).resolve()
 
     @classmethod
-    def from_flags(cls, flags_values):
-        """Builds and validates a config from parsed absl flag values.
+    def from_flags(cls, flag_values):
+        """Builds and resolves a config from parsed absl flag values."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            value = getattr(flag_values, flag_name(f))
+            item = f.metadata["item"]
+            if item is not None and value is not None:
+                value = tuple(item(v) for v in value)
+            values[f.name] = value
+        return cls(**values).resolve()
 
-        Raises:
-            app.UsageError: naming the offending flag and the fix.
-        """
-        f = flags_values
-        lambdas = _resolve_lambdas(f)
-        recipe = f.recipe or DATASETS[f.dataset].train_recipe
-        config = cls(
-            dataset=f.dataset, data_dir=f.data_dir,
-            imbalance_ratio=float(f.imbalance_ratio),
-            architecture=f.architecture or DATASETS[f.dataset].architecture,
-            num_experts=f.num_experts, lambdas=tuple(lambdas),
-            allow_unbalanced_lambdas=f.allow_unbalanced_lambdas,
-            scale=f.scale, shared_stages=f.shared_stages,
-            mixup_alpha=f.mixup_alpha, cutmix_alpha=f.cutmix_alpha,
-            recipe=recipe, epochs=f.epochs,
-            global_batch_size=f.batch_size, learning_rate=f.learning_rate,
-            weight_decay=f.weight_decay, momentum=f.momentum,
-            schedule=f.schedule, warmup_epochs=f.warmup_epochs,
-            lr_step_epochs=tuple(int(e) for e in f.lr_step_epochs),
-            lr_gamma=f.lr_gamma, seed=f.seed, workdir=f.workdir,
-            mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
-            input_pipeline=f.input_pipeline,
-            eval_batch_size=f.eval_batch_size,
-            max_train_steps_per_epoch=f.max_train_steps_per_epoch,
-            test_distributions=f.test_distributions, export=f.export,
-        )
-        validate_config(config)
-        return config
+
+def flag_name(field):
+    """The flag of a config field (`--batch_size` for global_batch_size)."""
+    return field.metadata["flag"] or field.name
 
 
 def scale_step_schedule(epochs, reference_epochs=200, warmup_epochs=5,
@@ -203,54 +367,17 @@ def scale_step_schedule(epochs, reference_epochs=200, warmup_epochs=5,
     return warmup, tuple(steps)
 
 
-def _resolve_lambdas(f):
-    if f.lambdas:
-        values = [float(v) for v in f.lambdas]
-    else:
-        values = class_prior.spread_lambdas(
-            f.num_experts, f.lambda_max, f.lambda_min
-        )
-    if len(values) != f.num_experts:
-        raise app.UsageError(
-            f"--lambdas has {len(values)} values but --num_experts="
-            f"{f.num_experts}. Give one lambda per expert, or drop --lambdas "
-            "to spread them between --lambda_max and --lambda_min."
-        )
-    try:
-        class_prior.validate_lambdas(
-            values, allow_unbalanced=f.allow_unbalanced_lambdas
-        )
-    except ValueError as e:
-        raise app.UsageError(f"--lambdas: {e}") from None
-    return values
-
-
 def validate_config(config):
-    """Cross-flag checks; raises `app.UsageError` naming flag and fix."""
-    spec = config.spec
-    _require(config.architecture in ARCHITECTURES, "--architecture",
-             f"unknown {config.architecture!r}; use one of {ARCHITECTURES}")
-    _require(config.recipe in RECIPES, "--recipe",
-             f"unknown {config.recipe!r}; use one of {RECIPES}")
-    _require(config.schedule in SCHEDULES, "--schedule",
-             f"use one of {SCHEDULES}")
-    _require(config.mixed_precision in PRECISIONS, "--mixed_precision",
-             f"use one of {PRECISIONS}")
-    _require(config.jit_compile in ("auto", "true", "false"), "--jit_compile",
-             "use auto, true or false")
-    _require(config.input_pipeline in INPUT_PIPELINES, "--input_pipeline",
-             f"use one of {INPUT_PIPELINES}")
-    if config.input_pipeline == "arrays":
-        _require(config.recipe in ARRAYS_RECIPES, "--recipe",
-                 f"--input_pipeline=arrays implements {list(ARRAYS_RECIPES)}"
-                 " only; use --input_pipeline=tfdata for this recipe")
-        _require(config.cutmix_alpha == 0, "--cutmix_alpha",
-                 "--input_pipeline=arrays has Mixup only; use "
-                 "--input_pipeline=tfdata for CutMix")
-    _require(config.num_experts >= 1, "--num_experts", "must be >= 1")
+    """Checks values and combinations; raises `ConfigError` naming the
+    flag and the fix. `config` is resolved (no None defaults left)."""
+    _check_choices(config)
     _require(config.epochs >= 1, "--epochs", "must be >= 1")
     _require(config.global_batch_size >= 1, "--batch_size", "must be >= 1")
     _require(config.eval_batch_size >= 1, "--eval_batch_size", "must be >= 1")
+    _require(config.checkpoint_every >= 1, "--checkpoint_every",
+             "must be >= 1")
+    _require(config.eval_every >= 0, "--eval_every",
+             "must be >= 0 (0 = evaluate only after training)")
     _require(config.learning_rate > 0, "--learning_rate", "must be > 0")
     _require(config.weight_decay >= 0, "--weight_decay", "must be >= 0")
     _require(0 <= config.momentum < 1, "--momentum", "must be in [0, 1)")
@@ -262,10 +389,31 @@ def validate_config(config):
     _require(config.max_train_steps_per_epoch >= 0,
              "--max_train_steps_per_epoch", "must be >= 0 (0 = full epochs)")
     steps = config.lr_step_epochs
-    _require(list(steps) == sorted(steps) and all(s >= 1 for s in steps),
+    _require(list(steps) == sorted(set(steps)) and all(s >= 1 for s in steps),
              "--lr_step_epochs", "must be increasing positive epochs")
     _require(bool(config.workdir), "--workdir", "give an output directory")
-    if spec.long_tail == "exp":
+    _check_dataset(config)
+    _check_model(config)
+    if config.input_pipeline == "arrays":
+        _require(config.recipe in ARRAYS_RECIPES, "--recipe",
+                 f"--input_pipeline=arrays implements {list(ARRAYS_RECIPES)}"
+                 " only; use --input_pipeline=tfdata for this recipe")
+        _require(config.cutmix_alpha == 0, "--cutmix_alpha",
+                 "--input_pipeline=arrays has Mixup only; use "
+                 "--input_pipeline=tfdata for CutMix")
+
+
+def _check_choices(config):
+    for f in dataclasses.fields(config):
+        choices = f.metadata["choices"]
+        value = getattr(config, f.name)
+        _require(choices is None or value in choices, f"--{flag_name(f)}",
+                 f"unknown {value!r}; use one of {list(choices or ())}")
+
+
+def _check_dataset(config):
+    spec = config.spec
+    if spec.imbalance_ratio:
         _require(config.imbalance_ratio >= 1 and math.isfinite(
             config.imbalance_ratio), "--imbalance_ratio",
             "must be >= 1 (max/min class count; the reference's imb_factor "
@@ -273,15 +421,23 @@ def validate_config(config):
     else:
         _require(config.imbalance_ratio in (0, 1), "--imbalance_ratio",
                  f"{config.dataset} is long-tailed as distributed; leave it "
-                 "at 0")
-    if config.architecture == "resnext50" and spec.image_size != 224:
-        raise app.UsageError(
+                 "unset")
+
+
+def _check_model(config):
+    stages = {"resnet32": 3, "resnet50": 4, "resnext50": 4}[
+        config.architecture]
+    _require(0 <= config.shared_stages <= stages, "--shared_stages",
+             f"{config.architecture} has {stages} residual stages; use 0.."
+             f"{stages}")
+    size = config.spec.image_size
+    if config.architecture == "resnext50" and size != 224:
+        raise ConfigError(
             "--architecture=resnext50 needs 224x224 inputs (fixed 7x7 "
-            f"pooling); {config.dataset} has {spec.image_size}x"
-            f"{spec.image_size}. Use resnet32 for small images."
-        )
+            f"pooling); {config.dataset} has {size}x{size}. Use resnet32 "
+            "for small images.")
 
 
 def _require(condition, flag, message):
     if not condition:
-        raise app.UsageError(f"{flag}: {message}.")
+        raise ConfigError(f"{flag}: {message}.")

@@ -15,15 +15,11 @@ directory's `report/`).
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TF_ENABLE_ONEDNN_OPTS=1 is set by balpoe_keras/__init__.py, which Python
-# imports (with TensorFlow) before this module: see the comment there.
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from balpoe_keras.experiments import config as config_lib  # noqa: E402
-from balpoe_keras.experiments import run  # noqa: E402,F401 (run's flags)
+from balpoe_keras.experiments import config as config_lib
+from balpoe_keras.experiments import run  # (run's flags and parser)
 
 flags.DEFINE_string("model", None,
                     "Run directory or .keras file to evaluate.")
@@ -38,7 +34,7 @@ def resolve_inputs(model_arg, flags_values):
         model_path = os.path.join(model_arg, "model.keras")
         config_path = os.path.join(model_arg, "config.json")
         if not os.path.exists(model_path) or not os.path.exists(config_path):
-            raise app.UsageError(
+            raise config_lib.ConfigError(
                 f"--model={model_arg} is a directory without model.keras and "
                 "config.json; pass a finished run directory or a .keras file "
                 "with --flagfile."
@@ -47,7 +43,8 @@ def resolve_inputs(model_arg, flags_values):
         default_report = os.path.join(model_arg, "report")
     else:
         if not os.path.exists(model_arg):
-            raise app.UsageError(f"--model={model_arg} does not exist.")
+            raise config_lib.ConfigError(
+                f"--model={model_arg} does not exist.")
         model_path = model_arg
         if not flags_values.workdir:
             flags_values.workdir = os.path.dirname(os.path.abspath(model_arg))
@@ -58,7 +55,7 @@ def resolve_inputs(model_arg, flags_values):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        run.fail(f"unexpected arguments {argv[1:]} (see --helpshort).")
     import keras
 
     import balpoe_keras  # noqa: F401  (registers the custom objects)
@@ -66,10 +63,16 @@ def main(argv):
     from balpoe_keras.experiments import runner
 
     if not FLAGS.model:
-        raise app.UsageError("--model: give a run directory or .keras file.")
-    model_path, config, report_dir = resolve_inputs(FLAGS.model, FLAGS)
-    model = keras.saving.load_model(model_path)
-    experiment_data = runner.load_data(config)
+        run.fail("--model: give a run directory or .keras file.")
+    config = None
+    try:
+        model_path, config, report_dir = resolve_inputs(FLAGS.model, FLAGS)
+        model = keras.saving.load_model(model_path)
+        experiment_data = runner.load_data(config)
+    except config_lib.ConfigError as e:
+        run.fail(str(e))
+    except FileNotFoundError as e:
+        run.fail(f"data not found: {e}")
     results = runner.evaluate(config, experiment_data, model)
     paths = evaluation.write_report(
         results, report_dir, config=json.loads(config.to_json())
@@ -79,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=run.parse_flags)

@@ -3,116 +3,140 @@ r"""Trains, evaluates and exports a BalPoE model from a flagfile.
     python -m balpoe_keras.experiments.run --flagfile=experiments/quickstart.flags
     cd experiments && python -m balpoe_keras.experiments.run --flagfile=cifar100.flags
 
-One flagfile per paper setting lives in `experiments/`; flags given after
-`--flagfile` override it. The backend is chosen with `KERAS_BACKEND`
-(tensorflow by default; jax and torch work too). This is the only module
-that reads flags: it validates them into an `ExperimentConfig` and calls
-`runner.run_experiment`. Rerunning a command after a crash resumes it.
+One flagfile per paper setting lives in `experiments/`; each reads a shared
+base (`--flagfile` inside a flagfile) and states what differs; flags given
+after `--flagfile` override it. The backend is chosen with `KERAS_BACKEND`
+(tensorflow by default; jax and torch work too, without TensorFlow
+installed on the in-memory datasets). This is the only module that defines
+and reads the run's flags: they are generated from the fields of
+`ExperimentConfig` (one source for names, defaults and help), validated
+into a config, and handed to `runner.run_experiment`. Rerunning a command
+after a crash resumes it; a rerun with different settings is refused.
 """
 
+import dataclasses
 import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TF_ENABLE_ONEDNN_OPTS=1 is set by balpoe_keras/__init__.py, which Python
-# imports (with TensorFlow) before this module: see the comment there.
+from absl import app
+from absl import flags
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from balpoe_keras.experiments import config as config_lib  # noqa: E402
+from balpoe_keras.experiments import config as config_lib
 
 FLAGS = flags.FLAGS
+_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+           float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
 
-# === Data ===
-flags.DEFINE_enum("dataset", "cifar100_lt", sorted(config_lib.DATASETS),
-                  "Long-tailed benchmark (docs/data.md).")
-flags.DEFINE_string("data_dir", None,
-                    "Where the dataset lives (meaning per dataset; see "
-                    "docs/data.md). Default: each source's standard places.")
-flags.DEFINE_float("imbalance_ratio", 100.0,
-                   "max/min class count of the long-tailed train set "
-                   "(the reference's imb_factor is its inverse). 0 for "
-                   "datasets that are long-tailed as distributed.")
-flags.DEFINE_string("recipe", None,
-                    "Augmentation recipe; default: the dataset's standard "
-                    "recipe. One of " + ", ".join(config_lib.RECIPES) + ".")
-flags.DEFINE_float("mixup_alpha", 0.4, "Mixup Beta(alpha, alpha); 0 = off.")
-flags.DEFINE_float("cutmix_alpha", 0.0, "CutMix Beta parameter; 0 = off.")
-flags.DEFINE_boolean("test_distributions", True,
-                     "Also evaluate on forward/backward long-tailed test "
-                     "sets (ratios 2..50) with and without log-prior "
-                     "correction.")
-# === Model ===
-flags.DEFINE_string("architecture", None,
-                    "resnet32, resnet50 or resnext50; default per dataset.")
-flags.DEFINE_integer("num_experts", 3, "Number of experts M.")
-flags.DEFINE_list("lambdas", None,
-                  "Per-expert lambdas, head expert first (lambda = 1 - tau "
-                  "of the reference code). Default: --num_experts values "
-                  "evenly spread from --lambda_max to --lambda_min.")
-flags.DEFINE_float("lambda_max", 1.0, "Lambda of the first expert.")
-flags.DEFINE_float("lambda_min", -1.0, "Lambda of the last expert.")
-flags.DEFINE_boolean("allow_unbalanced_lambdas", False,
-                     "Allow lambdas whose mean is not 0 (not Fisher-"
-                     "consistent for the balanced error; the reference's "
-                     "ImageNet-LT setting).")
-flags.DEFINE_float("scale", 30.0, "Cosine-head logit scale (the code's 30; "
-                   "the paper states 32).")
-flags.DEFINE_integer("shared_stages", 1,
-                     "ResNet-32 stages shared by all experts (1 = reference"
-                     ", 3 = linear experts, 0 = independent networks).")
-# === Optimisation ===
-flags.DEFINE_integer("epochs", 200, "Training epochs.")
-flags.DEFINE_integer("batch_size", 128, "Global batch size (all replicas).")
-flags.DEFINE_float("learning_rate", 0.1, "Base learning rate.")
-flags.DEFINE_float("weight_decay", 5e-4,
-                   "Coupled L2 weight decay on all weights (PyTorch SGD).")
-flags.DEFINE_float("momentum", 0.9, "Nesterov momentum.")
-flags.DEFINE_enum("schedule", "step", config_lib.SCHEDULES,
-                  "step: linear warmup then x lr_gamma at lr_step_epochs; "
-                  "cosine: per-epoch cosine annealing to 0, no warmup.")
-flags.DEFINE_integer("warmup_epochs", 5, "Linear warmup epochs (step).")
-flags.DEFINE_list("lr_step_epochs", ["160", "180"],
-                  "Epochs after which the LR is multiplied by lr_gamma.")
-flags.DEFINE_float("lr_gamma", 0.1, "LR decay factor of the step schedule.")
-flags.DEFINE_integer("max_train_steps_per_epoch", 0,
-                     "Cap on steps per epoch for quick runs; 0 = full.")
-# === Run ===
-flags.DEFINE_integer("seed", 1, "Seed of data order, augmentation, init.")
-flags.DEFINE_string("workdir", None, "Output directory of the run.")
-flags.DEFINE_enum("mixed_precision", "auto", config_lib.PRECISIONS,
-                  "Keras dtype policy; auto = float32 (see "
-                  "benchmarks/RESULTS.md).")
-flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
-                  "XLA; auto = Keras' choice (on for JAX and TF on GPU, "
-                  "off for TF on CPU, where XLA is slower).")
-flags.DEFINE_enum("input_pipeline", "auto", config_lib.INPUT_PIPELINES,
-                  "Training input: tfdata (tf.data, every recipe), arrays "
-                  "(balpoe_keras.arrays: in-memory images augmented on the "
-                  "device, CIFAR recipes, TensorFlow-free) or auto.")
-flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch size.")
-flags.DEFINE_boolean("export", True,
-                     "Export a TF Serving SavedModel (TensorFlow backend).")
+
+def define_config_flags(flag_values=FLAGS):
+    """Defines one flag per `ExperimentConfig` field, in field order."""
+    for field in dataclasses.fields(config_lib.ExperimentConfig):
+        meta = field.metadata
+        name, help_text = config_lib.flag_name(field), (
+            f"[{meta['group']}] {meta['help']}")
+        default = field.default
+        if meta["choices"]:
+            flags.DEFINE_enum(name, default, list(meta["choices"]),
+                              help_text, flag_values=flag_values)
+        elif meta["item"] is not None:
+            flags.DEFINE_list(name, None if default is None else [
+                str(v) for v in default], help_text, flag_values=flag_values)
+        else:
+            _DEFINE[field.type](name, default, help_text,
+                                flag_values=flag_values)
+
+
+define_config_flags()
 flags.DEFINE_boolean("dry_run", False,
-                     "Load data and build the model, print the plan, stop.")
+                     "[Run] Load data and build the model, print the plan, "
+                     "stop.")
 flags.DEFINE_boolean("overwrite", False,
-                     "Start from scratch, deleting the workdir's "
-                     "checkpoints and logs.")
+                     "[Run] Start from scratch, deleting the workdir's "
+                     "checkpoints, logs and record of its settings.")
+
+
+_FLAGFILE = "--flagfile="
+
+
+def expand_flagfiles(argv, _open=()):
+    """`argv` with every `--flagfile=PATH` replaced by that file's flags.
+
+    As absl reads flagfiles (one flag per line; blank lines and lines
+    starting with `#` or `//` skipped), except that a `--flagfile` line
+    INSIDE a flagfile is relative to that file's folder, so a setting's
+    flagfile reads its shared base (`--flagfile=base_cifar.flags`) from
+    any working directory. Top-level paths are relative to the working
+    directory.
+
+    Raises:
+        flags.Error: a missing flagfile or a cycle, naming it.
+    """
+    out = []
+    for arg in argv:
+        if not arg.startswith(_FLAGFILE):
+            out.append(arg)
+            continue
+        path = os.path.abspath(arg[len(_FLAGFILE):])
+        if path in _open:
+            raise flags.Error(f"flagfile {path} includes itself")
+        try:
+            with open(path) as f:
+                lines = [line.strip() for line in f]
+        except OSError as e:
+            raise flags.Error(f"cannot read flagfile: {e}") from None
+        nested = []
+        for line in lines:
+            if not line or line.startswith(("#", "//")):
+                continue
+            if line.startswith(_FLAGFILE):
+                line = _FLAGFILE + os.path.join(os.path.dirname(path),
+                                                line[len(_FLAGFILE):])
+            nested.append(line)
+        out += expand_flagfiles(nested, (*_open, path))
+    return out
+
+
+def parse_flags(argv):
+    """absl's parser after `expand_flagfiles`; one-line errors."""
+    try:
+        return FLAGS(expand_flagfiles(argv))
+    except flags.Error as e:
+        fail(f"{e} (see --helpshort)")
+
+
+def fail(message):
+    """Prints a one-line error (no usage dump) and exits with status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def quiet_python_logging():
+    """At absl's default `--verbosity` (-1, warnings), TensorFlow's Python
+    INFO logs (SavedModel export writes several kB) are silenced too."""
+    import logging
+
+    if FLAGS.verbosity < 0:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def main(argv):
+    quiet_python_logging()
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value"
+             " (see --helpshort).")
     from balpoe_keras.experiments import runner
 
-    config = config_lib.ExperimentConfig.from_flags(FLAGS)
     try:
-        runner.run_experiment(
-            config, dry_run=FLAGS.dry_run, overwrite=FLAGS.overwrite
-        )
+        config = config_lib.ExperimentConfig.from_flags(FLAGS)
+        runner.run_experiment(config, dry_run=FLAGS.dry_run,
+                              overwrite=FLAGS.overwrite)
+    except config_lib.ConfigError as e:
+        fail(str(e))
     except FileNotFoundError as e:  # Missing data: say where and how.
-        raise SystemExit(f"Data not found for --dataset={config.dataset}: {e}")
+        fail(f"data not found for --dataset={FLAGS.dataset}: {e}")
+    except runner.WorkdirError as e:
+        fail(str(e))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

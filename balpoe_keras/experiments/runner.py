@@ -4,18 +4,24 @@
 executes after validating its flags. Each step is a small function, so the
 data flow reads top to bottom. Outputs in `config.workdir`:
 
-- `config.json`: the resolved configuration;
-- `checkpoints/`, `train_log.csv`, `tensorboard/` (TF): training state;
+- `config.json`: the resolved configuration (a rerun must match it);
+- `checkpoints/`, `train_log.csv`, `tensorboard/`: training state and logs;
 - `report/`: `report.json`, `report.md`, reliability diagram and plots;
-- `model.keras` and, on the TensorFlow backend, `export/<version>/` (the
-  TF Serving SavedModel).
+- `model.keras` and, where TensorFlow is installed, `export/<version>/`
+  (the TF Serving SavedModel; exported in a TensorFlow subprocess when the
+  run trained on JAX or PyTorch).
+
+The in-memory datasets (the CIFAR-10 JPEG archive, Fashion-MNIST) load
+without TensorFlow and train through either input pipeline
+(`--input_pipeline`); the others need TensorFlow (tfds, file lists).
 """
 
 import dataclasses
 import json
-import logging
-import math
 import os
+import shutil
+import subprocess
+import sys
 import time
 
 import keras
@@ -24,17 +30,20 @@ import numpy as np
 from balpoe_keras import class_prior
 from balpoe_keras import models
 from balpoe_keras import training
+from balpoe_keras.tensorflow_check import is_tensorflow_installed
+from balpoe_keras.experiments.config import ARRAYS_RECIPES
+from balpoe_keras.experiments.config import ConfigError
 from balpoe_keras.experiments.config import ExperimentConfig
+from balpoe_keras.training.fit import CHECKPOINT_DIRNAME
+from balpoe_keras.training.fit import CSV_FILENAME
+from balpoe_keras.training.fit import TENSORBOARD_DIRNAME
 
-# Per-channel pixel statistics of `[0, 1]` images (REFERENCE 5.2, 5.3).
-_PIXEL_STATS = {
-    "cifar": (models.CIFAR_MEAN, models.CIFAR_STD),
-    "imagenet": (models.IMAGENET_MEAN, models.IMAGENET_STD),
-    "inaturalist": ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192)),
-    # Fashion-MNIST train statistics (not in the reference).
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-}
-_LOG = logging.getLogger("balpoe_keras")
+CONFIG_FILENAME = "config.json"
+
+
+class WorkdirError(RuntimeError):
+    """The workdir holds a run with other settings; the message says how
+    to go on."""
 
 
 @dataclasses.dataclass
@@ -47,40 +56,52 @@ class ExperimentData:
     test_distributions: dict
 
 
-def load_data(config: ExperimentConfig):
-    """Loads the train/test sources and builds the long-tailed train set."""
+def load_source(config, split):
+    """An `ImageSource` of the dataset (TensorFlow-free where possible)."""
+    spec = config.spec
+    if config.data_dir and not os.path.isdir(config.data_dir):
+        raise FileNotFoundError(
+            f"--data_dir={config.data_dir} does not exist or is not a folder")
+    if spec.array_source:
+        from balpoe_keras.arrays import sources
+
+        return sources.get_array_source(spec.array_source, split,
+                                        config.data_dir)
+    if not is_tensorflow_installed():
+        raise ConfigError(
+            f"--dataset={config.dataset} is read with TensorFlow, which is "
+            "not installed: pip install 'balpoe_keras[tf]', or use an "
+            "in-memory dataset (cifar10_lt_folder, fashion_mnist_lt).")
     from balpoe_keras import data
 
+    return data.get_source(spec.source, split, config.data_dir)
+
+
+def load_data(config: ExperimentConfig):
+    """Loads the train/test sources and builds the long-tailed train set."""
+    from balpoe_keras.data import long_tail
+    from balpoe_keras.data import test_distributions
+
     spec = config.spec
-    train = data.get_source(spec.source, "train", config.data_dir)
-    test = data.get_source(spec.source, spec.test_split, config.data_dir)
-    if spec.long_tail == "exp":
-        counts = data.long_tail_counts(
+    train = load_source(config, "train")
+    test = load_source(config, spec.test_split)
+    if spec.imbalance_ratio:
+        counts = long_tail.long_tail_counts(
             train.num_classes, len(train) // train.num_classes,
             config.imbalance_ratio,
         )  # fmt: skip
         # The reference fixes the subset with seed 0 for every run.
-        train = train.subset(data.long_tail_subsample(train.labels, counts))
+        train = train.subset(long_tail.long_tail_subsample(train.labels,
+                                                           counts))
     class_counts = class_prior.validate_class_counts(
         train.class_counts, spec.num_classes
     )
     distributions = {}
     if config.test_distributions:
-        distributions = data.make_test_distributions(
+        distributions = test_distributions.make_test_distributions(
             test.labels, spec.num_classes
         )
     return ExperimentData(train, test, class_counts, distributions)
-
-
-def pixel_stats(config):
-    """`(mean, std)` per channel of `[0, 1]` pixels for the dataset."""
-    if config.dataset.startswith("fashion_mnist"):
-        return _PIXEL_STATS["fashion_mnist"]
-    if config.dataset == "inaturalist2018":
-        return _PIXEL_STATS["inaturalist"]
-    if config.dataset == "imagenet_lt":
-        return _PIXEL_STATS["imagenet"]
-    return _PIXEL_STATS["cifar"]
 
 
 def resolve_precision(config):
@@ -93,17 +114,12 @@ def resolve_precision(config):
 def build_model(config, class_counts, steps_per_epoch):
     """Builds and compiles the BalPoE model under the current strategy."""
     spec = config.spec
-    mean, std = pixel_stats(config)
-    kwargs = dict(
-        scale=config.scale, pixel_mean=mean, pixel_std=std,
-        input_shape=(spec.image_size, spec.image_size, spec.channels),
-    )  # fmt: skip
-    if config.architecture == "resnet32" or config.shared_stages != 1:
-        kwargs["shared_stages"] = config.shared_stages
     with training.mixed_precision_scope(resolve_precision(config)):
         model = models.build_balpoe_resnet(
             config.architecture, spec.num_classes, config.num_experts,
-            **kwargs,
+            scale=config.scale, shared_stages=config.shared_stages,
+            pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std,
+            input_shape=(spec.image_size, spec.image_size, spec.channels),
         )  # fmt: skip
     optimizer = training.TorchSGD(
         learning_rate=make_schedule(config, steps_per_epoch),
@@ -146,80 +162,87 @@ def make_metrics(class_counts):
 
 
 def steps_per_epoch(config, num_train, num_replicas):
-    """Batches per epoch: the reference keeps the last partial batch."""
-    batch = config.global_batch_size
-    steps = math.floor(num_train / batch) if num_replicas > 1 else math.ceil(
-        num_train / batch
-    )
+    """Batches per epoch (`training.compute_steps_per_epoch`), capped by
+    `--max_train_steps_per_epoch`; the last partial batch is kept on one
+    replica and dropped on several."""
+    steps = training.compute_steps_per_epoch(
+        num_train, config.global_batch_size, num_replicas > 1)
     if config.max_train_steps_per_epoch:
         steps = min(steps, config.max_train_steps_per_epoch)
     return max(steps, 1)
 
 
 def resolve_input_pipeline(config, experiment_data):
-    """`"tfdata"` or `"arrays"` for `--input_pipeline` (auto: arrays on
-    JAX/PyTorch for in-memory data with an arrays recipe, else tf.data)."""
-    if config.input_pipeline != "auto":
-        return config.input_pipeline
-    from balpoe_keras.experiments.config import ARRAYS_RECIPES
+    """`"tfdata"` or `"arrays"` for `--input_pipeline`.
 
+    `auto` picks arrays where TensorFlow is missing or the backend is JAX
+    or PyTorch, when the data is in memory and the recipe is one the
+    arrays path implements; tf.data otherwise.
+    """
     arrays_ok = (experiment_data.train.in_memory
                  and config.recipe in ARRAYS_RECIPES
                  and config.cutmix_alpha == 0)
-    if arrays_ok and keras.backend.backend() in ("jax", "torch"):
-        return "arrays"
-    return "tfdata"
+    choice = config.input_pipeline
+    if choice == "auto":
+        prefer = not is_tensorflow_installed() or keras.backend.backend() != (
+            "tensorflow")
+        choice = "arrays" if arrays_ok and prefer else "tfdata"
+    if choice == "arrays" and not experiment_data.train.in_memory:
+        raise ConfigError(
+            f"--input_pipeline=arrays needs in-memory images; "
+            f"--dataset={config.dataset} is read from files. Use "
+            "--input_pipeline=tfdata.")
+    if choice == "tfdata" and not is_tensorflow_installed():
+        raise ConfigError(
+            "this run needs tf.data (--input_pipeline=tfdata, --recipe="
+            f"{config.recipe}) but TensorFlow is not installed: pip install "
+            "'balpoe_keras[tf]', or use --input_pipeline=arrays with a "
+            f"recipe in {sorted(ARRAYS_RECIPES)} and no CutMix.")
+    return choice
 
 
 def make_train_dataset_fn(config, experiment_data, num_replicas):
-    """`epoch -> dataset`, a function of `(seed, epoch)` only."""
+    """`epoch -> dataset` of the chosen input pipeline, a function of
+    `(seed, epoch)` only."""
+    drop_remainder = num_replicas > 1
+    train = experiment_data.train
     if resolve_input_pipeline(config, experiment_data) == "arrays":
-        return _make_arrays_dataset_fn(config, experiment_data, num_replicas)
+        from balpoe_keras.arrays import dataset
+
+        max_degrees = ARRAYS_RECIPES[config.recipe]
+        return dataset.make_train_dataset_fn(
+            train.images, train.labels,
+            global_batch_size=config.global_batch_size, seed=config.seed,
+            num_classes=config.spec.num_classes,
+            mixup_alpha=config.mixup_alpha, augment=max_degrees is not None,
+            max_degrees=max_degrees or 0.0, drop_remainder=drop_remainder,
+        )  # fmt: skip
     from balpoe_keras import data
 
     def dataset_fn(epoch):
         return data.make_train_dataset(
-            experiment_data.train,
-            global_batch_size=config.global_batch_size,
+            train, global_batch_size=config.global_batch_size,
             recipe=config.recipe, num_classes=config.spec.num_classes,
             mixup_alpha=config.mixup_alpha,
             cutmix_alpha=config.cutmix_alpha,
-            mix_mode="cutmix" if config.cutmix_alpha > 0 else "mixup",
+            mix_mode=config.mix_mode or "mixup",
             seed=config.seed, epoch=epoch, deterministic=True,
-            drop_remainder=num_replicas > 1, num_replicas=num_replicas,
+            drop_remainder=drop_remainder, num_replicas=num_replicas,
             image_size=config.spec.image_size,
         )  # fmt: skip
 
     return dataset_fn
 
 
-def _make_arrays_dataset_fn(config, experiment_data, num_replicas):
-    from balpoe_keras.arrays import dataset
-    from balpoe_keras.experiments.config import ARRAYS_RECIPES
-
-    train = experiment_data.train
-    if not train.in_memory:
-        raise ValueError(
-            f"--input_pipeline=arrays needs in-memory images; {train.name} "
-            "is read from files. Use --input_pipeline=tfdata.")
-    max_degrees = ARRAYS_RECIPES[config.recipe]
-    return dataset.make_train_dataset_fn(
-        train.images, train.labels, global_batch_size=config.global_batch_size,
-        seed=config.seed, num_classes=config.spec.num_classes,
-        mixup_alpha=config.mixup_alpha, augment=max_degrees is not None,
-        max_degrees=max_degrees or 0.0, drop_remainder=num_replicas > 1,
-    )  # fmt: skip
-
-
 def make_test_sets(config, experiment_data):
     """Test sets for `evaluate_model`: the balanced one + index subsets."""
-    from balpoe_keras import data
-
     test = experiment_data.test
     if test.in_memory:
         images = test.images.astype("float32") / 255.0
         balanced = (images, np.asarray(test.labels))
     else:
+        from balpoe_keras import data
+
         balanced = data.make_eval_dataset(
             test, global_batch_size=config.eval_batch_size,
             recipe=config.recipe, output_keys=None,
@@ -232,37 +255,124 @@ def make_test_sets(config, experiment_data):
     return sets
 
 
+def make_test_eval_fn(config, experiment_data):
+    """`model -> {"test/<metric>": value}` on the balanced test set, for
+    `--eval_every` (balanced accuracy, many/medium/few, ECE, in %)."""
+    from balpoe_keras.evaluation import predict
+    from balpoe_keras.evaluation import scores
+
+    balanced = make_test_sets(config, experiment_data)["uniform"]
+
+    def evaluate_fn(model):
+        outputs = predict.predict_outputs(model, balanced,
+                                          batch_size=config.eval_batch_size)
+        metrics = scores.compute_classification_metrics(
+            outputs["logits"], outputs["labels"],
+            class_counts=experiment_data.class_counts, details=False)
+        keys = ["balanced_accuracy", "ece", "nll"] + [
+            f"acc_{g}" for g in class_prior.SHOT_GROUPS
+            if metrics[f"acc_{g}"] is not None]
+        return {f"test/{k}": metrics[k] for k in keys}
+
+    return evaluate_fn
+
+
+def check_workdir(config):
+    """Refuses a workdir that holds a run with other settings.
+
+    Only output settings (e.g. `--epochs` to extend a run, `--eval_every`,
+    `--export`) may change when a run resumes.
+
+    Raises:
+        WorkdirError: naming the differing flags and the way out
+            (`--overwrite` or another `--workdir`).
+    """
+    path = os.path.join(config.workdir, CONFIG_FILENAME)
+    state = os.path.join(config.workdir, CHECKPOINT_DIRNAME, "state.json")
+    if os.path.exists(path) and os.path.exists(state):
+        try:
+            recorded = ExperimentConfig.from_json(path)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise WorkdirError(
+                f"{path} cannot be read ({e}); pass --overwrite to start "
+                "over or choose another --workdir.") from None
+        changed = config.differences(recorded)
+        if changed:
+            listed = ", ".join(f"--{name}={_flag_text(new)} (the run used "
+                               f"{_flag_text(old)})"
+                               for name, new, old in changed)
+            raise WorkdirError(
+                f"{config.workdir} holds a run with other settings: {listed}."
+                " Pass --overwrite to start over, or choose another "
+                "--workdir.")
+
+
+def record_config(config):
+    """Creates the workdir and writes `config.json` atomically."""
+    path = os.path.join(config.workdir, CONFIG_FILENAME)
+    os.makedirs(config.workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json())
+    os.replace(tmp, path)
+
+
+def _flag_text(value):
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v)
+                        for v in value)
+    return str(value)
+
+
+def remove_outputs(workdir):
+    """Deletes a run's checkpoints, logs, reports, exports and config."""
+    for name in (CHECKPOINT_DIRNAME, TENSORBOARD_DIRNAME, "report",
+                 "export"):
+        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+    for name in (CSV_FILENAME, "model.keras", CONFIG_FILENAME):
+        path = os.path.join(workdir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
 def run_experiment(config, *, dry_run=False, overwrite=False):
     """Trains, evaluates and exports one run; returns the report dict.
 
     Rerunning the same command after a crash resumes from the last
     completed epoch; rerunning a finished run is a no-op that says so
-    (unless `overwrite`).
+    (unless `overwrite`); rerunning with more `--epochs` extends it.
 
     Args:
-        config: a validated `ExperimentConfig`.
+        config: a resolved `ExperimentConfig`.
         dry_run: build data and model, print the plan, stop before training.
-        overwrite: delete the workdir's checkpoints and logs first.
+        overwrite: delete the workdir's run first.
 
     Returns:
         The evaluation results dict (None for a dry run).
+
+    Raises:
+        WorkdirError: the workdir holds a run with other settings.
+        ConfigError: a setting this machine cannot run (e.g. tf.data
+            without TensorFlow).
     """
-    os.makedirs(config.workdir, exist_ok=True)
-    _write_config(config)
+    if overwrite and not dry_run:
+        remove_outputs(config.workdir)
+    check_workdir(config)
     experiment_data = load_data(config)
+    record_config(config)
     # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
     # training and evaluation run inside it.
     with training.data_parallel_scope() as replicas:
         training.validate_global_batch_size(config.global_batch_size,
                                             replicas)
-        return _train_and_report(config, experiment_data, replicas, dry_run,
-                                 overwrite)
+        return _train_and_report(config, experiment_data, replicas, dry_run)
 
 
-def _train_and_report(config, experiment_data, replicas, dry_run, overwrite):
+def _train_and_report(config, experiment_data, replicas, dry_run):
     steps = steps_per_epoch(config, len(experiment_data.train), replicas)
+    pipeline = resolve_input_pipeline(config, experiment_data)
     model = build_model(config, experiment_data.class_counts, steps)
-    _log_plan(config, experiment_data, model, steps, replicas)
+    _log_plan(config, experiment_data, model, steps, replicas, pipeline)
     dataset_fn = make_train_dataset_fn(config, experiment_data, replicas)
     if dry_run:
         images, targets = next(iter(dataset_fn(0)))
@@ -271,24 +381,36 @@ def _train_and_report(config, experiment_data, replicas, dry_run, overwrite):
               f"labels {tuple(labels.shape)} {labels.dtype}; stopping "
               "before training.")
         return None
+    eval_fn = (make_test_eval_fn(config, experiment_data)
+               if config.eval_every else None)
     start = time.time()
     result = training.fit(
         model, dataset_fn, epochs=config.epochs, workdir=config.workdir,
-        steps_per_epoch=steps, overwrite=overwrite, seed=config.seed,
+        steps_per_epoch=steps, seed=config.seed,
         global_batch_size=config.global_batch_size,
         examples_per_epoch=None if config.max_train_steps_per_epoch
         else len(experiment_data.train),
-        keep_every=100,
+        eval_fn=eval_fn, eval_every=config.eval_every or 1, keep_every=100,
+        checkpoint_every=config.checkpoint_every,
     )  # fmt: skip
     report_path = os.path.join(config.workdir, "report", "report.json")
     if result.already_finished and os.path.exists(report_path):
         print(f"{config.workdir}: this run already finished all "
               f"{config.epochs} epochs and wrote {report_path}; nothing to "
-              "do (pass --overwrite to train it again).")
+              "do (pass --overwrite to train it again, or a larger --epochs "
+              "to extend it).")
         with open(report_path) as f:
             return json.load(f)
-    timing = {"train_seconds_this_invocation": round(time.time() - start, 1),
+    seconds = time.time() - start
+    trained = result.final_epoch - result.initial_epoch
+    timing = {"train_seconds_this_invocation": round(seconds, 1),
+              "epochs_this_invocation": trained,
               "resumed_from_epoch": result.initial_epoch}
+    if trained:
+        images = trained * steps * config.global_batch_size
+        if not config.max_train_steps_per_epoch:
+            images = trained * len(experiment_data.train)
+        timing["images_per_sec_this_invocation"] = round(images / seconds, 1)
     return evaluate_and_export(config, experiment_data, model, timing)
 
 
@@ -319,9 +441,10 @@ def evaluate_and_export(config, experiment_data, model, timing=None):
     paths = evaluation.write_report(
         results, os.path.join(config.workdir, "report"), config=config_dict
     )
-    model.save(os.path.join(config.workdir, "model.keras"))
+    model_path = os.path.join(config.workdir, "model.keras")
+    model.save(model_path)
     if config.export:
-        _export(config, experiment_data, model)
+        export_run(config, model, experiment_data.train.class_names)
     summary = results["summary"]
     print(f"Evaluation ({time.time() - start:.0f} s): " + ", ".join(
         f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
@@ -330,33 +453,61 @@ def evaluate_and_export(config, experiment_data, model, timing=None):
     return results
 
 
-def _export(config, experiment_data, model):
-    if keras.backend.backend() != "tensorflow":
-        print("SavedModel export skipped: it needs the TensorFlow backend "
-              "(the .keras file can be re-exported there; docs/serving.md).")
-        return
-    from balpoe_keras import export
+def export_run(config, model, class_names):
+    """Writes the TF Serving SavedModel `<workdir>/export/1/`.
 
-    paths = export.export_saved_model(
-        model, os.path.join(config.workdir, "export"),
-        class_names=experiment_data.train.class_names,
-        image_size=config.spec.image_size, channels=config.spec.channels,
-        preprocess="resize" if config.spec.image_size < 64
-        else "resize_center_crop",
-        overwrite=True,
-    )  # fmt: skip
-    print(f"SavedModel for TF Serving: {paths['saved_model']}")
+    On the TensorFlow backend directly; on JAX or PyTorch by reloading the
+    run's `model.keras` in a TensorFlow-backend subprocess; skipped (with a
+    note) where TensorFlow is not installed.
+    """
+    if not is_tensorflow_installed():
+        print("SavedModel export skipped: TensorFlow is not installed "
+              "(model.keras can be exported later where it is; "
+              "docs/serving.md).")
+        return None
+    export_dir = os.path.join(config.workdir, "export")
+    spec = config.spec
+    kwargs = dict(class_names=list(class_names), image_size=spec.image_size,
+                  channels=spec.channels, preprocess=spec.export_preprocess,
+                  overwrite=True)
+    if keras.backend.backend() == "tensorflow":
+        from balpoe_keras import export
+
+        path = export.export_saved_model(model, export_dir, **kwargs)
+        path = path["saved_model"]
+    else:
+        path = _export_in_subprocess(
+            os.path.join(config.workdir, "model.keras"), export_dir, kwargs)
+    print(f"SavedModel for TF Serving: {path}")
+    return path
 
 
-def _write_config(config):
-    path = os.path.join(config.workdir, "config.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json())
-    os.replace(tmp, path)
+_EXPORT_SCRIPT = """
+import json, sys
+import keras
+import balpoe_keras
+from balpoe_keras import export
+model = keras.saving.load_model(sys.argv[1], compile=False)
+paths = export.export_saved_model(model, sys.argv[2], **json.loads(sys.argv[3]))
+print(paths["saved_model"])
+"""
 
 
-def _log_plan(config, experiment_data, model, steps, replicas):
+def _export_in_subprocess(model_path, export_dir, kwargs):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow",
+               CUDA_VISIBLE_DEVICES="")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    done = subprocess.run(
+        [sys.executable, "-c", _EXPORT_SCRIPT, model_path, export_dir,
+         json.dumps(kwargs)], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(
+            f"SavedModel export of {model_path} on the TensorFlow backend "
+            f"failed:\n{done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _log_plan(config, experiment_data, model, steps, replicas, pipeline):
     counts = experiment_data.class_counts
     groups = class_prior.compute_shot_groups(counts)
     print(config.to_json())
@@ -371,6 +522,6 @@ def _log_plan(config, experiment_data, model, steps, replicas):
         f"Model: {config.architecture}, {config.num_experts} experts, "
         f"{trainable:,} trainable parameters, dtype policy "
         f"{model.dtype_policy.name}; backend {keras.backend.backend()}, "
-        f"{replicas} replica(s), {steps} steps/epoch, lambdas "
-        f"{list(config.lambdas)} (taus {config.taus})."
+        f"input {pipeline}, {replicas} replica(s), {steps} steps/epoch, "
+        f"lambdas {list(config.lambdas)} (taus {config.taus})."
     )

@@ -12,6 +12,7 @@ from balpoe_keras.training.checkpoint import CheckpointManager
 from balpoe_keras.training.compiling import ExpertLoss
 from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.compiling import mixed_precision_scope
+from balpoe_keras.training.distribute import compute_steps_per_epoch
 from balpoe_keras.training.distribute import data_parallel_scope
 from balpoe_keras.training.distribute import get_data_parallel
 from balpoe_keras.training.distribute import get_strategy
@@ -35,6 +36,7 @@ __all__ = [
     "TorchSGD",
     "WarmupStepSchedule",
     "compile_balpoe",
+    "compute_steps_per_epoch",
     "data_parallel_scope",
     "fit",
     "get_data_parallel",

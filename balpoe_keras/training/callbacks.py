@@ -1,7 +1,9 @@
-"""Per-epoch logging callbacks: learning rate and throughput.
+"""Per-epoch callbacks of `training.fit`: logged values and their outputs.
 
-Both add a key to the epoch `logs` dict, so they must come before
-`CSVLogger` / `TensorBoard` in the callback list (`fit` orders them so).
+`LearningRateLogger`, `ImagesPerSecond` and `EpochEvaluation` add keys to
+the epoch `logs`, so they come before the writers `EpochCSVLogger`,
+`EpochTensorBoard` and `EpochProgress` in the callback list (`fit` orders
+them so).
 """
 
 import csv
@@ -90,27 +92,161 @@ class ImagesPerSecond(keras.callbacks.Callback):
             )
 
 
-class EpochCSVLogger(keras.callbacks.CSVLogger):
-    """`CSVLogger(append=True)` whose columns stay those of the file's header.
+class EpochCSVLogger(keras.callbacks.Callback):
+    """One CSV row per epoch, appended across `model.fit` calls and resumes.
 
-    `fit` calls `model.fit` once per epoch, so Keras' logger would pick its
-    columns anew each epoch (and differently on epochs with validation);
-    this one reuses the existing header, writing `NA` for missing keys.
+    Columns are `epoch` and the sorted log keys seen so far. Keys that
+    appear later (e.g. test metrics of the first evaluation epoch) extend
+    the header: the file is rewritten with the new columns, earlier rows
+    reading `NA` there. No column exists that no epoch ever filled (Keras'
+    `CSVLogger` adds `val_*` columns without validation data).
 
     Args:
         filename: str, the CSV path.
     """
 
     def __init__(self, filename):
-        super().__init__(filename, append=True)
+        super().__init__()
+        self.filename = filename
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.keys is None and os.path.exists(self.filename):
+        logs = {k: _scalar(v) for k, v in (logs or {}).items()}
+        header, rows = ["epoch"], []
+        if os.path.exists(self.filename):
             with open(self.filename, newline="") as f:
-                header = next(csv.reader(f), None)
-            if header:
-                self.keys = [key for key in header if key != "epoch"]
-        super().on_epoch_end(epoch, logs)
+                reader = csv.DictReader(f)
+                header = reader.fieldnames or header
+                rows = list(reader)
+        new = sorted(k for k in logs if k not in header)
+        rows.append({"epoch": epoch, **logs})
+        if new or not os.path.exists(self.filename):
+            header = header + new
+            _write_csv(self.filename, header, rows)
+            return
+        with open(self.filename, "a", newline="") as f:
+            csv.DictWriter(f, header, restval="NA").writerow(rows[-1])
+
+
+def _write_csv(path, header, rows):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, header, restval="NA")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _scalar(value):
+    if isinstance(value, (int, float, str)) or value is None:
+        return value
+    return float(np.asarray(keras.ops.convert_to_numpy(value)))
+
+
+class EpochTensorBoard(keras.callbacks.Callback):
+    """Per-epoch scalars of every log key into ONE TensorBoard event file.
+
+    Keras' `TensorBoard` callback opens new writers on every `model.fit`
+    call, i.e. every epoch of `balpoe_keras.training.fit`; this one opens a
+    single writer (lazily, at the first epoch end) for the whole run
+    invocation. Needs TensorFlow installed (any Keras backend; TensorFlow
+    is then kept off the GPUs). `train/<key>` for training logs,
+    `test/...` keys as they are.
+
+    Args:
+        log_dir: str, the event folder.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        if self._writer is None:
+            if keras.backend.backend() != "tensorflow":
+                tf.config.set_visible_devices([], "GPU")
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            for key, value in (logs or {}).items():
+                name = key if "/" in key else f"train/{key}"
+                if value is not None:
+                    tf.summary.scalar(name, _scalar(value), step=epoch + 1)
+        self._writer.flush()
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class EpochEvaluation(keras.callbacks.Callback):
+    """Adds the values of `evaluate_fn(model)` to the logs of due epochs.
+
+    Args:
+        evaluate_fn: `model -> {key: float}`, e.g. test-set metrics
+            (`"test/balanced_accuracy"`, ...).
+        every: int >= 1, evaluate after every `every`-th epoch...
+        total_epochs: ...and after the last epoch of the run.
+    """
+
+    def __init__(self, evaluate_fn, every, total_epochs):
+        super().__init__()
+        self.evaluate_fn, self.every = evaluate_fn, int(every)
+        self.total_epochs = int(total_epochs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        due = (epoch + 1) % self.every == 0 or epoch + 1 == self.total_epochs
+        if due and logs is not None:
+            logs.update(self.evaluate_fn(self.model))
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch: loss, accuracy, LR, images/s, time and ETA.
+
+    For logs that go to files (no `\r` progress updates). The ETA is the
+    remaining epochs of the run times the mean epoch time of this call.
+
+    Args:
+        total_epochs: int, epochs of the whole run.
+    """
+
+    _SHOWN = (("loss", "loss {:.4f}"), ("logits_accuracy", "acc {:.2%}"),
+              ("learning_rate", "lr {:.4g}"), ("images_per_sec", "{:.0f} "
+                                                "img/s"))
+
+    def __init__(self, total_epochs):
+        super().__init__()
+        self.total_epochs = int(total_epochs)
+        self._times = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - self._start
+        self._times.append(seconds)
+        parts = [fmt.format(_scalar(logs[k])) for k, fmt in self._SHOWN
+                 if logs.get(k) is not None]
+        parts.append(f"{seconds:.1f} s")
+        left = self.total_epochs - epoch - 1
+        if left:
+            parts.append("ETA " + _duration(left * np.mean(self._times)))
+        tests = [f"{k} {_scalar(v):.2f}" for k, v in sorted(logs.items())
+                 if k.startswith("test/") and v is not None]
+        line = f"Epoch {epoch + 1}/{self.total_epochs}: " + ", ".join(parts)
+        print(line + ("; " + ", ".join(tests) if tests else ""), flush=True)
+
+
+def _duration(seconds):
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return f"{max(minutes, 1)} min" if seconds >= 60 else \
+            f"{int(seconds)} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 class RunProgbarLogger(keras.callbacks.ProgbarLogger):

@@ -17,13 +17,18 @@ import dataclasses
 import importlib.util
 import os
 import shutil
+import sys
 
 import keras
 
 from balpoe_keras.training.callbacks import EpochCSVLogger
+from balpoe_keras.training.callbacks import EpochEvaluation
+from balpoe_keras.training.callbacks import EpochProgress
+from balpoe_keras.training.callbacks import EpochTensorBoard
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
 from balpoe_keras.training.callbacks import RunProgbarLogger
+from balpoe_keras.tensorflow_check import is_tensorflow_installed
 from balpoe_keras.training.checkpoint import CheckpointManager
 
 CSV_FILENAME = "train_log.csv"
@@ -64,6 +69,7 @@ def fit(
     workdir,
     steps_per_epoch=None,
     eval_dataset=None,
+    eval_fn=None,
     eval_every=1,
     callbacks=(),
     checkpoint_every=1,
@@ -88,8 +94,11 @@ def fit(
         workdir: str, output folder (checkpoints, CSV and TB logs).
         steps_per_epoch: optional int, batches per epoch (default: until
             the epoch's data is exhausted).
-        eval_dataset: optional validation data, evaluated every
-            `eval_every` epochs and after the last one.
+        eval_dataset: optional validation data (Keras `val_*` logs),
+            evaluated every `eval_every` epochs and after the last one.
+        eval_fn: optional `model -> {key: float}` (e.g. test-set metrics
+            named `"test/..."`), called on the same epochs; its values go
+            to the CSV, TensorBoard and the progress line.
         eval_every: int >= 1.
         callbacks: extra `keras.callbacks.Callback`s (they see one
             `on_train_begin`/`on_train_end` pair per epoch).
@@ -105,8 +114,12 @@ def fit(
             per-`(seed, epoch)` data and the checkpointed layer RNG states.
         global_batch_size: optional int, for the images/s log.
         examples_per_epoch: optional int, exact images/s numerator.
-        tensorboard: `"auto"` (TF backend only), True or False.
-        verbose: Keras `fit` verbosity (`"auto"`, 0, 1, 2).
+        tensorboard: `"auto"` (when TensorFlow and tensorboard are
+            installed), True or False. One event file per call.
+        verbose: 0 silent; 1 Keras' progress bar plus one summary line per
+            epoch (with the run's ETA); 2 the summary line only (for logs
+            written to files: no `\r` updates); `"auto"`: 1 when stdout is
+            a terminal, else 2.
 
     Returns:
         A `FitResult`. The model holds the final weights in all cases (a
@@ -125,9 +138,12 @@ def fit(
         return FitResult(start, start, {})
     csv_path = os.path.join(workdir, CSV_FILENAME)
     _truncate_csv(csv_path, start)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
     epoch_callbacks = _make_callbacks(
         workdir, csv_path, callbacks, tensorboard, verbose,
         global_batch_size, examples_per_epoch, epochs,
+        eval_fn and EpochEvaluation(eval_fn, eval_every, epochs),
     )  # fmt: skip
     history = {}
     if seed is not None:
@@ -143,13 +159,16 @@ def fit(
             steps_per_epoch=steps_per_epoch,
             validation_data=eval_dataset if evaluate else None,
             callbacks=epoch_callbacks,
-            verbose=verbose,
+            verbose=1 if verbose == 1 else 0,
             shuffle=False,  # The order is train_dataset_fn's business.
         )
         for key, values in result.history.items():
             history.setdefault(key, []).extend(values)
         if _is_due(epoch, checkpoint_every, epochs):
             manager.save(model, epoch + 1, total_epochs=epochs, seed=seed)
+    for callback in epoch_callbacks:
+        if isinstance(callback, EpochTensorBoard):
+            callback.close()
     return FitResult(start, epochs, history)
 
 
@@ -222,38 +241,39 @@ def _make_callbacks(
     global_batch_size,
     examples_per_epoch,
     epochs,
+    evaluation,
 ):
-    """Logging callbacks first (they add keys), then CSV/TB, then user's."""
+    """Callbacks that add keys first, then the writers, then the user's."""
     result = [LearningRateLogger()]
     if global_batch_size or examples_per_epoch:
-        result.append(
-            ImagesPerSecond(
-                global_batch_size or 0,
-                examples_per_epoch=examples_per_epoch,
-                verbose=verbose != 0,
-            )
-        )
+        result.append(ImagesPerSecond(
+            global_batch_size or 0, examples_per_epoch=examples_per_epoch,
+            verbose=False))
+    if evaluation is not None:
+        result.append(evaluation)
     result.append(EpochCSVLogger(csv_path))
     if _use_tensorboard(tensorboard):
         log_dir = os.path.join(workdir, TENSORBOARD_DIRNAME)
-        result.append(keras.callbacks.TensorBoard(log_dir=log_dir))
+        result.append(EpochTensorBoard(log_dir))
     result += list(callbacks)
-    if verbose != 0:
+    if verbose == 1:
         result.append(RunProgbarLogger(epochs))
+    if verbose in (1, 2):
+        result.append(EpochProgress(epochs))
     return result
 
 
 def _use_tensorboard(tensorboard):
-    """`"auto"`: on the TF backend when the `tensorboard` package exists."""
-    installed = importlib.util.find_spec("tensorboard") is not None
-    is_tf = keras.backend.backend() == "tensorflow"
+    """`"auto"`: when TensorFlow and the `tensorboard` package exist."""
+    installed = is_tensorflow_installed() and (
+        importlib.util.find_spec("tensorboard") is not None)
     if tensorboard == "auto":
-        return is_tf and installed
-    if tensorboard and not (is_tf and installed):
+        return installed
+    if tensorboard and not installed:
         raise ValueError(
-            "tensorboard=True needs KERAS_BACKEND=tensorflow and the "
-            "`tensorboard` package (pip install tensorboard). Use "
-            "tensorboard='auto' to skip it when unavailable."
+            "tensorboard=True needs TensorFlow and the `tensorboard` package "
+            "(pip install tensorflow tensorboard). Use tensorboard='auto' "
+            "to skip it when unavailable."
         )
     return bool(tensorboard)
 

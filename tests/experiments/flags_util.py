@@ -1,15 +1,22 @@
 """Parses run.py's flags into an `ExperimentConfig` inside tests."""
 
+import glob
 import os
 
 from absl import flags
 
 from balpoe_keras.experiments import config as config_lib
-from balpoe_keras.experiments import run  # noqa: F401  (defines the flags)
+from balpoe_keras.experiments import run  # (defines the flags)
 
 FLAGFILE_DIR = os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..", "experiments")
 )
+
+
+def setting_flagfiles():
+    """Every paper-setting flagfile (the base_*.flags are only included)."""
+    paths = sorted(glob.glob(os.path.join(FLAGFILE_DIR, "*.flags")))
+    return [p for p in paths if not os.path.basename(p).startswith("base_")]
 
 
 def parse_flags(*args):
@@ -19,7 +26,7 @@ def parse_flags(*args):
         if name == flag.name and name not in values:
             values[name] = flag
     values.unparse_flags()
-    values(["run.py", *args])
+    values(run.expand_flagfiles(["run.py", *args]))
     return values
 
 

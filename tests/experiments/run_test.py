@@ -1,19 +1,22 @@
 """The runner end to end on synthetic stand-ins for the real datasets."""
 
 import contextlib
+import csv
 import glob
 import io
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
-from absl import app
 
 from balpoe_keras.experiments import config as config_lib
 from tests.experiments.flags_util import FLAGFILE_DIR
 from tests.experiments.flags_util import parse
+from tests.experiments.flags_util import setting_flagfiles
 from tests.test_case import TestCase
 
 # The data package (tf.data) needs TensorFlow installed; the runner then
@@ -31,7 +34,7 @@ FAKE_DATA = {
 
 def fake_get_source(name, split="train", data_dir=None, **kwargs):
     """A balanced synthetic `ImageSource` shaped like dataset `name`."""
-    from balpoe_keras import data
+    from balpoe_keras.data.source import ImageSource
 
     classes, train, test, side, channels = FAKE_DATA[name]
     per_class = train if split == "train" else test
@@ -39,21 +42,35 @@ def fake_get_source(name, split="train", data_dir=None, **kwargs):
     rng = np.random.RandomState(0 if split == "train" else 1)
     images = rng.randint(0, 256, (len(labels), side, side, channels),
                          dtype=np.uint8)
-    return data.ImageSource(labels=labels, images=images, name=name,
+    return ImageSource(labels=labels, images=images, name=name,
                             split=split,
                             class_names=tuple(f"c{i}" for i in range(classes)))
 
 
 @contextlib.contextmanager
 def fake_data():
-    from balpoe_keras import data
+    """Synthetic sources for both loaders of the runner (tf and arrays)."""
+    from balpoe_keras.arrays import sources
 
-    real = data.get_source
-    data.get_source = fake_get_source
+    patched = [(sources, "get_array_source")]
+    if keras.backend.backend() == "tensorflow" or _tf_installed():
+        from balpoe_keras import data
+
+        patched.append((data, "get_source"))
+    real = [getattr(module, name) for module, name in patched]
+    for module, name in patched:
+        setattr(module, name, fake_get_source)
     try:
         yield
     finally:
-        data.get_source = real
+        for (module, name), value in zip(patched, real):
+            setattr(module, name, value)
+
+
+def _tf_installed():
+    from balpoe_keras.tensorflow_check import is_tensorflow_installed
+
+    return is_tensorflow_installed()
 
 
 def short_run_config(workdir, *overrides):
@@ -80,8 +97,7 @@ class DryRunTest(TestCase):
         # alpha) build the same graph and pipeline: dry-run one of each
         # kind; test_every_flagfile_parses_into_a_valid_config covers all.
         seen = set()
-        paths = sorted(glob.glob(os.path.join(FLAGFILE_DIR, "*.flags")))
-        for path in paths:
+        for path in setting_flagfiles():
             config = parse(f"--flagfile={path}",
                            f"--workdir={self.get_temp_dir()}")
             kind = (config.dataset, config.architecture, config.recipe,
@@ -98,72 +114,114 @@ class DryRunTest(TestCase):
         self.assertGreaterEqual(len(seen), 12)
 
     def test_missing_data_names_the_places_searched(self):
-        from balpoe_keras.experiments import run as run_module
-
         workdir = self.get_temp_dir()
         missing = os.path.join(workdir, "no_such_dir")
         config = parse(f"--flagfile={FLAGFILE_DIR}/imagenet_lt_resnet50.flags",
                        f"--workdir={workdir}", f"--data_dir={missing}")
-        with self.assertRaisesRegex(SystemExit, "Data not found.*no_such_dir"):
-            run_module.FLAGS.unparse_flags()
-            run_module.FLAGS(["run.py",
-                              f"--flagfile={FLAGFILE_DIR}/"
-                              "imagenet_lt_resnet50.flags",
-                              f"--workdir={workdir}", f"--data_dir={missing}"])
-            run_module.main(["run.py"])
-        self.assertEqual(config.dataset, "imagenet_lt")
+        from balpoe_keras.experiments import runner
+
+        with self.assertRaisesRegex(FileNotFoundError,
+                                    "--data_dir=.*no_such_dir"):
+            runner.run_experiment(config)
 
 
-@pytest.mark.tf_only
+@pytest.mark.large
 class EndToEndTest(TestCase):
-    @pytest.mark.large
-    def test_short_run_writes_report_and_exports_then_rerun_is_a_no_op(self):
+    """A short run on this backend: report, exports, resume rules."""
+
+    def test_short_run_then_rerun_extend_and_refuse(self):
         workdir = self.get_temp_dir()
         config = short_run_config(
-            workdir, "--epochs=2", "--max_train_steps_per_epoch=2",
-            "--batch_size=32", "--eval_batch_size=128",
+            workdir, "--epochs=1", "--max_train_steps_per_epoch=2",
+            "--batch_size=32", "--eval_batch_size=128", "--eval_every=1",
         )
         results, out = run(config)
         summary = results["summary"]
         self.assertTrue(0.0 <= summary["test/balanced_accuracy"] <= 100.0)
         # Counts 500..50 at ratio 10: the few-shot group is empty -> null.
         self.assertIsNone(summary["test/acc_few"])
-        for name in ("config.json", "model.keras", "train_log.csv",
-                     "report/report.json", "report/report.md",
-                     "report/reliability.png", "export/1/saved_model.pb"):
+        names = ["config.json", "model.keras", "train_log.csv",
+                 "report/report.json", "report/report.md",
+                 "report/reliability.png", "export/1/saved_model.pb"]
+        for name in names:
             self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
-        with open(os.path.join(workdir, "train_log.csv")) as f:
-            self.assertEqual(len(f.read().strip().splitlines()), 3)
         with open(os.path.join(workdir, "report", "report.json")) as f:
             report = json.load(f)
         self.assertEqual(report["config"]["lambdas"], [1.0, 0.0, -1.0])
         self.assertIn("forward50", report["test_agnostic"])
+        self.assertIn("Epoch 1/1: loss", out)  # one line, no \r updates
+        self.assertNotIn("\r", out)
+
         again, out = run(config)
-        self.assertIn("already finished all 2 epochs", out)
+        self.assertIn("already finished all 1 epochs", out)
         self.assertEqual(again["summary"], json.loads(json.dumps(summary)))
 
-    def test_batch_size_must_be_positive(self):
-        config = parse(f"--workdir={self.get_temp_dir()}")
-        self.assertIsInstance(config, config_lib.ExperimentConfig)
-        with self.assertRaisesRegex(app.UsageError, "--batch_size"):
-            parse(f"--workdir={self.get_temp_dir()}", "--batch_size=-4")
+        # Different settings: refused, naming the flags; the record stays.
+        other = short_run_config(
+            workdir, "--epochs=1", "--max_train_steps_per_epoch=2",
+            "--batch_size=32", "--mixup_alpha=0.2", "--lambdas=2,0,-2")
+        from balpoe_keras.experiments import runner
 
+        with self.assertRaisesRegex(
+                runner.WorkdirError, r"--mixup_alpha=0.2 \(the run used "
+                r"0.8\), --lambdas=2,0,-2 \(the run used 1,0,-1\).*"
+                "--overwrite"):
+            run(other)
+        recorded = config_lib.ExperimentConfig.from_json(
+            os.path.join(workdir, "config.json"))
+        self.assertEqual(recorded.mixup_alpha, 0.8)
 
-class OtherBackendsTest(TestCase):
-    @pytest.mark.large
-    @pytest.mark.skipif(keras.backend.backend() == "tensorflow",
-                        reason="EndToEndTest covers TensorFlow")
-    def test_short_run_trains_and_reports_on_this_backend(self):
+        # More epochs extend the run: one more CSV row, test columns kept.
+        extended = short_run_config(
+            workdir, "--epochs=2", "--max_train_steps_per_epoch=2",
+            "--batch_size=32", "--eval_batch_size=128", "--eval_every=1")
+        _, out = run(extended)
+        self.assertIn("Resuming from ckpt-0001.keras: 1/2 epochs", out)
+        with open(os.path.join(workdir, "train_log.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([r["epoch"] for r in rows], ["0", "1"])
+        self.assertFalse([k for k in rows[0] if k.startswith("val_")])
+        self.assertTrue(all(float(r["test/balanced_accuracy"]) >= 0
+                            for r in rows))
+        if keras.backend.backend() == "tensorflow":
+            events = os.listdir(os.path.join(workdir, "tensorboard"))
+            self.assertEqual(len(events), 2)  # one per invocation
+
+        # --overwrite starts over.
+        _, out = run(other, overwrite=True)
+        self.assertNotIn("Resuming", out)
+
+    def test_every_written_model_reloads_after_import_balpoe_keras(self):
         workdir = self.get_temp_dir()
         config = short_run_config(
             workdir, "--epochs=1", "--max_train_steps_per_epoch=1",
-            "--batch_size=16", "--eval_batch_size=100",
-        )
+            "--batch_size=16", "--eval_batch_size=100", "--noexport",
+            "--notest_distributions")
+        run(config)
+        paths = sorted(glob.glob(os.path.join(workdir, "**", "*.keras"),
+                                 recursive=True))
+        self.assertGreaterEqual(len(paths), 2)  # model + checkpoint
+        code = ("import sys, keras, balpoe_keras\n"
+                "for p in sys.argv[1:]:\n"
+                "    m = keras.saving.load_model(p)\n"
+                "    assert m.optimizer is not None, p\n"
+                "print('loaded', len(sys.argv) - 1)")
+        env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+        done = subprocess.run([sys.executable, "-c", code, *paths],
+                              capture_output=True, text=True, env=env,
+                              timeout=300)
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        self.assertIn(f"loaded {len(paths)}", done.stdout)
+
+    def test_arrays_input_pipeline_trains(self):
+        workdir = self.get_temp_dir()
+        config = short_run_config(
+            workdir, "--epochs=1", "--max_train_steps_per_epoch=1",
+            "--batch_size=16", "--eval_batch_size=100", "--noexport",
+            "--notest_distributions", "--input_pipeline=arrays")
         results, out = run(config)
-        self.assertIn("SavedModel export skipped", out)
+        self.assertIn("input arrays", out)
         self.assertEqual(results["num_experts"], 3)
-        for name in ("model.keras", "report/report.json", "train_log.csv"):
-            self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
 
 
 @pytest.mark.tf_only
@@ -181,7 +239,7 @@ class EvaluateCliTest(TestCase):
             experiment_data = runner.load_data(config)
             model = runner.build_model(config, experiment_data.class_counts, 1)
         model.save(os.path.join(workdir, "model.keras"))
-        runner._write_config(config)
+        runner.record_config(config)
         report_dir = os.path.join(workdir, "evaluated")
         values = evaluate.FLAGS
         values.unparse_flags()
@@ -198,7 +256,8 @@ class EvaluateCliTest(TestCase):
     def test_bad_model_path(self):
         from balpoe_keras.experiments import evaluate
 
-        with self.assertRaisesRegex(app.UsageError, "does not exist"):
+        with self.assertRaisesRegex(config_lib.ConfigError, "does not exist"):
             evaluate.resolve_inputs("/no/such/model.keras", None)
-        with self.assertRaisesRegex(app.UsageError, "without model.keras"):
+        with self.assertRaisesRegex(config_lib.ConfigError,
+                                    "without model.keras"):
             evaluate.resolve_inputs(self.get_temp_dir(), None)

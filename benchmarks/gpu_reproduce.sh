@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Paired 200-epoch runs on one GPU: the PyTorch replica of the reference
+# recipe and balpoe_keras (JAX, TensorFlow-free arrays input), CIFAR-10-LT
+# IR100 from the JPEG archive, BalPoE + Mixup 0.8 (issue 10). Runs ON the GPU
+# machine after benchmarks/gpu_prepare.sh ran here; see docs/gpu.md.
+#
+#   run(command="bash benchmarks/gpu_reproduce.sh",
+#       carry=[".whl", ".gpu_data"], timeout_s=600)      # call 1
+#   the same call again at once                          # call 2: resumes
+#   GPU_REPRO_TINY=1 bash benchmarks/gpu_reproduce.sh    # CPU smoke test
+#
+# All runs start together (one ResNet-32 at batch 128 leaves the H200 mostly
+# idle) and each stops at the time budget; every run checkpoints as it goes
+# and the next call resumes it. Run folders live in ./gpu_runs (ignored), which
+# a warm machine keeps between calls. If the machine was given back between
+# the calls, copy the first call's resume_*.tar files into ./.gpu_resume here
+# and add ".gpu_resume" to carry: the script unpacks them before starting.
+# Expected: the replica needs both calls (eager ~3,000 images/s, compiled
+# more); the JAX runs fit in one (6,800-9,500 images/s alone).
+#
+# Outputs in $OUT: gpu_reproduce.log (everything, with each run's last lines),
+# paired.md (the table, also printed), resume_<run>.tar for each unfinished
+# run (latest checkpoint + logs, about 11 MB each).
+#
+# Knobs: GPU_REPRO_REPLICA_SEEDS (default "1 2"), GPU_REPRO_JAX_SEEDS
+# (default "1"), GPU_REPRO_EPOCHS (200), GPU_REPRO_BUDGET (seconds per call
+# for training, default 500), GPU_REPRO_COMPILE (1: torch.compile the
+# replica, default 1 on CUDA), GPU_REPRO_TINY=1 (2 epochs on a few batches,
+# small budget; on the CPU), GPU_SKIP_INSTALL=1.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+TINY="${GPU_REPRO_TINY:-0}"
+[[ "${TINY}" == 1 ]] && export GPU_SKIP_INSTALL="${GPU_SKIP_INSTALL:-1}"
+OUT="${OUT:-${PWD}/gpu_out}"
+mkdir -p "${OUT}"
+exec > >(tee -a "${OUT}/gpu_reproduce.log") 2>&1
+RUNS="${GPU_REPRO_RUNS:-${PWD}/gpu_runs}"
+WORK="${RUNS}/work"
+echo "== balpoe_keras paired GPU runs $(date -u +%FT%TZ) tiny=${TINY}"
+source benchmarks/gpu_env.sh
+if [[ -z "${DATA}" && -z "${GPU_REPRO_DATA:-}" ]]; then
+  echo "No .gpu_data/cifar10-jpeg.tar.gz: run benchmarks/gpu_prepare.sh" \
+    "and carry .gpu_data." >&2
+  exit 1
+fi
+DATA="${GPU_REPRO_DATA:-${DATA}}"
+EPOCHS="${GPU_REPRO_EPOCHS:-$([[ ${TINY} == 1 ]] && echo 2 || echo 200)}"
+BUDGET="${GPU_REPRO_BUDGET:-$([[ ${TINY} == 1 ]] && echo 280 || echo 500)}"
+REPLICA_SEEDS="${GPU_REPRO_REPLICA_SEEDS:-1 2}"
+JAX_SEEDS="${GPU_REPRO_JAX_SEEDS:-1}"
+DEVICE=cpu
+python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
+  && DEVICE=cuda
+COMPILE="${GPU_REPRO_COMPILE:-$([[ ${DEVICE} == cuda ]] && echo 1 || echo 0)}"
+read -r WARMUP STEPS < <(python3 -c "
+from balpoe_keras.experiments.config import scale_step_schedule as s
+w, st = s(${EPOCHS}); print(w, ','.join(map(str, st)))")
+echo "epochs ${EPOCHS} (warm-up ${WARMUP}, LR drops after ${STEPS}), budget" \
+  "${BUDGET} s, replica seeds [${REPLICA_SEEDS}] on ${DEVICE}" \
+  "(compile=${COMPILE}), JAX seeds [${JAX_SEEDS}]"
+mkdir -p "${RUNS}"
+for tar in .gpu_resume/resume_*.tar; do
+  [[ -f "${tar}" ]] || continue
+  name=$(basename "${tar}" .tar); name=${name#resume_}
+  [[ -d "${RUNS}/${name}" ]] || { echo "unpacking ${tar}"; \
+    tar -xf "${tar}" -C "${RUNS}"; }
+done
+
+tiny_replica=(); tiny_runner=()
+if [[ "${TINY}" == 1 ]]; then
+  tiny_replica=(--tiny=256 --blocks_per_stage=1 --threads=1
+                --imbalance_ratio=10)
+  tiny_runner=(--max_train_steps_per_epoch=2 --batch_size=32
+               --eval_batch_size=250 --notest_distributions
+               --imbalance_ratio=10)
+fi
+pids=()
+for seed in ${REPLICA_SEEDS}; do
+  name="replica_balpoe_mixup_seed${seed}"
+  [[ -f "${RUNS}/${name}/report.json" ]] && continue
+  args=(--data="${DATA}" --out="${RUNS}/${name}" --epochs="${EPOCHS}"
+        --warmup_epochs="${WARMUP}" --lr_step_epochs="${STEPS}"
+        --lambdas=1,0,-1 --mixup_alpha=0.8 --seed="${seed}"
+        --device="${DEVICE}" --augment=tensor --checkpoint_every=5
+        --cache="${WORK}/replica_arrays.npz" "${tiny_replica[@]}")
+  [[ "${COMPILE}" == 1 ]] && args+=(--compile)
+  timeout "${BUDGET}" python3 benchmarks/reference_train.py "${args[@]}" \
+    > "${RUNS}/${name}.log" 2>&1 &
+  pids+=($!)
+done
+for seed in ${JAX_SEEDS}; do
+  name="arrays_balpoe_mixup_seed${seed}"
+  [[ -f "${RUNS}/${name}/report/report.json" ]] && continue
+  KERAS_BACKEND=jax BALPOE_KERAS_CACHE="${WORK}/cache" timeout "${BUDGET}" \
+    python3 -m balpoe_keras.experiments.run \
+    --flagfile=experiments/cifar10_folder_ir100_standard.flags \
+    --data_dir="${DATA}" --workdir="${RUNS}/${name}" --seed="${seed}" \
+    --epochs="${EPOCHS}" --warmup_epochs="${WARMUP}" \
+    --lr_step_epochs="${STEPS}" --input_pipeline=arrays \
+    --checkpoint_every=5 "${tiny_runner[@]}" \
+    > "${RUNS}/${name}.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "${pid}"; done
+
+for log in "${RUNS}"/*.log; do
+  [[ -f "${log}" ]] || continue
+  echo "== $(basename "${log}") (last lines)"; tail -n 4 "${log}"
+done
+seeds=$(echo "${REPLICA_SEEDS} ${JAX_SEEDS}" | tr ' ' '\n' | sort -un \
+  | paste -sd, -)
+python3 benchmarks/paired.py --table_only --workdir="${RUNS}" \
+  --epochs="${EPOCHS}" --pipelines=replica,arrays --methods=balpoe_mixup \
+  --seeds="${seeds}" --device_note="$(nvidia-smi -L 2>/dev/null | head -1 \
+  | cut -d"(" -f1 | grep . || echo "${DEVICE}"), replica on ${DEVICE}\
+  (compile=${COMPILE}), balpoe_keras on JAX" && cp "${RUNS}/paired.md" "${OUT}/"
+
+status=0
+python3 - "${RUNS}" "${OUT}" <<'PY' || status=1
+"""Packs each unfinished run's latest checkpoint and logs into $OUT."""
+import json, os, sys, tarfile
+runs, out = sys.argv[1:]
+for name in sorted(os.listdir(runs)):
+    folder = os.path.join(runs, name)
+    if name == "work" or not os.path.isdir(folder):
+        continue
+    if any(os.path.exists(os.path.join(folder, *p)) for p in (
+            ("report.json",), ("report", "report.json"))):
+        continue
+    keep = [p for p in ("checkpoint.pt", "train_log.csv", "config.json")
+            if os.path.exists(os.path.join(folder, p))]
+    state = os.path.join(folder, "checkpoints", "state.json")
+    if os.path.exists(state):
+        with open(state) as f:
+            latest = json.load(f)["checkpoint"]
+        keep += [os.path.join("checkpoints", "state.json"),
+                 os.path.join("checkpoints", latest)]
+    if not keep:
+        continue
+    path = os.path.join(out, f"resume_{name}.tar")
+    with tarfile.open(path, "w") as tar:
+        for rel in keep:
+            tar.add(os.path.join(folder, rel), os.path.join(name, rel))
+    print(f"unfinished: {name} -> {path} ({os.path.getsize(path) >> 20} MiB)")
+PY
+echo "== done; outputs in ${OUT}: $(ls "${OUT}" | xargs)"
+exit "${status}"

@@ -1,0 +1,151 @@
+"""The PyTorch replica (benchmarks/reference_train.py) as a measuring tool.
+
+Its pieces are checked against torchvision, against balpoe_keras'
+independent implementations (same data, same subset, same scores) and by
+hand, and a tiny training run resumes exactly.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from balpoe_keras.arrays import sources
+from balpoe_keras.data import long_tail
+from balpoe_keras.evaluation import scores as bk_scores
+from tests import torchvision_reference as tv
+from tests.cifar_archive import write_cifar_archive
+from tests.test_case import TestCase
+
+_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+
+
+def _load(name):
+    sys.path.insert(0, _DIR)
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reference_data = _load("reference_data")
+reference_train = _load("reference_train")
+
+
+def _normalized(images):
+    return reference_data.to_tensor(images, "cpu").numpy()
+
+
+class AugmentationTest(TestCase):
+    def test_tensor_augment_equals_torchvision_pixel_for_pixel(self):
+        images = tv.random_images(64, seed=9)
+        augment = reference_data.TensorAugment(15.0)
+        torch.manual_seed(0)
+        offsets, flips, angles = augment.draw(64)
+        ours = augment(images, "cpu", (offsets, flips, angles)).numpy()
+        ref = np.stack([tv.crop_flip_rotate(
+            image, offsets[k].numpy(), bool(flips[k]), float(angles[k]))
+            for k, image in enumerate(images)])
+        self.assertAllClose(ours, _normalized(ref), atol=1e-6)
+
+    def test_torchvision_augment_is_the_reference_composition(self):
+        # Same torch seed -> the Compose draws crop, flip, angle per image
+        # in that order; replaying them functionally gives the same pixels.
+        images = tv.random_images(8, seed=10)
+        torch.manual_seed(3)
+        got = reference_data.TorchvisionAugment(15.0)(images, "cpu").numpy()
+        torch.manual_seed(3)
+        ref = []
+        for image in images:
+            i = int(torch.randint(0, 9, size=(1,)))
+            j = int(torch.randint(0, 9, size=(1,)))
+            flip = bool(torch.rand(1) < 0.5)
+            angle = float(torch.empty(1).uniform_(-15.0, 15.0))
+            ref.append(tv.crop_flip_rotate(image, (i, j), flip, angle))
+        self.assertAllClose(got, _normalized(np.stack(ref)), atol=1e-6)
+
+
+class DataTest(TestCase):
+    def test_archive_and_subset_equal_balpoe_keras(self):
+        path = write_cifar_archive(self.get_temp_dir(), 6, 6, size=8,
+                                   classes=("cat", "airplane", "dog"))
+        ours = reference_data.read_cifar10_archive(path)
+        theirs = sources.read_image_archive(path)
+        for key in ("train_images", "train_labels", "test_images",
+                    "test_labels", "class_names"):
+            np.testing.assert_array_equal(ours[key], theirs[key], key)
+        labels = np.random.default_rng(1).permutation(np.arange(300) % 3)
+        index, counts = reference_data.long_tail_indices(labels, 3, 10.0)
+        self.assertEqual(counts, [100, 31, 10])  # int(100 * .1 ** (c/2))
+        np.testing.assert_array_equal(
+            index, long_tail.long_tail_subsample(labels, counts, seed=0))
+
+
+class ScheduleAndScoresTest(TestCase):
+    def test_reference_lr_factors(self):
+        # REFERENCE 4: 0.02, 0.04, ..., 0.1 in epochs 1-5; 0.01 from
+        # epoch 161, 0.001 from epoch 181 (1-based).
+        factor = [reference_train.lr_factor(e, 5, (160, 180))
+                  for e in range(200)]
+        self.assertAllClose(factor[:6], [0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+        self.assertAllClose(factor[159:162], [1.0, 0.1, 0.1])
+        self.assertAllClose(factor[179:181], [0.1, 0.01])
+
+    def test_scores_equal_balpoe_keras_evaluation(self):
+        rng = np.random.default_rng(4)
+        labels = np.arange(600) % 6
+        logits = rng.normal(size=(600, 6)) * 3 + 2 * np.eye(6)[labels]
+        counts = [500, 300, 90, 40, 15, 5]
+        ours = reference_train.scores(logits, labels, counts)
+        theirs = bk_scores.compute_classification_metrics(
+            logits, labels, class_counts=counts, details=False)
+        for key in ("accuracy", "balanced_accuracy", "acc_many",
+                    "acc_medium", "acc_few", "ece", "mce", "nll"):
+            self.assertAllClose(ours[f"test/{key}"], theirs[key], atol=1e-6)
+
+    def test_ece_hand_computed(self):
+        # 2 classes, 15 bins. conf .95 right, .95 wrong -> bin (.9333, 1]:
+        # |.95 - .5| = .45, weight .5. conf .58 right, .55 wrong -> bin
+        # (.5333, .6]: |.565 - .5| = .065, weight .5. ECE = .225 + .0325.
+        p = np.array([[.95, .05], [.95, .05], [.58, .42], [.55, .45]])
+        logits = np.log(p)
+        out = reference_train.scores(logits, np.array([0, 1, 0, 1]),
+                                     [200, 200])
+        self.assertAllClose(out["test/ece"], 25.75, atol=1e-9)
+        self.assertAllClose(out["test/mce"], 45.0, atol=1e-9)
+
+
+@pytest.mark.large
+class TinyTrainingTest(TestCase):
+    def test_resumed_run_equals_uninterrupted_and_imports_no_keras(self):
+        tmp = self.get_temp_dir()
+        write_cifar_archive(tmp, 40, 40)
+        common = [os.path.join(_DIR, "reference_train.py"), f"--data={tmp}",
+                  "--warmup_epochs=1", "--lr_step_epochs=2",
+                  "--blocks_per_stage=1", "--batch_size=32",
+                  "--imbalance_ratio=10", "--threads=1"]
+
+        def run(out, epochs, *extra):
+            code = ("import runpy, sys; sys.argv = sys.argv[1:]; "
+                    "runpy.run_path(sys.argv[0], run_name='__main__'); "
+                    "bad = [m for m in ('keras', 'balpoe_keras', "
+                    "'tensorflow') if m in sys.modules]; "
+                    "assert not bad, bad")
+            subprocess.run([sys.executable, "-c", code, *common,
+                            f"--out={os.path.join(tmp, out)}",
+                            f"--epochs={epochs}", *extra], check=True,
+                           capture_output=True)
+            with open(os.path.join(tmp, out, "report.json")) as f:
+                import json
+                return json.load(f)["summary"]
+
+        whole = run("whole", 3)
+        run("resumed", 1)
+        resumed = run("resumed", 3)
+        self.assertEqual(whole, resumed)
+        self.assertGreaterEqual(whole["test/balanced_accuracy"], 0.0)
