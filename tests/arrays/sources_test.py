@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from balpoe_keras.arrays import sources
+from tests.cifar_archive import write_cifar_archive
 from tests.test_case import TestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -80,10 +81,16 @@ class ReadImageArchiveTest(TestCase):
         self.assertEqual(first["train_labels"].tolist(), [3, 5, 5])
 
     def test_missing_archive_names_searched_folders(self):
-        with mock.patch.object(sources, "ARCHIVE_DIRS", ()), \
-                mock.patch.dict(os.environ, {"BALPOE_KERAS_DATA": ""}):
-            with self.assertRaisesRegex(FileNotFoundError, "nowhere"):
-                sources.find_cifar10_archive("/nowhere")
+        # A given data_dir is the only place looked in: no silent fallback.
+        with self.assertRaisesRegex(FileNotFoundError,
+                                    "'/nowhere' does not exist"):
+            sources.find_cifar10_archive("/nowhere")
+        empty = self.get_temp_dir()
+        with mock.patch.dict(os.environ, {"BALPOE_KERAS_DATA": self.dir}):
+            with self.assertRaisesRegex(FileNotFoundError,
+                                        f"not found in \\['{empty}'\\]"):
+                sources.find_cifar10_archive(empty)
+            self.assertEqual(sources.find_cifar10_archive(), self.archive)
 
 
 class MakeLongTailedTest(TestCase):
@@ -129,28 +136,49 @@ def test_arrays_path_imports_and_runs_without_tensorflow(tmp_path):
 
 @pytest.mark.large
 def test_gpu_check_tiny_mode_end_to_end(tmp_path):
-    """`GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh` on synthetic data."""
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train_images": rng.integers(0, 256, (200, 32, 32, 3), np.uint8),
-        "train_labels": np.repeat(np.arange(10), 20),
-        "test_images": rng.integers(0, 256, (50, 32, 32, 3), np.uint8),
-        "test_labels": np.repeat(np.arange(10), 5),
-        "class_names": np.asarray(sources.CIFAR10_CLASSES),
-    }
-    npz = str(tmp_path / "tiny.npz")
-    sources.save_arrays(npz, arrays)
+    """`GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh`: the runner trains
+    on JAX with TensorFlow blocked, on a synthetic archive."""
+    write_cifar_archive(str(tmp_path), 20, 5)
     out = tmp_path / "out"
     env = dict(os.environ, GPU_CHECK_TINY="1", OUT=str(out),
+               GPU_DATA=str(tmp_path),
                GPU_CHECK_WORKDIR=str(tmp_path / "work"),
-               GPU_CHECK_TRAIN_ARGS=f"--data {npz} --imbalance_ratio 10")
+               GPU_CHECK_TRAIN_ARGS="--imbalance_ratio=10")
+    env.pop("KERAS_BACKEND", None)
     proc = subprocess.run(["bash", os.path.join(ROOT, "benchmarks",
                                                 "gpu_check.sh")],
                           env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "tensorflow: not importable" in proc.stdout
+    assert "input arrays" in proc.stdout
     for name in ("gpu_check.log", "train_log.csv", "report.md",
                  "report.json"):
         assert (out / name).exists(), name
     assert "test/balanced_accuracy" in (out / "report.json").read_text()
+
+
+@pytest.mark.large
+def test_gpu_reproduce_tiny_mode_pairs_replica_and_runner(tmp_path):
+    """`GPU_REPRO_TINY=1 bash benchmarks/gpu_reproduce.sh` on the CPU: both
+    paths train, the paired table lists both; a rerun skips them."""
+    write_cifar_archive(str(tmp_path), 30, 10)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    env = dict(os.environ, GPU_REPRO_TINY="1", OUT=str(out),
+               GPU_REPRO_DATA=str(tmp_path), GPU_REPRO_RUNS=str(runs),
+               GPU_REPRO_REPLICA_SEEDS="1", GPU_REPRO_JAX_SEEDS="1")
+    env.pop("KERAS_BACKEND", None)
+    script = os.path.join(ROOT, "benchmarks", "gpu_reproduce.sh")
+    proc = subprocess.run(["bash", script], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    table = (out / "paired.md").read_text()
+    assert "| balpoe_mixup | replica | 1 |" in table
+    assert "| balpoe_mixup | arrays | 1 |" in table
+    logs = sorted(runs.glob("*.log"))
+    stamps = [log.stat().st_mtime_ns for log in logs]
+    again = subprocess.run(["bash", script], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0
+    # Finished runs are not started again (their logs are untouched).
+    assert [log.stat().st_mtime_ns for log in logs] == stamps

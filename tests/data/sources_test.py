@@ -149,13 +149,18 @@ class RegistryTest(TestCase):
         self.assertEqual(source.class_counts[9], 2)
         self.assertEqual(source.class_names[9], "Ankle boot")
 
+    def test_unprepared_tfds_offline_fails_fast_naming_the_flag(self):
+        with mock.patch.object(sources, "_reachable", lambda host: False):
+            with self.assertRaisesRegex(
+                    FileNotFoundError, "not prepared.*--dataset="
+                    "cifar10_lt_folder --data_dir"):
+                sources.load_tfds("cifar10", "train", self.get_temp_dir())
+
     def test_missing_data_and_unknown_name(self):
         empty = self.get_temp_dir()
         with self.assertRaisesRegex(ValueError, "cifar10_folder"):
             sources.get_source("cifar1000")
-        with mock.patch.object(sources, "ARCHIVE_DIRS", ()), \
-                mock.patch.object(sources, "FASHION_MNIST_DIRS", ()), \
-                mock.patch.dict(os.environ, {"BALPOE_KERAS_DATA": ""}):
+        with mock.patch.dict(os.environ, {"BALPOE_KERAS_DATA": ""}):
             with self.assertRaisesRegex(FileNotFoundError,
                                         "dataset-fashion-mnist"):
                 sources.load_fashion_mnist("train", empty, use_tfds=False)
@@ -167,7 +172,9 @@ class RegistryTest(TestCase):
     def test_tfds_cifar_sorted_by_id(self):
         import tensorflow_datasets as tfds
 
-        with tfds.testing.mock_data(num_examples=12):
+        # mock_data stands in for the download (the host check is patched).
+        with tfds.testing.mock_data(num_examples=12), \
+                mock.patch.object(sources, "_reachable", lambda host: True):
             source = sources.get_source("cifar10", "train")
         self.assertEqual(source.images.shape, (12, 32, 32, 3))
         # Mocked records carry no label file; the CIFAR-10 names are used.
