@@ -3,6 +3,10 @@
 Backend-agnostic core (layers, losses, metrics, model builders) is imported
 eagerly and never imports TensorFlow. TensorFlow-only subpackages
 (`balpoe_keras.data`, `balpoe_keras.export`) load on first attribute access.
+
+"The reference" in docstrings is the authors' public PyTorch code,
+github.com/emasa/BalPoE-CalibratedLT (commit ca607ae); file names such as
+`model/loss.py` are paths in it.
 """
 
 import contextlib

@@ -2,7 +2,7 @@
 
 Everything that turns the training-set class counts `n_c` into numbers the
 model, loss or metrics need lives here, so the checks happen in one place.
-Conventions follow shared/REFERENCE.md sections 2 and 6: the prior is
+Conventions follow reference `model/loss.py`, `test.py`: the prior is
 `pi_c = n_c / sum(n)`, the log-prior is `log(pi_c + 1e-9)`, and the paper's
 `lambda` relates to the reference code's `tau` by `lambda = 1 - tau`.
 """
@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-LOG_PRIOR_EPS = 1e-9  # The reference's BSExpertLoss default (REFERENCE 2).
-MANY_SHOT_MIN = 100  # many: n_c > 100 (REFERENCE 6).
+LOG_PRIOR_EPS = 1e-9  # The reference's BSExpertLoss default (model/loss.py).
+MANY_SHOT_MIN = 100  # many: n_c > 100 (the reference's test.py).
 FEW_SHOT_MAX = 20  # few: n_c < 20; medium: 20 <= n_c <= 100.
 SHOT_GROUPS = ("many", "medium", "few")
 
@@ -75,7 +75,7 @@ def compute_shot_groups(
     """Splits classes into many/medium/few-shot groups by training count.
 
     many: `n_c > many_min`; medium: `few_max <= n_c <= many_min`;
-    few: `n_c < few_max` (REFERENCE 6: 100 and 20).
+    few: `n_c < few_max` (the reference's `test.py`: 100 and 20).
 
     Args:
         class_counts: `(C,)` training counts.
@@ -97,7 +97,8 @@ def compute_shot_groups(
 def spread_lambdas(num_experts, lambda_max=1.0, lambda_min=-1.0):
     """`M` lambdas evenly spaced from `lambda_max` down to `lambda_min`.
 
-    The reference's `'limits'` tau list (REFERENCE 2) in the paper's lambda
+    The reference's `'limits'` tau list (`utils/util.py`) in the paper's
+    lambda
     units: expert 0 is the head expert (largest lambda). For one expert the
     single value is the midpoint.
 
@@ -172,7 +173,8 @@ def lambdas_to_taus(lambdas):
 def compute_test_prior_bias(test_class_counts):
     """Post-hoc test-prior correction `log p_test`: `(C,)` float32 in nats.
 
-    REFERENCE 5.4 adds `log(test_counts / total)` to the ensemble logits,
+    The reference's `test_all_cifar.py` adds `log(test_counts / total)` to
+    the ensemble logits,
     without eps; classes absent from the target distribution get `-inf`,
     i.e. they are never predicted.
     """

@@ -1,7 +1,7 @@
 """Backend-agnostic batch augmentation with `keras.ops` (jit-friendly).
 
-The CIFAR training augmentation of shared/REFERENCE.md 5.2 and the batch
-Mixup of section 3, for image batches held on the accelerator:
+The reference's CIFAR training augmentation (`cifar_data_loaders.py`) and
+batch Mixup (`utils/combiner.py`), for image batches held on the accelerator:
 
 1. random crop after zero padding by `padding` pixels (per-image offsets),
 2. horizontal flip with probability 0.5 (per image),

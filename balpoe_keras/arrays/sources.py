@@ -270,7 +270,7 @@ def get_array_source(name, split="train", data_dir=None):
 
 
 def make_long_tailed(images, labels, num_classes, imbalance_ratio, seed=0):
-    """The exponential-profile long-tailed subset (REFERENCE 5.1).
+    """The exponential-profile long-tailed subset (`imbalance_cifar.py`).
 
     Uses `balpoe_keras.data.long_tail` (NumPy only): head count `N / C`,
     `n_c = int(max * (1/imbalance_ratio)**(c/(C-1)))`, a per-class shuffle

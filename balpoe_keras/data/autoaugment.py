@@ -1,6 +1,6 @@
 """TensorFlow-only: AutoAugment CIFAR10Policy as stateless tf ops.
 
-The 25 sub-policies and magnitude tables of shared/REFERENCE.md 5.2
+The 25 sub-policies and magnitude tables of reference `cifar_data_loaders.py`
 (`dataset/autoaugm.py` of the reference). Per image one sub-policy is
 chosen uniformly; it applies op1 with probability p1, then op2 with
 probability p2. Ops act on uint8 images with PIL semantics
@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from balpoe_keras.data import image_ops
 
-# (p1, op1, magnitude index 1, p2, op2, magnitude index 2), REFERENCE 5.2.
+# (p1, op1, magnitude index 1, p2, op2, magnitude index 2), reference
+# `dataset/autoaugm.py`.
 CIFAR10_POLICY = (
     (0.1, "invert", 7, 0.2, "contrast", 6),
     (0.7, "rotate", 2, 0.3, "translateX", 9),

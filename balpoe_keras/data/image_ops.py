@@ -1,6 +1,7 @@
 """TensorFlow-only: PIL-style image ops on uint8 images, as plain tf ops.
 
-AutoAugment and RandAugment (shared/REFERENCE.md 5.2, 5.3) were defined on
+AutoAugment and RandAugment (the reference's `dataset/autoaugm.py`,
+`dataset/randaugment.py`) were defined on
 PIL images, whose ops read and write uint8. These ops therefore take and
 return `(H, W, channels)` uint8 tensors and follow PIL's semantics:
 blends (`color`, `contrast`, `brightness`, `sharpness`) compute in float

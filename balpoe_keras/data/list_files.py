@@ -1,9 +1,11 @@
 """TensorFlow-only: ImageNet-LT / iNaturalist-2018 list-file sources.
 
-A list file has one `relative/path label` line per image (shared/
-REFERENCE.md 5.3). The source keeps paths (absolute, under `root`); images
+A list file has one `relative/path label` line per image (the reference's
+`imagenet_lt_data_loaders.py`). The source keeps paths (absolute, under
+`root`); images
 are decoded lazily in tf.data. Standard list names of both benchmarks,
-including the forward/backward test distributions of REFERENCE 5.4, are
+including the forward/backward test distributions (the reference's
+`test_all_imagenet.py`), are
 in `IMAGENET_LT_LISTS` and `INATURALIST2018_LISTS`.
 """
 

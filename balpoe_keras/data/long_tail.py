@@ -2,7 +2,7 @@
 
 Builds the per-class image counts of a long-tailed training set and picks
 which images to keep, reproducing the LDAM-DRW / BalPoE generator
-(`data_loader/imbalance_cifar.py`, shared/REFERENCE.md 5.1) index for index:
+(the reference's `data_loader/imbalance_cifar.py`) index for index:
 with the original file order, `long_tail_subsample(labels, counts, seed=0)`
 selects exactly the images the reference keeps.
 
@@ -81,7 +81,7 @@ def long_tail_counts(
 def long_tail_subsample(labels, class_counts, seed=0):
     """Indices of a class-wise random subset with the given counts.
 
-    Reproduces REFERENCE 5.1: the RNG is seeded once
+    Reproduces reference `imbalance_cifar.py`: the RNG is seeded once
     (`np.random.RandomState(seed)`, which draws the same stream as the
     reference's `np.random.seed(seed)` + `np.random.shuffle`), then for each
     class in ascending order that class's indices, in original order, are

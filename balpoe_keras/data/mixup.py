@@ -1,6 +1,7 @@
 """TensorFlow-only: batch-level Mixup and CutMix as stateless tf ops.
 
-shared/REFERENCE.md 3. Mixup: one `lam ~ Beta(alpha, alpha)` per batch
+The reference's `utils/combiner.py`. Mixup: one `lam ~ Beta(alpha, alpha)`
+per batch
 (from two Gammas), a full permutation `perm` of the batch (a sample may be
 paired with itself), `x' = lam * x + (1 - lam) * x[perm]` and soft labels
 `lam * onehot(y) + (1 - lam) * onehot(y[perm])`, which makes the loss equal

@@ -1,6 +1,7 @@
 """TensorFlow-only: timm-style RandAugment ("rand-n2-m10-mstd0.5").
 
-shared/REFERENCE.md 5.3 (PaCo's recipe, used for ImageNet-LT / iNat long
+The reference's `dataset/randaugment.py` (PaCo's recipe, used for
+ImageNet-LT / iNat long
 training): per image, `num_ops` ops are drawn uniformly with replacement
 from the 15 ops `OPS[1:]` (`OPS[0]` is the no-op used when an op is
 skipped); each is applied with probability 0.5 at a magnitude drawn from

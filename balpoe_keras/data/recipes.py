@@ -1,11 +1,11 @@
 """TensorFlow-only: named augmentation recipes (train and eval transforms).
 
 A recipe maps a uint8 `(H, W, channels)` image and a `(2,)` seed to a
-float32 image in `[0, 1]` (shared/REFERENCE.md 5.2, 5.3):
+float32 image in `[0, 1]` (reference `cifar_data_loaders.py`, `others.py`):
 
 - `"none"`: no augmentation;
 - `"cifar_crop_flip"`: pad-4 random crop and flip only (what the reference
-  code applies for CIFAR-10 long training, REFERENCE 5.2 / 9.7);
+  code applies for CIFAR-10 long training, reference `cifar_data_loaders.py`);
 - `"cifar_standard"`: pad-4 random crop, flip, rotation U[-15, 15] deg
   (nearest, zero fill);
 - `"cifar_autoaugment"`: crop, flip, AutoAugment CIFAR10Policy (long

@@ -135,7 +135,7 @@ class ImageSource:
         reverse=False,
         seed=0,
     ):
-        """The long-tailed subset of REFERENCE 5.1 (e.g. CIFAR-100-LT).
+        """The reference's long-tailed subset (e.g. CIFAR-100-LT).
 
         Args:
             imbalance_ratio: max/min count, e.g. 100 (imb_factor 0.01).

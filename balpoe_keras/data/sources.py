@@ -5,7 +5,7 @@ class counts). Offline use of each is described in docs/data.md:
 
 - `"cifar10"`, `"cifar100"`: tfds, records sorted by their `id` so the
   order is the original file order (needed for the index-identical
-  long-tailed subset of REFERENCE 5.1);
+  long-tailed subset of reference `imbalance_cifar.py`);
 - `"cifar10_folder"`: the CIFAR-10 JPEG archive (`cifar10-jpeg.tar.gz`),
   extracted and decoded once into a cache folder;
 - `"fashion_mnist"`: local IDX gz files (Debian `dataset-fashion-mnist`),

@@ -1,6 +1,6 @@
 """TensorFlow-only data package, NumPy-only module: shifted test sets.
 
-Builds the test-agnostic evaluation sets of shared/REFERENCE.md 5.4 from a
+Builds the test-agnostic evaluation sets of reference `test_all_cifar.py` from a
 balanced test set: "forward-rho" sets (long-tailed like the training set,
 class 0 the head), the full "uniform" set, and "backward-rho" sets (class
 `C-1` the head), picked with the same generator as the training subset

@@ -4,7 +4,8 @@
 everything from the collected logits in NumPy (`scores.py`), so it works on
 every Keras backend. The result is a JSON-ready dict that `write_report`
 turns into `report.json`, `report.md` and plots. Conventions: accuracies and
-ECE/MCE in %, NLL and KL in nats (shared/REFERENCE.md sections 5.4 and 6).
+ECE/MCE in %, NLL and KL in nats (as the reference's `test_all_cifar.py`
+and `utils/calibration_metrics.py`).
 """
 
 import numpy as np
@@ -47,7 +48,7 @@ def evaluate_model(
             balanced set), or a dict `name -> test set` where a value is an
             `(images, labels)` pair, a dataset of `(images, labels)` batches,
             or a 1-D int array of indices into the balanced set (e.g. the
-            forward/backward long-tailed sets of REFERENCE 5.4).
+            forward/backward long-tailed sets of reference `test_all_cifar.py`).
         class_counts: `(C,)` training counts (prior and shot groups).
         lambdas: `M` per-expert lambdas (`tau = 1 - lambda`); they need not
             average to 0 (the reference ImageNet-LT setting does not).
@@ -55,7 +56,8 @@ def evaluate_model(
         batch_size: int, prediction batch size for NumPy inputs.
         num_bins: int, equal-width calibration bins.
         test_prior_correction: bool. Also score every test-agnostic set with
-            the post-hoc correction `+ log p_test` (REFERENCE 5.4).
+            the post-hoc correction `+ log p_test` (the reference's
+            `--posthoc_bias_correction`).
         balanced_set: name of the balanced set in `test_sets`; by default
             "uniform", else "test", else the only entry.
 

@@ -66,7 +66,7 @@ def plot_per_class_accuracy(per_class_accuracy, class_counts, path):
     counts = np.asarray(class_counts, np.float64)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(counts, acc, s=12, alpha=0.7)
-    for edge in (20, 100):  # few < 20 <= medium <= 100 < many (REFERENCE 6)
+    for edge in (20, 100):  # few < 20 <= medium <= 100 < many
         ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set(xlabel="Training images per class (log scale)",

@@ -203,5 +203,6 @@ def _agnostic_table(test_agnostic):
     text = format_table(header, rows)
     if has_posthoc:
         text += ("\n\n`+log p` adds the post-hoc test-prior correction "
-                 "log p_test to the ensemble logits (REFERENCE 5.4).")
+                 "log p_test to the ensemble logits (the reference's "
+                 "--posthoc_bias_correction).")
     return text + ("\n\n" + "\n".join(notes) if notes else "")

@@ -1,6 +1,6 @@
 """Pure NumPy scores on collected logits: accuracies, calibration, NLL, priors.
 
-Conventions (shared/REFERENCE.md sections 5.4 and 6):
+Conventions (reference `test_all_cifar.py`, `calibration_metrics.py`):
 
 - accuracies, ECE and MCE are percentages in `[0, 100]`; NLL and KL are in
   nats;

@@ -63,7 +63,7 @@ def export_saved_model(
         channels: int, 1 or 3, image channels.
         target_prior: optional `(C,)` class counts or probabilities of the
             deployment distribution. If given, `log p_target` is added to the
-            ensemble logits (post-hoc correction, REFERENCE 5.4); classes
+            ensemble logits (the reference's post-hoc correction); classes
             with 0 get probability 0.
         top_k: int, number of top classes returned (capped at `C`).
         preprocess: resize policy of `serving_bytes`: `"resize"` (bilinear,

@@ -10,7 +10,7 @@ channels-last inputs through TensorFlow's fused kernel
 (`balpoe_keras/layers/tf_fused_batch_norm.py`; one op forward, one backward,
 oneDNN on CPUs). On other backends it uses keras.ops.
 
-It also matches PyTorch's `BatchNorm2d` (REFERENCE 1.6): the moving variance
+It also matches PyTorch's `BatchNorm2d`: the moving variance
 is updated with the *unbiased* batch variance (`var * n / (n - 1)`, n the
 number of values per channel) on every backend, while the batch itself is
 normalised with the biased variance, as both frameworks do.

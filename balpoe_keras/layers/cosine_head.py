@@ -1,4 +1,4 @@
-"""Cosine classifier head (the reference's `NormedLinear`, REFERENCE 1.2)."""
+"""Cosine classifier head (the reference's `NormedLinear`)."""
 
 import keras
 from keras import ops
@@ -17,7 +17,7 @@ class UnitColumnUniform(keras.initializers.Initializer):
     """Draws `U(-1, 1)` and rescales every column to unit L2 norm.
 
     The reference initialises the `(D, C)` cosine-head weight this way, so
-    each class vector (column) starts with norm 1 (REFERENCE 1.2).
+    each class vector (column) starts with norm 1 (reference `NormedLinear`).
 
     Args:
         seed: optional int seed.
@@ -44,7 +44,7 @@ class CosineHead(keras.layers.Layer):
 
     Features `(batch, D)` and each class column of the `(D, C)` kernel are L2
     normalised, so the logits lie in `[-scale, scale]`. The reference code
-    uses `scale=30` for every dataset; the paper states 32 (REFERENCE 9.1).
+    uses `scale=30` for every dataset; the paper states 32 (the paper says 32).
 
     Args:
         num_classes: int >= 2, the number of classes `C`.

@@ -14,7 +14,8 @@ class BalPoELoss(keras.losses.Loss):
 
     Expert `m` with logits `z_m` and `tau_m = 1 - lambda_m` contributes
     `CE(y, z_m + tau_m * log(pi + 1e-9))`; the loss is the plain mean over
-    the `M` experts (REFERENCE 2, paper eq. 12). With Mixup's soft labels
+    the `M` experts (the reference's `model/loss.py`, paper eq. 12). With
+    Mixup's soft labels
     this equals the reference's `lam * L(y) + (1 - lam) * L(y_perm)`.
 
     Args:

@@ -1,7 +1,7 @@
 """Generalized logit-adjusted (gLA) cross-entropy (paper eq. 10).
 
 `loss = -sum_c y_c * log_softmax(logits + tau * log_prior)_c`, with the
-paper's `lambda = 1 - tau` (REFERENCE 2): `lambda = 1` is plain CE,
+paper's `lambda = 1 - tau` (`model/loss.py`): `lambda = 1` is plain CE,
 `lambda = 0` the logit-adjusted (balanced softmax) loss.
 """
 

@@ -1,6 +1,7 @@
 """Calibration metrics: ECE, MCE and reliability-diagram bins.
 
-Definitions follow REFERENCE 6 (Guo et al. 2017; Naeini et al. 2015):
+Definitions follow the reference's `utils/calibration_metrics.py` (Guo et
+al. 2017; Naeini et al. 2015):
 confidence = max softmax probability, prediction = its argmax. The `[0, 1]`
 range is split into `num_bins` equal-width bins that are **lower-exclusive,
 upper-inclusive**, `(l, u]`, as in the reference: a confidence exactly on an

@@ -49,8 +49,9 @@ class _PerClassAccuracy(keras.metrics.Metric):
 class BalancedAccuracy(_PerClassAccuracy):
     """Balanced accuracy: the mean of per-class recalls.
 
-    Classes with no samples seen so far are left out of the mean (REFERENCE
-    6 computes it on the balanced test set, where every class is present).
+    Classes with no samples seen so far are left out of the mean (the
+    reference's `test.py` computes it on the balanced test set, where every
+    class is present).
 
     Args:
         num_classes: int >= 2.
@@ -75,7 +76,7 @@ class GroupAccuracy(_PerClassAccuracy):
     """Mean per-class accuracy over the many-, medium- or few-shot classes.
 
     Groups come from the *training* counts: many `n_c > 100`, medium
-    `20 <= n_c <= 100`, few `n_c < 20` (REFERENCE 6).
+    `20 <= n_c <= 100`, few `n_c < 20` (the reference's `test.py`).
 
     Args:
         class_counts: `C` positive training counts.

@@ -1,6 +1,6 @@
 """Building blocks shared by the BalPoE model builders (keras.ops only).
 
-PyTorch-parity pieces (REFERENCE 1.6): symmetric padding for strided convs,
+PyTorch-parity pieces (PyTorch's defaults): symmetric padding for strided convs,
 BatchNorm with PyTorch's eps/momentum, untruncated Kaiming-normal init, the
 parameter-free option-A shortcut and in-model pixel normalisation.
 """
@@ -14,7 +14,8 @@ from balpoe_keras import layers
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
-# Per-channel constants, pixels in [0, 1] (REFERENCE 5.2: the CIFAR-10
+# Per-channel constants, pixels in [0, 1] (the reference's
+# `cifar_data_loaders.py`: the CIFAR-10
 # statistics are used for CIFAR-10 and CIFAR-100 alike).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -126,7 +127,7 @@ def apply_conv(x, filters, kernel_size, strides, init_mode, name, groups=1):
 
     Stride 1 uses `padding="same"` (identical for odd kernels); stride 2
     uses `ZeroPadding2D` + `"valid"`, because Keras `"same"` pads only
-    after, which shifts the sampling grid (REFERENCE 1.6.1).
+    after, which shifts the sampling grid (PyTorch pads 1 pixel on every side).
 
     Args:
         x: `(batch, H, W, C_in)` tensor.

@@ -1,4 +1,4 @@
-"""Multi-expert CIFAR ResNet-32 (REFERENCE 1.1, the reference's `ResNet_s`).
+"""Multi-expert CIFAR ResNet-32 (the reference's `ResNet_s`).
 
 A shared stem and first stage, then one copy of stages 2-3 per expert, global
 average pooling and a cosine head per expert; the ensemble logits are the
@@ -17,7 +17,7 @@ from balpoe_keras.models.components import apply_expert_branches
 from balpoe_keras.models.components import validate_model_args
 from balpoe_keras.models.heads import apply_expert_heads
 
-_INIT_MODE = "fan_in"  # kaiming_normal_ defaults (REFERENCE 1.1).
+_INIT_MODE = "fan_in"  # kaiming_normal_ defaults (expert_resnet_cifar.py).
 
 
 def apply_basic_block(x, filters, strides, name):

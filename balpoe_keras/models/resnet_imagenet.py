@@ -1,4 +1,5 @@
-"""Multi-expert ResNet-50 / ResNeXt-50 (32x4d) (REFERENCE 1.3, 1.4).
+"""Multi-expert ResNet-50 / ResNeXt-50 (32x4d), as the reference's
+`Expert_ResNet.py` / `Expert_ResNeXt.py`.
 
 Shared stem, stage 1 and stage 2; one copy of stages 3-4 per expert, global
 average pooling and a cosine head per expert; the ensemble logits are the
@@ -17,7 +18,7 @@ from balpoe_keras.models.components import apply_expert_branches
 from balpoe_keras.models.components import validate_model_args
 from balpoe_keras.models.heads import apply_expert_heads
 
-_INIT_MODE = "fan_out"  # kaiming_normal_(mode="fan_out") (REFERENCE 1.3).
+_INIT_MODE = "fan_out"  # kaiming_normal_(mode="fan_out"), Expert_ResNet.py
 _PLANES = (64, 128, 256, 512)
 _EXPANSION = 4
 

@@ -13,7 +13,8 @@ Typical use (any backend):
 
 Batch-norm statistics: under `MirroredStrategy` each replica normalises with
 its own slice of the batch (as the reference's `torch.nn.DataParallel`,
-REFERENCE 4); under JAX `DataParallel` the batch is one sharded array, so
+the reference's `train.py`); under JAX `DataParallel` the batch is one
+sharded array, so
 BN statistics cover the global batch (like SyncBN).
 """
 

@@ -5,7 +5,7 @@ gradient, and its Nesterov variant folds the learning rate into the
 velocity, which differs from PyTorch whenever the LR changes (warm-up, step
 decay, cosine). The reference trains with
 `torch.optim.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd)` with
-dampening 0 on all parameters (REFERENCE 4); `TorchSGD` reproduces it.
+dampening 0 on all parameters (reference `train.py`); `TorchSGD` reproduces it.
 """
 
 import keras

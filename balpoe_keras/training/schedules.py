@@ -1,11 +1,11 @@
-"""Per-epoch learning-rate schedules of the reference (REFERENCE 4).
+"""Per-epoch learning-rate schedules of the reference (reference `train.py`).
 
 The reference steps its PyTorch scheduler once per *epoch*. Here the
 schedules are `keras.optimizers.schedules.LearningRateSchedule`s of the
 optimizer step, constant within an epoch: the 0-based epoch is
 `e = floor(step / steps_per_epoch)`. Because the position is the optimizer's
 `iterations` variable, it is saved with the optimizer and restored on resume
-(the reference forgets its scheduler state on resume, REFERENCE 7).
+(the reference's `base_trainer.py` forgets its scheduler state on resume).
 """
 
 import math
