@@ -111,11 +111,15 @@ def fail(message):
 
 
 def quiet_python_logging():
-    """At absl's default `--verbosity` (-1, warnings), TensorFlow's Python
-    INFO logs (SavedModel export writes several kB) are silenced too."""
+    """Unless `--verbosity` is given, Python logging shows warnings and
+    above (absl's app otherwise logs INFO, and TensorFlow's SavedModel
+    export writes several kB of it)."""
     import logging
 
-    if FLAGS.verbosity < 0:
+    from absl import logging as absl_logging
+
+    if not FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
