@@ -1,12 +1,15 @@
 """Tests for the per-epoch logging callbacks and the package's imports."""
 
 import ast
+import contextlib
 import csv
 import glob
+import io
 import os
 from unittest import mock
 
 import keras
+import pytest
 
 from balpoe_keras.training import callbacks
 from tests.test_case import TestCase
@@ -45,13 +48,15 @@ class ImagesPerSecondTest(TestCase):
 
 
 class EpochCSVLoggerTest(TestCase):
-    def test_keeps_the_header_of_the_file(self):
-        # Epoch 0 has no validation keys; the next logger (next epoch's
-        # fit call) sees val_loss and must still write the header columns.
+    def test_later_keys_extend_the_header_without_empty_columns(self):
+        # Epoch 0 has no test keys; epoch 1 (the next fit call's logger)
+        # adds one: the header grows, epoch 0 reads NA there, and no
+        # column is written that no epoch filled (no val_* as Keras adds).
         path = os.path.join(self.get_temp_dir(), "log.csv")
         for epoch, logs in enumerate(
             [{"loss": 2.0, "learning_rate": 0.1},
-             {"loss": 1.0, "learning_rate": 0.1, "val_loss": 3.0}]
+             {"loss": 1.0, "learning_rate": 0.1, "test/ece": 3.0},
+             {"loss": 0.5, "learning_rate": 0.01}]
         ):  # fmt: skip
             logger = callbacks.EpochCSVLogger(path)
             logger.on_train_begin()
@@ -59,12 +64,65 @@ class EpochCSVLoggerTest(TestCase):
             logger.on_train_end()
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
-        self.assertEqual(
-            rows[0],
-            ["epoch", "learning_rate", "loss", "val_learning_rate",
-             "val_loss"],
-        )  # fmt: skip
-        self.assertEqual(rows[2], ["1", "0.1", "1.0", "NA", "3.0"])
+        self.assertEqual(rows[0], ["epoch", "learning_rate", "loss",
+                                   "test/ece"])
+        self.assertEqual(rows[1:], [["0", "0.1", "2.0", "NA"],
+                                    ["1", "0.1", "1.0", "3.0"],
+                                    ["2", "0.01", "0.5", "NA"]])
+
+
+class EpochTensorBoardTest(TestCase):
+    @pytest.mark.tf_only
+    def test_one_event_file_for_all_epochs(self):
+        log_dir = os.path.join(self.get_temp_dir(), "tb")
+        board = callbacks.EpochTensorBoard(log_dir)
+        for epoch in range(3):
+            board.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1),
+                                       "test/ece": 2.0})
+        board.close()
+        self.assertEqual(len(os.listdir(log_dir)), 1)
+        import tensorflow as tf
+
+        path = os.path.join(log_dir, os.listdir(log_dir)[0])
+        tags = {}
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+        self.assertEqual(tags["train/loss"], [1, 2, 3])
+        self.assertEqual(tags["test/ece"], [1, 2, 3])
+
+
+class EpochProgressTest(TestCase):
+    def test_one_line_per_epoch_with_eta(self):
+        progress = callbacks.EpochProgress(total_epochs=4)
+        clock = iter([0.0, 10.0, 10.0, 30.0])
+        out = io.StringIO()
+        with mock.patch.object(callbacks.time, "perf_counter",
+                               clock.__next__), \
+                contextlib.redirect_stdout(out):
+            for epoch in range(2):
+                progress.on_epoch_begin(epoch)
+                progress.on_epoch_end(epoch, {"loss": 1.5,
+                                              "logits_accuracy": 0.25,
+                                              "test/ece": 3.456})
+        lines = out.getvalue().splitlines()
+        # Mean epoch 15 s x 2 epochs left = 30 s.
+        self.assertEqual(lines[1], "Epoch 2/4: loss 1.5000, acc 25.00%, "
+                         "20.0 s, ETA 30 s; test/ece 3.46")
+        self.assertIn("ETA 30 s", lines[0])  # 10 s x 3 left
+
+
+class EpochEvaluationTest(TestCase):
+    def test_due_epochs_only(self):
+        calls = []
+        evaluation = callbacks.EpochEvaluation(
+            lambda model: calls.append(1) or {"test/x": len(calls)}, 2, 5)
+        seen = []
+        for epoch in range(5):
+            logs = {}
+            evaluation.on_epoch_end(epoch, logs)
+            seen.append(logs.get("test/x"))
+        self.assertEqual(seen, [None, 1, None, 2, 3])  # epochs 2, 4, last
 
 
 class RunProgbarLoggerTest(TestCase):
