@@ -129,6 +129,9 @@ def main(argv):
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value"
              " (see --helpshort).")
     from balpoe_keras.experiments import runner
+    from balpoe_keras.training import checkpoint
+    from balpoe_keras.training import guards
+    from balpoe_keras.training import workdir_lock
 
     try:
         config = config_lib.ExperimentConfig.from_flags(FLAGS)
@@ -138,8 +141,15 @@ def main(argv):
         fail(str(e))
     except FileNotFoundError as e:  # Missing data: say where and how.
         fail(f"data not found for --dataset={FLAGS.dataset}: {e}")
-    except runner.WorkdirError as e:
+    except (runner.WorkdirError, workdir_lock.WorkdirInUseError,
+            checkpoint.CheckpointStateError) as e:
         fail(str(e))
+    except guards.TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(e.exit_code)
+    except (guards.NonFiniteLossError, checkpoint.CheckpointWriteError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

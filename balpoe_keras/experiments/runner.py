@@ -37,6 +37,7 @@ from balpoe_keras.experiments.config import ExperimentConfig
 from balpoe_keras.training.fit import CHECKPOINT_DIRNAME
 from balpoe_keras.training.fit import CSV_FILENAME
 from balpoe_keras.training.fit import TENSORBOARD_DIRNAME
+from balpoe_keras.training.workdir_lock import workdir_lock
 
 CONFIG_FILENAME = "config.json"
 
@@ -56,12 +57,17 @@ class ExperimentData:
     test_distributions: dict
 
 
-def load_source(config, split):
-    """An `ImageSource` of the dataset (TensorFlow-free where possible)."""
-    spec = config.spec
+def check_data_dir(config):
+    """A given `--data_dir` must be a folder (never a silent fallback)."""
     if config.data_dir and not os.path.isdir(config.data_dir):
         raise FileNotFoundError(
             f"--data_dir={config.data_dir} does not exist or is not a folder")
+
+
+def load_source(config, split):
+    """An `ImageSource` of the dataset (TensorFlow-free where possible)."""
+    spec = config.spec
+    check_data_dir(config)
     if spec.array_source:
         from balpoe_keras.arrays import sources
 
@@ -355,17 +361,20 @@ def run_experiment(config, *, dry_run=False, overwrite=False):
         ConfigError: a setting this machine cannot run (e.g. tf.data
             without TensorFlow).
     """
-    if overwrite and not dry_run:
-        remove_outputs(config.workdir)
-    check_workdir(config)
-    experiment_data = load_data(config)
-    record_config(config)
-    # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
-    # training and evaluation run inside it.
-    with training.data_parallel_scope() as replicas:
-        training.validate_global_batch_size(config.global_batch_size,
-                                            replicas)
-        return _train_and_report(config, experiment_data, replicas, dry_run)
+    check_data_dir(config)
+    with workdir_lock(config.workdir):
+        if overwrite and not dry_run:
+            remove_outputs(config.workdir)
+        check_workdir(config)
+        experiment_data = load_data(config)
+        record_config(config)
+        # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
+        # training and evaluation run inside it.
+        with training.data_parallel_scope() as replicas:
+            training.validate_global_batch_size(config.global_batch_size,
+                                                replicas)
+            return _train_and_report(config, experiment_data, replicas,
+                                     dry_run)
 
 
 def _train_and_report(config, experiment_data, replicas, dry_run):

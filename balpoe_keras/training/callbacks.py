@@ -110,6 +110,8 @@ class EpochCSVLogger(keras.callbacks.Callback):
         self.filename = filename
 
     def on_epoch_end(self, epoch, logs=None):
+        if _stopped(self.model):
+            return  # A partial epoch (interrupted or non-finite loss).
         logs = {k: _scalar(v) for k, v in (logs or {}).items()}
         header, rows = ["epoch"], []
         if os.path.exists(self.filename):
@@ -125,6 +127,10 @@ class EpochCSVLogger(keras.callbacks.Callback):
             return
         with open(self.filename, "a", newline="") as f:
             csv.DictWriter(f, header, restval="NA").writerow(rows[-1])
+
+
+def _stopped(model):
+    return model is not None and bool(getattr(model, "stop_training", False))
 
 
 def _write_csv(path, header, rows):
@@ -162,6 +168,8 @@ class EpochTensorBoard(keras.callbacks.Callback):
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if _stopped(self.model):
+            return
         import tensorflow as tf
 
         if self._writer is None:
@@ -198,7 +206,7 @@ class EpochEvaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         due = (epoch + 1) % self.every == 0 or epoch + 1 == self.total_epochs
-        if due and logs is not None:
+        if due and logs is not None and not _stopped(self.model):
             logs.update(self.evaluate_fn(self.model))
 
 
@@ -226,6 +234,8 @@ class EpochProgress(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        if _stopped(self.model):
+            return
         logs = logs or {}
         seconds = time.perf_counter() - self._start
         self._times.append(seconds)

@@ -1,23 +1,31 @@
-"""Atomic, resumable per-epoch checkpoints of a compiled Keras model.
+"""Atomic, resumable checkpoints of a compiled Keras model.
 
 Layout of `<workdir>/checkpoints/`:
 
-- `ckpt-<epoch>.keras`: the whole compiled model (`model.save`): weights
-  and optimizer variables (`iterations`, momentum buffers, loss scale), so
-  the LR schedule position is restored with it.
-- `state.json`: the commit point. `{"epoch": completed epochs, "checkpoint":
-  file name, "total_epochs", "seed", "rng_state": {seed generator path:
-  state}}`. Layer `SeedGenerator` states (dropout, random augmentation
-  layers) are not part of Keras' saved weights, so they are kept here.
+- `ckpt-<epoch>.keras` (after `epoch` completed epochs) or
+  `ckpt-<epoch>-s<step>.keras` (interrupted `step` batches into the next
+  epoch): the whole compiled model (`model.save`): weights and optimizer
+  variables (`iterations`, momentum buffers, loss scale), so the LR
+  schedule position is restored with it;
+- `<checkpoint>.json` beside each: its state, `{"epoch", "step",
+  "checkpoint", "total_epochs", "seed", "rng_state", "iterations",
+  "time"}`; layer `SeedGenerator` states (dropout, random augmentation
+  layers) are not part of Keras' saved weights, so they are kept here;
+- `state.json`: the commit point, a copy of the latest checkpoint's state.
 
-Every file is written under a temporary name and moved into place with
-`os.replace`; `state.json` is replaced only after its checkpoint exists, and
-older checkpoints are deleted only after that. A `kill -9` at any moment
-therefore leaves a consistent `state.json` pointing to a complete file.
+Every file is written under a temporary name, synced and moved into place
+with `os.replace`; `state.json` is replaced only after its checkpoint
+exists, and older checkpoints are deleted only after that. A `kill -9` at
+any moment therefore leaves a consistent `state.json` pointing to a
+complete file. The two latest checkpoints are kept: when the latest cannot
+be read (truncated, corrupt), `restore` says so and resumes from the one
+before. A failed write (e.g. a full disk) leaves the previous checkpoint
+committed and raises `CheckpointWriteError`.
 """
 
 import json
 import os
+import re
 import time
 
 import keras
@@ -25,16 +33,26 @@ import numpy as np
 
 STATE_FILENAME = "state.json"
 _PREFIX = "ckpt-"
+_NAME = re.compile(r"^ckpt-(\d+)(?:-s(\d+))?\.keras$")
+KEEP_LATEST = 2
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the previous one is intact."""
+
+
+class CheckpointStateError(RuntimeError):
+    """`state.json` or every checkpoint of a run is unreadable."""
 
 
 class CheckpointManager:
-    """Saves and restores `ckpt-<epoch>.keras` + `state.json` in a folder.
+    """Saves and restores checkpoints + `state.json` in a folder.
 
     Args:
         directory: str, the checkpoint folder (created on first save).
-        keep_every: optional int; checkpoints whose epoch is a multiple of
-            it are kept (the reference's `save_period`); otherwise only the
-            latest checkpoint is kept.
+        keep_every: optional int; epoch checkpoints whose epoch is a
+            multiple of it are kept (the reference's `save_period`);
+            otherwise only the `KEEP_LATEST` (2) latest are kept.
     """
 
     def __init__(self, directory, keep_every=None):
@@ -50,27 +68,45 @@ class CheckpointManager:
         return os.path.join(self.directory, STATE_FILENAME)
 
     def read_state(self):
-        """The committed `state.json` as a dict, or None if there is none."""
+        """The committed `state.json` as a dict, or None if there is none.
+
+        Raises:
+            CheckpointStateError: if the file exists but is unreadable,
+                naming it and the way out.
+        """
         if not os.path.exists(self.state_path):
             return None
-        with open(self.state_path) as f:
-            return json.load(f)
+        try:
+            with open(self.state_path) as f:
+                state = json.load(f)
+            state["epoch"], state["checkpoint"]  # noqa: B018 (required)
+            return state
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointStateError(
+                f"The run-state file {self.state_path} is unreadable "
+                f"({type(e).__name__}: {e}). Delete it to resume from the "
+                f"checkpoints in {self.directory} (the latest readable one "
+                "is used), or start over with --overwrite."
+            ) from None
 
-    def save(self, model, epoch, total_epochs, seed=None):
-        """Writes the checkpoint of `epoch` completed epochs and commits it.
+    def save(self, model, epoch, total_epochs, seed=None, step=0):
+        """Writes the checkpoint after `epoch` epochs (+ `step` batches).
 
         Returns:
             str, the path of the new `.keras` file.
+
+        Raises:
+            CheckpointWriteError: the write failed (e.g. no space left);
+                no partial file is left and the previous checkpoint stays
+                committed.
         """
         os.makedirs(self.directory, exist_ok=True)
-        name = f"{_PREFIX}{int(epoch):04d}.keras"
+        name = f"{_PREFIX}{int(epoch):04d}"
+        name += f"-s{int(step):05d}.keras" if step else ".keras"
         path = os.path.join(self.directory, name)
-        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{name}")
-        model.save(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
         state = {
             "epoch": int(epoch),
+            "step": int(step),
             "total_epochs": int(total_epochs),
             "checkpoint": name,
             "seed": seed,
@@ -78,22 +114,42 @@ class CheckpointManager:
             "iterations": int(_to_numpy(model.optimizer.iterations)),
             "time": time.time(),
         }
-        _write_json_atomic(self.state_path, state)
+        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{name}")
+        try:
+            model.save(tmp)
+            _fsync(tmp)
+            _write_json_atomic(path + ".json", state)
+            os.replace(tmp, path)
+            _write_json_atomic(self.state_path, state)
+        except OSError as e:
+            _remove_quietly(tmp)
+            previous = self._committed_name()
+            raise CheckpointWriteError(
+                e.errno, f"Could not write checkpoint {path} "
+                f"({e.strerror or e}). "
+                + (f"The previous checkpoint {previous} is intact; "
+                   if previous else "")
+                + "free space (or fix the folder) and rerun the same "
+                "command to resume.") from e
         self._delete_stale(keep=name)
         return path
 
     def restore(self, model, state=None):
         """Loads the committed checkpoint into `model` (weights + optimizer).
 
-        `model` must be built and compiled like the saved one.
+        If that file cannot be read, says so and falls back to the newest
+        readable older checkpoint. `model` must be built and compiled like
+        the saved one.
 
         Returns:
             The state dict that was restored, or None if there is none.
+
+        Raises:
+            CheckpointStateError: no checkpoint of the run can be read.
         """
         state = state or self.read_state()
         if state is None:
             return None
-        path = os.path.join(self.directory, state["checkpoint"])
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             raise ValueError(
@@ -101,24 +157,73 @@ class CheckpointManager:
             )
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        model.load_weights(path)
-        _assign_seed_generator_states(model, state.get("rng_state", {}))
-        return state
+        failures = []
+        for candidate in [state] + self._older_states(state):
+            path = os.path.join(self.directory, candidate["checkpoint"])
+            try:
+                model.load_weights(path)
+            except Exception as e:  # zip, h5 and OS errors alike
+                failures.append(f"{candidate['checkpoint']} "
+                                f"({type(e).__name__}: {e})")
+                print(f"Checkpoint {path} is unreadable ({type(e).__name__}"
+                      f": {e}); trying the one before.")
+                continue
+            _assign_seed_generator_states(model, candidate.get(
+                "rng_state", {}))
+            return candidate
+        raise CheckpointStateError(
+            f"No checkpoint in {self.directory} can be read: "
+            f"{'; '.join(failures)}. Start over with --overwrite.")
+
+    def _older_states(self, state):
+        """States of the checkpoints older than `state`, newest first."""
+        key = (int(state["epoch"]), int(state.get("step", 0)))
+        older = []
+        for name in os.listdir(self.directory):
+            match = _NAME.match(name)
+            sidecar = os.path.join(self.directory, name + ".json")
+            if not match or not os.path.exists(sidecar):
+                continue
+            this = (int(match.group(1)), int(match.group(2) or 0))
+            if this < key:
+                try:
+                    with open(sidecar) as f:
+                        older.append((this, json.load(f)))
+                except (OSError, ValueError):
+                    continue
+        return [s for _, s in sorted(older, key=lambda t: t[0],
+                                     reverse=True)]
+
+    def _committed_name(self):
+        try:
+            return (self.read_state() or {}).get("checkpoint")
+        except CheckpointStateError:
+            return None
 
     def _delete_stale(self, keep):
+        names = sorted((n for n in os.listdir(self.directory)
+                        if _NAME.match(n)), key=_sort_key, reverse=True)
+        latest = set(names[:KEEP_LATEST]) | {keep}
         for name in os.listdir(self.directory):
-            stale_tmp = name.startswith(".tmp-")
-            if name == keep or not (name.startswith(_PREFIX) or stale_tmp):
+            path = os.path.join(self.directory, name)
+            if name.startswith(".tmp-"):
+                _remove_quietly(path)
                 continue
-            if not stale_tmp and self._is_kept(name):
+            base = name[:-len(".json")] if name.endswith(".json") else name
+            if not _NAME.match(base) or base in latest or self._is_kept(base):
                 continue
-            os.remove(os.path.join(self.directory, name))
+            _remove_quietly(path)
 
     def _is_kept(self, name):
-        if self.keep_every is None:
+        match = _NAME.match(name)
+        if self.keep_every is None or match.group(2):
             return False
-        epoch = int(name[len(_PREFIX) : -len(".keras")])
-        return epoch % self.keep_every == 0
+        return int(match.group(1)) % self.keep_every == 0
+
+
+def _sort_key(name):
+    match = _NAME.match(name)
+    return int(match.group(1)), int(match.group(2) or 0)
 
 
 def _seed_generator_states(model):
@@ -144,10 +249,21 @@ def _fsync(path):
         os.fsync(f.fileno())
 
 
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 def _write_json_atomic(path, data):
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        _remove_quietly(tmp)
+        raise

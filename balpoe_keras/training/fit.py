@@ -7,14 +7,23 @@ optimizer incl. `iterations`, so the LR schedule position, and layer RNG
 states) and rebuilds exactly that epoch's data from `train_dataset_fn`, so
 the run continues as if uninterrupted. A finished run is not retrained.
 
+Faults (docs/reliability.md): a second process on the same workdir is
+refused (`workdir_lock`); the first SIGINT/SIGTERM ends the epoch at the
+next step boundary, writes a mid-epoch checkpoint and raises
+`TrainingInterrupted` (a rerun resumes exactly there, skipping the batches
+already trained); a NaN/Inf loss raises `NonFiniteLossError` without
+checkpointing; an unreadable latest checkpoint falls back to the previous
+one.
+
 Files in `workdir`: `checkpoints/` (see `CheckpointManager`),
-`train_log.csv` (one row per epoch, appended on resume) and, on the TF
-backend, `tensorboard/`.
+`train_log.csv` (one row per completed epoch, appended on resume),
+`tensorboard/` (when TensorFlow is installed) and `.lock` while running.
 """
 
 import csv
 import dataclasses
 import importlib.util
+import itertools
 import os
 import shutil
 import sys
@@ -30,6 +39,12 @@ from balpoe_keras.training.callbacks import LearningRateLogger
 from balpoe_keras.training.callbacks import RunProgbarLogger
 from balpoe_keras.tensorflow_check import is_tensorflow_installed
 from balpoe_keras.training.checkpoint import CheckpointManager
+from balpoe_keras.training.guards import NonFiniteLossError
+from balpoe_keras.training.guards import NonFiniteLossGuard
+from balpoe_keras.training.guards import StopOnRequest
+from balpoe_keras.training.guards import StopRequest
+from balpoe_keras.training.guards import TrainingInterrupted
+from balpoe_keras.training.workdir_lock import workdir_lock
 
 CSV_FILENAME = "train_log.csv"
 TENSORBOARD_DIRNAME = "tensorboard"
@@ -127,49 +142,124 @@ def fit(
     """
     _validate_args(epochs, checkpoint_every, eval_every, model)
     workdir = str(workdir)
-    if overwrite:
-        _remove_outputs(workdir)
     os.makedirs(workdir, exist_ok=True)
-    manager = CheckpointManager(
-        os.path.join(workdir, CHECKPOINT_DIRNAME), keep_every=keep_every
-    )
-    start = _restore(manager, model, epochs, verbose)
-    if start >= epochs:
-        return FitResult(start, start, {})
-    csv_path = os.path.join(workdir, CSV_FILENAME)
-    _truncate_csv(csv_path, start)
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    epoch_callbacks = _make_callbacks(
-        workdir, csv_path, callbacks, tensorboard, verbose,
-        global_batch_size, examples_per_epoch, epochs,
-        eval_fn and EpochEvaluation(eval_fn, eval_every, epochs),
-    )  # fmt: skip
-    history = {}
-    if seed is not None:
-        keras.utils.set_random_seed(int(seed) + start)
-    for epoch in range(start, epochs):
-        evaluate = eval_dataset is not None and _is_due(
-            epoch, eval_every, epochs
+    with workdir_lock(workdir), StopRequest() as request:
+        if overwrite:
+            _remove_outputs(workdir)
+        manager = CheckpointManager(
+            os.path.join(workdir, CHECKPOINT_DIRNAME), keep_every=keep_every
         )
-        result = model.fit(
-            train_dataset_fn(epoch),
+        start, step = _restore(manager, model, epochs, verbose)
+        if start >= epochs:
+            return FitResult(start, start, {})
+        csv_path = os.path.join(workdir, CSV_FILENAME)
+        _truncate_csv(csv_path, start)
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2
+        epoch_callbacks = _make_callbacks(
+            workdir, csv_path, callbacks, tensorboard, verbose,
+            global_batch_size, examples_per_epoch, epochs,
+            eval_fn and EpochEvaluation(eval_fn, eval_every, epochs),
+        )  # fmt: skip
+        if seed is not None:
+            keras.utils.set_random_seed(int(seed) + start)
+        run = _EpochRunner(model, train_dataset_fn, steps_per_epoch,
+                           epoch_callbacks, verbose, request)
+        try:
+            for epoch in range(start, epochs):
+                evaluate = eval_dataset is not None and _is_due(
+                    epoch, eval_every, epochs)
+                offset = step if epoch == start else 0
+                finished = run(epoch, offset,
+                               eval_dataset if evaluate else None)
+                if not finished:  # Interrupted mid-epoch.
+                    done = offset + run.stopper.steps_done
+                    path = manager.save(model, epoch, epochs, seed, done)
+                    raise TrainingInterrupted(request.signum, epoch, done,
+                                              path)
+                if request.signum is not None or _is_due(
+                        epoch, checkpoint_every, epochs):
+                    path = manager.save(model, epoch + 1, epochs, seed)
+                if request.signum is not None:
+                    raise TrainingInterrupted(request.signum, epoch + 1, 0,
+                                              path)
+        finally:
+            for callback in epoch_callbacks:
+                if isinstance(callback, EpochTensorBoard):
+                    callback.close()
+    return FitResult(start, epochs, run.history)
+
+
+class _EpochRunner:
+    """One `model.fit` call per epoch, with the stop and NaN guards.
+
+    Calling it trains epoch `epoch` from batch `offset`; it returns False
+    if a stop request ended the epoch early, and raises
+    `NonFiniteLossError` on a NaN/Inf loss.
+    """
+
+    def __init__(self, model, dataset_fn, steps_per_epoch, callbacks,
+                 verbose, request):
+        self.model, self.dataset_fn = model, dataset_fn
+        self.steps_per_epoch, self.callbacks = steps_per_epoch, callbacks
+        self.verbose, self.request = verbose, request
+        self.stopper = StopOnRequest(request)
+        self.history = {}
+
+    def __call__(self, epoch, offset, eval_dataset):
+        data = self.dataset_fn(epoch)
+        steps = self.steps_per_epoch
+        if offset:
+            data = _skip_batches(data, offset)
+            steps = steps and steps - offset
+        guard = NonFiniteLossGuard(step_offset=offset)
+        result = self.model.fit(
+            data,
             initial_epoch=epoch,
             epochs=epoch + 1,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=eval_dataset if evaluate else None,
-            callbacks=epoch_callbacks,
-            verbose=1 if verbose == 1 else 0,
+            steps_per_epoch=steps,
+            validation_data=eval_dataset,
+            callbacks=[guard, self.stopper, *self.callbacks],
+            verbose=1 if self.verbose == 1 else 0,
             shuffle=False,  # The order is train_dataset_fn's business.
         )
+        self.model.stop_training = False
+        if guard.found:
+            raise NonFiniteLossError(
+                f"The training loss became {guard.found[2]} at epoch "
+                f"{guard.found[0]}, step {guard.found[1]}; training stopped "
+                "and no checkpoint was written, so the last good one stays "
+                "the latest. Lower the learning rate, check the data for "
+                "non-finite values, or train in float32.")
         for key, values in result.history.items():
-            history.setdefault(key, []).extend(values)
-        if _is_due(epoch, checkpoint_every, epochs):
-            manager.save(model, epoch + 1, total_epochs=epochs, seed=seed)
-    for callback in epoch_callbacks:
-        if isinstance(callback, EpochTensorBoard):
-            callback.close()
-    return FitResult(start, epochs, history)
+            self.history.setdefault(key, []).extend(values)
+        interrupted = self.request.signum is not None
+        return not (interrupted and (steps is None or
+                                     self.stopper.steps_done < steps))
+
+
+def _skip_batches(data, count):
+    """`data` without its first `count` batches (a mid-epoch resume)."""
+    if isinstance(data, keras.utils.PyDataset):
+        return _OffsetPyDataset(data, count)
+    if type(data).__module__.startswith("tensorflow"):
+        return data.skip(count)
+    # Keras takes generators (not other iterators) as data.
+    return (batch for batch in itertools.islice(iter(data), count, None))
+
+
+class _OffsetPyDataset(keras.utils.PyDataset):
+    """A `PyDataset` that starts at batch `offset` of another."""
+
+    def __init__(self, inner, offset):
+        super().__init__()
+        self.inner, self.offset = inner, int(offset)
+
+    def __len__(self):
+        return len(self.inner) - self.offset
+
+    def __getitem__(self, index):
+        return self.inner[index + self.offset]
 
 
 def _is_due(epoch, every, epochs):
@@ -204,12 +294,12 @@ def _remove_outputs(workdir):
 
 
 def _restore(manager, model, epochs, verbose):
-    """Loads the last checkpoint; returns the number of completed epochs."""
+    """Loads the last checkpoint; returns `(completed epochs, step)`."""
     state = manager.read_state()
     if state is None:
-        return 0
-    manager.restore(model, state)
-    done = int(state["epoch"])
+        return 0, 0
+    state = manager.restore(model, state)
+    done, step = int(state["epoch"]), int(state.get("step", 0))
     if done >= epochs:
         _say(
             verbose,
@@ -217,19 +307,21 @@ def _restore(manager, model, epochs, verbose):
             f"requested {epochs}); nothing to train. Loaded its final "
             "weights. Pass overwrite=True to train again from scratch.",
         )
-    else:
+        return done, 0
+    progress = f"{done}/{epochs} epochs" + (
+        f" and {step} steps of epoch {done + 1}" if step else "")
+    _say(
+        verbose,
+        f"Resuming from {state['checkpoint']}: {progress} done, optimizer "
+        f"step {state.get('iterations')}.",
+    )
+    if int(state.get("total_epochs", epochs)) != epochs:
         _say(
             verbose,
-            f"Resuming from {state['checkpoint']}: {done}/{epochs} epochs "
-            f"done, optimizer step {state.get('iterations')}.",
+            f"Note: the run was started with epochs="
+            f"{state['total_epochs']}; now epochs={epochs}.",
         )
-        if int(state.get("total_epochs", epochs)) != epochs:
-            _say(
-                verbose,
-                f"Note: the run was started with epochs="
-                f"{state['total_epochs']}; now epochs={epochs}.",
-            )
-    return done
+    return done, step
 
 
 def _make_callbacks(

@@ -5,12 +5,18 @@ The crash test runs this module as a child process
 itself with SIGKILL in the middle of an epoch.
 """
 
+import contextlib
 import csv
+import errno
 import importlib
+import io
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+from unittest import mock
 
 import keras
 import numpy as np
@@ -18,9 +24,14 @@ import pytest
 
 from balpoe_keras.models import add_balpoe_heads
 from balpoe_keras.models import balpoe_targets
+from balpoe_keras.training import workdir_lock as workdir_lock_lib
 from balpoe_keras.training.checkpoint import CheckpointManager
+from balpoe_keras.training.checkpoint import CheckpointStateError
+from balpoe_keras.training.checkpoint import CheckpointWriteError
 from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.fit import fit
+from balpoe_keras.training.guards import NonFiniteLossError
+from balpoe_keras.training.guards import TrainingInterrupted
 from balpoe_keras.training.optimizers import TorchSGD
 from balpoe_keras.training.schedules import WarmupStepSchedule
 from tests.test_case import TestCase
@@ -50,12 +61,15 @@ def _make_model():
     return model
 
 
-def _dataset_fn(epoch):
-    """The epoch's batches depend only on `epoch` (seeded permutation)."""
+def _arrays(epoch):
+    """The epoch's examples depend only on `epoch` (seeded permutation)."""
     x = np.random.RandomState(0).rand(_NUM_EXAMPLES, 5).astype("float32")
     y = np.random.RandomState(1).randint(0, 4, _NUM_EXAMPLES)
     order = np.random.RandomState(100 + epoch).permutation(_NUM_EXAMPLES)
-    x, y = x[order], y[order]
+    return x[order], y[order]
+
+
+def _as_dataset(x, y):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -65,6 +79,10 @@ def _dataset_fn(epoch):
         (x[i : i + _BATCH], balpoe_targets(y[i : i + _BATCH]))
         for i in range(0, _NUM_EXAMPLES, _BATCH)
     )
+
+
+def _dataset_fn(epoch):
+    return _as_dataset(*_arrays(epoch))
 
 
 def _weights(model):
@@ -138,10 +156,12 @@ class CheckpointManagerTest(TestCase):
         open(os.path.join(directory, ".tmp-1-ckpt-0009.keras"), "w").close()
         for epoch in range(1, 6):
             manager.save(model, epoch, total_epochs=5, seed=3)
+        # The two latest (4, 5) and multiples of 2, each with its state.
         self.assertEqual(
             sorted(os.listdir(directory)),
-            ["ckpt-0002.keras", "ckpt-0004.keras", "ckpt-0005.keras",
-             "state.json"],
+            ["ckpt-0002.keras", "ckpt-0002.keras.json", "ckpt-0004.keras",
+             "ckpt-0004.keras.json", "ckpt-0005.keras",
+             "ckpt-0005.keras.json", "state.json"],
         )  # fmt: skip
         state = manager.read_state()
         self.assertEqual((state["epoch"], state["seed"]), (5, 3))
@@ -154,6 +174,117 @@ class CheckpointManagerTest(TestCase):
         self.assertIsNone(manager.restore(model))
         with self.assertRaisesRegex(ValueError, "Compile the model"):
             manager.restore(model, {"checkpoint": "ckpt-0001.keras"})
+
+
+def _tiny_model_and_manager(directory):
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=TorchSGD(0.1), loss="mse")
+    return model, CheckpointManager(directory)
+
+
+class CheckpointFaultTest(TestCase):
+    def test_corrupt_latest_checkpoint_falls_back_to_the_previous(self):
+        directory = self.get_temp_dir()
+        model, manager = _tiny_model_and_manager(directory)
+        manager.save(model, 1, total_epochs=3)
+        first = [w.copy() for w in model.get_weights()]
+        model.set_weights([w + 1 for w in first])
+        manager.save(model, 2, total_epochs=3)
+        path = os.path.join(directory, "ckpt-0002.keras")
+        with open(path, "r+b") as f:  # Truncate it mid-file.
+            f.truncate(os.path.getsize(path) // 2)
+        fresh, _ = _tiny_model_and_manager(directory)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            state = manager.restore(fresh)
+        self.assertEqual((state["epoch"], state["checkpoint"]),
+                         (1, "ckpt-0001.keras"))
+        self.assertIn("ckpt-0002.keras is unreadable", out.getvalue())
+        for got, want in zip(fresh.get_weights(), first):
+            self.assertAllClose(got, want, atol=0)
+        with open(os.path.join(directory, "ckpt-0001.keras"), "wb"):
+            pass  # Now both are broken: a clear error.
+        with contextlib.redirect_stdout(io.StringIO()):
+            with self.assertRaisesRegex(CheckpointStateError,
+                                        "No checkpoint.*--overwrite"):
+                manager.restore(fresh)
+
+    def test_failed_write_keeps_the_previous_checkpoint_committed(self):
+        directory = self.get_temp_dir()
+        model, manager = _tiny_model_and_manager(directory)
+        manager.save(model, 1, total_epochs=3)
+
+        def full_disk(path, *args, **kwargs):
+            with open(path, "wb") as f:
+                f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        with mock.patch.object(model, "save", full_disk):
+            with self.assertRaisesRegex(
+                    CheckpointWriteError, "No space left on device.*"
+                    "ckpt-0001.keras is intact"):
+                manager.save(model, 2, total_epochs=3)
+        self.assertEqual(manager.read_state()["checkpoint"],
+                         "ckpt-0001.keras")
+        self.assertEqual(sorted(os.listdir(directory)),
+                         ["ckpt-0001.keras", "ckpt-0001.keras.json",
+                          "state.json"])
+
+    def test_corrupt_state_file_names_itself(self):
+        directory = self.get_temp_dir()
+        model, manager = _tiny_model_and_manager(directory)
+        manager.save(model, 1, total_epochs=3)
+        with open(manager.state_path, "w") as f:
+            f.write('{"epoch": 1, "checkp')
+        with self.assertRaisesRegex(CheckpointStateError,
+                                    "state.json is unreadable.*Delete it"):
+            manager.read_state()
+
+
+class WorkdirLockTest(TestCase):
+    def test_second_run_is_refused_and_a_stale_lock_taken_over(self):
+        workdir = self.get_temp_dir()
+        lock = os.path.join(workdir, workdir_lock_lib.LOCK_FILENAME)
+        holder = subprocess.Popen([sys.executable, "-c",
+                                   "import time; time.sleep(60)"])
+        try:
+            with open(lock, "w") as f:
+                json.dump({"pid": holder.pid,
+                           "host": socket.gethostname()}, f)
+            with self.assertRaisesRegex(
+                    workdir_lock_lib.WorkdirInUseError,
+                    f"in use by process {holder.pid}"):
+                fit(_make_model(), _dataset_fn, epochs=1, workdir=workdir,
+                    steps_per_epoch=_STEPS, verbose=0)
+        finally:
+            holder.kill()
+            holder.wait()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            fit(_make_model(), _dataset_fn, epochs=1, workdir=workdir,
+                steps_per_epoch=_STEPS, verbose=0)
+        self.assertIn("Taking over the stale lock", out.getvalue())
+        self.assertFalse(os.path.exists(lock))  # Released at the end.
+
+
+class NonFiniteLossTest(TestCase):
+    def test_nan_loss_stops_naming_epoch_and_step_and_keeps_checkpoint(self):
+        workdir = self.get_temp_dir()
+
+        def poisoned(epoch):
+            x, y = _arrays(epoch)
+            if epoch == 1:
+                x[2 * _BATCH] = np.inf  # The first image of step 3.
+            return _as_dataset(x, y)
+
+        with self.assertRaisesRegex(NonFiniteLossError,
+                                    "nan at epoch 2, step 3"):
+            fit(_make_model(), poisoned, epochs=_EPOCHS, workdir=workdir,
+                steps_per_epoch=_STEPS, verbose=0)
+        state = CheckpointManager(os.path.join(workdir, "checkpoints"))
+        self.assertEqual(state.read_state()["epoch"], 1)
+        self.assertLen(_read_csv(workdir), 1)  # No row for the bad epoch.
 
 
 def _run_child(*args):
@@ -199,6 +330,50 @@ class CrashResumeTest(TestCase):
             self.assertAllClose(final_c[key], final_a[key], atol=0, rtol=0)
 
 
+class SignalResumeTest(TestCase):
+    @pytest.mark.large
+    def test_sigterm_and_sigint_mid_epoch_then_resume_exactly(self):
+        straight = self.get_temp_dir()
+        returncode, output = _run_child(straight, "none")
+        self.assertEqual(returncode, 0, output)
+        for name, code in (("TERM", 143), ("INT", 130)):
+            stopped = self.get_temp_dir()
+            # The signal arrives during batch 2 of epoch 2 (index 1).
+            returncode, output = _run_child(stopped, f"signal_at=1:1:{name}")
+            self.assertEqual(returncode, code, output)
+            self.assertIn(f"Stopped by SIG{name} in epoch 2 after step 2",
+                          output)
+            state = CheckpointManager(os.path.join(stopped, "checkpoints"))
+            self.assertEqual(state.read_state()["checkpoint"],
+                             "ckpt-0001-s00002.keras")
+            returncode, output = _run_child(stopped, "none")
+            self.assertEqual(returncode, 0, output)
+            self.assertIn("1/3 epochs and 2 steps of epoch 2 done", output)
+            self.assertEqual(state.read_state()["iterations"],
+                             _EPOCHS * _STEPS)
+            final_a = np.load(os.path.join(straight, "final.npz"))
+            final_c = np.load(os.path.join(stopped, "final.npz"))
+            for key in final_a.files:  # Deterministic kernels: bitwise.
+                self.assertAllClose(final_c[key], final_a[key], atol=0,
+                                    rtol=0)
+
+
+class _SignalAt(keras.callbacks.Callback):
+    """Sends itself a signal during batch `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch, batch, name):
+        super().__init__()
+        self.target, self.epoch = (epoch, batch), None
+        self.signum = getattr(signal, f"SIG{name}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.target:
+            os.kill(os.getpid(), self.signum)
+
+
 class _KillAt(keras.callbacks.Callback):
     """SIGKILLs this process after batch `batch` of epoch `epoch`."""
 
@@ -234,7 +409,14 @@ def _child_main(workdir, option=""):
     callbacks = []
     if name == "kill_at":
         callbacks.append(_KillAt(*map(int, value.split(":"))))
-    _train(workdir, callbacks)
+    if name == "signal_at":
+        epoch, batch, signame = value.split(":")
+        callbacks.append(_SignalAt(int(epoch), int(batch), signame))
+    try:
+        _train(workdir, callbacks)
+    except TrainingInterrupted as e:
+        print(e)
+        sys.exit(e.exit_code)
     if name == "reference":
         _train(value)
 
