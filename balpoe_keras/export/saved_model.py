@@ -12,7 +12,11 @@ watches) with three signatures:
 The first two return `probabilities` `(batch, C)` float32 (softmax of the
 ensemble logits, optionally plus a baked-in `log p_target`), `top_k_ids`
 `(batch, k)` int32, `top_k_scores` `(batch, k)` float32 and `top_k_names`
-`(batch, k)` string. Works for models built on the TensorFlow backend and,
+`(batch, k)` string. Bad input gets an error naming the problem: non-finite
+or out-of-range pixels, a wrong image shape, bytes that are not an image,
+or an encoded image larger than `max_pixels` (read from its header before
+decoding, so a huge file cannot exhaust memory); an empty batch returns
+empty outputs. docs/reliability.md lists every case. Works for models built on the TensorFlow backend and,
 through `jax2tf`, on the JAX backend (TensorFlow must be installed); the
 torch backend is not supported. See docs/serving.md.
 """
@@ -29,6 +33,7 @@ from balpoe_keras import class_prior
 
 PREPROCESS_MODES = ("resize", "resize_center_crop")
 CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
+DEFAULT_MAX_PIXELS = 2**25  # 33.5 megapixels: ~400 MB as decoded floats.
 _MAGIC = (  # Leading bytes of the formats tf.io.decode_image reads.
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -48,6 +53,7 @@ def export_saved_model(
     target_prior=None,
     top_k=5,
     preprocess="resize",
+    max_pixels=DEFAULT_MAX_PIXELS,
     overwrite=False,
 ):
     """Writes a TF Serving SavedModel and a `.keras` copy of `model`.
@@ -70,6 +76,9 @@ def export_saved_model(
             antialiased resize to `(H, W)`, aspect ratio not kept) or
             `"resize_center_crop"` (shorter side to `round(max(H, W) /
             0.875)`, e.g. 256 for 224, then a central `(H, W)` crop).
+        max_pixels: int, the largest encoded image `serving_bytes` decodes
+            (height x width, read from the JPEG/PNG/GIF/BMP header); larger
+            ones are refused with an error naming their size.
         overwrite: bool. If False, an existing version directory is an error.
 
     Returns:
@@ -108,9 +117,11 @@ def export_saved_model(
         "raw_outputs", _make_model_fn(model), input_signature=[image_spec]
     )
     postprocess = _make_postprocess(class_names, bias, top_k)
-    serve_images = _make_image_endpoint(raw_outputs, postprocess, image_spec)
+    logits_fn = _make_logits_fn(raw_outputs, len(class_names))
+    serve_images = _make_image_endpoint(logits_fn, postprocess, image_spec)
     serve_bytes = _make_bytes_endpoint(
-        raw_outputs, postprocess, (height, width), channels, preprocess
+        logits_fn, postprocess, (height, width), channels, preprocess,
+        int(max_pixels),
     )
     archive.add_endpoint("serving_default", serve_images)
     archive.add_endpoint("serving_bytes", serve_bytes)
@@ -119,7 +130,7 @@ def export_saved_model(
     model.save(keras_path)
     metadata_path = _write_metadata(
         version_dir, class_names, (height, width, channels), target_prior,
-        top_k, preprocess,
+        top_k, preprocess, int(max_pixels),
     )
     return {
         "saved_model": version_dir,
@@ -196,36 +207,57 @@ def _make_postprocess(class_names, bias, top_k):
     return postprocess
 
 
-def _make_image_endpoint(raw_outputs, postprocess, image_spec):
+def _make_logits_fn(raw_outputs, num_classes):
+    """Ensemble logits; an empty batch skips the model (oneDNN's conv
+    kernels reject a batch of 0) and gives `(0, C)` logits."""
+
+    def logits_fn(images):
+        return tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(raw_outputs(images)["logits"], tf.float32),
+            lambda: tf.zeros((0, num_classes), tf.float32))
+
+    return logits_fn
+
+
+def _make_image_endpoint(logits_fn, postprocess, image_spec):
     expected = tuple(image_spec.shape[1:])
 
     @tf.function(input_signature=[image_spec], autograph=False)
     def serving_default(images):
-        checks = [
-            tf.debugging.assert_equal(
-                tf.shape(images)[1:], tf.constant(expected, tf.int32),
-                message=f"serving_default expects float32 images of shape "
-                f"(batch, H, W, C) = (batch, {', '.join(map(str, expected))}); "
-                "received a different (H, W, C)",
-            ),
-            tf.debugging.assert_greater_equal(
-                tf.reduce_min(images), 0.0, message="pixels must lie in "
-                "[0, 1]; received a negative value",
-            ),
-            tf.debugging.assert_less_equal(
-                tf.reduce_max(images), 1.0, message="pixels must lie in "
-                "[0, 1]; received a value > 1 (divide 0-255 pixels by 255)",
-            ),
-        ]
+        shape = tf.debugging.assert_equal(
+            tf.shape(images)[1:], tf.constant(expected, tf.int32),
+            message=f"serving_default expects float32 images of shape "
+            f"(batch, H, W, C) = (batch, {', '.join(map(str, expected))}); "
+            "received a different (H, W, C)",
+        )
+        with tf.control_dependencies([shape]):
+            finite = tf.debugging.assert_all_finite(
+                images, "serving_default received non-finite pixel values "
+                "(NaN or Inf); send finite values in [0, 1]")
+        # Range checks only on finite input (NaN fails every comparison).
+        with tf.control_dependencies([finite]):
+            checks = [
+                tf.debugging.assert_greater_equal(
+                    tf.reduce_min(images), 0.0, message="pixels must lie in "
+                    "[0, 1]; received a negative value",
+                ),
+                tf.debugging.assert_less_equal(
+                    tf.reduce_max(images), 1.0, message="pixels must lie in "
+                    "[0, 1]; received a value > 1 (divide 0-255 pixels by "
+                    "255)",
+                ),
+            ]
         with tf.control_dependencies(checks):
             images = tf.identity(images)
-        return postprocess(raw_outputs(images)["logits"])
+        return postprocess(logits_fn(images))
 
     serving_default.get_concrete_function()
     return serving_default
 
 
-def _make_bytes_endpoint(raw_outputs, postprocess, size, channels, mode):
+def _make_bytes_endpoint(logits_fn, postprocess, size, channels, mode,
+                         max_pixels):
     spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
 
     @tf.function(input_signature=[spec], autograph=False)
@@ -244,16 +276,61 @@ def _make_bytes_endpoint(raw_outputs, postprocess, size, channels, mode):
             ],
         )
         with tf.control_dependencies([check]):
+            pixels = tf.map_fn(_header_pixels, image_bytes,
+                               fn_output_signature=tf.int64)
+        large = pixels > max_pixels
+        size_check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(large)),
+            [f"serving_bytes decodes images of at most {max_pixels} pixels "
+             "(height x width); downscale these before sending. Batch "
+             "positions and pixel counts:",
+             tf.where(large)[:, 0], tf.boolean_mask(pixels, large)],
+        )
+        with tf.control_dependencies([size_check]):
             image_bytes = tf.identity(image_bytes)
         images = tf.map_fn(
             lambda data: _decode_and_resize(data, size, channels, mode),
             image_bytes,
             fn_output_signature=tf.TensorSpec(size + (channels,), tf.float32),
         )
-        return postprocess(raw_outputs(images)["logits"])
+        return postprocess(logits_fn(images))
 
     serving_bytes.get_concrete_function()
     return serving_bytes
+
+
+def _header_pixels(data):
+    """Height x width (int64) from an encoded image's header; 0 if unknown.
+
+    JPEG via `extract_jpeg_shape`; PNG: big-endian width/height at bytes
+    16-23; GIF: little-endian uint16 at 6-9; BMP: little-endian int32 at
+    18-25 (height may be negative: bottom-up rows).
+    """
+
+    def numbers(offset, count, dtype, little_endian):
+        raw = tf.strings.substr(data, offset, count * dtype.size)
+        raw = tf.cond(tf.strings.length(raw) == count * dtype.size,
+                      lambda: raw,
+                      lambda: tf.constant(b"\0" * (count * dtype.size)))
+        values = tf.io.decode_raw(raw, dtype, little_endian=little_endian)
+        return tf.abs(tf.cast(values, tf.int64))
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(data)
+        return tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
+
+    def product(offset, dtype, little_endian):
+        return lambda: tf.reduce_prod(numbers(offset, 2, dtype,
+                                              little_endian))
+
+    head = tf.strings.substr(data, 0, 4)
+    return tf.case([
+        (tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"), jpeg),
+        (tf.equal(head, b"\x89PNG"), product(16, tf.int32, False)),
+        (tf.equal(head, b"GIF8"), product(6, tf.uint16, True)),
+        (tf.equal(tf.strings.substr(data, 0, 2), b"BM"),
+         product(18, tf.int32, True)),
+    ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
 
 
 def _decode_and_resize(data, size, channels, mode):
@@ -276,7 +353,8 @@ def _decode_and_resize(data, size, channels, mode):
 
 
 def _write_metadata(
-    version_dir, class_names, shape, target_prior, top_k, preprocess
+    version_dir, class_names, shape, target_prior, top_k, preprocess,
+    max_pixels,
 ):
     extra = os.path.join(version_dir, "assets.extra")
     os.makedirs(extra, exist_ok=True)
@@ -290,6 +368,7 @@ def _write_metadata(
         else np.asarray(target_prior, np.float64).tolist(),
         "top_k": int(top_k),
         "preprocess": preprocess,
+        "max_pixels": max_pixels,
         "signatures": ["serving_default", "serving_bytes", "raw_outputs"],
         "keras_backend": keras.backend.backend(),
         "keras_version": keras.__version__,

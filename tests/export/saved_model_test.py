@@ -1,5 +1,6 @@
 """SavedModel export: both signatures match the in-memory model."""
 
+import io
 import os
 import subprocess
 import sys
@@ -172,6 +173,78 @@ class ExportSavedModelTest(TestCase):
             tf.errors.InvalidArgumentError, "Invalid PNG"
         ):
             signatures["serving_bytes"](image_bytes=truncated)
+
+    def test_empty_batch_gives_empty_outputs(self):
+        import tensorflow as tf
+
+        signatures = self.load(self.plain)
+        out = signatures["serving_default"](images=tf.zeros((0, 8, 8, 3)))
+        self.assertEqual(tuple(out["probabilities"].shape), (0, 4))
+        self.assertEqual(tuple(out["top_k_ids"].shape), (0, 2))
+        self.assertEqual(tuple(out["top_k_names"].shape), (0, 2))
+        out = signatures["serving_bytes"](
+            image_bytes=tf.zeros((0,), tf.string))
+        self.assertEqual(tuple(out["top_k_scores"].shape), (0, 2))
+
+    def test_non_finite_pixels_and_wrong_dtype_are_named(self):
+        import tensorflow as tf
+
+        serve = self.load(self.plain)["serving_default"]
+        for value in (np.nan, np.inf, -np.inf):
+            x = np.full((2, 8, 8, 3), 0.5, "float32")
+            x[1, 3, 4, 0] = value
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                        "non-finite pixel values"):
+                serve(images=tf.constant(x))
+        # The signature itself rejects other dtypes (TF Serving as well).
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    "expected to be a float tensor but is a "
+                                    "uint8 tensor"):
+            serve(images=tf.zeros((1, 8, 8, 3), tf.uint8))
+
+    def test_oversized_images_are_refused_from_their_header(self):
+        import tensorflow as tf
+
+        serve = self.load(self.plain)["serving_bytes"]
+        # A PNG header claiming 100,000 x 100,000 pixels (the rest is
+        # garbage): refused before any decoding is tried.
+        huge_png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+                    + (100000).to_bytes(4, "big") * 2 + b"\x08\x02\0\0\0")
+        small = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8))
+        with self.assertRaisesRegex(
+                tf.errors.InvalidArgumentError,
+                r"at most 33554432 pixels(.|\n)*\[1\] \[10000000000\]"):
+            serve(image_bytes=tf.stack([small, huge_png]))
+
+    def test_header_pixel_counts_of_every_format(self):
+        import tensorflow as tf
+        from PIL import Image
+
+        from balpoe_keras.export import saved_model
+
+        pixels = np.random.randint(0, 256, (30, 50, 3), np.uint8)
+        for fmt in ("JPEG", "PNG", "GIF", "BMP"):
+            data = io.BytesIO()
+            Image.fromarray(pixels).save(data, format=fmt)
+            count = saved_model._header_pixels(tf.constant(data.getvalue()))
+            self.assertEqual(int(count), 1500, fmt)
+
+    def test_batch_of_mixed_sizes_and_formats(self):
+        import tensorflow as tf
+        from PIL import Image
+
+        encoded = []
+        for shape, fmt in (((20, 30, 3), "PNG"), ((40, 10, 3), "JPEG"),
+                           ((8, 8), "PNG"), ((9, 9, 3), "BMP")):
+            data = io.BytesIO()
+            Image.fromarray(np.random.randint(0, 256, shape, np.uint8)).save(
+                data, format=fmt)
+            encoded.append(data.getvalue())
+        out = self.load(self.plain)["serving_bytes"](
+            image_bytes=tf.constant(encoded))
+        self.assertEqual(tuple(out["probabilities"].shape), (4, 4))
+        self.assertAllClose(out["probabilities"].numpy().sum(-1), np.ones(4),
+                            atol=1e-5)
 
     def test_keras_file_and_metadata(self):
         import json
