@@ -134,10 +134,19 @@ def _parse_member_name(name):
 
 
 def _decode(data):
+    """Encoded bytes -> `(H, W, 3)` uint8, or None if undecodable.
+
+    As `tf.io.decode_image(channels=3)`: CMYK and palette images are
+    converted to RGB, and 16-bit grayscale keeps its top 8 bits (PIL's
+    own conversion would clip it to 255).
+    """
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                gray = (np.asarray(image, np.int64) >> 8).clip(0, 255)
+                return np.repeat(gray.astype(np.uint8)[..., None], 3, -1)
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except Exception:  # PIL raises many types for corrupt files.
         return None

@@ -31,7 +31,7 @@ NUM_CLASSES = {"imagenet_lt": 1000, "inaturalist2018": 8142}
 _SUBDIRS = {"imagenet_lt": "ImageNet_LT", "inaturalist2018": "iNaturalist18"}
 
 
-def read_list_file(list_path, root, num_classes=None, check_files="sample",
+def read_list_file(list_path, root, num_classes=None, check_files="all",
                    name="list_file", split=""):
     """An `ImageSource` of paths from a `relative/path label` list file.
 
@@ -39,8 +39,11 @@ def read_list_file(list_path, root, num_classes=None, check_files="sample",
         list_path: the list file.
         root: folder the relative paths start from.
         num_classes: `C`; default `max(label) + 1`. Labels must be < C.
-        check_files: `"sample"` checks that up to 100 evenly spaced files
-            exist, `"all"` checks every file, `"none"` skips the check.
+        check_files: `"all"` (default) checks that every listed file
+            exists and is not empty (a `stat` each: about a second per
+            100,000 files on a local disk), `"sample"` checks up to 100
+            evenly spaced files (slow network file systems), `"none"`
+            skips the check.
         name: the source's name.
         split: the source's split.
 
@@ -100,10 +103,15 @@ def _check_exists(paths, check_files, root):
             f"under root {root}, e.g. {missing[:5]}. Point `data_dir` to the "
             "folder the list's relative paths start from."
         )
+    empty = [p for p in to_check if os.path.getsize(p) == 0]
+    if empty:
+        raise ValueError(
+            f"{len(empty)} listed image file(s) are empty (0 bytes), e.g. "
+            f"{empty[:5]}. Replace them or remove them from the list.")
 
 
 def load_benchmark_list(benchmark, split, data_dir, list_dir=None,
-                        check_files="sample"):
+                        check_files="all"):
     """ImageNet-LT or iNaturalist-2018 split from the standard list files.
 
     Args:

@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
+from balpoe_keras.data.image_folder import check_encoded_image
 from balpoe_keras.data.image_folder import decode_rgb
 from balpoe_keras.data.mixup import mix_batch
 from balpoe_keras.data.recipes import get_eval_transform
@@ -37,8 +38,9 @@ def _make_loader(source):
     paths = tf.constant(source.paths)
 
     def load(i):
-        image = decode_rgb(tf.io.read_file(tf.gather(paths, i)))
-        return image, tf.gather(labels, i)
+        path = tf.gather(paths, i)
+        data = check_encoded_image(tf.io.read_file(path), path)
+        return decode_rgb(data), tf.gather(labels, i)
 
     return load
 

@@ -261,3 +261,51 @@ class EvaluateCliTest(TestCase):
         with self.assertRaisesRegex(config_lib.ConfigError,
                                     "without model.keras"):
             evaluate.resolve_inputs(self.get_temp_dir(), None)
+
+
+class CommandLineFaultTest(TestCase):
+    """The real CLI on a synthetic archive: a second run on the workdir is
+    refused, SIGTERM saves and exits 143, the rerun resumes and finishes."""
+
+    @pytest.mark.large
+    def test_lock_sigterm_and_resume(self):
+        import signal
+        import time
+
+        from tests.cifar_archive import write_cifar_archive
+
+        tmp = self.get_temp_dir()
+        write_cifar_archive(tmp, 40, 4)
+        workdir = os.path.join(tmp, "run")
+        args = [sys.executable, "-m", "balpoe_keras.experiments.run",
+                f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
+                f"--data_dir={tmp}", f"--workdir={workdir}",
+                "--imbalance_ratio=10", "--epochs=30", "--batch_size=16",
+                "--eval_batch_size=40", "--notest_distributions",
+                "--noexport"]
+        env = dict(os.environ, BALPOE_KERAS_CACHE=os.path.join(tmp, "c"))
+        first = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True,
+                                 env=env)
+        state = os.path.join(workdir, "checkpoints", "state.json")
+        deadline = time.time() + 240
+        while not os.path.exists(state) and time.time() < deadline:
+            time.sleep(0.5)
+        self.assertTrue(os.path.exists(state), "no checkpoint in time")
+        second = subprocess.run(args, capture_output=True, text=True,
+                                env=env, timeout=120)
+        self.assertEqual(second.returncode, 2, second.stderr)
+        self.assertIn(f"is in use by process {first.pid}", second.stderr)
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=240)
+        self.assertEqual(first.returncode, 143, out)
+        self.assertIn("Stopped by SIGTERM", out)
+        self.assertIn("Rerun the same command to resume", out)
+        with open(state) as f:
+            done = json.load(f)["epoch"]
+        # The same command, with the run shortened to one more epoch.
+        resumed = subprocess.run(args + [f"--epochs={done + 1}"],
+                                 capture_output=True, text=True, env=env,
+                                 timeout=600)
+        self.assertIn("Resuming from ckpt-", resumed.stdout)
+        self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])

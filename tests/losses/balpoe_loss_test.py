@@ -80,6 +80,29 @@ class BalPoELossTest(TestCase):
             loss(labels[:, None], logits), loss(labels, logits), atol=1e-6
         )
 
+    def test_extreme_logits_give_finite_loss_gradient_and_metrics(self):
+        # Expert logits +-1e4 with Mixup soft labels: the loss, its gradient
+        # and the calibration metric stay finite (log-softmax, no exp of
+        # the raw logits).
+        logits = np.array([[[1e4, -1e4], [-1e4, 1e4], [3e4, 0.0]]],
+                          "float32")
+        soft = np.array([[0.3, 0.7]], "float32")
+        loss = losses.BalPoELoss(COUNTS, lambdas=[1.0, 0.0, -1.0])
+        x = keras.Variable(logits)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                value = loss(soft, x)
+            grad = tape.gradient(value, x)
+            self.assertTrue(np.all(np.isfinite(grad.numpy())))
+        value = keras.ops.convert_to_numpy(loss(soft, logits))
+        self.assertTrue(np.isfinite(value))
+        self.assertGreater(float(value), 1e3)
+        ece = metrics.ExpectedCalibrationError(from_logits=True)
+        ece.update_state(np.array([1]), logits[:, 0])
+        self.assertTrue(np.isfinite(keras.ops.convert_to_numpy(ece.result())))
+
     def test_expert_losses_per_expert(self):
         loss = losses.BalPoELoss(COUNTS)
         per_expert = loss.expert_losses(np.array([1]), np.zeros((1, 3, 2)))

@@ -1,0 +1,167 @@
+"""Bad data files: each gives a clear error naming the file (or a
+documented skip), in the tf.data loaders and the TensorFlow-free ones."""
+
+import io
+import os
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from balpoe_keras.arrays import sources as array_sources
+from balpoe_keras.data import idx
+from tests.test_case import TestCase
+
+
+def _encode(array, fmt, **kwargs):
+    data = io.BytesIO()
+    Image.fromarray(array).save(data, format=fmt, **kwargs)
+    return data.getvalue()
+
+
+def _jpeg(seed=0, size=8):
+    rng = np.random.default_rng(seed)
+    return _encode(rng.integers(0, 256, (size, size, 3), np.uint8), "JPEG")
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _truncated_jpeg():
+    data = _jpeg(size=32)
+    return data[: len(data) // 2]
+
+
+class DecodeParityTest(TestCase):
+    """CMYK and 16-bit files decode to the same RGB in both loaders."""
+
+    @pytest.mark.tf_only
+    def test_sixteen_bit_png_keeps_its_top_byte_in_both_loaders(self):
+        import tensorflow as tf
+
+        from balpoe_keras.data.image_folder import decode_rgb
+
+        gray = np.arange(0, 65536, 257, dtype=np.uint16)[:64].reshape(8, 8)
+        gray[0, 0] = 65535
+        data = _encode(gray, "PNG")
+        tf_image = decode_rgb(tf.constant(data)).numpy()
+        pil_image = array_sources._decode(data)
+        np.testing.assert_array_equal(pil_image, tf_image)
+        self.assertEqual(int(pil_image[0, 0, 0]), 255)
+        self.assertEqual(int(pil_image[0, 1, 0]), 257 >> 8)
+
+    @pytest.mark.tf_only
+    def test_cmyk_jpeg_decodes_to_rgb_in_both_loaders(self):
+        import tensorflow as tf
+
+        from balpoe_keras.data.image_folder import decode_rgb
+
+        rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).convert("CMYK").save(buffer, "JPEG", quality=95)
+        data = buffer.getvalue()
+        tf_image = decode_rgb(tf.constant(data)).numpy()
+        pil_image = array_sources._decode(data)
+        self.assertEqual(tf_image.shape, (8, 8, 3))
+        self.assertEqual(pil_image.shape, (8, 8, 3))
+        # Two JPEG decoders; the colour conversion agrees closely.
+        self.assertLess(np.abs(tf_image.astype(int) - pil_image).max(), 8)
+
+
+class ArchiveFaultTest(TestCase):
+    def test_truncated_and_empty_members_are_named(self):
+        path = os.path.join(self.get_temp_dir(), "a.tar.gz")
+        files = {"train/cat/0.jpg": _jpeg(), "train/cat/1.jpg": b"",
+                 "train/dog/0.jpg": _truncated_jpeg(),
+                 "train/dog/1.jpg": _jpeg(2)}
+        with tarfile.open(path, "w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        with self.assertRaisesRegex(
+                ValueError, r"2 image file\(s\) in .* could not be decoded: "
+                r"\['train/cat/1.jpg', 'train/dog/0.jpg'\]"):
+            array_sources.read_image_archive(path)
+
+
+@pytest.mark.tf_only
+class FolderFaultTest(TestCase):
+    def _folder(self, bad_name, bad_data):
+        root = self.get_temp_dir()
+        for k in range(2):
+            _write(os.path.join(root, "train", "cat", f"{k}.jpg"), _jpeg(k))
+        _write(os.path.join(root, "train", "dog", "0.jpg"), _jpeg(5))
+        bad = os.path.join(root, "train", "dog", bad_name)
+        _write(bad, bad_data)
+        return root, bad
+
+    def test_in_memory_folder_names_or_skips_bad_files(self):
+        from balpoe_keras.data.image_folder import load_image_folder
+
+        for bad_data in (b"", _truncated_jpeg()):
+            root, bad = self._folder("1.jpg", bad_data)
+            with self.assertRaisesRegex(ValueError, f"could not be decoded: "
+                                        f".*{bad}"):
+                load_image_folder(root, "train")
+            with self.assertLogs(level="WARNING") as logs:
+                source = load_image_folder(root, "train", skip_corrupt=True)
+            self.assertEqual(len(source), 3)  # The bad one skipped...
+            self.assertIn("Skipping 1 unreadable image", logs.output[0])
+
+    def test_streamed_pipeline_names_the_bad_file(self):
+        import tensorflow as tf
+
+        from balpoe_keras.data import make_train_dataset
+        from balpoe_keras.data.image_folder import load_image_folder
+
+        for bad_data in (b"", _truncated_jpeg()):
+            root, bad = self._folder("1.jpg", bad_data)
+            source = load_image_folder(root, "train", in_memory=False)
+            ds = make_train_dataset(source, global_batch_size=4,
+                                    recipe="none", seed=0)
+            with self.assertRaisesRegex(
+                    tf.errors.InvalidArgumentError,
+                    f"Unreadable image file \\(empty or truncated\\):(.|\\n)*"
+                    f"{bad}"):
+                for _ in ds:
+                    pass
+
+    def test_class_folder_without_images_is_named(self):
+        from balpoe_keras.data.image_folder import load_image_folder
+
+        root, _ = self._folder("1.jpg", _jpeg(3))
+        os.makedirs(os.path.join(root, "train", "emu"))
+        with self.assertRaisesRegex(ValueError, "hold no images.*emu"):
+            load_image_folder(root, "train")
+
+
+class ListAndIdxFaultTest(TestCase):
+    def test_list_naming_missing_or_empty_images(self):
+        from balpoe_keras.data.list_files import read_list_file
+
+        root = self.get_temp_dir()
+        names = [f"img{k}.jpg" for k in range(250)]
+        for name in names:
+            _write(os.path.join(root, name), b"x")
+        os.remove(os.path.join(root, "img137.jpg"))  # Not in a 1/100 sample.
+        listing = os.path.join(root, "list.txt")
+        with open(listing, "w") as f:
+            f.writelines(f"{name} {k % 3}\n" for k, name in enumerate(names))
+        with self.assertRaisesRegex(FileNotFoundError,
+                                    r"1 of 250 .* missing.*img137.jpg"):
+            read_list_file(listing, root)
+        _write(os.path.join(root, "img137.jpg"), b"")
+        with self.assertRaisesRegex(ValueError, r"empty \(0 bytes\).*img137"):
+            read_list_file(listing, root)
+
+    def test_idx_with_a_wrong_magic_number_is_named(self):
+        path = os.path.join(self.get_temp_dir(), "train-images-idx3-ubyte")
+        _write(path, b"\x01\x02\x08\x03" + b"\0" * 12)
+        with self.assertRaisesRegex(ValueError,
+                                    f"{path} is not an IDX file"):
+            idx.read_idx(path)
