@@ -1,7 +1,7 @@
 """Data of the plain-PyTorch reference replica (no balpoe_keras, no Keras).
 
-What the reference's CIFAR data loader does (shared/REFERENCE.md 5.1, 5.2,
-3), rebuilt with NumPy, Pillow, torch and torchvision only, so that the
+What the reference's CIFAR data loader does (its
+`data_loader/imbalance_cifar.py`, `cifar_data_loaders.py`, `utils/combiner.py`), rebuilt with NumPy, Pillow, torch and torchvision only, so that the
 replica (`reference_train.py`) is an independent measuring instrument:
 
 - `read_cifar10_archive`: the CIFAR-10 JPEG archive decoded with Pillow in

@@ -3,7 +3,8 @@
 The speed target of issue 6 is stated against the reference PyTorch code
 ("as shipped": NCHW float32, `torch.optim.SGD` with Nesterov). That code is
 not installable here, so this file rebuilds what its training step computes,
-following `shared/REFERENCE.md` 1.1-1.3 and 3: ResNet-32 with a shared stem
+following the reference's `model/ldam_drw_resnets/expert_resnet_cifar.py`
+and `model/loss.py`: ResNet-32 with a shared stem
 and layer1, per-expert layer2/layer3 (option-A shortcuts), average pooling,
 `NormedLinear` x 30 per expert, mean of the expert logits, the BalPoE loss
 (mean over experts of cross-entropy of `z_m + (1 - lambda_m) * log prior`) and
@@ -32,7 +33,7 @@ class _Shortcut(nn.Module):
 
 
 class _BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU (REFERENCE 1.1)."""
+    """conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU (expert_resnet_cifar.py)."""
 
     def __init__(self, cin, cout, stride):
         super().__init__()
@@ -97,7 +98,8 @@ class ReferenceResNet32(nn.Module):
         return torch.stack(logits, dim=1)
 
 
-def make_train_step(counts, lambdas=(1.0, 0.0, -1.0), channels_last=False):
+def make_train_step(counts, lambdas=(1.0, 0.0, -1.0), channels_last=False,
+                    compile=False, device="cpu"):
     """Returns (model, step(x, y) -> loss): one reference SGD step.
 
     Args:
@@ -105,24 +107,28 @@ def make_train_step(counts, lambdas=(1.0, 0.0, -1.0), channels_last=False):
       lambdas: one lambda per expert.
       channels_last: use PyTorch's channels-last memory format (the
         reference ships NCHW; this is the "~150 images/s" variant).
+      compile: `torch.compile` the model's forward (the reference does
+        not).
+      device: torch device.
     """
     torch.manual_seed(0)
-    model = ReferenceResNet32(len(counts), len(lambdas))
+    model = ReferenceResNet32(len(counts), len(lambdas)).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    forward = torch.compile(model) if compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
                                 weight_decay=5e-4, nesterov=True)
     prior = torch.tensor(counts, dtype=torch.float32)
     log_prior = torch.log(prior / prior.sum() + 1e-9)
     # Expert m trains on z_m + tau_m * log(prior), tau = 1 - lambda
-    # (REFERENCE 2).
+    # (the reference's model/loss.py).
     tau = 1.0 - torch.tensor(lambdas, dtype=torch.float32)
-    adjust = tau[:, None] * log_prior[None, :]
+    adjust = (tau[:, None] * log_prior[None, :]).to(device)
 
     def step(x, y):
         model.train()
         x = x.contiguous(memory_format=fmt)
-        expert_logits = model(x)  # (B, M, C)
+        expert_logits = forward(x)  # (B, M, C)
         num_experts = expert_logits.shape[1]
         loss = sum(F.cross_entropy(expert_logits[:, m] + adjust[m], y)
                    for m in range(num_experts)) / num_experts

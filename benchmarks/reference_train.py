@@ -1,7 +1,8 @@
 r"""Trains the reference BalPoE CIFAR recipe in plain PyTorch: the replica.
 
 A measuring instrument for issue 10: the same recipe as the reference code
-(shared/REFERENCE.md 1.1, 2, 3, 4, 5.1, 5.2, 6), written from those facts
+(github.com/emasa/BalPoE-CalibratedLT: its model, loss, combiner, trainer,
+CIFAR loaders and metrics), written from those facts
 with torch, torchvision and NumPy only (it imports neither balpoe_keras nor
 Keras), trained on the same uint8 arrays from the CIFAR-10 JPEG archive, so
 that balpoe_keras runs can be compared with it on equal terms:

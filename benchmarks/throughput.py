@@ -1,7 +1,7 @@
 """Training and inference throughput of the BalPoE ResNet-32 per backend.
 
 Times the 3-expert, 100-class CIFAR ResNet-32 (317.1 MFLOPs per image
-forward, REFERENCE 1.5; training ~3x) at batch 128 on 32x32x3 inputs held in
+forward, counted with torch's FlopCounterMode; training ~3x) at batch 128 on 32x32x3 inputs held in
 memory, so the model alone is timed. Each configuration runs in its own
 process (the Keras backend is fixed at import). Warm-up (tracing, the first
 epoch) is excluded; each repetition is one `fit` epoch of `--steps` steps
@@ -16,10 +16,19 @@ this machine's float32 matmul peak measured in the same run.
 Configs: tf (graph, TensorFlow's default kernels), tf_onednn (graph with
 TF_ENABLE_ONEDNN_OPTS=1, the runner's default), tf_onednn_inter1 (the same
 with one inter-op thread), tf_xla, tf_bf16 (mixed_bfloat16), tf_xla_bf16,
-jax, jax_bf16, torch (our Keras model on the PyTorch backend), and
-reference_torch / reference_torch_cl: the reference's model and SGD step
-rebuilt in plain PyTorch (`reference_torch.py`), NCHW as shipped and
-channels-last. Unavailable backends are reported as skipped.
+jax, jax_bf16, torch (our Keras model on the PyTorch backend), torch_jit
+(the same with jit_compile, i.e. torch.compile), torch_bf16, and
+reference_torch / reference_torch_cl / reference_torch_compile: the
+reference's model and SGD step rebuilt in plain PyTorch
+(`reference_torch.py`), NCHW as shipped, channels-last, and torch.compile.
+Unavailable backends are reported as skipped. On a machine with a CUDA GPU
+the PyTorch configs run there (JAX picks its own default device), and "%
+peak" is measured against that GPU's float32 matmul rate instead of the
+CPU's.
+
+`--rounds N` alternates: every configuration runs once per round, in turn,
+and the reported median is over all rounds' windows, so drifting load on a
+shared machine affects all configurations alike.
 """
 
 import argparse
@@ -33,7 +42,7 @@ import time
 
 import numpy as np
 
-FORWARD_FLOPS = 317.1e6  # per image, M=3, C=100 (REFERENCE 1.5)
+FORWARD_FLOPS = 317.1e6  # per image, M=3, C=100 (FlopCounterMode)
 CONFIGS = {
     "tf": ("tensorflow", False, "float32"),
     "tf_onednn": ("tensorflow", False, "float32"),
@@ -43,8 +52,11 @@ CONFIGS = {
     "jax": ("jax", True, "float32"),
     "jax_bf16": ("jax", True, "mixed_bfloat16"),
     "torch": ("torch", False, "float32"),
+    "torch_jit": ("torch", True, "float32"),
+    "torch_bf16": ("torch", False, "mixed_bfloat16"),
     "reference_torch": ("reference", False, "float32"),
     "reference_torch_cl": ("reference", False, "float32"),
+    "reference_torch_compile": ("reference", True, "float32"),
 }
 # Environment per config on top of KERAS_BACKEND (TensorFlow reads these
 # when it starts).
@@ -57,12 +69,41 @@ CONFIGS["tf_onednn_inter1"] = ("tensorflow", False, "float32")
 
 
 def measure_matmul_peak(size=2048, repeats=5):
-    """Best float32 matmul GFLOP/s of NumPy's BLAS on this machine."""
-    a = np.random.rand(size, size).astype(np.float32)
-    b = np.random.rand(size, size).astype(np.float32)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
+    """`(GFLOP/s, device)`: best float32 matmul rate of this machine's
+    compute device: a CUDA GPU through PyTorch if there is one (TF32 off),
+    else NumPy's BLAS on the CPU."""
+    gpu = _cuda_device_name()
+    if gpu:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        size = 8192
+        a = torch.rand(size, size, device="cuda")
+        b = torch.rand(size, size, device="cuda")
+
+        def run():
+            a @ b
+            torch.cuda.synchronize()
+    else:
+        a = np.random.rand(size, size).astype(np.float32)
+        b = np.random.rand(size, size).astype(np.float32)
+
+        def run():
+            a @ b
+    run()
+    best = min(_timed(run) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9, gpu or "CPU"
+
+
+def _cuda_device_name():
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return None
 
 
 def _timed(fn):
@@ -118,16 +159,21 @@ def run_reference_worker(args):
 
     counts = [int(500 * 0.01 ** (c / 99)) for c in range(100)]
     channels_last = args.config == "reference_torch_cl"
+    compiled = CONFIGS[args.config][1]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     model, step = reference_torch.make_train_step(
-        counts, channels_last=channels_last)
+        counts, channels_last=channels_last, compile=compiled, device=device)
     rng = np.random.RandomState(0)
     batch = args.batch_size
     x = torch.from_numpy(rng.rand(batch, 3, 32, 32).astype("float32"))
     y = torch.from_numpy(rng.randint(0, 100, batch))
+    x, y = x.to(device), y.to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def train(n, on_step):
         for _ in range(n):
             step(x, y)
+            sync()  # Time finished steps, not queued ones.
             on_step()
 
     def infer(n, on_step):
@@ -135,11 +181,12 @@ def run_reference_worker(args):
         with torch.no_grad():
             for _ in range(n):
                 model(x).mean(dim=1).softmax(-1)
+                sync()
                 on_step()
 
     params = sum(p.numel() for p in model.parameters())
     result = {"config": args.config, "backend": "plain PyTorch "
-              + torch.__version__, "jit_compile": False,
+              + torch.__version__, "jit_compile": compiled, "device": device,
               "dtype_policy": "float32", "batch": batch,
               "channels_last": channels_last, "trainable_params": params,
               "torch_threads": torch.get_num_threads()}
@@ -216,21 +263,40 @@ def run_config(name, args):
     return {"config": name, "skipped": tail[0] if tail else "no output"}
 
 
-def print_table(results, peak):
-    print(f"\nfloat32 matmul peak (NumPy BLAS, this run): {peak:.1f} GFLOP/s")
-    header = (f"{'config':<12} {'train img/s':>18} {'infer img/s':>18} "
+def merge_rounds(results):
+    """One result per config from its rounds: medians over all windows."""
+    done = [r for r in results if "skipped" not in r]
+    if not done:
+        return results[0]
+    merged = dict(done[0])
+    for name in ("train", "infer"):
+        rates = [v for r in done for v in r[f"{name}_img_s_all"]]
+        merged[f"{name}_img_s"] = statistics.median(rates)
+        merged[f"{name}_img_s_min"] = min(rates)
+        merged[f"{name}_img_s_max"] = max(rates)
+        merged[f"{name}_img_s_all"] = rates
+    merged["peak_rss_mib"] = max(r["peak_rss_mib"] for r in done)
+    merged["train_gflop_s"] = merged["train_img_s"] * 3 * FORWARD_FLOPS / 1e9
+    merged["infer_gflop_s"] = merged["infer_img_s"] * FORWARD_FLOPS / 1e9
+    return merged
+
+
+def print_table(results, peak, peak_device="CPU"):
+    print(f"\nfloat32 matmul peak ({peak_device}, this run): {peak:.1f} "
+          "GFLOP/s")
+    header = (f"{'config':<24} {'train img/s':>18} {'infer img/s':>18} "
               f"{'train GFLOP/s':>13} {'% peak':>7} {'RSS MiB':>8}")
     print(header)
     print("-" * len(header))
     for r in results:
         if "skipped" in r:
-            print(f"{r['config']:<12} skipped: {r['skipped'][:60]}")
+            print(f"{r['config']:<24} skipped: {r['skipped'][:60]}")
             continue
         train = (f"{r['train_img_s']:.1f} [{r['train_img_s_min']:.0f}-"
                  f"{r['train_img_s_max']:.0f}]")
         infer = (f"{r['infer_img_s']:.1f} [{r['infer_img_s_min']:.0f}-"
                  f"{r['infer_img_s_max']:.0f}]")
-        print(f"{r['config']:<12} {train:>18} {infer:>18} "
+        print(f"{r['config']:<24} {train:>18} {infer:>18} "
               f"{r['train_gflop_s']:>13.1f} "
               f"{100 * r['train_gflop_s'] / peak:>6.1f}% "
               f"{r['peak_rss_mib']:>8.0f}")
@@ -264,6 +330,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="Alternate the configs this many times.")
     parser.add_argument("--timeout", type=int, default=600,
                         help="Seconds allowed per configuration.")
     parser.add_argument("--out", default=None, help="JSON output path.")
@@ -276,15 +344,20 @@ def main():
     unknown = sorted(set(names) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown configs {unknown}; known: {sorted(CONFIGS)}")
-    peak = measure_matmul_peak()
-    print(f"CPU: {_cpu_model()}, flags {_cpu_flags()}", flush=True)
-    results = [run_config(name, args) for name in names]
-    print_table(results, peak)
+    peak, peak_device = measure_matmul_peak()
+    print(f"CPU: {_cpu_model()}, flags {_cpu_flags()}; peak measured on "
+          f"{peak_device}", flush=True)
+    rounds = [[run_config(name, args) for name in names]
+              for _ in range(args.rounds)]
+    results = [merge_rounds([r[i] for r in rounds]) for i in range(
+        len(names))]
+    print_table(results, peak, peak_device)
     report = {
         "date": time.strftime("%Y-%m-%d"), "machine": _cpu_model(),
         "cpu_flags": _cpu_flags(), "cpus": os.cpu_count(),
-        "load_avg": os.getloadavg(), "matmul_peak_gflop_s": peak,
-        "results": results,
+        "gpu": _cuda_device_name(), "load_avg": os.getloadavg(),
+        "matmul_peak_gflop_s": peak, "peak_device": peak_device,
+        "rounds": args.rounds, "results": results,
     }
     if args.out:
         with open(args.out, "w") as f:

@@ -8,7 +8,8 @@ TensorFlow graph that is our fastest CPU path does not. `BatchNorm` keeps the
 layer's weights, config and inference maths, and on TensorFlow runs rank-4
 channels-last inputs through TensorFlow's fused kernel
 (`balpoe_keras/layers/tf_fused_batch_norm.py`; one op forward, one backward,
-oneDNN on CPUs). On other backends it uses keras.ops.
+oneDNN on CPUs), and on PyTorch through `torch.nn.functional.batch_norm`
+(`torch_batch_norm.py`). On JAX it uses keras.ops, which XLA fuses.
 
 It also matches PyTorch's `BatchNorm2d`: the moving variance
 is updated with the *unbiased* batch variance (`var * n / (n - 1)`, n the
@@ -22,7 +23,7 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
 class BatchNorm(keras.layers.BatchNormalization):
-    """Batch normalisation as PyTorch's `BatchNorm2d`, fused on TensorFlow.
+    """Batch normalisation as PyTorch's `BatchNorm2d`, fused on TF/PyTorch.
 
     Same arguments as `keras.layers.BatchNormalization` (default momentum
     0.9 and epsilon 1e-5 here, PyTorch's 0.1 and 1e-5) except `renorm` and
@@ -54,6 +55,16 @@ class BatchNorm(keras.layers.BatchNormalization):
             return False
         return len(inputs.shape) == 4 and self.axis in (-1, 3)
 
+    def _use_torch_kernel(self, inputs):
+        # PyTorch refuses epsilon <= 0 when training: keras.ops then.
+        rank = len(inputs.shape)
+        if (keras.backend.backend() != "torch" or self.epsilon <= 0
+                or rank < 2 or self.axis not in (-1, rank - 1)):
+            return False
+        from balpoe_keras.layers import torch_batch_norm
+
+        return torch_batch_norm.is_concrete(inputs)
+
     def call(self, inputs, training=None, mask=None):
         training = bool(training) and self.trainable
         x = ops.cast(inputs, "float32")
@@ -72,6 +83,15 @@ class BatchNorm(keras.layers.BatchNormalization):
         if mask is not None:
             # Masked statistics: defer to Keras (biased running variance).
             return super().call(inputs, training=training, mask=mask)
+        if self._use_torch_kernel(x):
+            from balpoe_keras.layers import torch_batch_norm
+
+            outputs = torch_batch_norm.batch_norm(
+                x, self.gamma.value if self.scale else None,
+                self.beta.value if self.center else None,
+                self.moving_mean.value, self.moving_variance.value,
+                self.momentum, self.epsilon, training)
+            return ops.cast(outputs, self.compute_dtype)
         axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
         if training:
             mean, variance = ops.moments(x, axes)

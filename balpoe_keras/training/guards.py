@@ -4,17 +4,18 @@
   a request; `StopOnRequest` ends the epoch at the next step boundary;
   `fit` then writes a mid-epoch checkpoint and raises `TrainingInterrupted`
   (exit status `128 + signal`). A second signal interrupts at once.
-- `NonFiniteLossGuard` stops at the first step whose loss is NaN or Inf;
-  `fit` then raises `NonFiniteLossError` naming the epoch and step, without
-  writing a checkpoint, so the last good one stays the latest.
+- `NonFiniteLossGuard` notices the first step whose loss is NaN or Inf
+  (checked on the device, read every few steps) and stops; `fit` then
+  raises `NonFiniteLossError` naming the epoch and step, without writing
+  a checkpoint, so the last good one stays the latest.
 """
 
-import math
 import signal
 import threading
 
 import keras
 import numpy as np
+from keras import ops
 
 
 class TrainingInterrupted(Exception):
@@ -105,28 +106,56 @@ class StopOnRequest(keras.callbacks.Callback):
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stops at the first step with a NaN or Inf loss and records it.
+    """Stops soon after the first step with a NaN or Inf loss; records it.
+
+    The check stays on the device (a running "first bad step" value): the
+    host reads it only every `check_every` steps and at the epoch's end,
+    so no step waits for the device (on a GPU a per-step read would stall
+    the asynchronous dispatch). Training therefore stops at most
+    `check_every - 1` steps after the bad one, which it names exactly; no
+    checkpoint is written after it.
 
     Attributes:
         found: None, or `(epoch, step, value)` (1-based epoch and step, the
-            step counted from the start of the epoch).
+            step counted from the start of the epoch; value the running
+            loss, NaN or Inf).
     """
 
-    def __init__(self, step_offset=0):
+    def __init__(self, step_offset=0, check_every=20):
         super().__init__()
         self.found = None
         self.step_offset = step_offset
+        self.check_every = int(check_every)
         self._epoch = 0
+        self._first = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._first = None
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is None or self.found is not None:
             return
-        value = float(np.asarray(keras.ops.convert_to_numpy(loss)))
-        if not math.isfinite(value):
-            self.found = (self._epoch + 1, self.step_offset + batch + 1,
-                          value)
+        loss = ops.convert_to_tensor(loss)
+        bad = ops.logical_not(ops.all(ops.isfinite(loss)))
+        step = batch + 1
+        if self._first is None:
+            self._first = ops.where(bad, step, 0)
+        else:
+            self._first = ops.where(
+                ops.logical_and(bad, self._first == 0), step, self._first)
+        self._last_loss = loss
+        if step % self.check_every == 0:
+            self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.found is None and self._first is not None:
+            self._check()
+
+    def _check(self):
+        first = int(np.asarray(ops.convert_to_numpy(self._first)))
+        if first:
+            value = float(np.asarray(ops.convert_to_numpy(self._last_loss)))
+            self.found = (self._epoch + 1, self.step_offset + first, value)
             self.model.stop_training = True

@@ -80,6 +80,24 @@ class TorchSGD(keras.optimizers.Optimizer):
         if self.momentum != 0:
             self.momentums = self.add_optimizer_variables(variables, "momentum")
 
+    def _backend_update_step(self, grads, trainable_variables,
+                             learning_rate):
+        """On PyTorch, one `torch._foreach_*` update of all variables
+        (`torch_sgd_update.py`); elsewhere Keras' per-variable path."""
+        if keras.backend.backend() != "torch":
+            return super()._backend_update_step(grads, trainable_variables,
+                                                learning_rate)
+        from balpoe_keras.training import torch_sgd_update
+
+        bufs = None
+        if self.momentum != 0:
+            bufs = [self.momentums[self._get_variable_index(v)].value
+                    for v in trainable_variables]
+        torch_sgd_update.foreach_sgd_update(
+            [v.value for v in trainable_variables], list(grads), bufs,
+            ops.convert_to_tensor(learning_rate), self.momentum,
+            self.nesterov, self.l2_weight_decay)
+
     def update_step(self, gradient, variable, learning_rate):
         """One PyTorch SGD step for `variable` (see the class docstring)."""
         dtype = variable.dtype

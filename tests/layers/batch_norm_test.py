@@ -110,3 +110,32 @@ class FusedPathTest(TestCase):
         self.assertAllClose(m_f, m_g, atol=1e-6)
         self.assertAllClose(v_f, v_g, atol=1e-5)
         self.assertAllClose(i_f, i_g, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch",
+                    reason="the PyTorch kernel runs on the torch backend")
+class TorchKernelTest(TestCase):
+    """On PyTorch, F.batch_norm must equal the keras.ops path."""
+
+    def test_forward_backward_and_statistics_match(self):
+        import torch
+
+        x0 = np.random.RandomState(1).randn(4, 5, 5, 3) * 3 + 1
+        results = []
+        for use_kernel in (True, False):
+            bn = layers.BatchNorm()
+            if not use_kernel:
+                bn._use_torch_kernel = lambda *args: False
+            bn.build((4, 5, 5, 3))
+            bn.gamma.assign([1.5, 0.5, 2.0])
+            bn.beta.assign([0.1, -0.2, 0.3])
+            x = torch.tensor(x0, dtype=torch.float32, requires_grad=True)
+            y = bn(x, training=True)
+            weights = torch.arange(3, dtype=torch.float32)
+            (y * weights * x).sum().backward()
+            results.append([t.detach().numpy().copy() for t in (
+                y, x.grad, bn.gamma.value.grad, bn.beta.value.grad,
+                bn.moving_mean.value, bn.moving_variance.value,
+                bn(x, training=False))])
+        for a, b in zip(*results):
+            self.assertAllClose(a, b, atol=1e-4, rtol=1e-4)
