@@ -8,7 +8,9 @@ by the project's one rule (`config.scale_step_schedule`):
   PIL transforms, the reference's Mixup and LambdaLR), CPU;
 - `tfdata`: the experiment runner, TensorFlow backend, tf.data input;
 - `arrays`: the experiment runner, TensorFlow backend, `balpoe_keras.arrays`
-  input (the path that trained on the GPU).
+  input (the path that trained on the GPU);
+- on request, `tfdata_bf16`: `tfdata` in mixed bfloat16 (the accuracy check
+  behind `--mixed_precision=auto`).
 
 Methods: BalPoE + Mixup 0.8 (3 experts, lambdas 1/0/-1) with `--seeds`, LA
 (1 expert, lambda 0, no Mixup) with the first seed. Every run has its own
@@ -36,6 +38,10 @@ from balpoe_keras.experiments.config import scale_step_schedule  # noqa: E402
 from benchmarks.reproduce import update_markdown  # noqa: E402
 
 PIPELINES = ("replica", "tfdata", "arrays")
+# More paths on request (--pipelines): tf.data in mixed bfloat16, the
+# accuracy check of `--mixed_precision=auto` on CPUs with AVX512_BF16/AMX.
+EXTRA_FLAGS = {
+    "tfdata_bf16": ("tfdata", ["--mixed_precision=mixed_bfloat16"])}
 # name -> (lambdas, mixup alpha)
 METHODS = {"balpoe_mixup": ("1,0,-1", 0.8), "la": ("0", 0.0)}
 MARKERS = ("<!-- paired:start -->", "<!-- paired:end -->")
@@ -72,11 +78,12 @@ def command(args, pipeline, method, seed, archive_dir):
                 f"--lr_step_epochs={steps}", f"--lambdas={lambdas}",
                 f"--mixup_alpha={alpha}", f"--seed={seed}",
                 f"--cache={os.path.join(args.workdir, 'replica_arrays.npz')}"]
+    pipeline, extra = EXTRA_FLAGS.get(pipeline, (pipeline, []))
     return [sys.executable, "-m", "balpoe_keras.experiments.run",
             "--flagfile=" + os.path.join(ROOT, "experiments",
                                          "cifar10_ir100_standard.flags"),
             "--dataset=cifar10_lt_folder", f"--data_dir={archive_dir}",
-            f"--input_pipeline={pipeline}", f"--workdir={out}",
+            f"--input_pipeline={pipeline}", f"--workdir={out}", *extra,
             f"--epochs={args.epochs}", f"--warmup_epochs={warmup}",
             f"--lr_step_epochs={steps}",
             f"--num_experts={len(lambdas.split(','))}",

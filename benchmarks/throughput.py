@@ -15,7 +15,7 @@ this machine's float32 matmul peak measured in the same run.
 
 Configs: tf (graph, TensorFlow's default kernels), tf_onednn (graph with
 TF_ENABLE_ONEDNN_OPTS=1, the runner's default), tf_onednn_inter1 (the same
-with one inter-op thread), tf_xla, tf_bf16 (mixed_bfloat16), tf_xla_bf16,
+with one inter-op thread), tf_xla, tf_bf16 (mixed_bfloat16 with oneDNN), tf_xla_bf16,
 jax, jax_bf16, torch (our Keras model on the PyTorch backend), torch_jit
 (the same with jit_compile, i.e. torch.compile), torch_bf16, and
 reference_torch / reference_torch_cl / reference_torch_compile: the
@@ -62,6 +62,8 @@ CONFIGS = {
 # when it starts).
 CONFIG_ENV = {
     "tf_onednn": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+    # bfloat16 only makes sense with oneDNN (the runner's default).
+    "tf_bf16": {"TF_ENABLE_ONEDNN_OPTS": "1"},
     "tf_onednn_inter1": {"TF_ENABLE_ONEDNN_OPTS": "1",
                          "TF_NUM_INTEROP_THREADS": "1"},
 }

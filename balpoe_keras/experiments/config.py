@@ -206,9 +206,10 @@ class ExperimentConfig:
                        "Run")
     workdir: str = _field(None, "Output directory of the run (required).",
                           "Run", resume_safe=True)
-    mixed_precision: str = _field("auto", "Keras dtype policy; auto = "
-                                  "float32 (benchmarks/RESULTS.md).", "Run",
-                                  choices=PRECISIONS)
+    mixed_precision: str = _field(
+        "auto", "Keras dtype policy; auto = mixed_bfloat16 when training "
+        "on a CPU with AVX512_BF16 or AMX (TensorFlow, PyTorch), else "
+        "float32 (benchmarks/RESULTS.md).", "Run", choices=PRECISIONS)
     jit_compile: str = _field(
         "auto", "XLA; auto = on for JAX and on GPUs, off for TensorFlow on "
         "the CPU, where it is slower.", "Run", choices=JIT,

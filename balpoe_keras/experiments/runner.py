@@ -111,10 +111,9 @@ def load_data(config: ExperimentConfig):
 
 
 def resolve_precision(config):
-    """The Keras dtype policy name for `--mixed_precision`."""
-    if config.mixed_precision != "auto":
-        return config.mixed_precision
-    return "float32"
+    """The Keras dtype policy name for `--mixed_precision` (auto:
+    `training.resolve_mixed_precision`)."""
+    return training.resolve_mixed_precision(config.mixed_precision)
 
 
 def build_model(config, class_counts, steps_per_epoch):

@@ -61,20 +61,24 @@ class BatchNorm(keras.layers.BatchNormalization):
         if (keras.backend.backend() != "torch" or self.epsilon <= 0
                 or rank < 2 or self.axis not in (-1, rank - 1)):
             return False
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if dtype not in ("float32", "bfloat16"):
+            return False
         from balpoe_keras.layers import torch_batch_norm
 
         return torch_batch_norm.is_concrete(inputs)
 
     def call(self, inputs, training=None, mask=None):
         training = bool(training) and self.trainable
-        x = ops.cast(inputs, "float32")
-        if self._use_fused(x, mask):
+        if self._use_fused(inputs, mask):
             from balpoe_keras.layers import tf_fused_batch_norm
 
+            # The fused kernel takes float16/bfloat16 activations as they
+            # are (statistics in float32): no casts under mixed precision.
             gamma = self.gamma if self.scale else None
             beta = self.beta if self.center else None
             outputs, mean, unbiased = tf_fused_batch_norm.fused_batch_norm(
-                x, gamma, beta, self.moving_mean, self.moving_variance,
+                inputs, gamma, beta, self.moving_mean, self.moving_variance,
                 self.epsilon, training,
             )
             if training:
@@ -83,15 +87,17 @@ class BatchNorm(keras.layers.BatchNormalization):
         if mask is not None:
             # Masked statistics: defer to Keras (biased running variance).
             return super().call(inputs, training=training, mask=mask)
-        if self._use_torch_kernel(x):
+        if self._use_torch_kernel(inputs):
             from balpoe_keras.layers import torch_batch_norm
 
+            # Also takes bfloat16/float16 activations with float32 stats.
             outputs = torch_batch_norm.batch_norm(
-                x, self.gamma.value if self.scale else None,
+                inputs, self.gamma.value if self.scale else None,
                 self.beta.value if self.center else None,
                 self.moving_mean.value, self.moving_variance.value,
                 self.momentum, self.epsilon, training)
             return ops.cast(outputs, self.compute_dtype)
+        x = ops.cast(inputs, "float32")
         axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
         if training:
             mean, variance = ops.moments(x, axes)

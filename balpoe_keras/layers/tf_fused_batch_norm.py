@@ -8,10 +8,11 @@ import tensorflow as tf
 
 def fused_batch_norm(x, gamma, beta, moving_mean, moving_variance, epsilon,
                      training):
-    """Batch norm of a `(B, H, W, C)` float32 tensor with one fused op.
+    """Batch norm of a `(B, H, W, C)` tensor with one fused op.
 
     Args:
-        x: float32 tensor `(B, H, W, C)`.
+        x: float32, float16 or bfloat16 tensor `(B, H, W, C)` (statistics,
+            scale and offset are float32 in every case).
         gamma, beta: `(C,)` scale and offset variables, or None (1 / 0).
         moving_mean, moving_variance: `(C,)` variables, used when not
             training.
@@ -24,15 +25,20 @@ def fused_batch_norm(x, gamma, beta, moving_mean, moving_variance, epsilon,
         `n / (n - 1)` correction), else the moving statistics.
     """
     channels = x.shape[-1]
-    gamma = tf.ones([channels]) if gamma is None else tf.cast(gamma, x.dtype)
-    beta = tf.zeros([channels]) if beta is None else tf.cast(beta, x.dtype)
+    x = tf.convert_to_tensor(x)
+    if x.dtype not in (tf.float32, tf.float16, tf.bfloat16):
+        x = tf.cast(x, tf.float32)
+    gamma = tf.ones([channels]) if gamma is None else tf.cast(gamma,
+                                                              tf.float32)
+    beta = tf.zeros([channels]) if beta is None else tf.cast(beta,
+                                                             tf.float32)
     if training:
         return tf.compat.v1.nn.fused_batch_norm(
             x, gamma, beta, epsilon=epsilon, data_format="NHWC",
             is_training=True,
         )
-    mean = tf.cast(moving_mean, x.dtype)
-    variance = tf.cast(moving_variance, x.dtype)
+    mean = tf.cast(moving_mean, tf.float32)
+    variance = tf.cast(moving_variance, tf.float32)
     y, _, _ = tf.compat.v1.nn.fused_batch_norm(
         x, gamma, beta, mean=mean, variance=variance, epsilon=epsilon,
         data_format="NHWC", is_training=False,

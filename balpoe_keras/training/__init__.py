@@ -11,7 +11,9 @@ from balpoe_keras.training.callbacks import LearningRateLogger
 from balpoe_keras.training.checkpoint import CheckpointManager
 from balpoe_keras.training.compiling import ExpertLoss
 from balpoe_keras.training.compiling import compile_balpoe
+from balpoe_keras.training.compiling import cpu_has_bfloat16
 from balpoe_keras.training.compiling import mixed_precision_scope
+from balpoe_keras.training.compiling import resolve_mixed_precision
 from balpoe_keras.training.distribute import compute_steps_per_epoch
 from balpoe_keras.training.distribute import data_parallel_scope
 from balpoe_keras.training.distribute import get_data_parallel
@@ -37,12 +39,14 @@ __all__ = [
     "WarmupStepSchedule",
     "compile_balpoe",
     "compute_steps_per_epoch",
+    "cpu_has_bfloat16",
     "data_parallel_scope",
     "fit",
     "get_data_parallel",
     "get_strategy",
     "initialize_multi_host",
     "mixed_precision_scope",
+    "resolve_mixed_precision",
     "validate_global_batch_size",
     "validate_strategy",
 ]

@@ -87,6 +87,50 @@ class ExpertLoss(keras.metrics.Mean):
         }
 
 
+def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
+    """True if this CPU computes bfloat16 natively (AVX512_BF16 or AMX).
+
+    Read from the CPU flags (`/proc/cpuinfo`, Linux); False where they
+    cannot be read. Detected, never assumed: machines of one kind differ.
+    """
+    try:
+        with open(cpuinfo) as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_mixed_precision(policy="auto"):
+    """The Keras dtype policy for `policy`, `"auto"` resolved.
+
+    `"auto"` is `"mixed_bfloat16"` for training on a CPU with native
+    bfloat16 (`cpu_has_bfloat16`) on the TensorFlow or PyTorch backend
+    (1.4x and 1.6x the float32 images/s there, and within float32's seed
+    spread in accuracy; benchmarks/RESULTS.md), else `"float32"` (GPUs,
+    JAX on a CPU, CPUs without bfloat16 units, where it is emulated).
+    """
+    if policy != "auto":
+        _validate_policy(policy)
+        return policy
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "torch") or not cpu_has_bfloat16():
+        return "float32"
+    if _has_gpu(backend):
+        return "float32"
+    return "mixed_bfloat16"
+
+
+def _has_gpu(backend):
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 @contextlib.contextmanager
 def mixed_precision_scope(policy="mixed_bfloat16"):
     """Sets Keras' global dtype policy inside the block, then restores it.

@@ -139,3 +139,23 @@ class TorchKernelTest(TestCase):
                 bn(x, training=False))])
         for a, b in zip(*results):
             self.assertAllClose(a, b, atol=1e-4, rtol=1e-4)
+
+
+class MixedPrecisionTest(TestCase):
+    def test_bfloat16_activations_match_float32_within_bf16_precision(self):
+        # The fused (TF) / F.batch_norm (torch) kernels take bfloat16
+        # activations without casting; statistics stay float32.
+        x = np.random.RandomState(2).randn(4, 5, 5, 3).astype("float32")
+        outputs, stats = [], []
+        for policy in ("float32", "mixed_bfloat16"):
+            bn = layers.BatchNorm(dtype=policy)
+            y = bn(keras.ops.cast(x, bn.compute_dtype), training=True)
+            self.assertEqual(keras.backend.standardize_dtype(y.dtype),
+                             bn.compute_dtype)
+            outputs.append(keras.ops.convert_to_numpy(
+                keras.ops.cast(y, "float32")))
+            stats.append(keras.ops.convert_to_numpy(bn.moving_variance))
+            self.assertEqual(keras.backend.standardize_dtype(
+                bn.moving_variance.dtype), "float32")
+        self.assertAllClose(outputs[1], outputs[0], atol=0.05, rtol=0.02)
+        self.assertAllClose(stats[1], stats[0], atol=0.02, rtol=0.01)

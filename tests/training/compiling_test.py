@@ -115,3 +115,34 @@ class CompileBalPoETest(TestCase):
         with self.assertRaisesRegex(ValueError, "mixed_bfloat16"):
             with mixed_precision_scope("float16"):
                 pass
+
+
+class MixedPrecisionAutoTest(TestCase):
+    def test_cpu_flags_decide(self):
+        from unittest import mock
+
+        from balpoe_keras.training import compiling
+
+        tmp = self.get_temp_dir()
+        paths = {}
+        for name, flags in (("bf16", "fpu avx2 avx512f avx512_bf16"),
+                            ("amx", "avx2 amx_bf16 amx_tile"),
+                            ("avx2", "fpu avx2 fma")):
+            paths[name] = f"{tmp}/{name}"
+            with open(paths[name], "w") as f:
+                f.write(f"processor : 0\nflags : {flags}\n")
+        self.assertTrue(compiling.cpu_has_bfloat16(paths["bf16"]))
+        self.assertTrue(compiling.cpu_has_bfloat16(paths["amx"]))
+        self.assertFalse(compiling.cpu_has_bfloat16(paths["avx2"]))
+        self.assertFalse(compiling.cpu_has_bfloat16(f"{tmp}/missing"))
+        self.assertEqual(compiling.resolve_mixed_precision("float32"),
+                         "float32")
+        with self.assertRaisesRegex(ValueError, "Unknown mixed precision"):
+            compiling.resolve_mixed_precision("bf16")
+        for has, want in ((True, "mixed_bfloat16"), (False, "float32")):
+            with mock.patch.object(compiling, "cpu_has_bfloat16",
+                                   lambda: has):
+                got = compiling.resolve_mixed_precision("auto")
+            expected = want if keras.backend.backend() in (
+                "tensorflow", "torch") else "float32"
+            self.assertEqual(got, expected)
