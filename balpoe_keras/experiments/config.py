@@ -184,6 +184,11 @@ class ExperimentConfig:
                                     flag="batch_size")
     learning_rate: float = _field(0.1, "Base learning rate.",
                                   "Optimisation")
+    learning_rate_batch_size: int = _field(
+        0, "Linear scaling for other batch sizes (e.g. bigger GPU "
+        "batches): --learning_rate is given for this batch size and "
+        "multiplied by --batch_size / it (the warm-up keeps its epochs); 0 = "
+        "no scaling.", "Optimisation")
     weight_decay: float = _field(5e-4, "Coupled L2 weight decay on all "
                                  "weights (PyTorch SGD).", "Optimisation")
     momentum: float = _field(0.9, "Nesterov momentum.", "Optimisation")
@@ -236,6 +241,14 @@ class ExperimentConfig:
     def taus(self):
         """Reference-code taus, `1 - lambda` per expert."""
         return class_prior.lambdas_to_taus(self.lambdas)
+
+    @property
+    def scaled_learning_rate(self):
+        """`learning_rate`, linearly scaled to the batch size if asked."""
+        if not self.learning_rate_batch_size:
+            return self.learning_rate
+        return (self.learning_rate * self.global_batch_size
+                / self.learning_rate_batch_size)
 
     @property
     def mix_mode(self):
@@ -380,6 +393,8 @@ def validate_config(config):
     _require(config.eval_every >= 0, "--eval_every",
              "must be >= 0 (0 = evaluate only after training)")
     _require(config.learning_rate > 0, "--learning_rate", "must be > 0")
+    _require(config.learning_rate_batch_size >= 0,
+             "--learning_rate_batch_size", "must be >= 0 (0 = no scaling)")
     _require(config.weight_decay >= 0, "--weight_decay", "must be >= 0")
     _require(0 <= config.momentum < 1, "--momentum", "must be in [0, 1)")
     _require(config.scale > 0, "--scale", "must be > 0")

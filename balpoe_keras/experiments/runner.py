@@ -144,10 +144,10 @@ def make_schedule(config, steps_per_epoch):
     """The reference's per-epoch LR schedule as a step-based schedule."""
     if config.schedule == "cosine":
         return training.CosineEpochSchedule(
-            config.learning_rate, steps_per_epoch, config.epochs
+            config.scaled_learning_rate, steps_per_epoch, config.epochs
         )
     return training.WarmupStepSchedule(
-        config.learning_rate, steps_per_epoch,
+        config.scaled_learning_rate, steps_per_epoch,
         warmup_epochs=config.warmup_epochs,
         step_epochs=config.lr_step_epochs, gamma=config.lr_gamma,
     )  # fmt: skip
@@ -531,5 +531,6 @@ def _log_plan(config, experiment_data, model, steps, replicas, pipeline):
         f"{trainable:,} trainable parameters, dtype policy "
         f"{model.dtype_policy.name}; backend {keras.backend.backend()}, "
         f"input {pipeline}, {replicas} replica(s), {steps} steps/epoch, "
+        f"learning rate {config.scaled_learning_rate:g}, "
         f"lambdas {list(config.lambdas)} (taus {config.taus})."
     )

@@ -147,6 +147,13 @@ class ResolutionTest(TestCase):
             [name for name, _, _ in a.differences(c)],
             ["mixup_alpha", "batch_size"])
 
+    def test_linear_learning_rate_scaling(self):
+        self.assertEqual(parse(*self.base).scaled_learning_rate, 0.1)
+        big = parse(*self.base, "--batch_size=512",
+                    "--learning_rate_batch_size=128")
+        self.assertAllClose(big.scaled_learning_rate, 0.4)
+        self.assertEqual(big.warmup_epochs, 5)
+
     def test_config_json_round_trip(self):
         config = parse(*self.base, "--lr_step_epochs=")
         path = os.path.join(self.get_temp_dir(), "config.json")
