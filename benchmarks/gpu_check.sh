@@ -31,6 +31,8 @@
 #   GPU_CHECK_TP_TIMEOUT    seconds per throughput table (default 90).
 #   GPU_CHECK_WORKDIR       scratch folder; reusing it (same warm machine)
 #                           resumes training from its last checkpoint.
+#   GPU_CHECK_MULTI_SEED=1  also time 5 seeds in one vmapped JAX program
+#                           against one seed alone (+ ~4 min).
 #   GPU_SKIP_INSTALL=1      use the keras already importable.
 #   GPU_CHECK_SKIP_THROUGHPUT=1, GPU_CHECK_SKIP_TRAIN=1
 set -uo pipefail
@@ -70,6 +72,21 @@ if [[ "${GPU_CHECK_SKIP_TRAIN:-0}" != 1 ]]; then
     [[ -f "${WORK}/${f}" ]] && cp "${WORK}/${f}" "${OUT}/"
   done
   [[ -f "${OUT}/report.md" ]] && cat "${OUT}/report.md"
+fi
+
+if [[ "${GPU_CHECK_MULTI_SEED:-0}" == 1 ]]; then
+  # Images/s of 5 seeds trained in one vmapped program vs one seed alone
+  # (3 epochs each; the first includes compilation, compare epochs 2-3).
+  echo "== several seeds in one JAX program (--seeds=1,2,3,4,5)"
+  margs=(--flagfile=experiments/cifar10_folder_ir100_standard.flags
+         --epochs=3 --noexport --notest_distributions)
+  [[ -n "${DATA}" ]] && margs+=(--data_dir="${DATA}")
+  BALPOE_KERAS_CACHE="${WORK}/cache" timeout 200 python3 -m \
+    balpoe_keras.experiments.run "${margs[@]}" --workdir="${WORK}/one_seed" \
+    --seed=1 | grep -E "^Epoch" || status=1
+  BALPOE_KERAS_CACHE="${WORK}/cache" timeout 300 python3 -m \
+    balpoe_keras.experiments.run "${margs[@]}" --workdir="${WORK}/five_seeds" \
+    --seeds=1,2,3,4,5 | grep -E "^Epoch" || status=1
 fi
 
 if [[ "${GPU_CHECK_SKIP_THROUGHPUT:-${TINY}}" != 1 ]]; then

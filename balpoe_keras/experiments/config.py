@@ -209,6 +209,12 @@ class ExperimentConfig:
     # === Run ===
     seed: int = _field(1, "Seed of data order, augmentation and init.",
                        "Run")
+    seeds: tuple = _field(
+        (), "Several seeds trained together in one JAX program (vmapped "
+        "replicas; in-memory datasets): one report per seed in "
+        "<workdir>/seed_<s>/ and their mean +- std in "
+        "<workdir>/report/aggregate.md. Empty: the single --seed.", "Run",
+        item=int)
     workdir: str = _field(None, "Output directory of the run (required).",
                           "Run", resume_safe=True)
     mixed_precision: str = _field(
@@ -388,6 +394,8 @@ def validate_config(config):
     _require(config.epochs >= 1, "--epochs", "must be >= 1")
     _require(config.global_batch_size >= 1, "--batch_size", "must be >= 1")
     _require(config.eval_batch_size >= 1, "--eval_batch_size", "must be >= 1")
+    _require(len(set(config.seeds)) == len(config.seeds), "--seeds",
+             "give distinct seeds")
     _require(config.checkpoint_every >= 1, "--checkpoint_every",
              "must be >= 1")
     _require(config.eval_every >= 0, "--eval_every",

@@ -135,8 +135,13 @@ def main(argv):
 
     try:
         config = config_lib.ExperimentConfig.from_flags(FLAGS)
-        runner.run_experiment(config, dry_run=FLAGS.dry_run,
-                              overwrite=FLAGS.overwrite)
+        if config.seeds and not FLAGS.dry_run:
+            from balpoe_keras.experiments import multi_seed
+
+            multi_seed.run_multi_seed(config, overwrite=FLAGS.overwrite)
+        else:
+            runner.run_experiment(config, dry_run=FLAGS.dry_run,
+                                  overwrite=FLAGS.overwrite)
     except config_lib.ConfigError as e:
         fail(str(e))
     except FileNotFoundError as e:  # Missing data: say where and how.

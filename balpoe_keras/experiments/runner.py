@@ -379,6 +379,7 @@ def run_experiment(config, *, dry_run=False, overwrite=False):
 def _train_and_report(config, experiment_data, replicas, dry_run):
     steps = steps_per_epoch(config, len(experiment_data.train), replicas)
     pipeline = resolve_input_pipeline(config, experiment_data)
+    keras.utils.set_random_seed(config.seed)  # The initial weights.
     model = build_model(config, experiment_data.class_counts, steps)
     _log_plan(config, experiment_data, model, steps, replicas, pipeline)
     dataset_fn = make_train_dataset_fn(config, experiment_data, replicas)

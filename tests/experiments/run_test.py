@@ -309,3 +309,37 @@ class CommandLineFaultTest(TestCase):
                                  timeout=600)
         self.assertIn("Resuming from ckpt-", resumed.stdout)
         self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
+
+
+class MultiSeedRunTest(TestCase):
+    @pytest.mark.large
+    @pytest.mark.skipif(keras.backend.backend() != "jax",
+                        reason="--seeds trains in one JAX program")
+    def test_two_seeds_give_two_reports_and_the_aggregate(self):
+        workdir = self.get_temp_dir()
+        config = short_run_config(
+            workdir, "--epochs=1", "--max_train_steps_per_epoch=1",
+            "--batch_size=16", "--eval_batch_size=100", "--noexport",
+            "--notest_distributions", "--seeds=4,5")
+        from balpoe_keras.experiments import multi_seed
+
+        with fake_data(), contextlib.redirect_stdout(io.StringIO()):
+            aggregated = multi_seed.run_multi_seed(config)
+        self.assertEqual(aggregated["num_runs"], 2)
+        for seed in (4, 5):
+            path = os.path.join(workdir, f"seed_{seed}", "report",
+                                "report.json")
+            with open(path) as f:
+                self.assertEqual(json.load(f)["config"]["seed"], seed)
+        with open(os.path.join(workdir, "report", "aggregate.md")) as f:
+            self.assertIn("mean ± std over 2 run(s)", f.read())
+
+    def test_seeds_need_jax(self):
+        if keras.backend.backend() == "jax":
+            self.skipTest("the JAX backend runs them")
+        from balpoe_keras.experiments import multi_seed
+
+        config = short_run_config(self.get_temp_dir(), "--seeds=1,2")
+        with self.assertRaisesRegex(config_lib.ConfigError,
+                                    "KERAS_BACKEND=jax"):
+            multi_seed.run_multi_seed(config)
