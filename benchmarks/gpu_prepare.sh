@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 KERAS_VERSION="${KERAS_VERSION:-3.15.1}"
 NAMEX_VERSION="${NAMEX_VERSION:-0.1.0}"
 OPTREE_VERSION="${OPTREE_VERSION:-0.20.0}"
-ARCHIVE="${CIFAR10_ARCHIVE:-/work/shared/data/cifar10-jpeg.tar.gz}"
+# Default: this project's machines lay the archive in ../shared/data.
+ARCHIVE="${CIFAR10_ARCHIVE:-$(dirname "$PWD")/shared/data/cifar10-jpeg.tar.gz}"
 
 rm -rf .whl
 mkdir -p .whl .gpu_data

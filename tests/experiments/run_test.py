@@ -195,16 +195,20 @@ class EndToEndTest(TestCase):
         workdir = self.get_temp_dir()
         config = short_run_config(
             workdir, "--epochs=1", "--max_train_steps_per_epoch=1",
-            "--batch_size=16", "--eval_batch_size=100", "--noexport",
+            "--batch_size=16", "--eval_batch_size=100",
             "--notest_distributions")
         run(config)
         paths = sorted(glob.glob(os.path.join(workdir, "**", "*.keras"),
                                  recursive=True))
-        self.assertGreaterEqual(len(paths), 2)  # model + checkpoint
-        code = ("import sys, keras, balpoe_keras\n"
+        # model.keras, the checkpoint and export/1/model.keras.
+        self.assertGreaterEqual(len(paths), 3, paths)
+        # Training files hold the compiled model (optimizer, schedule,
+        # losses); the export's copy is the bare model.
+        code = ("import os, sys, keras, balpoe_keras\n"
                 "for p in sys.argv[1:]:\n"
                 "    m = keras.saving.load_model(p)\n"
-                "    assert m.optimizer is not None, p\n"
+                "    exported = os.sep + 'export' + os.sep in p\n"
+                "    assert exported or m.optimizer is not None, p\n"
                 "print('loaded', len(sys.argv) - 1)")
         env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
         done = subprocess.run([sys.executable, "-c", code, *paths],
