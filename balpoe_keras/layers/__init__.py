@@ -1,8 +1,11 @@
-"""BalPoE layers (keras.ops; `BatchNorm` adds a fused TensorFlow kernel)."""
+"""BalPoE layers (keras.ops; `BatchNorm` and `Conv2D` add TensorFlow /
+PyTorch kernels)."""
 
 from balpoe_keras.layers.batch_norm import BatchNorm
+from balpoe_keras.layers.conv import Conv2D
 from balpoe_keras.layers.cosine_head import CosineHead
 from balpoe_keras.layers.cosine_head import UnitColumnUniform
 from balpoe_keras.layers.expert_average import ExpertAverage
 
-__all__ = ["BatchNorm", "CosineHead", "ExpertAverage", "UnitColumnUniform"]
+__all__ = ["BatchNorm", "Conv2D", "CosineHead", "ExpertAverage",
+           "UnitColumnUniform"]

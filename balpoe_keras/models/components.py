@@ -145,7 +145,7 @@ def apply_conv(x, filters, kernel_size, strides, init_mode, name, groups=1):
     if strides > 1 and kernel_size > 1:
         x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
         padding = "valid"
-    return keras.layers.Conv2D(
+    return layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,

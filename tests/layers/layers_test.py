@@ -74,3 +74,43 @@ class ExpertAverageTest(TestCase):
     def test_bad_input(self):
         with self.assertRaisesRegex(ValueError, r"\(batch, M, C\)"):
             layers.ExpertAverage()(np.zeros((2, 3)))
+
+
+class Conv2DTest(TestCase):
+    """`layers.Conv2D` equals `keras.layers.Conv2D` on every backend (on
+    PyTorch it takes the copy-free channels-last kernel)."""
+
+    def test_matches_keras_conv_forward_and_backward(self):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(2, 9, 9, 4)).astype("float32")
+        for kwargs in (dict(kernel_size=3, padding="same"),
+                       dict(kernel_size=3, strides=2, padding="valid"),
+                       dict(kernel_size=1, strides=2, padding="valid"),
+                       dict(kernel_size=3, padding="same", groups=2),
+                       dict(kernel_size=2, padding="same", use_bias=True)):
+            ours = layers.Conv2D(6, **kwargs)
+            theirs = keras.layers.Conv2D(6, **kwargs)
+            ours.build(x.shape)
+            theirs.build(x.shape)
+            theirs.set_weights(ours.get_weights())
+            self.assertAllClose(ours(x), theirs(x), atol=1e-5)
+
+    def test_config_and_keras_round_trip(self):
+        self.run_serialization_test(layers.Conv2D(4, 3, padding="same"))
+
+    def test_torch_gradients_match_keras_conv(self):
+        if keras.backend.backend() != "torch":
+            self.skipTest("the copy-free kernel runs on PyTorch")
+        import torch
+
+        x0 = np.random.default_rng(1).normal(size=(2, 8, 8, 4))
+        grads = []
+        for cls in (layers.Conv2D, keras.layers.Conv2D):
+            keras.utils.set_random_seed(3)
+            conv = cls(5, 3, strides=2, padding="valid")
+            x = torch.tensor(x0, dtype=torch.float32, requires_grad=True)
+            (conv(x) ** 2).sum().backward()
+            grads.append((x.grad.numpy(),
+                          conv.kernel.value.grad.numpy().copy()))
+        for a, b in zip(*grads):
+            self.assertAllClose(a, b, atol=1e-4)
