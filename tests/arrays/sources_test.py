@@ -7,6 +7,7 @@ import textwrap
 from unittest import mock
 
 import numpy as np
+import keras
 import pytest
 from PIL import Image
 
@@ -134,6 +135,8 @@ def test_arrays_path_imports_and_runs_without_tensorflow(tmp_path):
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="runs the JAX script once (in the JAX pass)")
 @pytest.mark.large
 def test_gpu_check_tiny_mode_end_to_end(tmp_path):
     """`GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh`: the runner trains
@@ -158,6 +161,8 @@ def test_gpu_check_tiny_mode_end_to_end(tmp_path):
     assert "test/balanced_accuracy" in (out / "report.json").read_text()
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="runs the JAX script once (in the JAX pass)")
 @pytest.mark.large
 def test_gpu_reproduce_tiny_mode_pairs_replica_and_runner(tmp_path):
     """`GPU_REPRO_TINY=1 bash benchmarks/gpu_reproduce.sh` on the CPU: both

@@ -210,6 +210,8 @@ class ValidationTest(TestCase):
         self.assertConfigError("--num_experts", "--num_experts=0")
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the CLI's errors, checked once (in the TF pass)")
 class CommandLineTest(TestCase):
     def _run(self, *args, cwd=None):
         # As a user runs it: no TF_CPP_MIN_LOG_LEVEL (conftest sets one).

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import keras
 import pytest
 import torch
 
@@ -120,6 +121,8 @@ class ScheduleAndScoresTest(TestCase):
         self.assertAllClose(out["test/mce"], 45.0, atol=1e-9)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "torch",
+                    reason="the PyTorch replica, once (in the torch pass)")
 @pytest.mark.large
 class TinyTrainingTest(TestCase):
     def test_resumed_run_equals_uninterrupted_and_imports_no_keras(self):

@@ -175,8 +175,15 @@ class EndToEndTest(TestCase):
         extended = short_run_config(
             workdir, "--epochs=2", "--max_train_steps_per_epoch=2",
             "--batch_size=32", "--eval_batch_size=128", "--eval_every=1")
-        _, out = run(extended)
+        results, out = run(extended)
         self.assertIn("Resuming from ckpt-0001.keras: 1/2 epochs", out)
+        # images/s counts only this invocation's epoch (not all 2).
+        timing = results["timing"]
+        self.assertEqual((timing["epochs_this_invocation"],
+                          timing["resumed_from_epoch"]), (1, 1))
+        self.assertAlmostEqual(
+            timing["images_per_sec_this_invocation"],
+            2 * 32 / timing["train_seconds_this_invocation"], delta=1.0)
         with open(os.path.join(workdir, "train_log.csv")) as f:
             rows = list(csv.DictReader(f))
         self.assertEqual([r["epoch"] for r in rows], ["0", "1"])
@@ -267,6 +274,8 @@ class EvaluateCliTest(TestCase):
             evaluate.resolve_inputs(self.get_temp_dir(), None)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the real CLI, once (in the TF pass)")
 class CommandLineFaultTest(TestCase):
     """The real CLI on a synthetic archive: a second run on the workdir is
     refused, SIGTERM saves and exits 143, the rerun resumes and finishes."""
