@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+import keras
+import pytest
+
 from balpoe_keras.experiments import config as config_lib
 from balpoe_keras.experiments import run
 from tests.experiments.flags_util import FLAGFILE_DIR

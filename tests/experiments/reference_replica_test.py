@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import keras
+import numpy as np
 import pytest
 import torch
 
