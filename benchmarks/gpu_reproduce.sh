@@ -23,7 +23,8 @@
 # run (latest checkpoint + logs, about 11 MB each).
 #
 # Knobs: GPU_REPRO_REPLICA_SEEDS (default "1 2"), GPU_REPRO_JAX_SEEDS
-# (default "1"), GPU_REPRO_EPOCHS (200), GPU_REPRO_BUDGET (seconds per call
+# (default "1"), GPU_REPRO_VARIANTS ("bf16 b512": also JAX runs in
+# mixed bfloat16 and at batch 512 with linear LR scaling, seed 1), GPU_REPRO_EPOCHS (200), GPU_REPRO_BUDGET (seconds per call
 # for training, default 500), GPU_REPRO_COMPILE (1: torch.compile the
 # replica, default 1 on CUDA), GPU_REPRO_TINY=1 (2 epochs on a few batches,
 # small budget; on the CPU), GPU_SKIP_INSTALL=1.
@@ -46,8 +47,8 @@ fi
 DATA="${GPU_REPRO_DATA:-${DATA}}"
 EPOCHS="${GPU_REPRO_EPOCHS:-$([[ ${TINY} == 1 ]] && echo 2 || echo 200)}"
 BUDGET="${GPU_REPRO_BUDGET:-$([[ ${TINY} == 1 ]] && echo 280 || echo 500)}"
-REPLICA_SEEDS="${GPU_REPRO_REPLICA_SEEDS:-1 2}"
-JAX_SEEDS="${GPU_REPRO_JAX_SEEDS:-1}"
+REPLICA_SEEDS="${GPU_REPRO_REPLICA_SEEDS-1 2}"
+JAX_SEEDS="${GPU_REPRO_JAX_SEEDS-1}"
 DEVICE=cpu
 python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
   && DEVICE=cuda
@@ -101,16 +102,38 @@ for seed in ${JAX_SEEDS}; do
     > "${RUNS}/${name}.log" 2>&1 &
   pids+=($!)
 done
+# Variants of the JAX run, seed 1 (the GPU questions of issue 12): bf16,
+# and batch 512 with the LR scaled linearly (0.4).
+for variant in ${GPU_REPRO_VARIANTS:-}; do
+  case "${variant}" in
+    bf16) vflags=(--mixed_precision=mixed_bfloat16) ;;
+    b512) vflags=(--batch_size=512 --learning_rate_batch_size=128) ;;
+    *) echo "unknown variant ${variant} (bf16, b512)"; continue ;;
+  esac
+  name="arrays_${variant}_balpoe_mixup_seed1"
+  [[ -f "${RUNS}/${name}/report/report.json" ]] && continue
+  KERAS_BACKEND=jax BALPOE_KERAS_CACHE="${WORK}/cache" timeout "${BUDGET}" \
+    python3 -m balpoe_keras.experiments.run \
+    --flagfile=experiments/cifar10_folder_ir100_standard.flags \
+    --data_dir="${DATA}" --workdir="${RUNS}/${name}" --seed=1 \
+    --epochs="${EPOCHS}" --warmup_epochs="${WARMUP}" \
+    --lr_step_epochs="${STEPS}" --input_pipeline=arrays \
+    --checkpoint_every=5 "${vflags[@]}" "${tiny_runner[@]}" \
+    > "${RUNS}/${name}.log" 2>&1 &
+  pids+=($!)
+done
 for pid in "${pids[@]}"; do wait "${pid}"; done
 
 for log in "${RUNS}"/*.log; do
   [[ -f "${log}" ]] || continue
   echo "== $(basename "${log}") (last lines)"; tail -n 4 "${log}"
 done
-seeds=$(echo "${REPLICA_SEEDS} ${JAX_SEEDS}" | tr ' ' '\n' | sort -un \
-  | paste -sd, -)
+seeds=$(echo "${REPLICA_SEEDS} ${JAX_SEEDS} 1" | tr ' ' '\n' | grep . \
+  | sort -un | paste -sd, -)
+pipelines=replica,arrays
+for variant in ${GPU_REPRO_VARIANTS:-}; do pipelines+=",arrays_${variant}"; done
 python3 benchmarks/paired.py --table_only --workdir="${RUNS}" \
-  --epochs="${EPOCHS}" --pipelines=replica,arrays --methods=balpoe_mixup \
+  --epochs="${EPOCHS}" --pipelines="${pipelines}" --methods=balpoe_mixup \
   --seeds="${seeds}" --device_note="$(nvidia-smi -L 2>/dev/null | head -1 \
   | cut -d"(" -f1 | grep . || echo "${DEVICE}"), replica on ${DEVICE}\
   (compile=${COMPILE}), balpoe_keras on JAX" && cp "${RUNS}/paired.md" "${OUT}/"

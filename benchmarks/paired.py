@@ -41,7 +41,12 @@ PIPELINES = ("replica", "tfdata", "arrays")
 # More paths on request (--pipelines): tf.data in mixed bfloat16, the
 # accuracy check of `--mixed_precision=auto` on CPUs with AVX512_BF16/AMX.
 EXTRA_FLAGS = {
-    "tfdata_bf16": ("tfdata", ["--mixed_precision=mixed_bfloat16"])}
+    "tfdata_bf16": ("tfdata", ["--mixed_precision=mixed_bfloat16"]),
+    # GPU variants (benchmarks/gpu_reproduce.sh GPU_REPRO_VARIANTS).
+    "arrays_bf16": ("arrays", ["--mixed_precision=mixed_bfloat16"]),
+    "arrays_b512": ("arrays", ["--batch_size=512",
+                               "--learning_rate_batch_size=128"]),
+}
 # name -> (lambdas, mixup alpha)
 METHODS = {"balpoe_mixup": ("1,0,-1", 0.8), "la": ("0", 0.0)}
 MARKERS = ("<!-- paired:start -->", "<!-- paired:end -->")
