@@ -1,6 +1,7 @@
 """The reference's CIFAR augmentation, run with torchvision on PIL images.
 
-The reference's `cifar_data_loaders.py`: `RandomCrop(32, padding=4)` (zero fill) ->
+The reference's `cifar_data_loaders.py`: `RandomCrop(32, padding=4)` (zero
+fill) ->
 `RandomHorizontalFlip()` -> `RandomRotation(15)` (nearest, zero fill), on
 the PIL images of the reference's CIFAR dataset. Here each step is
 torchvision's functional op with the parameters given, so the project's

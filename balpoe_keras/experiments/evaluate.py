@@ -60,6 +60,7 @@ def main(argv):
 
     import balpoe_keras  # noqa: F401  (registers the custom objects)
     from balpoe_keras import evaluation
+    from balpoe_keras.experiments import inputs
     from balpoe_keras.experiments import runner
 
     if not FLAGS.model:
@@ -68,7 +69,7 @@ def main(argv):
     try:
         model_path, config, report_dir = resolve_inputs(FLAGS.model, FLAGS)
         model = keras.saving.load_model(model_path)
-        experiment_data = runner.load_data(config)
+        experiment_data = inputs.load_data(config)
     except config_lib.ConfigError as e:
         run.fail(str(e))
     except FileNotFoundError as e:

@@ -14,8 +14,11 @@ import os
 
 import keras
 
+from balpoe_keras.experiments import inputs
 from balpoe_keras.experiments import runner
+from balpoe_keras.experiments import workdir as workdir_lib
 from balpoe_keras.experiments.config import ConfigError
+from balpoe_keras.training.workdir_lock import workdir_lock
 
 
 def run_multi_seed(config, *, overwrite=False):
@@ -29,26 +32,26 @@ def run_multi_seed(config, *, overwrite=False):
             f"--seeds trains several seeds in one JAX program; this is the "
             f"{keras.backend.backend()} backend. Use KERAS_BACKEND=jax, or "
             "run one --seed at a time.")
-    runner.check_data_dir(config)
+    inputs.check_data_dir(config)
     train_dir = os.path.join(config.workdir, "multi_seed")
-    with runner.workdir_lock(config.workdir):
+    with workdir_lock(config.workdir):
         if overwrite:
-            runner.remove_outputs(config.workdir)
+            workdir_lib.remove_outputs(config.workdir)
             if os.path.isdir(train_dir):
                 for name in os.listdir(train_dir):
                     os.remove(os.path.join(train_dir, name))
-        runner.check_workdir(config)
-        data = runner.load_data(config)
-        if runner.resolve_input_pipeline(config, data) != "arrays":
+        workdir_lib.check_workdir(config)
+        data = inputs.load_data(config)
+        if inputs.resolve_input_pipeline(config, data) != "arrays":
             raise ConfigError("--seeds needs --input_pipeline=arrays (or "
                               "auto) and an in-memory dataset.")
-        runner.record_config(config)
-        steps = runner.steps_per_epoch(config, len(data.train), 1)
+        workdir_lib.record_config(config)
+        steps = inputs.steps_per_epoch(config, len(data.train), 1)
         per_seed = [dataclasses.replace(config, seed=s, seeds=(),
                                         workdir=os.path.join(
                                             config.workdir, f"seed_{s}"))
                     for s in config.seeds]
-        dataset_fns = [runner.make_train_dataset_fn(c, data, 1)
+        dataset_fns = [inputs.make_train_dataset_fn(c, data, 1)
                        for c in per_seed]
         trainer = jax_multi_seed.MultiSeedTrainer(
             lambda seed: runner.build_model(config, data.class_counts,
@@ -60,7 +63,7 @@ def run_multi_seed(config, *, overwrite=False):
         reports = []
         for index, seed_config in enumerate(per_seed):
             os.makedirs(seed_config.workdir, exist_ok=True)
-            runner.record_config(seed_config)
+            workdir_lib.record_config(seed_config)
             reports.append(runner.evaluate_and_export(
                 seed_config, data, trainer.replica_model(index),
                 {"train_seconds_this_invocation": round(seconds, 1),

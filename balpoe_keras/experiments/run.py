@@ -129,6 +129,7 @@ def main(argv):
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value"
              " (see --helpshort).")
     from balpoe_keras.experiments import runner
+    from balpoe_keras.experiments import workdir
     from balpoe_keras.training import checkpoint
     from balpoe_keras.training import guards
     from balpoe_keras.training import workdir_lock
@@ -146,7 +147,7 @@ def main(argv):
         fail(str(e))
     except FileNotFoundError as e:  # Missing data: say where and how.
         fail(f"data not found for --dataset={FLAGS.dataset}: {e}")
-    except (runner.WorkdirError, workdir_lock.WorkdirInUseError,
+    except (workdir.WorkdirError, workdir_lock.WorkdirInUseError,
             checkpoint.CheckpointStateError) as e:
         fail(str(e))
     except guards.TrainingInterrupted as e:

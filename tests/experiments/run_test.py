@@ -160,10 +160,10 @@ class EndToEndTest(TestCase):
         other = short_run_config(
             workdir, "--epochs=1", "--max_train_steps_per_epoch=2",
             "--batch_size=32", "--mixup_alpha=0.2", "--lambdas=2,0,-2")
-        from balpoe_keras.experiments import runner
+        from balpoe_keras.experiments import workdir
 
         with self.assertRaisesRegex(
-                runner.WorkdirError, r"--mixup_alpha=0.2 \(the run used "
+                workdir.WorkdirError, r"--mixup_alpha=0.2 \(the run used "
                 r"0.8\), --lambdas=2,0,-2 \(the run used 1,0,-1\).*"
                 "--overwrite"):
             run(other)
@@ -240,17 +240,19 @@ class EvaluateCliTest(TestCase):
     @pytest.mark.large
     def test_evaluate_a_run_directory(self):
         from balpoe_keras.experiments import evaluate
+        from balpoe_keras.experiments import inputs
         from balpoe_keras.experiments import runner
+        from balpoe_keras.experiments import workdir as workdir_lib
 
         workdir = self.get_temp_dir()
         config = parse(f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
                        f"--workdir={workdir}", "--imbalance_ratio=10",
                        "--notest_distributions")
         with fake_data():
-            experiment_data = runner.load_data(config)
+            experiment_data = inputs.load_data(config)
             model = runner.build_model(config, experiment_data.class_counts, 1)
         model.save(os.path.join(workdir, "model.keras"))
-        runner.record_config(config)
+        workdir_lib.record_config(config)
         report_dir = os.path.join(workdir, "evaluated")
         values = evaluate.FLAGS
         values.unparse_flags()

@@ -1,0 +1,201 @@
+"""The data of a run: sources, the long-tailed train set, input pipelines.
+
+`load_data(config)` reads the dataset (TensorFlow-free for the in-memory
+datasets: the CIFAR-10 JPEG archive and Fashion-MNIST), builds the
+reference's long-tailed subset and the shifted test sets;
+`make_train_dataset_fn` gives `epoch -> dataset` for the chosen input
+pipeline (`--input_pipeline`: tf.data or `balpoe_keras.arrays`);
+`make_test_sets` / `make_test_eval_fn` give the test sets and the
+`--eval_every` evaluation.
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from balpoe_keras import class_prior
+from balpoe_keras import training
+from balpoe_keras.experiments.config import ConfigError
+from balpoe_keras.experiments.datasets import ARRAYS_RECIPES
+from balpoe_keras.tensorflow_check import is_tensorflow_installed
+
+
+@dataclasses.dataclass
+class ExperimentData:
+    """The train source (long-tailed) and the test sets of a run."""
+
+    train: object
+    test: object
+    class_counts: list
+    test_distributions: dict
+
+
+def check_data_dir(config):
+    """A given `--data_dir` must be a folder (never a silent fallback)."""
+    if config.data_dir and not os.path.isdir(config.data_dir):
+        raise FileNotFoundError(
+            f"--data_dir={config.data_dir} does not exist or is not a folder")
+
+
+def load_source(config, split):
+    """An `ImageSource` of the dataset (TensorFlow-free where possible)."""
+    spec = config.spec
+    check_data_dir(config)
+    if spec.array_source:
+        from balpoe_keras.arrays import sources
+
+        return sources.get_array_source(spec.array_source, split,
+                                        config.data_dir)
+    if not is_tensorflow_installed():
+        raise ConfigError(
+            f"--dataset={config.dataset} is read with TensorFlow, which is "
+            "not installed: pip install 'balpoe_keras[tf]', or use an "
+            "in-memory dataset (cifar10_lt_folder, fashion_mnist_lt).")
+    from balpoe_keras import data
+
+    return data.get_source(spec.source, split, config.data_dir)
+
+
+def load_data(config):
+    """Loads the train/test sources and builds the long-tailed train set."""
+    from balpoe_keras.data import long_tail
+    from balpoe_keras.data import test_distributions
+
+    spec = config.spec
+    train = load_source(config, "train")
+    test = load_source(config, spec.test_split)
+    if spec.imbalance_ratio:
+        counts = long_tail.long_tail_counts(
+            train.num_classes, len(train) // train.num_classes,
+            config.imbalance_ratio,
+        )  # fmt: skip
+        # The reference fixes the subset with seed 0 for every run.
+        train = train.subset(long_tail.long_tail_subsample(train.labels,
+                                                           counts))
+    class_counts = class_prior.validate_class_counts(
+        train.class_counts, spec.num_classes
+    )
+    distributions = {}
+    if config.test_distributions:
+        distributions = test_distributions.make_test_distributions(
+            test.labels, spec.num_classes
+        )
+    return ExperimentData(train, test, class_counts, distributions)
+
+
+def steps_per_epoch(config, num_train, num_replicas):
+    """Batches per epoch (`training.compute_steps_per_epoch`), capped by
+    `--max_train_steps_per_epoch`; the last partial batch is kept on one
+    replica and dropped on several."""
+    steps = training.compute_steps_per_epoch(
+        num_train, config.global_batch_size, num_replicas > 1)
+    if config.max_train_steps_per_epoch:
+        steps = min(steps, config.max_train_steps_per_epoch)
+    return max(steps, 1)
+
+
+def resolve_input_pipeline(config, experiment_data):
+    """`"tfdata"` or `"arrays"` for `--input_pipeline`.
+
+    `auto` picks arrays where TensorFlow is missing or the backend is JAX
+    or PyTorch, when the data is in memory and the recipe is one the
+    arrays path implements; tf.data otherwise.
+    """
+    arrays_ok = (experiment_data.train.in_memory
+                 and config.recipe in ARRAYS_RECIPES
+                 and config.cutmix_alpha == 0)
+    choice = config.input_pipeline
+    if choice == "auto":
+        prefer = not is_tensorflow_installed() or keras.backend.backend() != (
+            "tensorflow")
+        choice = "arrays" if arrays_ok and prefer else "tfdata"
+    if choice == "arrays" and not experiment_data.train.in_memory:
+        raise ConfigError(
+            f"--input_pipeline=arrays needs in-memory images; "
+            f"--dataset={config.dataset} is read from files. Use "
+            "--input_pipeline=tfdata.")
+    if choice == "tfdata" and not is_tensorflow_installed():
+        raise ConfigError(
+            "this run needs tf.data (--input_pipeline=tfdata, --recipe="
+            f"{config.recipe}) but TensorFlow is not installed: pip install "
+            "'balpoe_keras[tf]', or use --input_pipeline=arrays with a "
+            f"recipe in {sorted(ARRAYS_RECIPES)} and no CutMix.")
+    return choice
+
+
+def make_train_dataset_fn(config, experiment_data, num_replicas):
+    """`epoch -> dataset` of the chosen input pipeline, a function of
+    `(seed, epoch)` only."""
+    drop_remainder = num_replicas > 1
+    train = experiment_data.train
+    if resolve_input_pipeline(config, experiment_data) == "arrays":
+        from balpoe_keras.arrays import dataset
+
+        max_degrees = ARRAYS_RECIPES[config.recipe]
+        return dataset.make_train_dataset_fn(
+            train.images, train.labels,
+            global_batch_size=config.global_batch_size, seed=config.seed,
+            num_classes=config.spec.num_classes,
+            mixup_alpha=config.mixup_alpha, augment=max_degrees is not None,
+            max_degrees=max_degrees or 0.0, drop_remainder=drop_remainder,
+        )  # fmt: skip
+    from balpoe_keras import data
+
+    def dataset_fn(epoch):
+        return data.make_train_dataset(
+            train, global_batch_size=config.global_batch_size,
+            recipe=config.recipe, num_classes=config.spec.num_classes,
+            mixup_alpha=config.mixup_alpha,
+            cutmix_alpha=config.cutmix_alpha,
+            mix_mode=config.mix_mode or "mixup",
+            seed=config.seed, epoch=epoch, deterministic=True,
+            drop_remainder=drop_remainder, num_replicas=num_replicas,
+            image_size=config.spec.image_size,
+        )  # fmt: skip
+
+    return dataset_fn
+
+
+def make_test_sets(config, experiment_data):
+    """Test sets for `evaluate_model`: the balanced one + index subsets."""
+    test = experiment_data.test
+    if test.in_memory:
+        images = test.images.astype("float32") / 255.0
+        balanced = (images, np.asarray(test.labels))
+    else:
+        from balpoe_keras import data
+
+        balanced = data.make_eval_dataset(
+            test, global_batch_size=config.eval_batch_size,
+            recipe=config.recipe, output_keys=None,
+            image_size=config.spec.image_size,
+        )  # fmt: skip
+    sets = {"uniform": balanced}
+    for name, indices in experiment_data.test_distributions.items():
+        if name != "uniform":
+            sets[name] = np.asarray(indices)
+    return sets
+
+
+def make_test_eval_fn(config, experiment_data):
+    """`model -> {"test/<metric>": value}` on the balanced test set, for
+    `--eval_every` (balanced accuracy, many/medium/few, ECE, in %)."""
+    from balpoe_keras.evaluation import predict
+    from balpoe_keras.evaluation import scores
+
+    balanced = make_test_sets(config, experiment_data)["uniform"]
+
+    def evaluate_fn(model):
+        outputs = predict.predict_outputs(model, balanced,
+                                          batch_size=config.eval_batch_size)
+        metrics = scores.compute_classification_metrics(
+            outputs["logits"], outputs["labels"],
+            class_counts=experiment_data.class_counts, details=False)
+        keys = ["balanced_accuracy", "ece", "nll"] + [
+            f"acc_{g}" for g in class_prior.SHOT_GROUPS
+            if metrics[f"acc_{g}"] is not None]
+        return {f"test/{k}": metrics[k] for k in keys}
+
+    return evaluate_fn
