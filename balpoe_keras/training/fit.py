@@ -30,6 +30,7 @@ import sys
 
 import keras
 
+from balpoe_keras.tensorflow_check import is_tensorflow_installed
 from balpoe_keras.training.callbacks import EpochCSVLogger
 from balpoe_keras.training.callbacks import EpochEvaluation
 from balpoe_keras.training.callbacks import EpochProgress
@@ -37,7 +38,6 @@ from balpoe_keras.training.callbacks import EpochTensorBoard
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
 from balpoe_keras.training.callbacks import RunProgbarLogger
-from balpoe_keras.tensorflow_check import is_tensorflow_installed
 from balpoe_keras.training.checkpoint import CheckpointManager
 from balpoe_keras.training.guards import NonFiniteLossError
 from balpoe_keras.training.guards import NonFiniteLossGuard
