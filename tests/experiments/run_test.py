@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from balpoe_keras.experiments import config as config_lib
+from balpoe_keras.experiments import workdir as workdir_lib
 from tests.experiments.flags_util import FLAGFILE_DIR
 from tests.experiments.flags_util import parse
 from tests.experiments.flags_util import setting_flagfiles
@@ -160,10 +161,8 @@ class EndToEndTest(TestCase):
         other = short_run_config(
             workdir, "--epochs=1", "--max_train_steps_per_epoch=2",
             "--batch_size=32", "--mixup_alpha=0.2", "--lambdas=2,0,-2")
-        from balpoe_keras.experiments import workdir
-
         with self.assertRaisesRegex(
-                workdir.WorkdirError, r"--mixup_alpha=0.2 \(the run used "
+                workdir_lib.WorkdirError, r"--mixup_alpha=0.2 \(the run used "
                 r"0.8\), --lambdas=2,0,-2 \(the run used 1,0,-1\).*"
                 "--overwrite"):
             run(other)
@@ -242,7 +241,6 @@ class EvaluateCliTest(TestCase):
         from balpoe_keras.experiments import evaluate
         from balpoe_keras.experiments import inputs
         from balpoe_keras.experiments import runner
-        from balpoe_keras.experiments import workdir as workdir_lib
 
         workdir = self.get_temp_dir()
         config = parse(f"--flagfile={FLAGFILE_DIR}/quickstart.flags",

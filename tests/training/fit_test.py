@@ -180,6 +180,8 @@ def _tiny_model_and_manager(directory):
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     model.compile(optimizer=TorchSGD(0.1), loss="mse")
+    # Built like a trained model's, so checkpoints carry its slots.
+    model.optimizer.build(model.trainable_variables)
     return model, CheckpointManager(directory)
 
 
