@@ -41,7 +41,8 @@ setup(
         "torch": ["torch>=2.5"],
         # torchvision is the reference of the augmentation parity tests
         # (the reference trains on its PIL transforms); scipy (via jax)
-        # gives their KS tests.
-        "test": ["pytest>=8", "torchvision>=0.20", "scipy>=1.11"],
+        # gives their KS tests; ruff checks the style (ruff.toml).
+        "test": ["pytest>=8", "torchvision>=0.20", "scipy>=1.11",
+                 "ruff>=0.6"],
     },
 )

@@ -81,7 +81,6 @@ from balpoe_keras.metrics import MaximumCalibrationError  # noqa: E402
 from balpoe_keras.models import add_balpoe_heads  # noqa: E402
 from balpoe_keras.models import balpoe_targets  # noqa: E402
 from balpoe_keras.models import build_balpoe_resnet  # noqa: E402
-from balpoe_keras.version import __version__  # noqa: E402
 
 # Registered for `.keras` loading only (compiled models and checkpoints
 # hold the optimizer, its LR schedule and the per-expert loss); the
@@ -90,6 +89,7 @@ from balpoe_keras.version import __version__  # noqa: E402
 from balpoe_keras.training import compiling as _compiling  # noqa: E402,F401
 from balpoe_keras.training import optimizers as _optimizers  # noqa: E402,F401
 from balpoe_keras.training import schedules as _schedules  # noqa: E402,F401
+from balpoe_keras.version import __version__  # noqa: E402
 
 _LAZY_SUBMODULES = ("data", "export")
 

@@ -21,7 +21,8 @@ from balpoe_keras.evaluation import report as report_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 IMAGE = os.path.join("docs", "images", "quickstart_reliability.png")
-START, END = "<!-- quickstart-results:start -->", "<!-- quickstart-results:end -->"
+START = "<!-- quickstart-results:start -->"
+END = "<!-- quickstart-results:end -->"
 
 
 def format_results(report):

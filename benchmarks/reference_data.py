@@ -3,7 +3,8 @@
 What the reference's CIFAR data loader does (its
 `data_loader/imbalance_cifar.py`, `cifar_data_loaders.py`,
 `utils/combiner.py`), rebuilt with NumPy, Pillow, torch and torchvision
-only, so that the replica (`reference_train.py`) is an independent measuring instrument:
+only, so that the replica (`reference_train.py`) is an independent
+measuring instrument:
 
 - `read_cifar10_archive`: the CIFAR-10 JPEG archive decoded with Pillow in
   sorted path order, labels from the alphabetical class folders;

@@ -2,8 +2,9 @@
 
 Times the 3-expert, 100-class CIFAR ResNet-32 (317.1 MFLOPs per image
 forward, counted with torch's FlopCounterMode; training ~3x) at batch
-128 on 32x32x3 inputs held in memory, so the model alone is timed. Each configuration runs in its own
-process (the Keras backend is fixed at import). Warm-up (tracing, the first
+128 on 32x32x3 inputs held in memory, so the model alone is timed. Each
+configuration runs in its own process (the Keras backend is fixed at
+import). Warm-up (tracing, the first
 epoch) is excluded; each repetition is one `fit` epoch of `--steps` steps
 (or one `predict` pass), and the median and spread over `--repeats` are
 reported together with peak resident memory and achieved GFLOP/s next to
@@ -16,8 +17,9 @@ this machine's float32 matmul peak measured in the same run.
 Configs: tf (graph, TensorFlow's default kernels), tf_onednn (graph with
 TF_ENABLE_ONEDNN_OPTS=1, the runner's default), tf_onednn_inter1 (the same
 with one inter-op thread), tf_xla, tf_bf16 (mixed_bfloat16 with oneDNN),
-tf_xla_bf16, jax, jax_bf16, torch (our Keras model on the PyTorch backend), torch_jit
-(the same with jit_compile, i.e. torch.compile), torch_bf16, and
+tf_xla_bf16, jax, jax_bf16, torch (our Keras model on the PyTorch
+backend), torch_jit (the same with jit_compile, i.e. torch.compile),
+torch_bf16, and
 reference_torch / reference_torch_cl / reference_torch_compile: the
 reference's model and SGD step rebuilt in plain PyTorch
 (`reference_torch.py`), NCHW as shipped, channels-last, and torch.compile.

@@ -66,7 +66,8 @@ def evaluate_model(
         (`ensemble`, `experts`, `expert_prior`), `test_agnostic` (per set:
         `plain` and, if enabled, `posthoc` accuracies) and metadata.
     """
-    test_sets = test_sets if isinstance(test_sets, dict) else {"test": test_sets}
+    if not isinstance(test_sets, dict):
+        test_sets = {"test": test_sets}
     balanced_name = _find_balanced_set(test_sets, balanced_set)
     outputs = predict.predict_outputs(
         model, test_sets[balanced_name], batch_size=batch_size

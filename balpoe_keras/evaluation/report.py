@@ -143,7 +143,8 @@ def format_markdown(report, paths=None):
         parts += ["## Plots", "\n".join(images)]
     parts += [
         "## Software",
-        format_table(["package", "version"], sorted(report["versions"].items())),
+        format_table(["package", "version"],
+                     sorted(report["versions"].items())),
     ]
     if report.get("config"):
         config = json.dumps(report["config"], indent=1, sort_keys=True)

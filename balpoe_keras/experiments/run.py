@@ -1,7 +1,9 @@
 r"""Trains, evaluates and exports a BalPoE model from a flagfile.
 
-    python -m balpoe_keras.experiments.run --flagfile=experiments/quickstart.flags
-    cd experiments && python -m balpoe_keras.experiments.run --flagfile=cifar100.flags
+    python -m balpoe_keras.experiments.run \
+        --flagfile=experiments/quickstart.flags
+    cd experiments && python -m balpoe_keras.experiments.run \
+        --flagfile=cifar100.flags
 
 One flagfile per paper setting lives in `experiments/`; each reads a shared
 base (`--flagfile` inside a flagfile) and states what differs; flags given

@@ -33,6 +33,7 @@ from balpoe_keras.experiments import workdir as workdir_lib
 from balpoe_keras.tensorflow_check import is_tensorflow_installed
 from balpoe_keras.training.workdir_lock import workdir_lock
 
+
 def resolve_precision(config):
     """The Keras dtype policy name for `--mixed_precision` (auto:
     `training.resolve_mixed_precision`)."""

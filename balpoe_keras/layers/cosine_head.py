@@ -67,7 +67,8 @@ class CosineHead(keras.layers.Layer):
         super().__init__(**kwargs)
         if int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(
-                f"Expected num_classes >= 2. Received: num_classes={num_classes}"
+                "Expected num_classes >= 2. Received: "
+                f"num_classes={num_classes}"
             )
         if not scale > 0:
             raise ValueError(f"Expected scale > 0. Received: scale={scale}")

@@ -6,8 +6,8 @@ import tarfile
 import textwrap
 from unittest import mock
 
-import numpy as np
 import keras
+import numpy as np
 import pytest
 from PIL import Image
 

@@ -13,7 +13,7 @@ from tests.test_case import TestCase
 
 
 def build_logit_model(num_experts, num_classes):
-    """Stand-in BalPoE model whose "images" `(B, M, C)` are its expert logits."""
+    """Stand-in BalPoE model: its "images" `(B, M, C)` are expert logits."""
     inputs = keras.Input((num_experts, num_classes))
     expert_logits = keras.layers.Identity(name="expert_logits")(inputs)
     logits = ops.mean(expert_logits, axis=1)
@@ -86,7 +86,8 @@ class EvaluateModelTest(TestCase):
                 self.model, {"a": (self.images, LABELS), "b": np.arange(2)},
                 class_counts=COUNTS, lambdas=[1.0, -1.0],
             )
-        with self.assertRaisesRegex(ValueError, r"indices must lie in \[0, 5\)"):
+        with self.assertRaisesRegex(ValueError,
+                                    r"indices must lie in \[0, 5\)"):
             evaluate.evaluate_model(
                 self.model, {"uniform": (self.images, LABELS),
                              "bad": np.array([7])},
@@ -124,7 +125,8 @@ class TestAgnosticTest(TestCase):
         logits = np.array([[0, 0.5], [1, 0], [1, 0], [0, 2]], "float32")
         labels = np.array([0, 0, 0, 1])
         # Training counts [200, 10]: many = {0}, few = {1}, medium empty.
-        result = evaluate.evaluate_test_agnostic(logits, labels, [200, 10], True)
+        result = evaluate.evaluate_test_agnostic(
+            logits, labels, [200, 10], True)
         self.assertEqual(
             result["plain"],
             {"all": 75.0, "many": 200 / 3, "medium": None, "few": 100.0},

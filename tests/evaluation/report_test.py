@@ -11,7 +11,6 @@ from balpoe_keras.evaluation import evaluate
 from balpoe_keras.evaluation import report
 from tests.evaluation.evaluate_test import build_logit_model
 from tests.evaluation.evaluate_test import expert_images
-from tests.evaluation.scores_test import COUNTS
 from tests.evaluation.scores_test import LABELS
 from tests.evaluation.scores_test import LOGITS
 from tests.test_case import TestCase
@@ -68,7 +67,8 @@ class WriteReportTest(TestCase):
 class AggregateTest(TestCase):
     def test_mean_and_sample_std(self):
         # 50 and 54 -> mean 52, sample std sqrt(((-2)^2 + 2^2) / 1) = 2.828.
-        self.assertEqual(aggregate.format_mean_std([50.0, 54.0]), "52.00 ± 2.83")
+        self.assertEqual(aggregate.format_mean_std([50.0, 54.0]),
+                         "52.00 ± 2.83")
         self.assertEqual(aggregate.format_mean_std([50.0]), "50.00")
         self.assertEqual(aggregate.format_mean_std([None, None]), "–")
 

@@ -47,7 +47,8 @@ class ReproduceTest(TestCase):
                       table)
         path = os.path.join(self.get_temp_dir(), "r.md")
         with open(path, "w") as f:
-            f.write("a\n<!-- reproduce:start -->\nold\n<!-- reproduce:end -->\n")
+            f.write("a\n<!-- reproduce:start -->\nold\n"
+                    "<!-- reproduce:end -->\n")
         reproduce.update_markdown(path, "new")
         with open(path) as f:
             self.assertEqual(f.read(), "a\n<!-- reproduce:start -->\nnew\n"

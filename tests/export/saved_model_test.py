@@ -36,7 +36,8 @@ class ExportArgumentsTest(TestCase):
         tmp = self.get_temp_dir()
         kwargs = dict(class_names=NAMES, image_size=8, channels=3)
         with self.assertRaisesRegex(ValueError, "3 class_names .* 4 classes"):
-            export_saved_model(model, tmp, **{**kwargs, "class_names": NAMES[:3]})
+            export_saved_model(model, tmp,
+                               **{**kwargs, "class_names": NAMES[:3]})
         with self.assertRaisesRegex(ValueError, "preprocess in"):
             export_saved_model(model, tmp, preprocess="crop", **kwargs)
         with self.assertRaisesRegex(ValueError, "channels 1 or 3"):
@@ -152,7 +153,8 @@ class ExportSavedModelTest(TestCase):
         ):
             serve(images=tf.zeros((1, 9, 8, 3)))
         with self.assertRaisesRegex(
-            tf.errors.InvalidArgumentError, r"\(batch, 8, 8, 3\)(.|\n)*\[8 8 1\]"
+            tf.errors.InvalidArgumentError,
+            r"\(batch, 8, 8, 3\)(.|\n)*\[8 8 1\]",
         ):
             serve(images=tf.zeros((1, 8, 8, 1)))
         with self.assertRaisesRegex(
@@ -309,22 +311,24 @@ _JAX_SCRIPT = textwrap.dedent(
     ref = softmax(model.predict(x, verbose=0)["logits"])
     np.testing.assert_allclose(out, ref, atol=1e-5)
     png = tf.io.encode_png(tf.cast(x[0] * 255, tf.uint8))[None]
-    assert sigs["serving_bytes"](image_bytes=png)["probabilities"].shape == (1, 4)
+    probabilities = sigs["serving_bytes"](image_bytes=png)["probabilities"]
+    assert probabilities.shape == (1, 4)
     print("JAX_EXPORT_OK")
     """
 )
 
 
 @pytest.mark.large
-@pytest.mark.tf_only  # Runs once (in the TF pytest process); the child uses JAX.
+# tf_only: runs once (in the TF pytest process); the child uses JAX.
+@pytest.mark.tf_only
 class JaxExportTest(TestCase):
     def test_export_from_jax_backend(self):
         pytest.importorskip("jax")
         pytest.importorskip("tensorflow")
         tmp = self.get_temp_dir()
         root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-        env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": root}
+        env = {**os.environ, "KERAS_BACKEND": "jax",
+               "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": root}
         result = subprocess.run(
             [sys.executable, "-c", _JAX_SCRIPT.format(tmp=tmp)],
             capture_output=True, text=True, env=env, cwd=root, timeout=300,

@@ -1,4 +1,4 @@
-"""BatchNorm: PyTorch's running-variance update, fused TF path = generic path."""
+"""BatchNorm: PyTorch's running-variance update; fused TF = generic path."""
 
 import keras
 import numpy as np

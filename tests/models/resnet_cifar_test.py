@@ -9,8 +9,8 @@ import pytest
 from balpoe_keras.losses import BalPoELoss
 from balpoe_keras.models import balpoe_targets
 from balpoe_keras.models import build_balpoe_resnet32
-from tests.models.helpers import count_layer_params
 from tests.models.helpers import SKIP_ON_JAX
+from tests.models.helpers import count_layer_params
 from tests.models.helpers import count_params
 from tests.models.helpers import run_model
 from tests.test_case import TestCase

@@ -6,8 +6,8 @@ import pytest
 
 from balpoe_keras.models import build_balpoe_resnet50
 from balpoe_keras.models import build_balpoe_resnext50
-from tests.models.helpers import count_layer_params
 from tests.models.helpers import SKIP_ON_JAX
+from tests.models.helpers import count_layer_params
 from tests.models.helpers import count_params
 from tests.models.helpers import run_model
 from tests.test_case import TestCase
