@@ -16,6 +16,7 @@ setup(
         "Balanced Product of Experts (BalPoE, CVPR 2023) for long-tailed "
         "recognition in Keras 3"
     ),
+    license="Apache-2.0",
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["balpoe_keras", "balpoe_keras.*"]),
