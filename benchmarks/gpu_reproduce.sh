@@ -132,7 +132,11 @@ seeds=$(echo "${REPLICA_SEEDS} ${JAX_SEEDS} 1" | tr ' ' '\n' | grep . \
   | sort -un | paste -sd, -)
 pipelines=replica,arrays
 for variant in ${GPU_REPRO_VARIANTS:-}; do pipelines+=",arrays_${variant}"; done
-python3 benchmarks/paired.py --table_only --workdir="${RUNS}" \
+figure=()  # Reliability diagrams side by side, where matplotlib is.
+if python3 -c "import matplotlib" 2>/dev/null; then
+  figure=(--figure="${OUT}/paired_reliability.png")
+fi
+python3 benchmarks/paired.py --table_only --workdir="${RUNS}" "${figure[@]}" \
   --epochs="${EPOCHS}" --pipelines="${pipelines}" --methods=balpoe_mixup \
   --seeds="${seeds}" --device_note="$(nvidia-smi -L 2>/dev/null | head -1 \
   | cut -d"(" -f1 | grep . || echo "${DEVICE}"), replica on ${DEVICE}\

@@ -16,9 +16,10 @@ Methods: BalPoE + Mixup 0.8 (3 experts, lambdas 1/0/-1) with `--seeds`, LA
 (1 expert, lambda 0, no Mixup) with the first seed. Every run has its own
 folder under `--workdir`; a finished run (its report exists) is skipped and
 an interrupted one resumes, so rerunning the command continues the
-experiment. The table (mean, spread and each seed) goes to stdout,
-`<workdir>/paired.md` and, with `--results_md`, between the paired markers
-of that file.
+experiment. The table (mean and [min, max] over the seeds) goes to
+stdout, `<workdir>/paired.md` and, with `--results_md`, between the paired
+markers of that file; `--figure` adds the reliability diagrams of every
+path side by side.
 
     python benchmarks/paired.py --epochs=20 --workdir=runs/paired \
         --results_md=benchmarks/RESULTS.md
@@ -104,16 +105,48 @@ def report_path(args, pipeline, method, seed):
     return os.path.join(folder, "report", "report.json")
 
 
-def collect(args):
-    """`{(pipeline, method): {seed: summary}}` of the finished runs."""
+def collect(args, key="summary"):
+    """`{(pipeline, method): {seed: report[key]}}` of the finished runs
+    (`key="reliability"`: the ensemble's reliability-diagram bins)."""
     results = {}
     for pipeline, method, seed in plan(args):
         path = report_path(args, pipeline, method, seed)
         if os.path.exists(path):
             with open(path) as f:
-                summary = json.load(f)["summary"]
-            results.setdefault((pipeline, method), {})[seed] = summary
+                report = json.load(f)
+            if key == "reliability" and pipeline != "replica":
+                value = report["balanced"]["ensemble"].get("reliability")
+            else:
+                value = report.get(key)
+            if value is not None:
+                results.setdefault((pipeline, method), {})[seed] = value
     return results
+
+
+def draw_reliability(args, path):
+    """PNG: one reliability diagram per method (row) and path (column), of
+    the first seed (the seed every path has), titled with its ECE/MCE."""
+    from balpoe_keras.evaluation.plots import plot_reliability_grid
+
+    summaries, bins = collect(args), collect(args, "reliability")
+    seed = int(args.seeds.split(",")[0])
+    panels = []
+    for method in args.methods.split(","):
+        row = []
+        for pipeline in args.pipelines.split(","):
+            summary = summaries.get((pipeline, method), {}).get(seed)
+            reliability = bins.get((pipeline, method), {}).get(seed)
+            row.append(None if summary is None or reliability is None else {
+                "reliability": reliability, "ece": summary["test/ece"],
+                "mce": summary["test/mce"],
+                "title": f"{method}, {pipeline}, seed {seed}"})
+        if any(row):
+            panels.append(row)
+    if not panels:
+        raise SystemExit(f"No reliability bins under {args.workdir}: rerun "
+                         "the finished replica runs to add them.")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    plot_reliability_grid(panels, path)
 
 
 def format_table(results, args):
@@ -169,6 +202,8 @@ def main(argv=None):
     add("--results_md", default=None)
     add("--table_only", action="store_true",
         help="Only collect the finished runs and print the table.")
+    add("--figure", default=None, help="Also draw the reliability "
+        "diagrams of the first seed side by side into this PNG.")
     add("--device_note", default="CPU, TensorFlow backend for the "
         "balpoe_keras paths", help="Where the runs trained (for the table).")
     args = parser.parse_args(argv)
@@ -181,7 +216,17 @@ def main(argv=None):
              f"{args.device_note}; mean [min, max] over the seeds, all in % "
              "except NLL (nats).\n"
              f"Command: `python benchmarks/paired.py --epochs={args.epochs}"
-             f" --workdir={args.workdir} --seeds={args.seeds}`\n\n" + table)
+             f" --workdir={args.workdir} --seeds={args.seeds}"
+             f" --methods={args.methods} --pipelines={args.pipelines}`"
+             "\n\n" + table)
+    if args.figure:
+        draw_reliability(args, args.figure)
+        relative = os.path.relpath(
+            args.figure, os.path.dirname(os.path.abspath(
+                args.results_md or os.path.join(args.workdir, "paired.md"))))
+        block += (f"\n\nReliability diagrams (seed "
+                  f"{args.seeds.split(',')[0]}; rows: methods, columns: "
+                  f"paths):\n\n![paired reliability diagrams]({relative})")
     with open(os.path.join(args.workdir, "paired.md"), "w") as f:
         f.write(block + "\n")
     if args.results_md:

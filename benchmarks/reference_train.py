@@ -192,7 +192,9 @@ def predict(model, x, device, batch_size=256):
 
 
 def scores(logits, labels, counts, num_bins=15):
-    """Accuracy, balanced/group accuracy, ECE/MCE, NLL (% except NLL)."""
+    """Accuracy, balanced/group accuracy, ECE/MCE, NLL (% except NLL), and
+    the reliability diagram's bins (`edges` (B + 1,), per-bin mean
+    `confidence` and `accuracy` (fractions, 0 where empty), `count`)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     pred, conf = probs.argmax(1), probs.max(1)
@@ -204,12 +206,18 @@ def scores(logits, labels, counts, num_bins=15):
     groups = {"many": counts > 100, "medium": (counts >= 20) & (
         counts <= 100), "few": counts < 20}
     edges = np.linspace(0, 1, num_bins + 1)
+    bins = {"edges": edges.tolist(), "confidence": [], "accuracy": [],
+            "count": []}
     gaps, weights = [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
         inside = (conf > lo) & (conf <= hi)
         weights.append(inside.mean())
-        gaps.append(abs(conf[inside].mean() - hit[inside].mean())
-                    if inside.any() else 0.0)
+        bins["count"].append(int(inside.sum()))
+        bins["confidence"].append(float(conf[inside].mean())
+                                  if inside.any() else 0.0)
+        bins["accuracy"].append(float(hit[inside].mean())
+                                if inside.any() else 0.0)
+        gaps.append(abs(bins["confidence"][-1] - bins["accuracy"][-1]))
     nll = -np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-300))
     summary = {"test/accuracy": 100 * hit.mean(),
                "test/balanced_accuracy": 100 * np.nanmean(per_class)}
@@ -219,7 +227,7 @@ def scores(logits, labels, counts, num_bins=15):
                                        else None)
     summary.update({"test/ece": 100 * float(np.dot(weights, gaps)),
                     "test/mce": 100 * float(max(gaps)), "test/nll": nll})
-    return summary
+    return summary, bins
 
 
 def save_checkpoint(path, epoch, model, optimizer, scheduler):
@@ -286,8 +294,10 @@ def main(argv=None):
         if (epoch + 1) % args.checkpoint_every == 0 or epoch + 1 == \
                 args.epochs:
             save_checkpoint(ckpt, epoch + 1, model, optimizer, scheduler)
-    summary = scores(predict(model, x_test, args.device), y_test, counts)
-    report = {"summary": summary, "class_counts": counts,
+    summary, reliability = scores(predict(model, x_test, args.device),
+                                  y_test, counts)
+    report = {"summary": summary, "reliability": reliability,
+              "class_counts": counts,
               "config": vars(args) | {"augment": augment_kind},
               "train_seconds_this_invocation": round(time.time() - start, 1),
               "versions": {"torch": torch.__version__}}

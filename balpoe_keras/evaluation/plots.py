@@ -32,13 +32,43 @@ def plot_reliability_diagram(reliability, path, *, ece, mce, title=None):
         title: optional title prefix.
     """
     plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    _draw_reliability(ax, reliability, ece=ece, mce=mce, title=title)
+    _save(fig, path, plt)
+
+
+def plot_reliability_grid(panels, path):
+    """Reliability diagrams side by side, e.g. two implementations.
+
+    Args:
+        panels: rows of panels; each panel a dict with `reliability` (as in
+            `plot_reliability_diagram`), `ece` and `mce` (in %) and
+            `title`, or None for an empty cell.
+        path: output PNG path.
+    """
+    plt = _pyplot()
+    rows, cols = len(panels), max(len(row) for row in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows),
+                             squeeze=False)
+    for r, row in enumerate(panels):
+        for c in range(cols):
+            panel = row[c] if c < len(row) else None
+            if panel is None:
+                axes[r][c].axis("off")
+                continue
+            _draw_reliability(axes[r][c], panel["reliability"],
+                              ece=panel["ece"], mce=panel["mce"],
+                              title=panel.get("title"))
+    _save(fig, path, plt)
+
+
+def _draw_reliability(ax, reliability, *, ece, mce, title=None):
     edges = np.asarray(reliability["edges"], np.float64)
     acc = np.asarray(reliability["accuracy"], np.float64)
     conf = np.asarray(reliability["confidence"], np.float64)
     count = np.asarray(reliability["count"], np.float64)
     left, width = edges[:-1], np.diff(edges)
     filled = count > 0
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.bar(left[filled], acc[filled], width=width[filled], align="edge",
            color="#1f77b4", edgecolor="black", label="Accuracy")
     ax.bar(left[filled], (conf - acc)[filled], bottom=acc[filled],
@@ -47,9 +77,9 @@ def plot_reliability_diagram(reliability, path, *, ece, mce, title=None):
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="Perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence", ylabel="Accuracy")
     prefix = f"{title}: " if title else ""
-    ax.set_title(f"{prefix}ECE = {ece:.2f}%, MCE = {mce:.2f}%")
+    ax.set_title(f"{prefix}ECE = {ece:.2f}%, MCE = {mce:.2f}%",
+                 fontsize="medium")
     ax.legend(loc="upper left")
-    _save(fig, path, plt)
 
 
 def plot_per_class_accuracy(per_class_accuracy, class_counts, path):

@@ -180,6 +180,8 @@ def test_gpu_reproduce_tiny_mode_pairs_replica_and_runner(tmp_path):
     table = (out / "paired.md").read_text()
     assert "| balpoe_mixup | replica | 1 |" in table
     assert "| balpoe_mixup | arrays | 1 |" in table
+    # Both paths' reliability diagrams, side by side.
+    assert (out / "paired_reliability.png").stat().st_size > 10_000
     logs = sorted(runs.glob("*.log"))
     stamps = [log.stat().st_mtime_ns for log in logs]
     again = subprocess.run(["bash", script], env=env, capture_output=True,

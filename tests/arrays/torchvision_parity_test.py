@@ -1,8 +1,9 @@
 """`balpoe_keras.arrays` augmentation == torchvision's, pixel for pixel.
 
-The reference trains on torchvision's PIL transforms (REFERENCE 5.2); the
-in-memory path must give the same images for the same crop offsets, flips
-and angles, and draw its Mixup weight and permutation as the reference.
+The reference trains on torchvision's PIL transforms (docs/reference.md
+§5.2); the in-memory path must give the same images for the same crop
+offsets, flips and angles, and draw its Mixup weight and permutation as
+the reference.
 """
 
 import numpy as np

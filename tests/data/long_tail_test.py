@@ -10,7 +10,8 @@ from tests.test_case import TestCase
 class LongTailCountsTest(TestCase):
     def test_cifar100_ir100(self):
         counts = long_tail_counts(100, 500, 100)
-        # int(500 * 0.01**(1/99)) = int(477.4) = 477; REFERENCE 5.1 table.
+        # int(500 * 0.01**(1/99)) = int(477.4) = 477 (docs/reference.md
+        # §5.1).
         self.assertEqual(counts[:5], [500, 477, 455, 434, 415])
         self.assertEqual(counts[-5:], [6, 5, 5, 5, 5])
         self.assertEqual(sum(counts), 10847)
@@ -22,7 +23,8 @@ class LongTailCountsTest(TestCase):
         self.assertEqual(sum(counts), 12406)
 
     def test_reference_totals(self):
-        # (C, max, IR) -> total, REFERENCE 5.1; Fashion-MNIST has 6000/class.
+        # (C, max, IR) -> total, docs/reference.md §5.1; Fashion-MNIST has
+        # 6000 per class.
         cases = {(100, 500, 50): 12608, (100, 500, 10): 19573,
                  (10, 5000, 50): 13996, (10, 5000, 10): 20431,
                  (10, 6000, 100): 14886}

@@ -14,7 +14,7 @@ class TestDistributionsTest(TestCase):
         self.assertEqual(list(sets), distribution_names())
         self.assertEqual(list(sets)[0], "forward50")
         self.assertEqual(list(sets)[-1], "backward50")
-        # REFERENCE 5.4: sizes for rho = 50, 25, 10, 5, 2.
+        # docs/reference.md §5.4: sizes for rho = 50, 25, 10, 5, 2.
         sizes = {50: 2486, 25: 2956, 10: 3876, 5: 4932, 2: 7166}
         for rho, size in sizes.items():
             self.assertLen(sets[f"forward{rho}"], size)

@@ -1,6 +1,6 @@
 """tf.data CIFAR augmentation == torchvision's, pixel for pixel.
 
-The `cifar_standard` recipe (REFERENCE 5.2) against torchvision's
+The `cifar_standard` recipe (docs/reference.md §5.2) against torchvision's
 functional ops on PIL images with the same crop offsets, flip and angle,
 and the batch Mixup's draws against the reference's.
 """

@@ -18,6 +18,7 @@ import torch
 from balpoe_keras.arrays import sources
 from balpoe_keras.data import long_tail
 from balpoe_keras.evaluation import scores as bk_scores
+from balpoe_keras.metrics import calibration as bk_calibration
 from tests import torchvision_reference as tv
 from tests.cifar_archive import write_cifar_archive
 from tests.test_case import TestCase
@@ -89,7 +90,7 @@ class DataTest(TestCase):
 
 class ScheduleAndScoresTest(TestCase):
     def test_reference_lr_factors(self):
-        # REFERENCE 4: 0.02, 0.04, ..., 0.1 in epochs 1-5; 0.01 from
+        # docs/reference.md §4: 0.02, 0.04, ..., 0.1 in epochs 1-5; 0.01 from
         # epoch 161, 0.001 from epoch 181 (1-based).
         factor = [reference_train.lr_factor(e, 5, (160, 180))
                   for e in range(200)]
@@ -102,12 +103,17 @@ class ScheduleAndScoresTest(TestCase):
         labels = np.arange(600) % 6
         logits = rng.normal(size=(600, 6)) * 3 + 2 * np.eye(6)[labels]
         counts = [500, 300, 90, 40, 15, 5]
-        ours = reference_train.scores(logits, labels, counts)
+        ours, bins = reference_train.scores(logits, labels, counts)
         theirs = bk_scores.compute_classification_metrics(
             logits, labels, class_counts=counts, details=False)
         for key in ("accuracy", "balanced_accuracy", "acc_many",
                     "acc_medium", "acc_few", "ece", "mce", "nll"):
             self.assertAllClose(ours[f"test/{key}"], theirs[key], atol=1e-6)
+        want = bk_calibration.reliability_bins(labels, logits,
+                                               from_logits=True)
+        self.assertEqual(bins["count"], want["count"].tolist())
+        for key in ("edges", "confidence", "accuracy"):
+            self.assertAllClose(bins[key], want[key], atol=1e-6)
 
     def test_ece_hand_computed(self):
         # 2 classes, 15 bins. conf .95 right, .95 wrong -> bin (.9333, 1]:
@@ -115,10 +121,16 @@ class ScheduleAndScoresTest(TestCase):
         # (.5333, .6]: |.565 - .5| = .065, weight .5. ECE = .225 + .0325.
         p = np.array([[.95, .05], [.95, .05], [.58, .42], [.55, .45]])
         logits = np.log(p)
-        out = reference_train.scores(logits, np.array([0, 1, 0, 1]),
-                                     [200, 200])
+        out, bins = reference_train.scores(logits, np.array([0, 1, 0, 1]),
+                                           [200, 200])
         self.assertAllClose(out["test/ece"], 25.75, atol=1e-9)
         self.assertAllClose(out["test/mce"], 45.0, atol=1e-9)
+        # Counts: .55 and .58 in bin 8 ((.5333, .6]), the .95s in bin 14.
+        want = [0] * 15
+        want[8], want[14] = 2, 2
+        self.assertEqual(bins["count"], want)
+        self.assertAllClose([bins["confidence"][8], bins["accuracy"][8]],
+                            [.565, .5], atol=1e-9)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch",

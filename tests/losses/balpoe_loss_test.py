@@ -184,7 +184,7 @@ class ClassPriorTest(TestCase):
         self.assertAllClose(class_prior.compute_log_prior(COUNTS),
                             [-0.287682, -1.386294], atol=1e-6)
         self.assertEqual(class_prior.spread_lambdas(3), [1.0, 0.0, -1.0])
-        # M = 7 gives lambda = 1, 2/3, ..., -1 (REFERENCE 2).
+        # M = 7 gives lambda = 1, 2/3, ..., -1 (docs/reference.md §2).
         self.assertAllClose(class_prior.spread_lambdas(7),
                             np.linspace(1, -1, 7))
         self.assertEqual(class_prior.spread_lambdas(1), [0.0])

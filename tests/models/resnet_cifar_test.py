@@ -1,4 +1,4 @@
-"""Tests of the multi-expert CIFAR ResNet-32 (REFERENCE 1.1, 1.5)."""
+"""Tests of the multi-expert CIFAR ResNet-32 (docs/reference.md §1.1, 1.5)."""
 
 import os
 
@@ -15,7 +15,8 @@ from tests.models.helpers import count_params
 from tests.models.helpers import run_model
 from tests.test_case import TestCase
 
-# Closed form (REFERENCE 1.5): P(M, C) = 23,824 + M * (439,680 + 64 * C).
+# Closed form (docs/reference.md §1.5):
+# P(M, C) = 23,824 + M * (439,680 + 64 * C).
 # Shared: stem conv 3*3*3*16 = 432, BN 32, stage 1 23,360 (5 blocks of
 # 2 * (3*3*16*16 + 32) = 4,672). Per expert: stage 2 88,192, stage 3 351,488,
 # cosine head 64 * C. BN moving stats: 2 per BN channel.

@@ -1,4 +1,4 @@
-"""Tests of the multi-expert ResNet-50 / ResNeXt-50 (REFERENCE 1.3-1.5)."""
+"""Multi-expert ResNet-50 / ResNeXt-50 (docs/reference.md §1.3-1.5)."""
 
 import keras
 import numpy as np
@@ -88,8 +88,9 @@ class ResNet50Test(TestCase):
     @SKIP_ON_JAX
     def test_reference_counts(self):
         # One build (~10 s); M = 1 follows from the per-expert breakdown.
-        # REFERENCE 1.5: conv1 9,408 + bn1 128 + layer1 215,808 + layer2
-        # 1,219,584 + 3 * (7,098,368 + 14,964,736 + 2048 * 1000) = 73,778,240.
+        # docs/reference.md §1.5: conv1 9,408 + bn1 128 + layer1 215,808 +
+        # layer2 1,219,584 + 3 * (7,098,368 + 14,964,736 + 2048 * 1000)
+        # = 73,778,240.
         model = build_balpoe_resnet50(1000, 3, input_shape=ANY_SIZE)
         self.assertEqual(count_params(model.trainable_weights), 73_778_240)
         self.assertEqual(count_params(model.non_trainable_weights), 139_136)
@@ -126,7 +127,7 @@ class ResNeXt50Test(TestCase):
     @pytest.mark.large
     @SKIP_ON_JAX
     def test_reference_counts(self):
-        # REFERENCE 1.5: 72,258,880 trainable (layer1 205,824, layer2
+        # docs/reference.md §1.5: 72,258,880 trainable (layer1 205,824, layer2
         # 1,197,056, layer3s 21,067,776 = 3 * 7,022,592), 178,816 BN stats.
         model = build_balpoe_resnext50(1000, 3, input_shape=ANY_SIZE)
         self.assertEqual(count_params(model.trainable_weights), 72_258_880)

@@ -1,4 +1,4 @@
-"""Tests for the per-epoch LR schedules (numbers from REFERENCE 4)."""
+"""Tests for the per-epoch LR schedules (numbers from docs/reference.md §4)."""
 
 import keras
 import numpy as np
