@@ -249,6 +249,7 @@ class EvaluateCliTest(TestCase):
         with fake_data():
             experiment_data = inputs.load_data(config)
             model = runner.build_model(config, experiment_data.class_counts, 1)
+        model.optimizer.build(model.trainable_variables)  # As if trained.
         model.save(os.path.join(workdir, "model.keras"))
         workdir_lib.record_config(config)
         report_dir = os.path.join(workdir, "evaluated")
