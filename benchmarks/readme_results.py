@@ -31,12 +31,14 @@ def format_results(report):
     timing = report.get("timing") or {}
     seconds = timing.get("train_seconds_this_invocation")
     wall = f", {seconds / 60:.1f} min of training" if seconds else ""
+    policy = report.get("dtype_policy")
+    policy = f" in {policy}" if policy else ""
     lines = [
         f"Quickstart results ({config.get('dataset')}, imbalance ratio "
         f"{config.get('imbalance_ratio')}, {config.get('epochs')} epochs, "
         f"{report['versions'].get('keras_backend', 'tensorflow')} backend"
-        f"{wall}; measured {time.strftime('%Y-%m-%d')} on this project's "
-        "2-core CPU machine by `python benchmarks/readme_results.py "
+        f"{policy}{wall}; measured {time.strftime('%Y-%m-%d')} on this "
+        "project's 2-core CPU machine by `python benchmarks/readme_results.py "
         "runs/quickstart`). Accuracies, ECE and MCE in %, NLL in nats; a "
         "few epochs are far from the paper's 200-epoch schedule:",
         "",

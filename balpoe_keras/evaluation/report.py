@@ -146,6 +146,9 @@ def format_markdown(report, paths=None):
         format_table(["package", "version"],
                      sorted(report["versions"].items())),
     ]
+    if report.get("dtype_policy"):
+        parts.append(f"Trained with the `{report['dtype_policy']}` dtype "
+                     "policy.")
     if report.get("config"):
         config = json.dumps(report["config"], indent=1, sort_keys=True)
         parts += ["## Config", f"```json\n{config}\n```"]

@@ -149,6 +149,10 @@ class EndToEndTest(TestCase):
         with open(os.path.join(workdir, "report", "report.json")) as f:
             report = json.load(f)
         self.assertEqual(report["config"]["lambdas"], [1.0, 0.0, -1.0])
+        from balpoe_keras.experiments import runner
+
+        self.assertEqual(report["dtype_policy"],
+                         runner.resolve_precision(config))
         self.assertIn("forward50", report["test_agnostic"])
         self.assertIn("Epoch 1/1: loss", out)  # one line, no \r updates
         self.assertNotIn("\r", out)
