@@ -18,7 +18,8 @@ that balpoe_keras runs can be compared with it on equal terms:
   coupled weight decay 5e-4 on all parameters);
 - Mixup as the reference's combiner: `lam = np.random.beta(a, a)` per batch
   from the global NumPy stream left by the subset construction (so it is
-  the same for every seed, as in the reference), `torch.randperm`, loss
+  the same for every seed, as in the reference; `--mixup_stream_seed`
+  varies it, as a diagnostic), `torch.randperm`, loss
   `lam L(y) + (1 - lam) L(y[perm])` with `L` the mean over experts of
   `CE(z_m + (1 - lambda_m) log(prior + 1e-9))`;
 - schedule: `LambdaLR`, stepped once per epoch: linear warm-up
@@ -80,6 +81,9 @@ def parse_args(argv=None):
     add("--mixup_alpha", type=float, default=0.8, help="0 = no Mixup.")
     add("--max_degrees", type=float, default=15.0)
     add("--seed", type=int, default=1)
+    add("--mixup_stream_seed", type=int, default=None, help="Diagnostic, "
+        "not the reference: reseed the NumPy stream of Mixup weights (the "
+        "reference draws the same sequence for every --seed).")
     add("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add("--augment", choices=("torchvision", "tensor"), default=None,
         help="Default: torchvision on the CPU, tensor on CUDA.")
@@ -271,6 +275,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     random.seed(args.seed)
     x, y, counts, x_test, y_test = load(args)  # reseeds NumPy with 0
+    if args.mixup_stream_seed is not None:
+        np.random.seed(args.mixup_stream_seed)  # A checkpoint overrides it.
     model, optimizer, scheduler, adjust = build(args, counts)
     ckpt = os.path.join(args.out, CHECKPOINT)
     done = restore(ckpt, model, optimizer, scheduler)

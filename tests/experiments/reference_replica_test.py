@@ -164,3 +164,11 @@ class TinyTrainingTest(TestCase):
         resumed = run("resumed", 3)
         self.assertEqual(whole, resumed)
         self.assertGreaterEqual(whole["test/balanced_accuracy"], 0.0)
+
+        def first_loss(out):
+            with open(os.path.join(tmp, out, "train_log.csv")) as f:
+                return f.read().splitlines()[1].split(",")[2]  # loss
+
+        # Another Mixup weight stream (same seed otherwise): another loss.
+        run("stream", 1, "--mixup_stream_seed=5")
+        self.assertNotEqual(first_loss("stream"), first_loss("whole"))
