@@ -44,6 +44,6 @@ setup(
         # (the reference trains on its PIL transforms); scipy (via jax)
         # gives their KS tests; ruff checks the style (ruff.toml).
         "test": ["pytest>=8", "torchvision>=0.20", "scipy>=1.11",
-                 "ruff>=0.6"],
+                 "ruff>=0.6,<0.18"],
     },
 )
