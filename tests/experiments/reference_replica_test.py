@@ -172,3 +172,23 @@ class TinyTrainingTest(TestCase):
         # Another Mixup weight stream (same seed otherwise): another loss.
         run("stream", 1, "--mixup_stream_seed=5")
         self.assertNotEqual(first_loss("stream"), first_loss("whole"))
+
+
+class MixupStreamTest(TestCase):
+    def test_the_reference_stream_is_fixed_and_phases_average(self):
+        stream = _load("mixup_stream")
+        np.random.seed(123)
+        first = stream.reference_stream(50, 0.8)
+        np.random.seed(7)
+        self.assertAllClose(stream.reference_stream(50, 0.8), first, atol=0)
+        # The stream reference_train draws from after its subset, whatever
+        # the order of the 5,000 labels per class.
+        labels = np.random.default_rng(3).permutation(
+            np.repeat(np.arange(10), 5000))
+        reference_data.long_tail_indices(labels, 10, 100)
+        drawn = [np.random.beta(0.8, 0.8) for _ in range(50)]
+        self.assertAllClose(drawn, first, atol=0)
+        # min(lam, 1 - lam) of [.1, .9 | .5, .5] per 2-step epoch.
+        self.assertAllClose(
+            stream.phase_means(np.array([.1, .9, .5, .5]), 2,
+                               [(0, 1), (1, 2)]), [.1, .5])
