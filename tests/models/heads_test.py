@@ -117,3 +117,30 @@ class BalPoETargetsTest(TestCase):
         ).map(lambda x, y: (x, balpoe_targets(y)))
         _, targets = next(iter(ds.batch(2)))
         self.assertAllClose(targets[EXPERT_LOGITS], [0, 1])
+
+
+class MixedPrecisionHeadsTest(TestCase):
+    def test_heads_compute_in_float32_under_mixed_bfloat16(self):
+        from balpoe_keras.training import mixed_precision_scope
+
+        images = np.random.default_rng(0).random((2, 16, 16, 3))
+        for head in ("cosine", "linear"):
+            with mixed_precision_scope("mixed_bfloat16"):
+                model = add_balpoe_heads(_tiny_backbone(), 5, head=head)
+            self.assertEqual(model.get_layer("tiny").compute_dtype,
+                             "bfloat16")
+            heads = [layer for layer in model.layers
+                     if layer.name.endswith("_head")
+                     or layer.name == "expert_average"]
+            self.assertLen(heads, 4)
+            for layer in heads:
+                self.assertEqual(layer.compute_dtype, "float32", layer.name)
+            outputs = model(images)
+            for key in (LOGITS, EXPERT_LOGITS):
+                self.assertEqual(keras.backend.standardize_dtype(
+                    outputs[key].dtype), "float32")
+            # Not rounded to bfloat16 (8 significant bits) on the way out.
+            logits = keras.ops.convert_to_numpy(outputs[EXPERT_LOGITS])
+            rounded = keras.ops.convert_to_numpy(keras.ops.cast(
+                keras.ops.cast(logits, "bfloat16"), "float32"))
+            self.assertFalse(np.array_equal(logits, rounded), head)
