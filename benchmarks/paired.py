@@ -10,7 +10,9 @@ by the project's one rule (`config.scale_step_schedule`):
 - `arrays`: the experiment runner, TensorFlow backend, `balpoe_keras.arrays`
   input (the path that trained on the GPU);
 - on request, `tfdata_bf16`: `tfdata` in mixed bfloat16 (the accuracy check
-  behind `--mixed_precision=auto`).
+  behind `--mixed_precision=auto`), and `replica_stream`: the replica with
+  its Mixup weight stream seeded by the seed (the reference's is the same
+  for every seed; `benchmarks/mixup_stream.py`).
 
 Methods: BalPoE + Mixup 0.8 (3 experts, lambdas 1/0/-1) with `--seeds`, LA
 (1 expert, lambda 0, no Mixup) with the first seed. Every run has its own
@@ -48,6 +50,9 @@ EXTRA_FLAGS = {
     "arrays_b512": ("arrays", ["--batch_size=512",
                                "--learning_rate_batch_size=128"]),
 }
+# The replica with its Mixup weight stream seeded by --seed (a diagnostic:
+# the reference draws the same stream for every seed).
+REPLICA_FLAGS = {"replica": [], "replica_stream": ["--mixup_stream_seed"]}
 # name -> (lambdas, mixup alpha)
 METHODS = {"balpoe_mixup": ("1,0,-1", 0.8), "la": ("0", 0.0)}
 MARKERS = ("<!-- paired:start -->", "<!-- paired:end -->")
@@ -56,12 +61,17 @@ METRICS = (("balanced_accuracy", "bal. acc"), ("acc_many", "many"),
            ("nll", "NLL"))
 
 
-def plan(args):
-    """`[(pipeline, method, seed)]`, seed-major so early results pair up."""
+def plan(args, every_seed=False):
+    """`[(pipeline, method, seed)]`, seed-major so early results pair up.
+
+    LA trains with the first seed only, unless `every_seed` (the table
+    collects every seed that has a report, e.g. LA runs of other seeds).
+    """
     runs = []
     seeds = [int(s) for s in args.seeds.split(",")]
     for method in args.methods.split(","):
-        for seed in seeds if method == "balpoe_mixup" else seeds[:1]:
+        use = seeds if method == "balpoe_mixup" or every_seed else seeds[:1]
+        for seed in use:
             runs += [(p, method, seed) for p in args.pipelines.split(",")]
     return runs
 
@@ -76,14 +86,16 @@ def command(args, pipeline, method, seed, archive_dir):
     warmup, steps = scale_step_schedule(args.epochs)
     steps = ",".join(str(s) for s in steps)
     out = run_dir(args, pipeline, method, seed)
-    if pipeline == "replica":
+    if pipeline in REPLICA_FLAGS:
+        extra = [f"{flag}={seed}" for flag in REPLICA_FLAGS[pipeline]]
         return [sys.executable, os.path.join(ROOT, "benchmarks",
                                              "reference_train.py"),
                 f"--data={archive_dir}", f"--out={out}",
                 f"--epochs={args.epochs}", f"--warmup_epochs={warmup}",
                 f"--lr_step_epochs={steps}", f"--lambdas={lambdas}",
                 f"--mixup_alpha={alpha}", f"--seed={seed}",
-                f"--cache={os.path.join(args.workdir, 'replica_arrays.npz')}"]
+                f"--cache={os.path.join(args.workdir, 'replica_arrays.npz')}",
+                *extra]
     pipeline, extra = EXTRA_FLAGS.get(pipeline, (pipeline, []))
     return [sys.executable, "-m", "balpoe_keras.experiments.run",
             "--flagfile=" + os.path.join(ROOT, "experiments",
@@ -100,7 +112,7 @@ def command(args, pipeline, method, seed, archive_dir):
 
 def report_path(args, pipeline, method, seed):
     folder = run_dir(args, pipeline, method, seed)
-    if pipeline == "replica":
+    if pipeline in REPLICA_FLAGS:
         return os.path.join(folder, "report.json")
     return os.path.join(folder, "report", "report.json")
 
@@ -109,12 +121,12 @@ def collect(args, key="summary"):
     """`{(pipeline, method): {seed: report[key]}}` of the finished runs
     (`key="reliability"`: the ensemble's reliability-diagram bins)."""
     results = {}
-    for pipeline, method, seed in plan(args):
+    for pipeline, method, seed in plan(args, every_seed=True):
         path = report_path(args, pipeline, method, seed)
         if os.path.exists(path):
             with open(path) as f:
                 report = json.load(f)
-            if key == "reliability" and pipeline != "replica":
+            if key == "reliability" and pipeline not in REPLICA_FLAGS:
                 value = report["balanced"]["ensemble"].get("reliability")
             else:
                 value = report.get(key)

@@ -1,0 +1,71 @@
+"""benchmarks/paired.py: the run plan, the commands and the table."""
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+
+from tests.test_case import TestCase
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
+                     "paired.py")
+_SPEC = importlib.util.spec_from_file_location("paired", _PATH)
+paired = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(paired)
+
+
+def _args(**kwargs):
+    values = dict(epochs=20, workdir="/tmp/p", seeds="1,2",
+                  methods="balpoe_mixup,la", pipelines="replica,tfdata")
+    values.update(kwargs)
+    return argparse.Namespace(**values)
+
+
+class PairedTest(TestCase):
+    def test_la_trains_one_seed_but_the_table_takes_every_seed(self):
+        args = _args()
+        self.assertEqual(
+            [run for run in paired.plan(args) if run[1] == "la"],
+            [("replica", "la", 1), ("tfdata", "la", 1)])
+        self.assertIn(("tfdata", "la", 2),
+                      paired.plan(args, every_seed=True))
+
+    def test_commands(self):
+        args = _args(pipelines="replica,replica_stream,tfdata_bf16")
+        replica = paired.command(args, "replica", "balpoe_mixup", 2, "/d")
+        stream = paired.command(args, "replica_stream", "balpoe_mixup", 2,
+                                "/d")
+        self.assertNotIn("--mixup_stream_seed=2", replica)
+        self.assertIn("--mixup_stream_seed=2", stream)
+        self.assertIn("--out=/tmp/p/replica_stream_balpoe_mixup_seed2",
+                      stream)
+        # 20 epochs: warm-up 1, drops after 16 and 18 (the one rule).
+        self.assertIn("--lr_step_epochs=16,18", replica)
+        bf16 = paired.command(args, "tfdata_bf16", "la", 1, "/d")
+        self.assertEqual(bf16[:3], [sys.executable, "-m",
+                                    "balpoe_keras.experiments.run"])
+        for flag in ("--input_pipeline=tfdata", "--lambdas=0",
+                     "--num_experts=1", "--mixup_alpha=0.0",
+                     "--mixed_precision=mixed_bfloat16"):
+            self.assertIn(flag, bf16)
+        # The bf16 flag comes after the float32 default, so it wins.
+        self.assertGreater(bf16.index("--mixed_precision=mixed_bfloat16"),
+                           bf16.index("--mixed_precision=float32"))
+
+    def test_table_mean_and_range_over_the_seeds(self):
+        workdir = self.get_temp_dir()
+        args = _args(workdir=workdir, pipelines="replica,tfdata")
+        values = {("replica", 1): 50.0, ("replica", 2): 54.0,
+                  ("tfdata", 1): 52.0}
+        for (pipeline, seed), value in values.items():
+            path = paired.report_path(args, pipeline, "balpoe_mixup", seed)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            summary = {f"test/{key}": value for key, _ in paired.METRICS}
+            with open(path, "w") as f:
+                json.dump({"summary": summary}, f)
+        table = paired.format_table(paired.collect(args), args)
+        self.assertIn("| balpoe_mixup | replica | 1,2 | 52.00 [50.00, "
+                      "54.00] |", table)
+        self.assertIn("| balpoe_mixup | tfdata | 1 | 52.00 |", table)
+        self.assertNotIn("| la |", table)
