@@ -122,6 +122,14 @@ class ResolutionTest(TestCase):
         self.assertEqual((cifar.imbalance_ratio, cifar.shared_stages),
                          (100.0, 1))
 
+    def test_float32_unless_bfloat16_is_asked_for(self):
+        # bfloat16 is opt-in (its ECE was not within float32's seed spread).
+        for flagfile in ("quickstart.flags", "cifar10_ir100_standard.flags"):
+            config = parse(*self.base, f"--flagfile={FLAGFILE_DIR}/{flagfile}")
+            self.assertEqual(config.mixed_precision, "float32", flagfile)
+        self.assertEqual(parse(*self.base, "--mixed_precision=auto")
+                         .mixed_precision, "auto")
+
     def test_explicit_shared_stages_is_kept_for_every_architecture(self):
         # Once silently rebuilt with 2 shared stages.
         config = parse(*self.base, "--dataset=imagenet_lt",
