@@ -33,6 +33,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -179,6 +181,36 @@ def format_table(results, args):
     return "\n".join(lines)
 
 
+def format_differences(results, args):
+    """Markdown: each path minus the replica, per method, for balanced
+    accuracy and ECE: difference of the means and Welch's t (both need two
+    or more seeds on each side)."""
+    keys = (("balanced_accuracy", "bal. acc"), ("ece", "ECE"))
+    lines = ["| method | path | seeds (replica) | " + " | ".join(
+        f"Δ {label} (Welch t)" for _, label in keys) + " |",
+        "|" + "---|" * (3 + len(keys))]
+    for method in args.methods.split(","):
+        base = results.get(("replica", method), {})
+        for pipeline in args.pipelines.split(","):
+            runs = results.get((pipeline, method), {})
+            if pipeline == "replica" or len(runs) < 2 or len(base) < 2:
+                continue
+            cells = [_welch([s[f"test/{k}"] for s in runs.values()],
+                            [s[f"test/{k}"] for s in base.values()])
+                     for k, _ in keys]
+            lines.append(f"| {method} | {pipeline} | {len(runs)} "
+                         f"({len(base)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _welch(a, b):
+    """`"+d (t)"`: mean(a) - mean(b) and Welch's t statistic."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = a.mean() - b.mean()
+    se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return f"{diff:+.2f} ({diff / se:+.1f})" if se > 0 else f"{diff:+.2f}"
+
+
 def _cell(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -231,6 +263,12 @@ def main(argv=None):
              f" --workdir={args.workdir} --seeds={args.seeds}"
              f" --methods={args.methods} --pipelines={args.pipelines}`"
              "\n\n" + table)
+    differences = format_differences(collect(args), args)
+    if differences:
+        block += ("\n\nEach path minus the replica (difference of the "
+                  "means; Welch's t in brackets: with 2-3 seeds a side it "
+                  "has 2-4 degrees of freedom, where p < 0.05 needs |t| "
+                  "above 2.8-4.3):\n\n" + differences)
     if args.figure:
         draw_reliability(args, args.figure)
         relative = os.path.relpath(

@@ -69,3 +69,8 @@ class PairedTest(TestCase):
                       "54.00] |", table)
         self.assertIn("| balpoe_mixup | tfdata | 1 | 52.00 |", table)
         self.assertNotIn("| la |", table)
+
+    def test_welch_difference(self):
+        # Means 52 - 49 = 3; se = sqrt(8 / 2 + 2 / 2) = 2.236; t = 1.34.
+        self.assertEqual(paired._welch([50, 54], [48, 50]), "+3.00 (+1.3)")
+        self.assertEqual(paired._welch([50, 50], [49, 49]), "+1.00")
