@@ -76,7 +76,7 @@ def _draw_reliability(ax, reliability, *, ece, mce, title=None):
            edgecolor="#d62728", hatch="//", label="Gap")
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="Perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence", ylabel="Accuracy")
-    prefix = f"{title}: " if title else ""
+    prefix = f"{title}\n" if title else ""
     ax.set_title(f"{prefix}ECE = {ece:.2f}%, MCE = {mce:.2f}%",
                  fontsize="medium")
     ax.legend(loc="upper left")
