@@ -267,8 +267,8 @@ def main(argv=None):
     if differences:
         block += ("\n\nEach path minus the replica (difference of the "
                   "means; Welch's t in brackets: with 2-3 seeds a side it "
-                  "has 2-4 degrees of freedom, where p < 0.05 needs |t| "
-                  "above 2.8-4.3):\n\n" + differences)
+                  "has 1-4 degrees of freedom, where p < 0.05 needs |t| "
+                  "above 2.8-12.7):\n\n" + differences)
     if args.figure:
         draw_reliability(args, args.figure)
         relative = os.path.relpath(
