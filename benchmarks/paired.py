@@ -119,40 +119,49 @@ def report_path(args, pipeline, method, seed):
     return os.path.join(folder, "report", "report.json")
 
 
-def collect(args, key="summary"):
-    """`{(pipeline, method): {seed: report[key]}}` of the finished runs
-    (`key="reliability"`: the ensemble's reliability-diagram bins)."""
-    results = {}
+def load_reports(args):
+    """`{(pipeline, method): {seed: report dict}}` of the finished runs
+    (every seed with a report, LA too)."""
+    reports = {}
     for pipeline, method, seed in plan(args, every_seed=True):
         path = report_path(args, pipeline, method, seed)
         if os.path.exists(path):
             with open(path) as f:
-                report = json.load(f)
-            if key == "reliability" and pipeline not in REPLICA_FLAGS:
-                value = report["balanced"]["ensemble"].get("reliability")
-            else:
-                value = report.get(key)
-            if value is not None:
-                results.setdefault((pipeline, method), {})[seed] = value
-    return results
+                reports.setdefault((pipeline, method), {})[seed] = (
+                    json.load(f))
+    return reports
 
 
-def draw_reliability(args, path):
+def collect(args, reports=None):
+    """`{(pipeline, method): {seed: summary}}` of the finished runs."""
+    reports = load_reports(args) if reports is None else reports
+    return {key: {seed: report["summary"] for seed, report in runs.items()}
+            for key, runs in reports.items()}
+
+
+def _reliability(pipeline, report):
+    """The ensemble's reliability-diagram bins of one report, or None."""
+    if pipeline in REPLICA_FLAGS:
+        return report.get("reliability")
+    return report["balanced"]["ensemble"].get("reliability")
+
+
+def draw_reliability(args, path, reports):
     """PNG: one reliability diagram per method (row) and path (column), of
     the first seed (the seed every path has), titled with its ECE/MCE."""
     from balpoe_keras.evaluation.plots import plot_reliability_grid
 
-    summaries, bins = collect(args), collect(args, "reliability")
     seed = int(args.seeds.split(",")[0])
     panels = []
     for method in args.methods.split(","):
         row = []
         for pipeline in args.pipelines.split(","):
-            summary = summaries.get((pipeline, method), {}).get(seed)
-            reliability = bins.get((pipeline, method), {}).get(seed)
-            row.append(None if summary is None or reliability is None else {
-                "reliability": reliability, "ece": summary["test/ece"],
-                "mce": summary["test/mce"],
+            report = reports.get((pipeline, method), {}).get(seed)
+            reliability = report and _reliability(pipeline, report)
+            row.append(None if not reliability else {
+                "reliability": reliability,
+                "ece": report["summary"]["test/ece"],
+                "mce": report["summary"]["test/mce"],
                 "title": f"{method}, {pipeline}, seed {seed}"})
         if any(row):
             panels.append(row)
@@ -254,7 +263,9 @@ def main(argv=None):
     if not args.table_only:
         run_all(args)
     warmup, steps = scale_step_schedule(args.epochs)
-    table = format_table(collect(args), args)
+    reports = load_reports(args)
+    results = collect(args, reports)
+    table = format_table(results, args)
     block = (f"CIFAR-10-LT IR100 (JPEG archive), {args.epochs} epochs "
              f"(warm-up {warmup}, LR x0.1 after epochs {list(steps)}), "
              f"{args.device_note}; mean [min, max] over the seeds, all in % "
@@ -263,14 +274,14 @@ def main(argv=None):
              f" --workdir={args.workdir} --seeds={args.seeds}"
              f" --methods={args.methods} --pipelines={args.pipelines}`"
              "\n\n" + table)
-    differences = format_differences(collect(args), args)
+    differences = format_differences(results, args)
     if differences:
         block += ("\n\nEach path minus the replica (difference of the "
                   "means; Welch's t in brackets: with 2-3 seeds a side it "
                   "has 1-4 degrees of freedom, where p < 0.05 needs |t| "
                   "above 2.8-12.7):\n\n" + differences)
     if args.figure:
-        draw_reliability(args, args.figure)
+        draw_reliability(args, args.figure, reports)
         relative = os.path.relpath(
             args.figure, os.path.dirname(os.path.abspath(
                 args.results_md or os.path.join(args.workdir, "paired.md"))))
