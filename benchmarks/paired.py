@@ -212,6 +212,49 @@ def format_differences(results, args):
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def format_same_init_pairs(results, args):
+    """Markdown: our other paths minus `tfdata`, seed by seed.
+
+    Our paths seed the initial weights with the run's seed
+    (`keras.utils.set_random_seed`), so `tfdata` and `arrays` runs of one
+    seed start from the same weights and differ only in the input
+    pipeline's draws: the per-seed difference removes the initial weights'
+    share of the seed noise. Mean difference and paired t (two or more
+    common seeds); "" when no path has them.
+    """
+    keys = (("balanced_accuracy", "bal. acc"), ("ece", "ECE"))
+    lines = ["| method | path − tfdata | common seeds | " + " | ".join(
+        f"Δ {label} per seed (mean, paired t)" for _, label in keys)
+        + " |", "|" + "---|" * (3 + len(keys))]
+    for method in args.methods.split(","):
+        base = results.get(("tfdata", method), {})
+        for pipeline in args.pipelines.split(","):
+            if pipeline in REPLICA_FLAGS or pipeline == "tfdata":
+                continue
+            runs = results.get((pipeline, method), {})
+            seeds = sorted(set(runs) & set(base))
+            if len(seeds) < 2:
+                continue
+            cells = []
+            for key, _ in keys:
+                diffs = [runs[s][f"test/{key}"] - base[s][f"test/{key}"]
+                         for s in seeds]
+                cells.append(", ".join(f"{d:+.2f}" for d in diffs)
+                             + f" ({_paired(diffs)})")
+            lines.append(f"| {method} | {pipeline} | "
+                         f"{','.join(map(str, seeds))} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _paired(diffs):
+    """`"mean +d, t"` of per-seed differences (paired t-statistic)."""
+    d = np.asarray(diffs, np.float64)
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    mean = f"mean {d.mean():+.2f}"
+    return f"{mean}, t {d.mean() / se:+.1f}" if se > 0 else mean
+
+
 def _welch(a, b):
     """`"+d (t)"`: mean(a) - mean(b) and Welch's t statistic."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -280,6 +323,13 @@ def main(argv=None):
                   "means; Welch's t in brackets: with 2-3 seeds a side it "
                   "has 1-4 degrees of freedom, where p < 0.05 needs |t| "
                   "above 2.8-12.7):\n\n" + differences)
+    pairs = format_same_init_pairs(results, args)
+    if pairs:
+        block += ("\n\nSame initial weights: our runs of one seed start "
+                  "from the same weights on every input path, so each "
+                  "path minus tf.data, seed by seed, isolates the input "
+                  "pipeline (differences per seed; mean and paired t):"
+                  "\n\n" + pairs)
     if args.figure:
         draw_reliability(args, args.figure, reports)
         relative = os.path.relpath(

@@ -74,3 +74,23 @@ class PairedTest(TestCase):
         # Means 52 - 49 = 3; se = sqrt(8 / 2 + 2 / 2) = 2.236; t = 1.34.
         self.assertEqual(paired._welch([50, 54], [48, 50]), "+3.00 (+1.3)")
         self.assertEqual(paired._welch([50, 50], [49, 49]), "+1.00")
+
+    def test_same_init_pairs_are_per_seed_differences(self):
+        def summary(acc, ece):
+            return {"test/balanced_accuracy": acc, "test/ece": ece}
+
+        results = {
+            ("tfdata", "la"): {1: summary(50, 2), 2: summary(60, 3),
+                               3: summary(55, 1)},
+            ("arrays", "la"): {1: summary(51, 2), 2: summary(63, 3)},
+            ("replica", "la"): {1: summary(0, 0), 2: summary(0, 0)},
+        }
+        args = _args(methods="la", pipelines="replica,tfdata,arrays")
+        table = paired.format_same_init_pairs(results, args)
+        # Seeds 1, 2 in common: +1, +3 -> mean +2, sd 1.414, t = 2.0.
+        self.assertIn("| la | arrays | 1,2 | +1.00, +3.00 (mean +2.00, "
+                      "t +2.0) | +0.00, +0.00 (mean +0.00) |", table)
+        self.assertNotIn("replica |", table)
+        # One common seed: no row, no table.
+        del results[("arrays", "la")][2]
+        self.assertEqual(paired.format_same_init_pairs(results, args), "")
