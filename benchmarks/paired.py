@@ -196,7 +196,7 @@ def format_differences(results, args):
     or more seeds on each side)."""
     keys = (("balanced_accuracy", "bal. acc"), ("ece", "ECE"))
     lines = ["| method | path | seeds (replica) | " + " | ".join(
-        f"Δ {label} (Welch t)" for _, label in keys) + " |",
+        f"Δ {label} (Welch t, df)" for _, label in keys) + " |",
         "|" + "---|" * (3 + len(keys))]
     for method in args.methods.split(","):
         base = results.get(("replica", method), {})
@@ -256,11 +256,15 @@ def _paired(diffs):
 
 
 def _welch(a, b):
-    """`"+d (t)"`: mean(a) - mean(b) and Welch's t statistic."""
+    """`"+d (t, df)"`: mean(a) - mean(b), Welch's t statistic and its
+    Welch-Satterthwaite degrees of freedom."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     diff = a.mean() - b.mean()
-    se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    return f"{diff:+.2f} ({diff / se:+.1f})" if se > 0 else f"{diff:+.2f}"
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb <= 0:
+        return f"{diff:+.2f}"
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return f"{diff:+.2f} ({diff / np.sqrt(va + vb):+.1f}, df {df:.1f})"
 
 
 def _cell(values):
@@ -320,9 +324,10 @@ def main(argv=None):
     differences = format_differences(results, args)
     if differences:
         block += ("\n\nEach path minus the replica (difference of the "
-                  "means; Welch's t in brackets: with 2-3 seeds a side it "
-                  "has 1-4 degrees of freedom, where p < 0.05 needs |t| "
-                  "above 2.8-12.7):\n\n" + differences)
+                  "means; Welch's t and its degrees of freedom in "
+                  "brackets; p < 0.05 (two-sided) needs |t| above 12.7 at "
+                  "df 1, 4.3 at 2, 2.8 at 4, 2.4 at 6):\n\n"
+                  + differences)
     pairs = format_same_init_pairs(results, args)
     if pairs:
         block += ("\n\nSame initial weights: our runs of one seed start "

@@ -71,8 +71,10 @@ class PairedTest(TestCase):
         self.assertNotIn("| la |", table)
 
     def test_welch_difference(self):
-        # Means 52 - 49 = 3; se = sqrt(8 / 2 + 2 / 2) = 2.236; t = 1.34.
-        self.assertEqual(paired._welch([50, 54], [48, 50]), "+3.00 (+1.3)")
+        # Means 52 - 49 = 3; se = sqrt(8 / 2 + 2 / 2) = 2.236; t = 1.34;
+        # df = 5^2 / (4^2 / 1 + 1^2 / 1) = 25 / 17 = 1.47.
+        self.assertEqual(paired._welch([50, 54], [48, 50]),
+                         "+3.00 (+1.3, df 1.5)")
         self.assertEqual(paired._welch([50, 50], [49, 49]), "+1.00")
 
     def test_same_init_pairs_are_per_seed_differences(self):
