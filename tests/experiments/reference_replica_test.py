@@ -5,7 +5,6 @@ independent implementations (same data, same subset, same scores) and by
 hand, and a tiny training run resumes exactly.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,23 +19,14 @@ from balpoe_keras.data import long_tail
 from balpoe_keras.evaluation import scores as bk_scores
 from balpoe_keras.metrics import calibration as bk_calibration
 from tests import torchvision_reference as tv
+from tests.benchmark_modules import BENCHMARKS_DIR
+from tests.benchmark_modules import load_benchmark
 from tests.cifar_archive import write_cifar_archive
 from tests.test_case import TestCase
 
-_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
-
-
-def _load(name):
-    sys.path.insert(0, _DIR)
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(_DIR, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reference_data = _load("reference_data")
-reference_train = _load("reference_train")
+_DIR = BENCHMARKS_DIR
+reference_data = load_benchmark("reference_data")
+reference_train = load_benchmark("reference_train")
 
 
 def _normalized(images):
@@ -176,7 +166,7 @@ class TinyTrainingTest(TestCase):
 
 class MixupStreamTest(TestCase):
     def test_the_reference_stream_is_fixed_and_phases_average(self):
-        stream = _load("mixup_stream")
+        stream = load_benchmark("mixup_stream")
         np.random.seed(123)
         first = stream.reference_stream(50, 0.8)
         np.random.seed(7)

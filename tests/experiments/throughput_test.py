@@ -1,25 +1,12 @@
 """benchmarks/throughput.py windows and the reference replica's size."""
 
-import importlib.util
-import os
-import sys
 
 import pytest
 
+from tests.benchmark_modules import load_benchmark
 from tests.test_case import TestCase
 
-_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(_DIR, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-throughput = _load("throughput")
+throughput = load_benchmark("throughput")
 
 
 class Args:
@@ -54,11 +41,7 @@ class WindowRatesTest(TestCase):
 class ReferenceReplicaTest(TestCase):
     def test_same_trainable_parameters_as_our_model(self):
         pytest.importorskip("torch")
-        sys.path.insert(0, _DIR)
-        try:
-            reference_torch = _load("reference_torch")
-        finally:
-            sys.path.remove(_DIR)
+        reference_torch = load_benchmark("reference_torch")
         counts = [500 - 4 * c for c in range(100)]
         model, step = reference_torch.make_train_step(counts)
         params = sum(p.numel() for p in model.parameters())

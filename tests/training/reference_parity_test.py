@@ -23,10 +23,7 @@ steps, moves many tensors by a few % of their change -- noise, not a
 mismatch. Synchronising bounds it to the step where it happens.
 """
 
-import importlib.util
-import os
 import re
-import sys
 
 import keras
 import numpy as np
@@ -35,30 +32,19 @@ import pytest
 from balpoe_keras.models import build_balpoe_resnet32
 from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.optimizers import TorchSGD
+from tests.benchmark_modules import load_benchmark
 from tests.test_case import TestCase
 
 torch = pytest.importorskip("torch")
+reference_data = load_benchmark("reference_data")
+reference_torch = load_benchmark("reference_torch")
+reference_train = load_benchmark("reference_train")
 
-_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
 _COUNTS = [40, 25, 16, 10, 6]
 _LAMBDAS = (1.0, 0.0, -1.0)
-_MEAN = np.array([0.4914, 0.4822, 0.4465])  # The reference's Normalize.
-_STD = np.array([0.2023, 0.1994, 0.2010])
 _LR = 0.05
 _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
        "moving_variance": "running_var"}
-
-
-def _load(name):
-    sys.path.insert(0, _DIR)
-    try:
-        spec = importlib.util.spec_from_file_location(
-            name, os.path.join(_DIR, f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(_DIR)
-    return module
 
 
 def torch_name(path):
@@ -87,14 +73,14 @@ def torch_name(path):
     return f"{owner}.{index}.{part}.{suffix}"
 
 
-def _to_torch_layout(path, value):
+def _to_torch_layout(value):
     """Conv kernels HWIO -> OIHW; everything else keeps its layout."""
     if value.ndim == 4:
         return value.transpose(3, 2, 0, 1)
     return value
 
 
-def _from_torch_layout(path, value):
+def _from_torch_layout(value):
     if value.ndim == 4:
         return value.transpose(2, 3, 1, 0)
     return value
@@ -132,18 +118,22 @@ def _keras_step(model, images, labels, mix):
 
 
 def _torch_images(images):
+    """Our `[0, 1]` NHWC images -> the replica's normalised float64 NCHW."""
     x = torch.from_numpy(images.astype("float64")).permute(0, 3, 1, 2)
-    mean = torch.tensor(_MEAN)[None, :, None, None]
-    return (x - mean) / torch.tensor(_STD)[None, :, None, None]
+    return reference_data.normalize(x)
 
 
-def _torch_step(model, optimizer, images, labels, mix):
-    """The replica's training step in float64; returns the loss."""
-    reference_train = _load("reference_train")
+def _adjust():
+    """The replica's per-expert logit adjustment `tau_m log(prior)`,
+    float64 `(M, C)`."""
     prior = torch.tensor(_COUNTS, dtype=torch.float64)
     log_prior = torch.log(prior / prior.sum() + 1e-9)
     taus = 1.0 - torch.tensor(_LAMBDAS, dtype=torch.float64)
-    adjust = taus[:, None] * log_prior[None, :]
+    return taus[:, None] * log_prior[None, :]
+
+
+def _torch_step(model, optimizer, images, labels, mix, adjust):
+    """The replica's training step in float64; returns the loss."""
     model.train()
     x, y = _torch_images(images), torch.from_numpy(labels)
     if mix is None:
@@ -170,7 +160,7 @@ def _sync(model, replica, optimizer):
     state = replica.state_dict()
     for variable in model.weights:
         state[torch_name(variable.path)] = torch.from_numpy(
-            _to_torch_layout(variable.path, _numpy(variable)).copy())
+            _to_torch_layout(_numpy(variable)).copy())
     replica.load_state_dict(state)
     params = dict(replica.named_parameters())
     ours = model.optimizer
@@ -178,7 +168,7 @@ def _sync(model, replica, optimizer):
         buf = ours.momentums[ours._get_variable_index(variable)]
         optimizer.state[params[torch_name(variable.path)]] = {
             "momentum_buffer": torch.from_numpy(
-                _to_torch_layout(variable.path, _numpy(buf)).copy())}
+                _to_torch_layout(_numpy(buf)).copy())}
 
 
 def _relative_errors(model, replica, before):
@@ -187,8 +177,8 @@ def _relative_errors(model, replica, before):
     state = replica.state_dict()
     errors = {}
     for variable in model.weights:
-        ref = _from_torch_layout(variable.path,
-                                 state[torch_name(variable.path)].numpy())
+        ref = _from_torch_layout(
+            state[torch_name(variable.path)].numpy())
         change = np.max(np.abs(ref - before[variable.path]))
         errors[variable.path] = (
             np.max(np.abs(_numpy(variable) - ref)) / change)
@@ -202,7 +192,6 @@ class ReferenceParityTest(TestCase):
         ours = build_balpoe_resnet32(len(_COUNTS), len(_LAMBDAS),
                                      blocks_per_stage=blocks,
                                      input_shape=(16, 16, 3))
-        reference_torch = _load("reference_torch")
         replica = reference_torch.ReferenceResNet32(
             len(_COUNTS), len(_LAMBDAS), blocks=blocks).double()
         state = replica.state_dict()
@@ -210,7 +199,7 @@ class ReferenceParityTest(TestCase):
         for variable in ours.weights:
             self.assertEqual(
                 tuple(state[torch_name(variable.path)].shape),
-                _to_torch_layout(variable.path, _numpy(variable)).shape,
+                _to_torch_layout(_numpy(variable)).shape,
                 variable.path)
         # Every replica parameter and BN statistic has a counterpart (the
         # BN step counters are bookkeeping only).
@@ -235,11 +224,13 @@ class ReferenceParityTest(TestCase):
                        track_expert_losses=False)
         ours.optimizer.build(ours.trainable_variables)
         optimizer = torch.optim.SGD(replica.parameters(), lr=_LR, **_SGD)
+        adjust = _adjust()
         for step, (images, labels, mix) in enumerate(_batches(seed=0)):
             _sync(ours, replica, optimizer)
             before = {v.path: _numpy(v) for v in ours.weights}
             ours_loss = _keras_step(ours, images, labels, mix)
-            ref_loss = _torch_step(replica, optimizer, images, labels, mix)
+            ref_loss = _torch_step(replica, optimizer, images, labels, mix,
+                                   adjust)
             # Losses of 4-9 (the logit adjustment of a 40:6 prior).
             self.assertAllClose(ours_loss, ref_loss, rtol=1e-5, atol=1e-5)
             errors = _relative_errors(ours, replica, before)
