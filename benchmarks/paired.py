@@ -61,6 +61,8 @@ MARKERS = ("<!-- paired:start -->", "<!-- paired:end -->")
 METRICS = (("balanced_accuracy", "bal. acc"), ("acc_many", "many"),
            ("acc_medium", "medium"), ("ece", "ECE"), ("mce", "MCE"),
            ("nll", "NLL"))
+# The metrics compared between paths (differences, same-init pairs).
+COMPARED = (("balanced_accuracy", "bal. acc"), ("ece", "ECE"))
 
 
 def plan(args, every_seed=False):
@@ -194,7 +196,7 @@ def format_differences(results, args):
     """Markdown: each path minus the replica, per method, for balanced
     accuracy and ECE: difference of the means and Welch's t (both need two
     or more seeds on each side)."""
-    keys = (("balanced_accuracy", "bal. acc"), ("ece", "ECE"))
+    keys = COMPARED
     lines = ["| method | path | seeds (replica) | " + " | ".join(
         f"Δ {label} (Welch t, df)" for _, label in keys) + " |",
         "|" + "---|" * (3 + len(keys))]
@@ -222,7 +224,7 @@ def format_same_init_pairs(results, args):
     share of the seed noise. Mean difference and paired t (two or more
     common seeds); "" when no path has them.
     """
-    keys = (("balanced_accuracy", "bal. acc"), ("ece", "ECE"))
+    keys = COMPARED
     lines = ["| method | path − tfdata | common seeds | " + " | ".join(
         f"Δ {label} per seed (mean, paired t)" for _, label in keys)
         + " |", "|" + "---|" * (3 + len(keys))]
