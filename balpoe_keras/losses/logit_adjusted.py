@@ -17,9 +17,11 @@ def to_soft_labels(y_true, num_classes, dtype="float32"):
 
     Soft (e.g. Mixup) labels are recognised by their shape: same rank as the
     logits `(B, C)` with `C > 1` columns. Integer labels are range-checked
-    whenever their values are concrete (eager execution); inside a compiled
-    graph the data pipeline is responsible for the range (our sources check
-    it when they load).
+    whenever their values are concrete and in host memory (eager execution
+    on the CPU). Inside a compiled graph, and for PyTorch tensors on a GPU
+    (reading them would make every training step wait for the device), the
+    data pipeline is responsible for the range (our sources check it when
+    they load).
     """
     y_true = ops.convert_to_tensor(y_true)
     if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
@@ -36,7 +38,20 @@ def to_soft_labels(y_true, num_classes, dtype="float32"):
     return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=dtype)
 
 
+def _in_host_memory(x):
+    """False for a PyTorch tensor on an accelerator (or the meta device).
+
+    Keras' PyTorch backend runs the training step eagerly, so a value read
+    here would synchronise with the device every step. The TensorFlow and
+    JAX steps are compiled: their labels are symbolic and never read.
+    """
+    device = getattr(x, "device", None)
+    return getattr(device, "type", "cpu") == "cpu"
+
+
 def _check_label_range(labels, num_classes):
+    if not _in_host_memory(labels):
+        return
     try:
         values = np.asarray(ops.convert_to_numpy(labels))
     except Exception:  # Symbolic / traced tensor: no concrete values.

@@ -37,8 +37,10 @@ class PixelNormalization(keras.layers.Layer):
 
     def __init__(self, mean, std, **kwargs):
         super().__init__(**kwargs)
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
+        # Tuples, not lists: Keras would track a list attribute, and its
+        # TrackedList breaks torch.compile's graph (dynamo cannot proxy it).
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
         if len(self.mean) != len(self.std) or not self.mean:
             raise ValueError(
                 "Expected `mean` and `std` of the same non-zero length (one "
@@ -66,7 +68,8 @@ class PixelNormalization(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "std": self.std}
+        return {**super().get_config(), "mean": list(self.mean),
+                "std": list(self.std)}
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")

@@ -10,6 +10,8 @@ softmax = prior^tau / sum(prior^tau):
                                                -> [.105361, 2.302585]
 """
 
+from unittest import mock
+
 import keras
 import numpy as np
 
@@ -134,6 +136,24 @@ class BalPoELossTest(TestCase):
             loss(np.array([0]), np.zeros((1, 3, 4)))
         with self.assertRaisesRegex(ValueError, r"class ids in \[0, 3\)"):
             loss(np.array([3]), np.zeros((1, 3, 3)))
+
+    def test_labels_off_the_host_are_not_read(self):
+        # Keras' PyTorch backend runs the step eagerly: reading GPU labels
+        # for the range check would wait for the device every step.
+        if keras.backend.backend() != "torch":
+            self.skipTest("PyTorch tensors only")
+        import torch
+
+        from balpoe_keras.losses import logit_adjusted
+
+        with mock.patch.object(logit_adjusted.ops, "convert_to_numpy",
+                               wraps=keras.ops.convert_to_numpy) as read:
+            logit_adjusted._check_label_range(
+                torch.zeros(4, dtype=torch.int64, device="meta"), 3)
+            read.assert_not_called()
+            with self.assertRaisesRegex(ValueError, r"class ids in \[0, 3\)"):
+                logit_adjusted._check_label_range(torch.tensor([0, 3]), 3)
+            read.assert_called_once()
 
     def test_config_round_trip(self):
         loss = losses.BalPoELoss([5, 3], lambdas=[0.5, -0.5])

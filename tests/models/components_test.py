@@ -37,6 +37,18 @@ class PixelNormalizationTest(TestCase):
     def test_config_round_trip(self):
         self.run_serialization_test(PixelNormalization([0.4], [0.2]))
 
+    def test_call_traces_without_graph_breaks_under_torch_compile(self):
+        # A list attribute becomes Keras' TrackedList, which dynamo cannot
+        # put into a graph (the first break of the whole model).
+        if keras.backend.backend() != "torch":
+            self.skipTest("torch.compile")
+        import torch
+
+        layer = PixelNormalization([0.5, 0.25], [0.5, 0.125])
+        layer.build((None, 2, 2, 2))
+        explained = torch._dynamo.explain(layer.call)(torch.ones(1, 2, 2, 2))
+        self.assertEqual(explained.graph_break_count, 0)
+
 
 class OptionAShortcutTest(TestCase):
     def test_channels_in_the_middle_and_even_rows_taken(self):
