@@ -8,6 +8,7 @@ them so).
 
 import csv
 import os
+import threading
 import time
 
 import keras
@@ -51,6 +52,8 @@ class ImagesPerSecond(keras.callbacks.Callback):
         verbose: bool, print one line per epoch.
     """
 
+    async_safe = True  # Runs after Keras has read the step's logs.
+
     def __init__(
         self,
         global_batch_size,
@@ -66,6 +69,7 @@ class ImagesPerSecond(keras.callbacks.Callback):
         self._start = None
         self._end = None
         self._steps = 0
+        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -73,8 +77,11 @@ class ImagesPerSecond(keras.callbacks.Callback):
         self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._end = time.perf_counter()
-        self._steps = batch + 1
+        # Possibly in a worker thread, out of order (`async_safe`).
+        now = time.perf_counter()
+        with self._lock:
+            self._end = max(self._end or now, now)
+            self._steps = max(self._steps, batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._end is None or self._steps == 0:
@@ -268,6 +275,9 @@ class RunProgbarLogger(keras.callbacks.ProgbarLogger):
     Args:
         total_epochs: int, epochs of the whole run.
     """
+
+    # As Keras' own default progress bar, which it dispatches asynchronously.
+    async_safe = True
 
     def __init__(self, total_epochs):
         super().__init__()

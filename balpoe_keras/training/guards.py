@@ -5,9 +5,18 @@
   `fit` then writes a mid-epoch checkpoint and raises `TrainingInterrupted`
   (exit status `128 + signal`). A second signal interrupts at once.
 - `NonFiniteLossGuard` notices the first step whose loss is NaN or Inf
-  (checked on the device, read every few steps) and stops; `fit` then
-  raises `NonFiniteLossError` naming the epoch and step, without writing
-  a checkpoint, so the last good one stays the latest.
+  and stops; `fit` then raises `NonFiniteLossError` naming the epoch and
+  step, without writing a checkpoint, so the last good one stays the
+  latest.
+
+Both are `async_safe`: on the JAX and PyTorch backends Keras runs their
+batch-end hooks in worker threads, where it also reads the step's logs from
+the device, so no training step waits for the device. Their hooks may
+therefore run concurrently and out of order; they keep the largest step
+seen (`StopOnRequest`) and the smallest bad one (`NonFiniteLossGuard`),
+and they stop training through `_AsyncStopper.stop_training`, not
+`Callback.model`, which on JAX syncs the training state into the model:
+from a worker thread that races the training thread (donated buffers).
 """
 
 import signal
@@ -55,6 +64,7 @@ class StopRequest:
 
     def __init__(self):
         self.signum = None
+        self.on_request = None  # Called by the handler (main thread).
         self._previous = {}
 
     def __enter__(self):
@@ -79,12 +89,28 @@ class StopRequest:
                 signal.raise_signal(signum)
             return
         self.signum = signum
+        if self.on_request is not None:
+            self.on_request()
         print(f"\n{signal.Signals(signum).name} received: stopping after "
               "this step and saving a checkpoint (send it again to stop "
               "at once).", flush=True)
 
 
-class StopOnRequest(keras.callbacks.Callback):
+class _AsyncStopper(keras.callbacks.Callback):
+    """A callback whose batch hooks may run in Keras' worker threads."""
+
+    async_safe = True
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._trained_model = model
+
+    def stop_training(self):
+        """Asks `fit` to stop after the current step (thread-safe)."""
+        self._trained_model.stop_training = True
+
+
+class StopOnRequest(_AsyncStopper):
     """Ends the epoch at the next step boundary once a stop is requested.
 
     Attributes:
@@ -95,67 +121,64 @@ class StopOnRequest(keras.callbacks.Callback):
         super().__init__()
         self.request = request
         self.steps_done = 0
+        self._lock = threading.Lock()
+
+    def on_train_begin(self, logs=None):
+        # The signal handler stops `fit` after the step it interrupts: the
+        # batch-end hook below may run later, in a worker thread.
+        self.request.on_request = self.stop_training
+
+    def on_train_end(self, logs=None):
+        self.request.on_request = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.steps_done = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps_done = batch + 1
+        with self._lock:
+            self.steps_done = max(self.steps_done, batch + 1)
         if self.request.signum is not None:
-            self.model.stop_training = True
+            self.stop_training()
 
 
-class NonFiniteLossGuard(keras.callbacks.Callback):
+class NonFiniteLossGuard(_AsyncStopper):
     """Stops soon after the first step with a NaN or Inf loss; records it.
 
-    The check stays on the device (a running "first bad step" value): the
-    host reads it only every `check_every` steps and at the epoch's end,
-    so no step waits for the device (on a GPU a per-step read would stall
-    the asynchronous dispatch). Training therefore stops at most
-    `check_every - 1` steps after the bad one, which it names exactly; no
-    checkpoint is written after it.
+    Keras reads the step's logs from the device before batch-end hooks run,
+    in a worker thread when every batch-level callback is `async_safe`
+    (JAX, PyTorch), so the guard costs no device synchronisation on the
+    training thread. Training then stops a step or two after the bad one,
+    which the guard still names exactly.
+
+    Args:
+        step_offset: int, added to the step numbers (a mid-epoch resume).
 
     Attributes:
         found: None, or `(epoch, step, value)` (1-based epoch and step, the
-            step counted from the start of the epoch; value the running
+            step counted from the start of the epoch; value the logged
             loss, NaN or Inf).
     """
 
-    def __init__(self, step_offset=0, check_every=20):
+    def __init__(self, step_offset=0):
         super().__init__()
         self.found = None
-        self.step_offset = step_offset
-        self.check_every = int(check_every)
+        self.step_offset = int(step_offset)
         self._epoch = 0
-        self._first = None
+        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._first = None
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is None or self.found is not None:
+        if loss is None:
             return
-        loss = ops.convert_to_tensor(loss)
-        bad = ops.logical_not(ops.all(ops.isfinite(loss)))
-        step = batch + 1
-        if self._first is None:
-            self._first = ops.where(bad, step, 0)
-        else:
-            self._first = ops.where(
-                ops.logical_and(bad, self._first == 0), step, self._first)
-        self._last_loss = loss
-        if step % self.check_every == 0:
-            self._check()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.found is None and self._first is not None:
-            self._check()
-
-    def _check(self):
-        first = int(np.asarray(ops.convert_to_numpy(self._first)))
-        if first:
-            value = float(np.asarray(ops.convert_to_numpy(self._last_loss)))
-            self.found = (self._epoch + 1, self.step_offset + first, value)
-            self.model.stop_training = True
+        values = np.asarray(ops.convert_to_numpy(loss), dtype="float64")
+        bad = values[~np.isfinite(values)]
+        if not bad.size:
+            return
+        where = (self._epoch + 1, self.step_offset + batch + 1)
+        with self._lock:
+            if self.found is None or where < self.found[:2]:
+                self.found = (*where, float(bad[0]))
+        self.stop_training()

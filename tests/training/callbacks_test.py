@@ -47,6 +47,18 @@ class ImagesPerSecondTest(TestCase):
         self.assertEqual(logs["images_per_sec"], 25.0)
 
 
+    def test_hooks_out_of_order_keep_the_last_step_and_time(self):
+        # `async_safe`: Keras may run batch 3's hook before batch 1's.
+        callback = callbacks.ImagesPerSecond(32, verbose=False)
+        clock = iter([10.0, 12.0, 11.0])
+        logs = {}
+        with mock.patch.object(callbacks.time, "perf_counter", clock.__next__):
+            callback.on_epoch_begin(0)
+            callback.on_train_batch_end(3)
+            callback.on_train_batch_end(1)
+            callback.on_epoch_end(0, logs)
+        self.assertEqual(logs, {"images_per_sec": 64.0})
+
 class EpochCSVLoggerTest(TestCase):
     def test_later_keys_extend_the_header_without_empty_columns(self):
         # Epoch 0 has no test keys; epoch 1 (the next fit call's logger)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from unittest import mock
 
 import keras
@@ -288,6 +289,30 @@ class NonFiniteLossTest(TestCase):
         self.assertEqual(state.read_state()["epoch"], 1)
         self.assertLen(_read_csv(workdir), 1)  # No row for the bad epoch.
 
+
+
+class AsyncBatchHooksTest(TestCase):
+    def test_batch_hooks_run_off_the_training_thread(self):
+        # Keras reads a step's logs from the device before the batch-end
+        # hooks; it does so in worker threads only if every batch-level
+        # callback is `async_safe`. `fit`'s own (guard, stop request,
+        # images/s, progress bar) must be, or each step waits.
+        if keras.backend.backend() == "tensorflow":
+            self.skipTest("Keras dispatches callbacks synchronously on TF")
+        threads = []
+
+        class Spy(keras.callbacks.Callback):
+            async_safe = True
+
+            def on_train_batch_end(self, batch, logs=None):
+                threads.append(threading.current_thread())
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            fit(_make_model(), _dataset_fn, epochs=1,
+                workdir=self.get_temp_dir(), steps_per_epoch=_STEPS,
+                global_batch_size=_BATCH, callbacks=[Spy()], verbose=1)
+        self.assertLen(threads, _STEPS)
+        self.assertNotIn(threading.main_thread(), threads)
 
 def _run_child(*args):
     env = dict(os.environ, PYTHONPATH=_REPO_ROOT)
