@@ -1,18 +1,14 @@
 """benchmarks/paired.py: the run plan, the commands and the table."""
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
+from tests.benchmark_modules import load_benchmark
 from tests.test_case import TestCase
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
-                     "paired.py")
-_SPEC = importlib.util.spec_from_file_location("paired", _PATH)
-paired = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(paired)
+paired = load_benchmark("paired")
 
 
 def _args(**kwargs):

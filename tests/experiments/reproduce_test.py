@@ -1,16 +1,12 @@
 """benchmarks/reproduce.py: schedule scaling, commands and the table."""
 
-import importlib.util
 import os
 
+from tests.benchmark_modules import load_benchmark
 from tests.experiments.flags_util import parse
 from tests.test_case import TestCase
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks",
-                     "reproduce.py")
-_SPEC = importlib.util.spec_from_file_location("reproduce", _PATH)
-reproduce = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(reproduce)
+reproduce = load_benchmark("reproduce")
 
 
 class Args:
