@@ -33,6 +33,9 @@
 #                           resumes training from its last checkpoint.
 #   GPU_CHECK_MULTI_SEED=1  also time 5 seeds in one vmapped JAX program
 #                           against one seed alone (+ ~4 min).
+#   GPU_CHECK_TORCH_OVERHEAD=1  also the PyTorch backend's fixed cost per
+#                           step at batch 2 against the plain PyTorch
+#                           replica (benchmarks/torch_overhead.py, ~1 min).
 #   GPU_SKIP_INSTALL=1      use the keras already importable.
 #   GPU_CHECK_SKIP_THROUGHPUT=1, GPU_CHECK_SKIP_TRAIN=1
 set -uo pipefail
@@ -87,6 +90,13 @@ if [[ "${GPU_CHECK_MULTI_SEED:-0}" == 1 ]]; then
   BALPOE_KERAS_CACHE="${WORK}/cache" timeout 300 python3 -m \
     balpoe_keras.experiments.run "${margs[@]}" --workdir="${WORK}/five_seeds" \
     --seeds=1,2,3,4,5 | grep -E "^Epoch" || status=1
+fi
+
+if [[ "${GPU_CHECK_TORCH_OVERHEAD:-0}" == 1 ]]; then
+  echo "== PyTorch backend: fixed cost per step (benchmarks/torch_overhead.py)"
+  oargs=(--repeats 3 --inner 10)
+  [[ "${TINY}" == 1 ]] && oargs=(--repeats 1 --inner 1)
+  timeout 120 python3 benchmarks/torch_overhead.py "${oargs[@]}" || status=1
 fi
 
 if [[ "${GPU_CHECK_SKIP_THROUGHPUT:-${TINY}}" != 1 ]]; then
