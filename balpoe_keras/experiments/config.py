@@ -146,12 +146,15 @@ class ExperimentConfig:
     mixed_precision: str = _field(
         "float32", "Keras dtype policy. auto = mixed_bfloat16 when "
         "training on a CPU with AVX512_BF16 or AMX (TensorFlow, PyTorch; "
-        "~1.5x faster there), else float32. Opt-in: on 20-epoch CIFAR-10-LT "
-        "runs its ECE was not within float32's seed spread "
-        "(benchmarks/RESULTS.md).", "Run", choices=PRECISIONS)
+        "~1.5x faster there), else float32. Opt-in, so that results do not "
+        "depend on the CPU; on 20-epoch CIFAR-10-LT runs its effect was "
+        "within seed noise (benchmarks/RESULTS.md).", "Run",
+        choices=PRECISIONS)
     jit_compile: str = _field(
-        "auto", "XLA; auto = on for JAX and on GPUs, off for TensorFlow on "
-        "the CPU, where it is slower.", "Run", choices=JIT,
+        "auto", "XLA (TF, JAX) or torch.compile (PyTorch); auto = on for "
+        "JAX and for TensorFlow on GPUs, off for TensorFlow on the CPU "
+        "(slower) and for PyTorch (Keras' default; torch.compile breaks "
+        "its graph in every Keras layer).", "Run", choices=JIT,
         resume_safe=True)
     eval_batch_size: int = _field(256, "Evaluation batch size.", "Run",
                                   resume_safe=True)

@@ -108,9 +108,10 @@ def resolve_mixed_precision(policy="auto"):
     bfloat16 (`cpu_has_bfloat16`) on the TensorFlow or PyTorch backend
     (1.5x and 1.6x the float32 images/s there), else `"float32"` (GPUs,
     JAX on a CPU, CPUs without bfloat16 units, where it is emulated). Not
-    the runner's default: on 20-epoch CIFAR-10-LT runs its balanced
-    accuracy was within float32's seed spread but its ECE was not
-    (benchmarks/RESULTS.md, "bfloat16 accuracy").
+    the runner's default, so that results do not depend on the CPU: on
+    four paired 20-epoch CIFAR-10-LT seeds its effect on balanced accuracy
+    and ECE was within seed noise, but two of its ECEs lay above every
+    float32 run (benchmarks/RESULTS.md, "bfloat16 accuracy").
     """
     if policy != "auto":
         _validate_policy(policy)
