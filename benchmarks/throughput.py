@@ -45,6 +45,8 @@ import time
 import numpy as np
 
 FORWARD_FLOPS = 317.1e6  # per image, M=3, C=100 (FlopCounterMode)
+# Training counts of the timed 100-class model (CIFAR-100-LT IR100 shape).
+COUNTS = [int(500 * 0.01 ** (c / 99)) for c in range(100)]
 CONFIGS = {
     "tf": ("tensorflow", False, "float32"),
     "tf_onednn": ("tensorflow", False, "float32"),
@@ -161,12 +163,11 @@ def run_reference_worker(args):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import reference_torch
 
-    counts = [int(500 * 0.01 ** (c / 99)) for c in range(100)]
     channels_last = args.config == "reference_torch_cl"
     compiled = CONFIGS[args.config][1]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, step = reference_torch.make_train_step(
-        counts, channels_last=channels_last, compile=compiled, device=device)
+        COUNTS, channels_last=channels_last, compile=compiled, device=device)
     rng = np.random.RandomState(0)
     batch = args.batch_size
     x = torch.from_numpy(rng.rand(batch, 3, 32, 32).astype("float32"))
@@ -197,26 +198,34 @@ def run_reference_worker(args):
     _finish(result, args, (("train", train), ("infer", infer)))
 
 
-def run_worker(args):
-    """Times one configuration in this process; prints one JSON line."""
-    if CONFIGS[args.config][0] == "reference":
-        return run_reference_worker(args)
+def build_timed_model(jit_compile=False):
+    """The timed model: 3-expert, 100-class ResNet-32 (seed 0), compiled
+    with `TorchSGD` and `BalPoELoss(COUNTS)`, in the global dtype policy."""
     import keras
 
     from balpoe_keras import losses
     from balpoe_keras import models
     from balpoe_keras.training import optimizers
 
-    _, jit, policy = CONFIGS[args.config]
-    keras.mixed_precision.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
     model = models.build_balpoe_resnet32(num_classes=100, num_experts=3)
-    counts = [int(500 * 0.01 ** (c / 99)) for c in range(100)]
     model.compile(
         optimizer=optimizers.TorchSGD(0.1, weight_decay=5e-4),
-        loss={"logits": None, "expert_logits": losses.BalPoELoss(counts)},
-        jit_compile=jit,
+        loss={"logits": None, "expert_logits": losses.BalPoELoss(COUNTS)},
+        jit_compile=jit_compile,
     )
+    return model
+
+
+def run_worker(args):
+    """Times one configuration in this process; prints one JSON line."""
+    if CONFIGS[args.config][0] == "reference":
+        return run_reference_worker(args)
+    import keras
+
+    _, jit, policy = CONFIGS[args.config]
+    keras.mixed_precision.set_dtype_policy(policy)
+    model = build_timed_model(jit)
     rng = np.random.RandomState(0)
     batch = args.batch_size
     x1 = rng.rand(batch, 32, 32, 3).astype("float32")

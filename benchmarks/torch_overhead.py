@@ -29,24 +29,15 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_torch  # noqa: E402
+import throughput  # noqa: E402
 
-from balpoe_keras import losses  # noqa: E402
-from balpoe_keras import models  # noqa: E402
-from balpoe_keras.training import optimizers  # noqa: E402
-
-NUM_CLASSES = 100
-COUNTS = [int(500 * 0.01 ** (c / 99)) for c in range(NUM_CLASSES)]
+NUM_CLASSES = len(throughput.COUNTS)
 
 
 def keras_calls(batch, device):
-    """`(infer, train, model)`: zero-argument calls of our Keras model."""
-    keras.utils.set_random_seed(0)
-    model = models.build_balpoe_resnet32(num_classes=NUM_CLASSES,
-                                         num_experts=3)
-    model.compile(
-        optimizer=optimizers.TorchSGD(0.1, weight_decay=5e-4),
-        loss={"logits": None, "expert_logits": losses.BalPoELoss(COUNTS)},
-    )
+    """`(infer, train, model)`: zero-argument calls of our Keras model
+    (throughput.py's timed model, eager)."""
+    model = throughput.build_timed_model()
     model.make_train_function()
     x = torch.rand(batch, 32, 32, 3, device=device)
     y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
@@ -61,7 +52,8 @@ def keras_calls(batch, device):
 
 def reference_calls(batch, device):
     """`(infer, train)`: the same for the plain PyTorch replica."""
-    model, step = reference_torch.make_train_step(COUNTS, device=device)
+    model, step = reference_torch.make_train_step(throughput.COUNTS,
+                                                  device=device)
     x = torch.rand(batch, 3, 32, 32, device=device)
     y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
 

@@ -21,43 +21,40 @@ _TRAINING_DIR = os.path.join(
 )
 
 
+def _images_per_sec(callback, times, batches):
+    """The logged rate: epoch begins at `times[0]`, batch `batches[i]`'s
+    hook runs at `times[i + 1]`."""
+    clock = iter(times)
+    logs = {}
+    with mock.patch.object(callbacks.time, "perf_counter", clock.__next__):
+        callback.on_epoch_begin(0)
+        for batch in batches:
+            callback.on_train_batch_end(batch)
+        callback.on_epoch_end(0, logs)
+    return logs
+
+
 class ImagesPerSecondTest(TestCase):
     def test_rate_from_wall_time_and_steps(self):
         # Epoch starts at t=10 s, last batch (index 3) ends at t=12 s:
         # 4 steps * 32 images / 2 s = 64 images/s.
-        callback = callbacks.ImagesPerSecond(32, verbose=False)
-        clock = iter([10.0, 11.0, 12.0])
-        logs = {}
-        with mock.patch.object(callbacks.time, "perf_counter", clock.__next__):
-            callback.on_epoch_begin(0)
-            callback.on_train_batch_end(1)
-            callback.on_train_batch_end(3)
-            callback.on_epoch_end(0, logs)
+        logs = _images_per_sec(callbacks.ImagesPerSecond(32, verbose=False),
+                               [10.0, 11.0, 12.0], [1, 3])
         self.assertEqual(logs, {"images_per_sec": 64.0})
 
     def test_exact_examples_per_epoch(self):
         # 100 images (last batch partial) in 4 s = 25 images/s.
-        callback = callbacks.ImagesPerSecond(32, 100, verbose=False)
-        clock = iter([0.0, 4.0])
-        logs = {}
-        with mock.patch.object(callbacks.time, "perf_counter", clock.__next__):
-            callback.on_epoch_begin(0)
-            callback.on_train_batch_end(3)
-            callback.on_epoch_end(0, logs)
+        logs = _images_per_sec(
+            callbacks.ImagesPerSecond(32, 100, verbose=False), [0.0, 4.0],
+            [3])
         self.assertEqual(logs["images_per_sec"], 25.0)
-
 
     def test_hooks_out_of_order_keep_the_last_step_and_time(self):
         # `async_safe`: Keras may run batch 3's hook before batch 1's.
-        callback = callbacks.ImagesPerSecond(32, verbose=False)
-        clock = iter([10.0, 12.0, 11.0])
-        logs = {}
-        with mock.patch.object(callbacks.time, "perf_counter", clock.__next__):
-            callback.on_epoch_begin(0)
-            callback.on_train_batch_end(3)
-            callback.on_train_batch_end(1)
-            callback.on_epoch_end(0, logs)
+        logs = _images_per_sec(callbacks.ImagesPerSecond(32, verbose=False),
+                               [10.0, 12.0, 11.0], [3, 1])
         self.assertEqual(logs, {"images_per_sec": 64.0})
+
 
 class EpochCSVLoggerTest(TestCase):
     def test_later_keys_extend_the_header_without_empty_columns(self):
