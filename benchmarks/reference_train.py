@@ -36,7 +36,9 @@ that balpoe_keras runs can be compared with it on equal terms:
         --compile --out=$OUT/replica --epochs=200
 
 Outputs in `--out`: `train_log.csv`, `report.json` (`summary` with the same
-`test/...` keys, in %, as balpoe_keras reports), `checkpoint.pt`.
+`test/...` keys, in %, as balpoe_keras reports), `checkpoint.pt`, and with
+`--eval_every=N` `eval_log.csv` (the same scores after every N-th epoch;
+`epoch` 0-based, as in `train_log.csv`).
 """
 
 import argparse
@@ -58,6 +60,9 @@ import reference_data  # noqa: E402
 from reference_torch import ReferenceResNet32  # noqa: E402
 
 CHECKPOINT = "checkpoint.pt"
+EVAL_LOG = "eval_log.csv"
+EVAL_KEYS = ("accuracy", "balanced_accuracy", "acc_many", "acc_medium",
+             "acc_few", "ece", "mce", "nll")
 
 
 def parse_args(argv=None):
@@ -92,6 +97,9 @@ def parse_args(argv=None):
     add("--threads", type=int, default=0, help="torch CPU threads (0: "
         "torch's default).")
     add("--checkpoint_every", type=int, default=1)
+    add("--eval_every", type=int, default=0, help="Also score the test set "
+        "after every N-th epoch into eval_log.csv (0: only at the end). "
+        "Evaluation draws no random numbers, so training is unchanged.")
     add("--blocks_per_stage", type=int, default=5)
     add("--tiny", type=int, default=0, help="Smoke test: keep this many "
         "train images and every 20th test image.")
@@ -282,7 +290,9 @@ def main(argv=None):
     done = restore(ckpt, model, optimizer, scheduler)
     step = make_step(model, optimizer, adjust, args)
     log_path = os.path.join(args.out, "train_log.csv")
+    eval_path = os.path.join(args.out, EVAL_LOG)
     _truncate_log(log_path, done)
+    _truncate_log(eval_path, done)
     print(f"replica: {len(y)} train images (counts {counts}), "
           f"{len(y_test)} test; {args.device}, augment={augment_kind}, "
           f"compile={args.compile}"
@@ -297,6 +307,13 @@ def main(argv=None):
         _append_row(log_path, epoch, lr, loss, rate)
         print(f"epoch {epoch + 1}/{args.epochs} lr {lr:.4g} loss "
               f"{loss:.4f} {rate:.0f} img/s", flush=True)
+        if args.eval_every and (epoch + 1) % args.eval_every == 0:
+            summary, _ = scores(predict(model, x_test, args.device), y_test,
+                                counts)
+            _append_eval_row(eval_path, epoch, summary)
+            print(f"epoch {epoch + 1} test: balanced accuracy "
+                  f"{summary['test/balanced_accuracy']:.2f} %, ECE "
+                  f"{summary['test/ece']:.2f} %", flush=True)
         if (epoch + 1) % args.checkpoint_every == 0 or epoch + 1 == \
                 args.epochs:
             save_checkpoint(ckpt, epoch + 1, model, optimizer, scheduler)
@@ -324,6 +341,17 @@ def _truncate_log(path, done):
         csv.writer(f).writerows(kept if done else [])
     if not done:
         os.remove(path)
+
+
+def _append_eval_row(path, epoch, summary):
+    """One `eval_log.csv` row: the 0-based epoch and `EVAL_KEYS`."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["epoch", *EVAL_KEYS])
+        writer.writerow([epoch, *(summary[f"test/{key}"]
+                                  for key in EVAL_KEYS)])
 
 
 def _append_row(path, epoch, lr, loss, rate):

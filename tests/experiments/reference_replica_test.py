@@ -5,6 +5,7 @@ independent implementations (same data, same subset, same scores) and by
 hand, and a tiny training run resumes exactly.
 """
 
+import csv
 import os
 import subprocess
 import sys
@@ -149,10 +150,18 @@ class TinyTrainingTest(TestCase):
                 import json
                 return json.load(f)["summary"]
 
-        whole = run("whole", 3)
+        # Scoring the test set every epoch changes no training step.
+        whole = run("whole", 3, "--eval_every=1")
         run("resumed", 1)
         resumed = run("resumed", 3)
         self.assertEqual(whole, resumed)
+        with open(os.path.join(tmp, "whole", "eval_log.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([r["epoch"] for r in rows], ["0", "1", "2"])
+        for key in ("balanced_accuracy", "ece", "nll"):
+            self.assertAllClose(float(rows[-1][key]), whole[f"test/{key}"])
+        self.assertFalse(os.path.exists(
+            os.path.join(tmp, "resumed", "eval_log.csv")))
         self.assertGreaterEqual(whole["test/balanced_accuracy"], 0.0)
 
         def first_loss(out):
