@@ -1,4 +1,4 @@
-"""Throughput of the in-memory input path (`balpoe_keras.arrays`) alone.
+"""Throughput of the in-memory input path (`balpoe_keras.data.arrays`) alone.
 
 Times `ArrayDataset[i]` (gather on device + crop/flip/rotation + float +
 Mixup, one compiled function per batch) over one epoch of random uint8
@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
-from balpoe_keras.arrays import dataset  # noqa: E402
+from balpoe_keras.data.arrays import dataset  # noqa: E402
 
 SETTINGS = (
     ("float only", dict(augment=False)),

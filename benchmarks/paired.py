@@ -7,8 +7,8 @@ by the project's one rule (`config.scale_step_schedule`):
 - `replica`: `benchmarks/reference_train.py`, plain PyTorch (torchvision's
   PIL transforms, the reference's Mixup and LambdaLR), CPU;
 - `tfdata`: the experiment runner, TensorFlow backend, tf.data input;
-- `arrays`: the experiment runner, TensorFlow backend, `balpoe_keras.arrays`
-  input (the path that trained on the GPU);
+- `arrays`: the experiment runner, TensorFlow backend, in-memory input
+  (`balpoe_keras.data.arrays`, the path that trained on the GPU);
 - on request, `tfdata_bf16`: `tfdata` in mixed bfloat16 (the accuracy check
   behind `--mixed_precision=auto`), and `replica_stream`: the replica with
   its Mixup weight stream seeded by the seed (the reference's is the same
@@ -38,7 +38,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from balpoe_keras.arrays.sources import find_cifar10_archive  # noqa: E402
+from balpoe_keras.data.archive import find_cifar10_archive  # noqa: E402
 from balpoe_keras.experiments.config import scale_step_schedule  # noqa: E402
 from benchmarks.reproduce import update_markdown  # noqa: E402
 

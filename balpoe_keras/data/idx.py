@@ -1,4 +1,4 @@
-"""TensorFlow-only data package, NumPy-only module: IDX file reader.
+"""IDX file reader and writer (NumPy only).
 
 Reads the IDX format of MNIST / Fashion-MNIST (plain or gzip-compressed):
 two zero bytes, a type code, the number of dimensions, the big-endian

@@ -1,6 +1,6 @@
-"""TensorFlow-only: image-folder sources (`root/<split>/<class>/*.jpg|png`).
+"""Image-folder sources (`root/<split>/<class>/*.jpg|png`), NumPy + Pillow.
 
-Small images (CIFAR-size) are decoded once, in parallel with tf.data, and
+Small images (CIFAR-size) are decoded once, in parallel with Pillow, and
 cached as an uncompressed `.npz` in a cache folder outside the repository,
 so later runs load in about a second. Corrupt files and empty class folders
 raise an error that lists them; `skip_corrupt=True` skips corrupt files
@@ -8,25 +8,20 @@ with a logged warning instead. Paths are sorted, so the order is
 deterministic; classes are in alphabetical folder order.
 """
 
+import concurrent.futures
 import hashlib
 import logging
 import os
 import tarfile
 
 import numpy as np
-import tensorflow as tf
 
+from balpoe_keras.data.archive import decode_image
 from balpoe_keras.data.source import ImageSource
+from balpoe_keras.data.source import default_cache_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "balpoe_keras")
-_CACHE_VERSION = 2  # bump when decoding changes
-
-
-def default_cache_dir():
-    """`$BALPOE_KERAS_CACHE` or `~/.cache/balpoe_keras` (absolute path)."""
-    path = os.environ.get("BALPOE_KERAS_CACHE", DEFAULT_CACHE_DIR)
-    return os.path.abspath(os.path.expanduser(path))
+_CACHE_VERSION = 3  # bump when decoding changes (3: Pillow)
 
 
 def extract_archive(archive, cache_dir=None, sha256=None):
@@ -122,14 +117,14 @@ def list_image_folder(root, split="train", class_names=None):
     return np.asarray(paths), np.asarray(labels, np.int64), tuple(class_names)
 
 
-def decode_images(paths, skip_corrupt=False, num_parallel_calls=None):
-    """Decodes same-size images into one uint8 array with tf.data.
+def decode_images(paths, skip_corrupt=False, num_threads=None):
+    """Decodes same-size image files into one uint8 array (Pillow).
 
     Args:
         paths: `(N,)` file paths.
         skip_corrupt: if False, unreadable files raise; if True they are
             skipped with a logged warning listing them.
-        num_parallel_calls: decode parallelism; default AUTOTUNE.
+        num_threads: decoding threads; default `min(8, os.cpu_count())`.
 
     Returns:
         `(images, kept)`: `(K, H, W, 3)` uint8 and the `(K,)` int64 indices
@@ -139,32 +134,20 @@ def decode_images(paths, skip_corrupt=False, num_parallel_calls=None):
         ValueError: listing unreadable files (unless `skip_corrupt`) or
             images whose size differs from the first one.
     """
-    index = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(paths), dtype=tf.int64), tf.constant(paths))
-    )
-    decoded = index.map(
-        lambda i, p: (i, _decode(p)),
-        num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
-        deterministic=True,
-    ).ignore_errors()
-    kept, images = [], []
-    for i, image in decoded.as_numpy_iterator():
-        kept.append(i)
-        images.append(image)
-    kept = np.asarray(kept, np.int64)
-    bad = np.setdiff1d(np.arange(len(paths)), kept)
-    if bad.size and not skip_corrupt:
+    threads = num_threads or min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        decoded = list(pool.map(_read_and_decode, paths))
+    kept = np.asarray([i for i, im in enumerate(decoded) if im is not None],
+                      np.int64)
+    bad = [str(paths[i]) for i, im in enumerate(decoded) if im is None]
+    if bad and not skip_corrupt:
         raise ValueError(
-            f"{bad.size} image file(s) could not be decoded: "
-            f"{[str(paths[i]) for i in bad]}. Replace or delete them, or "
-            "pass skip_corrupt=True to skip them."
+            f"{len(bad)} image file(s) could not be decoded: {bad}. Replace "
+            "or delete them, or pass skip_corrupt=True to skip them."
         )
-    if bad.size:
-        logging.warning(
-            "Skipping %d unreadable image(s): %s",
-            bad.size,
-            [str(paths[i]) for i in bad],
-        )
+    if bad:
+        logging.warning("Skipping %d unreadable image(s): %s", len(bad), bad)
+    images = [decoded[i] for i in kept]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ValueError(
@@ -174,52 +157,9 @@ def decode_images(paths, skip_corrupt=False, num_parallel_calls=None):
     return np.stack(images) if images else np.zeros((0, 1, 1, 3), "u1"), kept
 
 
-def decode_rgb(data):
-    """Encoded bytes -> `(H, W, 3)` uint8, JPEG decoded exactly as PIL does.
-
-    JPEGs use `dct_method="INTEGER_ACCURATE"` (libjpeg's ISLOW, PIL's
-    default; TF's default fast IDCT differs by ~1 level per pixel);
-    PNG/BMP/GIF go through `decode_image`.
-    """
-    image = tf.cond(
-        tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3,
-                                  dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(data, channels=3,
-                                   expand_animations=False),
-    )
-    return tf.ensure_shape(image, [None, None, 3])
-
-
-def check_encoded_image(data, path):
-    """`data` unchanged, after an in-graph check that names `path`.
-
-    Fails (InvalidArgumentError: "Unreadable image file (empty or
-    truncated): <path>") for an empty file, or a JPEG / PNG whose end
-    marker (`FFD9` / `IEND`) is missing from its last 64 bytes; decoders
-    report those without the file name, mid-training.
-    """
-    size = tf.strings.length(data)
-    tail = tf.strings.bytes_split(
-        tf.strings.substr(data, tf.maximum(size - 64, 0), 64))
-    pairs = tf.strings.join([tail[:-1], tail[1:]])
-    quads = tf.strings.join([tail[:-3], tail[1:-2], tail[2:-1], tail[3:]])
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
-    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
-    complete = tf.logical_and(
-        tf.logical_or(tf.logical_not(is_jpeg),
-                      tf.reduce_any(tf.equal(pairs, b"\xff\xd9"))),
-        tf.logical_or(tf.logical_not(is_png),
-                      tf.reduce_any(tf.equal(quads, b"IEND"))))
-    check = tf.debugging.Assert(
-        tf.logical_and(size > 0, complete),
-        ["Unreadable image file (empty or truncated):", path])
-    with tf.control_dependencies([check]):
-        return tf.identity(data)
-
-
-def _decode(path):
-    return decode_rgb(check_encoded_image(tf.io.read_file(path), path))
+def _read_and_decode(path):
+    with open(path, "rb") as f:
+        return decode_image(f.read())
 
 
 def _fingerprint(paths):

@@ -1,4 +1,4 @@
-"""TensorFlow-only: ImageNet-LT / iNaturalist-2018 list-file sources.
+"""ImageNet-LT / iNaturalist-2018 list-file sources (NumPy only).
 
 A list file has one `relative/path label` line per image (the reference's
 `imagenet_lt_data_loaders.py`). The source keeps paths (absolute, under

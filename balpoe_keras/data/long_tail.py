@@ -1,4 +1,4 @@
-"""TensorFlow-only data package, NumPy-only module: long-tailed class counts.
+"""Long-tailed class counts and subsets (NumPy only).
 
 Builds the per-class image counts of a long-tailed training set and picks
 which images to keep, reproducing the LDAM-DRW / BalPoE generator
@@ -128,3 +128,27 @@ def long_tail_subsample(labels, class_counts, seed=0):
         rng.shuffle(idx)
         selected.append(idx[: counts[c]])
     return np.concatenate(selected).astype(np.int64)
+
+
+def make_long_tailed(images, labels, num_classes, imbalance_ratio, seed=0):
+    """The exponential-profile long-tailed subset of in-memory arrays.
+
+    As the reference's `imbalance_cifar.py`: head count `N / C`,
+    `n_c = int(max * (1/imbalance_ratio)**(c/(C-1)))`, a per-class shuffle
+    seeded once with `seed`.
+
+    Args:
+        images: `(N, ...)` array.
+        labels: `(N,)` int class ids.
+        num_classes: int `C`.
+        imbalance_ratio: float >= 1, max/min class count.
+        seed: int, the subsampling seed (the reference always uses 0).
+
+    Returns:
+        `(images, labels, class_counts)`: the class-sorted subset and the
+        `C` per-class counts (`list[int]`).
+    """
+    counts = long_tail_counts(
+        num_classes, len(labels) // num_classes, imbalance_ratio)
+    index = long_tail_subsample(labels, counts, seed=seed)
+    return images[index], labels[index], counts

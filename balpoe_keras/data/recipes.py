@@ -1,11 +1,11 @@
-"""TensorFlow-only: named augmentation recipes (train and eval transforms).
+"""Named augmentation recipes: what each one does (NumPy only).
 
-A recipe maps a uint8 `(H, W, channels)` image and a `(2,)` seed to a
-float32 image in `[0, 1]` (reference `cifar_data_loaders.py`, `others.py`):
+The reference's transforms (`cifar_data_loaders.py`, `others.py`), as data
+that both executors read:
 
 - `"none"`: no augmentation;
 - `"cifar_crop_flip"`: pad-4 random crop and flip only (what the reference
-  code applies for CIFAR-10 long training, reference `cifar_data_loaders.py`);
+  code applies for CIFAR-10 long training);
 - `"cifar_standard"`: pad-4 random crop, flip, rotation U[-15, 15] deg
   (nearest, zero fill);
 - `"cifar_autoaugment"`: crop, flip, AutoAugment CIFAR10Policy (long
@@ -14,73 +14,73 @@ float32 image in `[0, 1]` (reference `cifar_data_loaders.py`, `others.py`):
   0.4, 0.4, 0); `"inaturalist_standard"`: the same without ColorJitter;
 - `"imagenet_randaugment"`: imagenet_standard + RandAugment n2 m10 mstd0.5.
 
-Eval: CIFAR recipes and `"none"` only convert to float; ImageNet/iNat
-recipes resize the shorter side to `size * 256 / 224` and centre-crop
-`size`.
+Evaluation: small-image recipes and `"none"` only convert to float; the
+large-image ones resize the shorter side to `size * 256 / 224` and
+centre-crop `size`. The tf.data executor implements every recipe
+(`balpoe_keras.data.tfdata.transforms`); the in-memory executor
+(`balpoe_keras.data.arrays`) those whose `in_memory` is True.
 """
 
-from balpoe_keras.data import augment
-from balpoe_keras.data.autoaugment import cifar10_policy
-from balpoe_keras.data.randaugment import rand_augment
-
-RECIPES = ("none", "cifar_crop_flip", "cifar_standard", "cifar_autoaugment",
-           "cifar_autoaugment_cutout", "imagenet_standard",
-           "inaturalist_standard", "imagenet_randaugment")
-_LARGE = ("imagenet_standard", "inaturalist_standard",
-          "imagenet_randaugment")
+import dataclasses
 
 
-def validate_recipe(recipe):
-    """Returns `recipe` or raises a ValueError listing `RECIPES`."""
-    if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}. Expected one of "
-                         f"{RECIPES}.")
-    return recipe
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What a recipe applies, in order.
 
-
-def get_train_transform(recipe, image_size=224):
-    """`fn(image_uint8, seed) -> float32 image in [0, 1]` for `recipe`.
-
-    Args:
-        recipe: one of `RECIPES`.
-        image_size: output side of the ImageNet/iNat recipes.
+    Attributes:
+        name: the recipe's name.
+        crop_padding: zero padding of the random crop (small images), or
+            None for no crop and flip.
+        max_degrees: rotation range U[-max_degrees, max_degrees] after the
+            crop and flip; 0 = none.
+        autoaugment: AutoAugment's CIFAR10Policy after the flip.
+        cutout: side of the Cutout square in pixels; 0 = none.
+        resized_crop: RandomResizedCrop to the model size, then flip (large
+            images); evaluation resizes and centre-crops.
+        color_jitter: ColorJitter(0.4, 0.4, 0.4) after the flip.
+        rand_augment: RandAugment (n 2, m 10, mstd 0.5) last.
     """
-    validate_recipe(recipe)
 
-    def transform(image, seed):
-        seeds = augment.split_seed(seed, 6)
-        if recipe in _LARGE:
-            image = augment.random_resized_crop(image, seeds[0], image_size)
-            image = augment.random_flip(image, seeds[1])
-            if recipe != "inaturalist_standard":
-                image = augment.color_jitter(image, seeds[2])
-            if recipe == "imagenet_randaugment":
-                image = rand_augment(image, seeds[3])
-            return augment.to_float(image)
-        if recipe != "none":
-            image = augment.random_crop_with_padding(image, seeds[0])
-            image = augment.random_flip(image, seeds[1])
-        if recipe == "cifar_standard":
-            image = augment.random_rotation(image, seeds[2])
-        if recipe.startswith("cifar_autoaugment"):
-            image = cifar10_policy(image, seeds[3])
-        image = augment.to_float(image)
-        if recipe == "cifar_autoaugment_cutout":
-            image = augment.cutout(image, seeds[4])
-        return image
+    name: str
+    crop_padding: int = None
+    max_degrees: float = 0.0
+    autoaugment: bool = False
+    cutout: int = 0
+    resized_crop: bool = False
+    color_jitter: bool = False
+    rand_augment: bool = False
 
-    return transform
+    @property
+    def in_memory(self):
+        """True when the in-memory executor implements it (crop, flip and
+        rotation of small images)."""
+        return not (self.autoaugment or self.cutout or self.resized_crop
+                    or self.color_jitter or self.rand_augment)
 
 
-def get_eval_transform(recipe, image_size=224):
-    """`fn(image_uint8) -> float32 image in [0, 1]` for `recipe`."""
-    validate_recipe(recipe)
-    if recipe not in _LARGE:
-        return augment.to_float
-    resize = int(round(image_size * 256 / 224))
+RECIPES = {r.name: r for r in (
+    Recipe("none"),
+    Recipe("cifar_crop_flip", crop_padding=4),
+    Recipe("cifar_standard", crop_padding=4, max_degrees=15.0),
+    Recipe("cifar_autoaugment", crop_padding=4, autoaugment=True),
+    Recipe("cifar_autoaugment_cutout", crop_padding=4, autoaugment=True,
+           cutout=16),
+    Recipe("imagenet_standard", resized_crop=True, color_jitter=True),
+    Recipe("inaturalist_standard", resized_crop=True),
+    Recipe("imagenet_randaugment", resized_crop=True, color_jitter=True,
+           rand_augment=True),
+)}
+IN_MEMORY_RECIPES = tuple(n for n, r in RECIPES.items() if r.in_memory)
 
-    def transform(image):
-        image = augment.resize_and_center_crop(image, resize, image_size)
-        return augment.to_float(image)
 
-    return transform
+def get_recipe(name):
+    """The `Recipe` called `name`.
+
+    Raises:
+        ValueError: for an unknown name, listing `RECIPES`.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe {name!r}. Expected one of "
+                         f"{tuple(RECIPES)}.")
+    return RECIPES[name]

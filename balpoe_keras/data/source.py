@@ -1,4 +1,4 @@
-"""TensorFlow-only data package, NumPy-only module: the `ImageSource` record.
+"""The `ImageSource` record and where data files are looked for (NumPy).
 
 Every loader (tfds CIFAR, image folders, ImageNet-LT / iNaturalist list
 files, Fashion-MNIST IDX) returns an `ImageSource`: the images (in memory)
@@ -18,6 +18,13 @@ from balpoe_keras.data.long_tail import long_tail_subsample
 # Where data files are looked for when no `data_dir` is given (after
 # `$BALPOE_KERAS_DATA`): the user cache.
 ARCHIVE_DIRS = ("~/.cache/balpoe_keras",)
+
+
+def default_cache_dir():
+    """`$BALPOE_KERAS_CACHE` or `~/.cache/balpoe_keras` (absolute path):
+    where decoded arrays and extracted archives are cached."""
+    path = os.environ.get("BALPOE_KERAS_CACHE", ARCHIVE_DIRS[0])
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def search_dirs(data_dir, defaults=ARCHIVE_DIRS):

@@ -1,16 +1,17 @@
-"""TensorFlow-only: dataset sources by name (`get_source`).
+"""Dataset sources by name (`get_source`); NumPy, plus tfds where needed.
 
 Sources return an `ImageSource` (images or paths, int labels, class names,
-class counts). Offline use of each is described in docs/data.md:
+class counts). Offline use of each is described in docs/data.md. Only the
+tfds sources import TensorFlow (through `tensorflow_datasets`, on use):
 
 - `"cifar10"`, `"cifar100"`: tfds, records sorted by their `id` so the
   order is the original file order (needed for the index-identical
   long-tailed subset of reference `imbalance_cifar.py`);
 - `"cifar10_folder"`: the CIFAR-10 JPEG archive (`cifar10-jpeg.tar.gz`),
-  extracted and decoded once into a cache folder;
+  decoded once with Pillow and cached (`balpoe_keras.data.archive`);
 - `"fashion_mnist"`: local IDX gz files (Debian `dataset-fashion-mnist`),
   else tfds;
-- `"imagenet_lt"`, `"inaturalist2018"`: list files + image root;
+- `"imagenet_lt"`, `"inaturalist2018"`: list files + image root (paths);
 - `"image_folder"`: any `root/<split>/<class>/*.jpg|png`.
 """
 
@@ -19,17 +20,14 @@ import socket
 
 import numpy as np
 
-from balpoe_keras.arrays.sources import CIFAR10_CLASSES
-from balpoe_keras.arrays.sources import find_cifar10_archive
-from balpoe_keras.arrays.sources import load_fashion_mnist_idx
-from balpoe_keras.data.image_folder import default_cache_dir
-from balpoe_keras.data.image_folder import extract_archive
+from balpoe_keras.data.archive import CIFAR10_CLASSES
+from balpoe_keras.data.archive import load_cifar10_folder
+from balpoe_keras.data.idx import read_idx
 from balpoe_keras.data.image_folder import load_image_folder
 from balpoe_keras.data.list_files import load_benchmark_list
 from balpoe_keras.data.source import ImageSource
-
-CIFAR10_ARCHIVE_SHA256 = (
-    "45b041e867f5a40f79bfde38d3dd1fd511103d50068c1afecf6445e25234d4db")
+from balpoe_keras.data.source import find_data_file
+from balpoe_keras.data.source import search_dirs
 
 
 def load_tfds(name="cifar100", split="train", data_dir=None, download=True):
@@ -54,7 +52,12 @@ def load_tfds(name="cifar100", split="train", data_dir=None, download=True):
             and its download host cannot be reached, saying how to prepare
             it elsewhere (and, for CIFAR-10, naming the offline archive).
     """
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise ImportError(
+            f"The tfds source {name!r} needs TensorFlow and "
+            "tensorflow-datasets: pip install 'balpoe_keras[tf]'.") from None
 
     root = data_dir or os.environ.get(
         "TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
@@ -115,46 +118,66 @@ def _reachable(host, port=443, timeout=3.0):
         return False
 
 
-def load_cifar10_folder(split="train", data_dir=None, cache_dir=None,
-                        verify_sha256=False, skip_corrupt=False):
-    """CIFAR-10 from the JPEG archive, extracted, decoded once and cached.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress",
+                         "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+# Where Debian's `dataset-fashion-mnist` package installs the IDX files.
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
+                      "~/.keras/datasets/fashion-mnist")
 
-    The archive is looked up in `data_dir` alone if given, else in
-    `$BALPOE_KERAS_DATA` and the user cache; it is extracted to `cache_dir`
-    (default `~/.cache/balpoe_keras`) and the decoded arrays cached there
-    as `.npz`. Its file order is not CIFAR's, so the LT subset matches the
-    reference in counts only (docs/data.md). The TensorFlow-free
-    `balpoe_keras.arrays.sources.load_cifar10_source` gives the same arrays.
+
+def _load_fashion_mnist_idx(split, data_dir):
+    """Fashion-MNIST from its IDX (`.gz`) files.
+
+    Looks for `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` in
+    `data_dir` alone if given, else `$BALPOE_KERAS_DATA` and
+    `FASHION_MNIST_DIRS`.
 
     Returns:
-        `ImageSource` with `(N, 32, 32, 3)` uint8 images.
+        `ImageSource` with `(N, 28, 28, 1)` uint8 images, 10 classes.
+
+    Raises:
+        FileNotFoundError: naming the folders searched and how to get the
+            files.
     """
-    archive = find_cifar10_archive(data_dir)
-    cache_dir = cache_dir or default_cache_dir()
-    sha = CIFAR10_ARCHIVE_SHA256 if verify_sha256 else None
-    root = extract_archive(archive, cache_dir, sha256=sha)
-    return load_image_folder(root, split, CIFAR10_CLASSES, True, cache_dir,
-                             skip_corrupt, name="cifar10_folder")
+    prefix = {"train": "train", "test": "t10k"}.get(split)
+    if prefix is None:
+        raise ValueError(f"Fashion-MNIST splits: train, test. Got {split!r}")
+    paths = []
+    for kind in ("images-idx3", "labels-idx1"):
+        found = [find_data_file(f"{prefix}-{kind}-ubyte{ext}", data_dir,
+                                FASHION_MNIST_DIRS) for ext in (".gz", "")]
+        paths.append(found[0] or found[1])
+    if None in paths:
+        raise FileNotFoundError(
+            "Fashion-MNIST IDX files not found in "
+            f"{search_dirs(data_dir, FASHION_MNIST_DIRS)}. Install them with "
+            "`apt-get install dataset-fashion-mnist` or pass --data_dir.")
+    return ImageSource(read_idx(paths[1]), FASHION_MNIST_CLASSES,
+                       images=read_idx(paths[0])[..., None],
+                       name="fashion_mnist", split=split)
 
 
 def load_fashion_mnist(split="train", data_dir=None, use_tfds=True):
     """Fashion-MNIST from IDX gz files (or tfds as a fallback).
 
-    `balpoe_keras.arrays.sources.load_fashion_mnist_idx` (Debian's
-    `dataset-fashion-mnist` installs the files it looks for), then tfds.
+    Looks for `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` in
+    `data_dir` alone if given, else `$BALPOE_KERAS_DATA` and
+    `FASHION_MNIST_DIRS` (Debian's `dataset-fashion-mnist` installs them
+    there), then falls back to tfds (not when `data_dir` is given).
 
     Returns:
         `ImageSource` with `(N, 28, 28, 1)` uint8 images, 10 classes.
     """
     try:
-        return load_fashion_mnist_idx(split, data_dir)
+        return _load_fashion_mnist_idx(split, data_dir)
     except FileNotFoundError as e:
         if not use_tfds or data_dir:
             raise
         hint = str(e)
     try:
         return load_tfds("fashion_mnist", split)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ImportError) as e:
         raise FileNotFoundError(f"{hint} The tfds fallback failed: {e}") from e
 
 
@@ -175,6 +198,9 @@ _SOURCES = {
         _require(data_dir, "image_folder"), split, **kw),
 }
 SOURCE_NAMES = tuple(sorted(_SOURCES))
+# Sources read through tensorflow_datasets (TensorFlow); the others load
+# with NumPy and Pillow only.
+TFDS_SOURCES = ("cifar10", "cifar100")
 
 
 def _require(data_dir, name):

@@ -1,4 +1,4 @@
-"""TensorFlow-only data package, NumPy-only module: shifted test sets.
+"""Shifted test sets of the test-agnostic evaluation (NumPy only).
 
 Builds the test-agnostic evaluation sets of reference `test_all_cifar.py` from a
 balanced test set: "forward-rho" sets (long-tailed like the training set,

@@ -3,7 +3,7 @@
 One source for every setting. Each `ExperimentConfig` field carries its
 flag's help text and group; `run.py` generates the absl flags from the
 fields, `from_flags` reads them back, `resolve` fills the per-dataset
-defaults (`datasets.py`: `DATASETS`, `ARCHITECTURES`) and
+defaults (`balpoe_keras.data.datasets.DATASETS`, `ARCHITECTURES`) and
 `validate_config` is the one place that checks values and combinations.
 Errors are `ConfigError`s naming the flag and the fix. The library never
 reads flags.
@@ -14,11 +14,14 @@ import json
 import math
 
 from balpoe_keras import class_prior
-from balpoe_keras.experiments.datasets import ARCHITECTURES
-from balpoe_keras.experiments.datasets import ARRAYS_RECIPES
-from balpoe_keras.experiments.datasets import DATASETS
-from balpoe_keras.experiments.datasets import RECIPES
+from balpoe_keras.data import mixing
+from balpoe_keras.data.datasets import DATASETS
+from balpoe_keras.data.recipes import IN_MEMORY_RECIPES
+from balpoe_keras.data.recipes import RECIPES
 
+# Architecture -> residual stages all experts share in the reference
+# (stem + layer1 for ResNet-32, stem + layer1 + layer2 for the others).
+ARCHITECTURES = {"resnet32": 1, "resnet50": 2, "resnext50": 2}
 SCHEDULES = ("step", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 INPUT_PIPELINES = ("auto", "tfdata", "arrays")
@@ -64,7 +67,8 @@ class ExperimentConfig:
         "Fashion-MNIST; 0 (as distributed) for ImageNet-LT and iNat.",
         "Data")
     recipe: str = _field(None, "Augmentation recipe; default the "
-                         "dataset's standard one.", "Data", choices=RECIPES)
+                         "dataset's standard one.", "Data",
+                         choices=tuple(RECIPES))
     mixup_alpha: float = _field(0.4, "Mixup Beta(alpha, alpha); 0 = off.",
                                 "Data")
     cutmix_alpha: float = _field(0.0, "CutMix Beta parameter; 0 = off. "
@@ -72,11 +76,10 @@ class ExperimentConfig:
                                  "one of the two (p = 0.5), as the "
                                  "reference's mixup_cutmix mode.", "Data")
     input_pipeline: str = _field(
-        "auto", "Training input: tfdata (tf.data, every recipe), arrays "
-        "(balpoe_keras.arrays: in-memory images augmented on the device, "
-        "CIFAR recipes, no TensorFlow needed) or auto (arrays on JAX and "
-        "PyTorch or without TensorFlow when the dataset allows it).", "Data",
-        choices=INPUT_PIPELINES)
+        "auto", "tfdata (every recipe; needs TensorFlow) or arrays (images "
+        "in memory, augmented on the device; CIFAR recipes, no CutMix); "
+        "auto picks arrays on JAX/PyTorch or without TensorFlow where it "
+        "can, else tfdata.", "Data", choices=INPUT_PIPELINES)
     test_distributions: bool = _field(
         True, "Also evaluate on forward/backward long-tailed test sets "
         "(ratios 2..50) with and without log-prior correction.", "Data",
@@ -190,9 +193,7 @@ class ExperimentConfig:
     @property
     def mix_mode(self):
         """None (no mixing), "mixup", "cutmix" or "mixup_cutmix"."""
-        modes = {(True, False): "mixup", (False, True): "cutmix",
-                 (True, True): "mixup_cutmix"}
-        return modes.get((self.mixup_alpha > 0, self.cutmix_alpha > 0))
+        return mixing.mix_mode(self.mixup_alpha, self.cutmix_alpha)
 
     def resolve(self):
         """A copy with every None default filled in and validated.
@@ -337,8 +338,10 @@ def validate_config(config):
     _require(config.weight_decay >= 0, "--weight_decay", "must be >= 0")
     _require(0 <= config.momentum < 1, "--momentum", "must be in [0, 1)")
     _require(config.scale > 0, "--scale", "must be > 0")
-    _require(config.mixup_alpha >= 0 and config.cutmix_alpha >= 0,
-             "--mixup_alpha/--cutmix_alpha", "must be >= 0 (0 = off)")
+    try:
+        mixing.validate_mixing(config.mixup_alpha, config.cutmix_alpha)
+    except ValueError as e:
+        raise ConfigError(f"--mixup_alpha/--cutmix_alpha: {e}") from None
     _require(0 <= config.warmup_epochs <= config.epochs, "--warmup_epochs",
              "must be between 0 and --epochs")
     _require(config.max_train_steps_per_epoch >= 0,
@@ -350,9 +353,10 @@ def validate_config(config):
     _check_dataset(config)
     _check_model(config)
     if config.input_pipeline == "arrays":
-        _require(config.recipe in ARRAYS_RECIPES, "--recipe",
-                 f"--input_pipeline=arrays implements {list(ARRAYS_RECIPES)}"
-                 " only; use --input_pipeline=tfdata for this recipe")
+        _require(config.recipe in IN_MEMORY_RECIPES, "--recipe",
+                 f"--input_pipeline=arrays implements "
+                 f"{list(IN_MEMORY_RECIPES)} only; use "
+                 "--input_pipeline=tfdata for this recipe")
         _require(config.cutmix_alpha == 0, "--cutmix_alpha",
                  "--input_pipeline=arrays has Mixup only; use "
                  "--input_pipeline=tfdata for CutMix")

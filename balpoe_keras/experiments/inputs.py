@@ -1,10 +1,10 @@
 """The data of a run: sources, the long-tailed train set, input pipelines.
 
-`load_data(config)` reads the dataset (TensorFlow-free for the in-memory
-datasets: the CIFAR-10 JPEG archive and Fashion-MNIST), builds the
-reference's long-tailed subset and the shifted test sets;
-`make_train_dataset_fn` gives `epoch -> dataset` for the chosen input
-pipeline (`--input_pipeline`: tf.data or `balpoe_keras.arrays`);
+`load_data(config)` reads the dataset (`balpoe_keras.data.get_source`:
+TensorFlow-free except the tfds sources), builds the reference's
+long-tailed subset and the shifted test sets; `make_train_dataset_fn`
+gives `epoch -> dataset` for the chosen executor (`--input_pipeline`:
+`balpoe_keras.data.tfdata` or `balpoe_keras.data.arrays`);
 `make_test_sets` / `make_test_eval_fn` give the test sets and the
 `--eval_every` evaluation.
 """
@@ -16,9 +16,13 @@ import keras
 import numpy as np
 
 from balpoe_keras import class_prior
-from balpoe_keras import training
+from balpoe_keras.data import batching
+from balpoe_keras.data import long_tail
+from balpoe_keras.data import sources
+from balpoe_keras.data import test_distributions
+from balpoe_keras.data.recipes import IN_MEMORY_RECIPES
+from balpoe_keras.data.recipes import get_recipe
 from balpoe_keras.experiments.config import ConfigError
-from balpoe_keras.experiments.datasets import ARRAYS_RECIPES
 from balpoe_keras.tensorflow_check import is_tensorflow_installed
 
 
@@ -40,29 +44,20 @@ def check_data_dir(config):
 
 
 def load_source(config, split):
-    """An `ImageSource` of the dataset (TensorFlow-free where possible)."""
+    """An `ImageSource` of the dataset (`balpoe_keras.data.get_source`)."""
     spec = config.spec
     check_data_dir(config)
-    if spec.array_source:
-        from balpoe_keras.arrays import sources
-
-        return sources.get_array_source(spec.array_source, split,
-                                        config.data_dir)
-    if not is_tensorflow_installed():
+    if spec.source in sources.TFDS_SOURCES and not is_tensorflow_installed():
         raise ConfigError(
-            f"--dataset={config.dataset} is read with TensorFlow, which is "
-            "not installed: pip install 'balpoe_keras[tf]', or use an "
-            "in-memory dataset (cifar10_lt_folder, fashion_mnist_lt).")
-    from balpoe_keras import data
-
-    return data.get_source(spec.source, split, config.data_dir)
+            f"--dataset={config.dataset} is read with tensorflow-datasets, "
+            "which needs TensorFlow: pip install 'balpoe_keras[tf]', or use "
+            "an in-memory dataset read without it (cifar10_lt_folder, "
+            "fashion_mnist_lt).")
+    return sources.get_source(spec.source, split, config.data_dir)
 
 
 def load_data(config):
     """Loads the train/test sources and builds the long-tailed train set."""
-    from balpoe_keras.data import long_tail
-    from balpoe_keras.data import test_distributions
-
     spec = config.spec
     train = load_source(config, "train")
     test = load_source(config, spec.test_split)
@@ -86,10 +81,10 @@ def load_data(config):
 
 
 def steps_per_epoch(config, num_train, num_replicas):
-    """Batches per epoch (`training.compute_steps_per_epoch`), capped by
-    `--max_train_steps_per_epoch`; the last partial batch is kept on one
-    replica and dropped on several."""
-    steps = training.compute_steps_per_epoch(
+    """Batches per epoch (`balpoe_keras.data.compute_steps_per_epoch`),
+    capped by `--max_train_steps_per_epoch`; the last partial batch is kept
+    on one device and dropped on several."""
+    steps = batching.compute_steps_per_epoch(
         num_train, config.global_batch_size, num_replicas > 1)
     if config.max_train_steps_per_epoch:
         steps = min(steps, config.max_train_steps_per_epoch)
@@ -104,7 +99,7 @@ def resolve_input_pipeline(config, experiment_data):
     arrays path implements; tf.data otherwise.
     """
     arrays_ok = (experiment_data.train.in_memory
-                 and config.recipe in ARRAYS_RECIPES
+                 and config.recipe in IN_MEMORY_RECIPES
                  and config.cutmix_alpha == 0)
     choice = config.input_pipeline
     if choice == "auto":
@@ -121,7 +116,7 @@ def resolve_input_pipeline(config, experiment_data):
             "this run needs tf.data (--input_pipeline=tfdata, --recipe="
             f"{config.recipe}) but TensorFlow is not installed: pip install "
             "'balpoe_keras[tf]', or use --input_pipeline=arrays with a "
-            f"recipe in {sorted(ARRAYS_RECIPES)} and no CutMix.")
+            f"recipe in {list(IN_MEMORY_RECIPES)} and no CutMix.")
     return choice
 
 
@@ -131,25 +126,27 @@ def make_train_dataset_fn(config, experiment_data, num_replicas):
     drop_remainder = num_replicas > 1
     train = experiment_data.train
     if resolve_input_pipeline(config, experiment_data) == "arrays":
-        from balpoe_keras.arrays import dataset
+        from balpoe_keras.data.arrays import dataset
 
-        max_degrees = ARRAYS_RECIPES[config.recipe]
+        recipe = get_recipe(config.recipe)
         return dataset.make_train_dataset_fn(
             train.images, train.labels,
             global_batch_size=config.global_batch_size, seed=config.seed,
             num_classes=config.spec.num_classes,
-            mixup_alpha=config.mixup_alpha, augment=max_degrees is not None,
-            max_degrees=max_degrees or 0.0, drop_remainder=drop_remainder,
+            mixup_alpha=config.mixup_alpha,
+            augment=recipe.crop_padding is not None,
+            padding=recipe.crop_padding or 0,
+            max_degrees=recipe.max_degrees, drop_remainder=drop_remainder,
         )  # fmt: skip
-    from balpoe_keras import data
+    from balpoe_keras.data import tfdata
 
     def dataset_fn(epoch):
-        return data.make_train_dataset(
+        return tfdata.make_train_dataset(
             train, global_batch_size=config.global_batch_size,
             recipe=config.recipe, num_classes=config.spec.num_classes,
             mixup_alpha=config.mixup_alpha,
             cutmix_alpha=config.cutmix_alpha,
-            mix_mode=config.mix_mode or "mixup",
+            mix_mode=config.mix_mode,
             seed=config.seed, epoch=epoch, deterministic=True,
             drop_remainder=drop_remainder, num_replicas=num_replicas,
             image_size=config.spec.image_size,
@@ -165,9 +162,9 @@ def make_test_sets(config, experiment_data):
         images = test.images.astype("float32") / 255.0
         balanced = (images, np.asarray(test.labels))
     else:
-        from balpoe_keras import data
+        from balpoe_keras.data import tfdata
 
-        balanced = data.make_eval_dataset(
+        balanced = tfdata.make_eval_dataset(
             test, global_batch_size=config.eval_batch_size,
             recipe=config.recipe, output_keys=None,
             image_size=config.spec.image_size,

@@ -9,18 +9,15 @@ import keras
 from keras import ops
 
 from balpoe_keras import layers
+from balpoe_keras.data.datasets import CIFAR_MEAN  # noqa: F401
+from balpoe_keras.data.datasets import CIFAR_STD  # noqa: F401
+from balpoe_keras.data.datasets import IMAGENET_MEAN  # noqa: F401
+from balpoe_keras.data.datasets import IMAGENET_STD  # noqa: F401
 
 # PyTorch BatchNorm2d defaults: eps 1e-5, momentum 0.1 (Keras: 1 - 0.1).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
-# Per-channel constants, pixels in [0, 1] (the reference's
-# `cifar_data_loaders.py`: the CIFAR-10
-# statistics are used for CIFAR-10 and CIFAR-100 alike).
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")

@@ -5,6 +5,7 @@ Backend-agnostic; TensorFlow is imported only inside the TF-specific
 functions of `distribute` (`get_strategy`).
 """
 
+from balpoe_keras.data.batching import compute_steps_per_epoch
 from balpoe_keras.training.callbacks import EpochCSVLogger
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
@@ -14,7 +15,6 @@ from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.compiling import cpu_has_bfloat16
 from balpoe_keras.training.compiling import mixed_precision_scope
 from balpoe_keras.training.compiling import resolve_mixed_precision
-from balpoe_keras.training.distribute import compute_steps_per_epoch
 from balpoe_keras.training.distribute import data_parallel_scope
 from balpoe_keras.training.distribute import get_data_parallel
 from balpoe_keras.training.distribute import get_strategy

@@ -193,24 +193,3 @@ def _refuse_multi_worker_tf_config():
     workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
     if workers > 1:
         raise ValueError(_MULTI_WORKER_MESSAGE)
-
-
-def compute_steps_per_epoch(num_examples, global_batch_size,
-                            drop_remainder=False):
-    """Batches in an epoch of `num_examples` examples.
-
-    The reference keeps the last partial batch (`drop_last=False`); with
-    several replicas the runner drops it (`drop_remainder=True`) so every
-    replica gets an equal share.
-
-    Args:
-        num_examples: int, training examples per epoch.
-        global_batch_size: int, examples per step, all replicas.
-        drop_remainder: bool, drop the last partial batch.
-
-    Returns:
-        int.
-    """
-    if drop_remainder:
-        return num_examples // global_batch_size
-    return -(-num_examples // global_batch_size)

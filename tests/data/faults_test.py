@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from balpoe_keras.arrays import sources as array_sources
+from balpoe_keras.data import archive as array_sources
 from balpoe_keras.data import idx
 from tests.test_case import TestCase
 
@@ -43,13 +43,13 @@ class DecodeParityTest(TestCase):
     def test_sixteen_bit_png_keeps_its_top_byte_in_both_loaders(self):
         import tensorflow as tf
 
-        from balpoe_keras.data.image_folder import decode_rgb
+        from balpoe_keras.data.tfdata.decode import decode_rgb
 
         gray = np.arange(0, 65536, 257, dtype=np.uint16)[:64].reshape(8, 8)
         gray[0, 0] = 65535
         data = _encode(gray, "PNG")
         tf_image = decode_rgb(tf.constant(data)).numpy()
-        pil_image = array_sources._decode(data)
+        pil_image = array_sources.decode_image(data)
         np.testing.assert_array_equal(pil_image, tf_image)
         self.assertEqual(int(pil_image[0, 0, 0]), 255)
         self.assertEqual(int(pil_image[0, 1, 0]), 257 >> 8)
@@ -58,14 +58,14 @@ class DecodeParityTest(TestCase):
     def test_cmyk_jpeg_decodes_to_rgb_in_both_loaders(self):
         import tensorflow as tf
 
-        from balpoe_keras.data.image_folder import decode_rgb
+        from balpoe_keras.data.tfdata.decode import decode_rgb
 
         rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(rgb).convert("CMYK").save(buffer, "JPEG", quality=95)
         data = buffer.getvalue()
         tf_image = decode_rgb(tf.constant(data)).numpy()
-        pil_image = array_sources._decode(data)
+        pil_image = array_sources.decode_image(data)
         self.assertEqual(tf_image.shape, (8, 8, 3))
         self.assertEqual(pil_image.shape, (8, 8, 3))
         # Two JPEG decoders; the colour conversion agrees closely.

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from balpoe_keras.data.sampling import class_aware_resample
 from balpoe_keras.data.sampling import class_sampling_probs
-from balpoe_keras.data.sampling import make_resample_fn
+from balpoe_keras.data.tfdata.sampling import class_aware_resample
+from balpoe_keras.data.tfdata.sampling import make_resample_fn
 from tests.test_case import TestCase
 
 pytestmark = pytest.mark.tf_only

@@ -100,14 +100,6 @@ class FlagfileTest(TestCase):
         self.assertEqual((long10.recipe, long10.lr_step_epochs),
                          ("cifar_crop_flip", (320, 360)))
 
-    def test_recipes_match_the_data_package(self):
-        recipes_path = os.path.join(FLAGFILE_DIR, "..", "balpoe_keras",
-                                    "data", "recipes.py")
-        with open(recipes_path) as f:
-            source = f.read()
-        for recipe in config_lib.RECIPES:
-            self.assertIn(f'"{recipe}"', source)
-
 
 class ResolutionTest(TestCase):
     base = ("--workdir=/tmp/x",)

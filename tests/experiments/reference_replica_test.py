@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from balpoe_keras.arrays import sources
+from balpoe_keras.data import archive as sources
 from balpoe_keras.data import long_tail
 from balpoe_keras.evaluation import scores as bk_scores
 from balpoe_keras.metrics import calibration as bk_calibration

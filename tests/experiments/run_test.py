@@ -50,28 +50,15 @@ def fake_get_source(name, split="train", data_dir=None, **kwargs):
 
 @contextlib.contextmanager
 def fake_data():
-    """Synthetic sources for both loaders of the runner (tf and arrays)."""
-    from balpoe_keras.arrays import sources
+    """Synthetic sources for the runner (`balpoe_keras.data.get_source`)."""
+    from balpoe_keras.data import sources
 
-    patched = [(sources, "get_array_source")]
-    if keras.backend.backend() == "tensorflow" or _tf_installed():
-        from balpoe_keras import data
-
-        patched.append((data, "get_source"))
-    real = [getattr(module, name) for module, name in patched]
-    for module, name in patched:
-        setattr(module, name, fake_get_source)
+    real = sources.get_source
+    sources.get_source = fake_get_source
     try:
         yield
     finally:
-        for (module, name), value in zip(patched, real):
-            setattr(module, name, value)
-
-
-def _tf_installed():
-    from balpoe_keras.tensorflow_check import is_tensorflow_installed
-
-    return is_tensorflow_installed()
+        sources.get_source = real
 
 
 def short_run_config(workdir, *overrides):
@@ -113,6 +100,17 @@ class DryRunTest(TestCase):
                           f"{config.spec.channels}) <dtype: 'float32'>", out,
                           path)
         self.assertGreaterEqual(len(seen), 12)
+
+    def test_console_names_the_settings_file_instead_of_printing_it(self):
+        workdir = self.get_temp_dir()
+        config = short_run_config(workdir)
+        _, out = run(config, dry_run=True)
+        settings = os.path.join(workdir, "config.json")
+        self.assertIn(f"Settings: {settings}", out)
+        self.assertTrue(os.path.exists(settings))
+        self.assertNotIn('"weight_decay"', out)
+        _, out = run(config, dry_run=True, show_config=True)
+        self.assertIn('"weight_decay": 0.0005', out)
 
     def test_missing_data_names_the_places_searched(self):
         workdir = self.get_temp_dir()

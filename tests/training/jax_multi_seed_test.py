@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from balpoe_keras.training.run_folder import RunFolder
 from tests.test_case import TestCase
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax",
@@ -32,7 +33,7 @@ def _data():
 
 
 def _dataset_fn(seed):
-    from balpoe_keras.arrays import dataset
+    from balpoe_keras.data.arrays import dataset
 
     images, labels = _data()
     return dataset.make_train_dataset_fn(
@@ -85,7 +86,7 @@ class MultiSeedTest(TestCase):
         self.assertIn("seed2/loss", header)
         other = jax_multi_seed.MultiSeedTrainer(_build, [1, 5], fns[0](0)[0])
         with self.assertRaisesRegex(ValueError, "holds seeds \\[1, 2\\]"):
-            other.restore(workdir)
+            other.restore(RunFolder(workdir).checkpoint_dir)
 
     def test_needs_distinct_seeds(self):
         from balpoe_keras.training import jax_multi_seed

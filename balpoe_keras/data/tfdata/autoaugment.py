@@ -10,7 +10,7 @@ probability p2. Ops act on uint8 images with PIL semantics
 import numpy as np
 import tensorflow as tf
 
-from balpoe_keras.data import image_ops
+from balpoe_keras.data.tfdata import image_ops
 
 # (p1, op1, magnitude index 1, p2, op2, magnitude index 2), reference
 # `dataset/autoaugm.py`.

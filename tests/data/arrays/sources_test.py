@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from balpoe_keras.arrays import sources
+from balpoe_keras.data import archive as sources
+from balpoe_keras.data import long_tail
 from tests.cifar_archive import write_cifar_archive
 from tests.test_case import TestCase
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
+                                    ".."))
 
 
 def _png(value, size=4):
@@ -98,7 +99,7 @@ class MakeLongTailedTest(TestCase):
     def test_counts_follow_exponential_profile(self):
         labels = np.repeat(np.arange(3), 10)
         images = np.arange(30, dtype=np.uint8).reshape(30, 1, 1, 1)
-        x, y, counts = sources.make_long_tailed(images, labels, 3, 10)
+        x, y, counts = long_tail.make_long_tailed(images, labels, 3, 10)
         # n_c = int(10 * 0.1**(c/2)): 10, int(3.162) = 3, 1.
         self.assertEqual(counts, [10, 3, 1])
         self.assertEqual(y.tolist(), [0] * 10 + [1] * 3 + [2])
@@ -114,7 +115,8 @@ def test_arrays_path_imports_and_runs_without_tensorflow(tmp_path):
     code = textwrap.dedent("""
         import sys
         import numpy as np
-        from balpoe_keras.arrays import ArrayDataset, load_cifar10_arrays
+        from balpoe_keras.data.archive import load_cifar10_arrays
+        from balpoe_keras.data.arrays import ArrayDataset
         from balpoe_keras.data import long_tail, test_distributions
         from balpoe_keras import evaluation, models, training
         from balpoe_keras.training import fit, checkpoint, optimizers

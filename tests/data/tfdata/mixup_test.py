@@ -1,13 +1,13 @@
-"""Tests for balpoe_keras.data.mixup."""
+"""Tests for balpoe_keras.data.tfdata.mixup."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from balpoe_keras.data.mixup import cutmix_batch
-from balpoe_keras.data.mixup import cutmix_box
-from balpoe_keras.data.mixup import mix_batch
-from balpoe_keras.data.mixup import mixup_batch
+from balpoe_keras.data.tfdata.mixup import cutmix_batch
+from balpoe_keras.data.tfdata.mixup import cutmix_box
+from balpoe_keras.data.tfdata.mixup import mix_batch
+from balpoe_keras.data.tfdata.mixup import mixup_batch
 from tests.test_case import TestCase
 
 pytestmark = pytest.mark.tf_only

@@ -215,7 +215,7 @@ def rotate(image, degrees, fill=128, interpolation="NEAREST"):
     `"NEAREST"` reproduces PIL's `Image.rotate` (and so torchvision's
     `RandomRotation` on PIL images) pixel for pixel: PIL evaluates the
     nearest-neighbour map in 16.16 fixed point, which this computes with
-    the same integers (`balpoe_keras.arrays.augment.rotation_matrices` is
+    the same integers (`balpoe_keras.data.arrays.augment.rotation_matrices` is
     the NumPy twin).
     """
     theta = tf.math.floormod(tf.cast(degrees, tf.float64), 360.0) * (

@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from balpoe_keras.data import augment
-from balpoe_keras.data import image_ops
-from balpoe_keras.data import mixup
-from balpoe_keras.data import recipes
+from balpoe_keras.data.tfdata import augment
+from balpoe_keras.data.tfdata import image_ops
+from balpoe_keras.data.tfdata import mixup
+from balpoe_keras.data.tfdata import transforms
 from tests import torchvision_reference as tv
 from tests.test_case import TestCase
 
@@ -56,7 +56,7 @@ class CropFlipRotationParityTest(TestCase):
     def test_cifar_standard_recipe_is_crop_flip_rotation_in_that_order(self):
         # Recover the recipe's own draws from its seeds and replay them in
         # torchvision: same pixels, inside a Dataset.map too.
-        transform = recipes.get_train_transform("cifar_standard")
+        transform = transforms.get_train_transform("cifar_standard")
         images = tv.random_images(40, seed=4)
         seeds = tf.random.experimental.stateless_split([7, 8], 40)
         mapped = tf.data.Dataset.from_tensor_slices((images, seeds)).map(

@@ -1,18 +1,14 @@
 """TensorFlow-only: batch-level Mixup and CutMix as stateless tf ops.
 
-The reference's `utils/combiner.py`. Mixup: one `lam ~ Beta(alpha, alpha)`
-per batch
-(from two Gammas), a full permutation `perm` of the batch (a sample may be
-paired with itself), `x' = lam * x + (1 - lam) * x[perm]` and soft labels
-`lam * onehot(y) + (1 - lam) * onehot(y[perm])`, which makes the loss equal
-to the reference's mixed loss (CE is linear in the target). `per_sample`
-draws one `lam` per image instead. CutMix pastes a box of side ratio
-`sqrt(1 - lam)` from `x[perm]` and recomputes `lam = 1 - box_area / (H W)`.
+The definitions are `balpoe_keras.data.mixing`'s. Here `lam` comes from two
+stateless Gammas; the soft labels make the loss equal to the reference's
+mixed loss (CE is linear in the target). `per_sample` draws one `lam` per
+image instead. CutMix recomputes `lam = 1 - box_area / (H W)`.
 """
 
 import tensorflow as tf
 
-MODES = ("mixup", "cutmix", "mixup_cutmix")
+from balpoe_keras.data.mixing import validate_mixing
 
 
 def sample_beta(shape, seed, alpha):
@@ -126,23 +122,13 @@ def mix_batch(images, labels, seed, num_classes, mixup_alpha=0.0,
         num_classes: `C`.
         mixup_alpha: Beta parameter of Mixup.
         cutmix_alpha: Beta parameter of CutMix.
-        mode: one of `MODES`.
+        mode: one of `balpoe_keras.data.mixing.MODES`.
         per_sample: per-image `lam` (Mixup only).
 
     Returns:
         `(images, soft_labels (B, C) float32)`.
     """
-    if mode not in MODES:
-        raise ValueError(f"Unknown mix mode {mode!r}. Expected one of {MODES}.")
-    needs_mixup, needs_cutmix = mode != "cutmix", mode != "mixup"
-    if (needs_mixup and mixup_alpha <= 0) or (
-        needs_cutmix and cutmix_alpha <= 0
-    ):
-        raise ValueError(
-            f"mode={mode!r} needs mixup_alpha > 0 (mixup) and cutmix_alpha "
-            f"> 0 (cutmix). Received mixup_alpha={mixup_alpha}, "
-            f"cutmix_alpha={cutmix_alpha}."
-        )
+    validate_mixing(mixup_alpha, cutmix_alpha, mode, num_classes=num_classes)
     choose_seed, mix_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed))
     if mode == "mixup":

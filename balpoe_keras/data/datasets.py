@@ -1,17 +1,20 @@
-"""The dataset and architecture registry of the experiment runner.
+"""The long-tailed benchmarks: one registry of their facts (NumPy only).
 
-One place for each dataset's facts: classes, image size and channels,
-default recipe, pixel statistics, default imbalance ratio and
-architecture, test split, TensorFlow-free loader and export preprocessing;
-and for each architecture, the stages its experts share in the reference.
+One place for each dataset's facts: its source (`balpoe_keras.data.sources`),
+classes, image size and channels, default recipe, pixel statistics,
+default imbalance ratio and architecture, test split and export
+preprocessing.
 """
 
 import dataclasses
 
-from balpoe_keras.models import CIFAR_MEAN
-from balpoe_keras.models import CIFAR_STD
-from balpoe_keras.models import IMAGENET_MEAN
-from balpoe_keras.models import IMAGENET_STD
+# Per-channel statistics of `[0, 1]` pixels, normalised inside the model
+# (the reference's `cifar_data_loaders.py` uses the CIFAR-10 statistics for
+# CIFAR-10 and CIFAR-100 alike).
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +22,7 @@ class DatasetSpec:
     """Static facts of a long-tailed benchmark.
 
     Attributes:
-        source: `balpoe_keras.data.get_source` name (TensorFlow loaders).
+        source: `balpoe_keras.data.sources.SOURCES` name of its loader.
         num_classes: int, `C`.
         image_size: int, side of the square model input in pixels.
         channels: int, image channels.
@@ -31,8 +34,6 @@ class DatasetSpec:
             is long-tailed as distributed (ImageNet-LT, iNaturalist).
         architecture: default backbone.
         test_split: split used as the balanced test set.
-        array_source: `balpoe_keras.arrays.sources` loader that reads the
-            data without TensorFlow, or None.
     """
 
     source: str
@@ -45,7 +46,6 @@ class DatasetSpec:
     imbalance_ratio: float = 100.0
     architecture: str = "resnet32"
     test_split: str = "test"
-    array_source: str = None
 
     @property
     def export_preprocess(self):
@@ -61,12 +61,10 @@ _LARGE = dict(image_size=224, channels=3, imbalance_ratio=0.0,
 DATASETS = {
     "cifar10_lt": DatasetSpec("cifar10", 10, **_CIFAR),
     "cifar100_lt": DatasetSpec("cifar100", 100, **_CIFAR),
-    "cifar10_lt_folder": DatasetSpec("cifar10_folder", 10, **_CIFAR,
-                                     array_source="cifar10_folder"),
+    "cifar10_lt_folder": DatasetSpec("cifar10_folder", 10, **_CIFAR),
     # Fashion-MNIST train statistics (not a reference setting).
     "fashion_mnist_lt": DatasetSpec(
-        "fashion_mnist", 10, 28, 1, "cifar_standard", (0.2860,), (0.3530,),
-        array_source="fashion_mnist"),
+        "fashion_mnist", 10, 28, 1, "cifar_standard", (0.2860,), (0.3530,)),
     "imagenet_lt": DatasetSpec("imagenet_lt", 1000, **_LARGE,
                                train_recipe="imagenet_standard",
                                pixel_mean=IMAGENET_MEAN,
@@ -76,15 +74,3 @@ DATASETS = {
         pixel_mean=(0.466, 0.471, 0.380), pixel_std=(0.195, 0.194, 0.192),
         test_split="val"),
 }
-# Architecture -> residual stages all experts share in the reference
-# (stem + layer1 for ResNet-32, stem + layer1 + layer2 for the others).
-ARCHITECTURES = {"resnet32": 1, "resnet50": 2, "resnext50": 2}
-# Names of balpoe_keras.data.recipes.RECIPES (kept here so validation needs
-# no TensorFlow; a test checks they agree).
-RECIPES = ("none", "cifar_crop_flip", "cifar_standard", "cifar_autoaugment",
-           "cifar_autoaugment_cutout", "imagenet_standard",
-           "inaturalist_standard", "imagenet_randaugment")
-# Recipe -> rotation range of the in-memory path (`balpoe_keras.arrays`),
-# which implements the CIFAR crop/flip(/rotation) recipes only.
-ARRAYS_RECIPES = {"cifar_standard": 15.0, "cifar_crop_flip": 0.0,
-                  "none": None}

@@ -13,7 +13,7 @@ bilinear/bicubic choice.
 
 import tensorflow as tf
 
-from balpoe_keras.data import image_ops
+from balpoe_keras.data.tfdata import image_ops
 
 OPS = ("Identity", "AutoContrast", "Equalize", "Invert", "Rotate",
        "PosterizeTpu", "Solarize", "SolarizeAdd", "Color", "Contrast",

@@ -1,18 +1,18 @@
-"""Tests for balpoe_keras.data.augment, autoaugment, randaugment, recipes."""
+"""Tests for balpoe_keras.data.tfdata: augment, policies, transforms."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from balpoe_keras.data import augment
-from balpoe_keras.data.autoaugment import CIFAR10_POLICY
-from balpoe_keras.data.autoaugment import MAGNITUDES
-from balpoe_keras.data.autoaugment import cifar10_policy
-from balpoe_keras.data.randaugment import rand_augment
 from balpoe_keras.data.recipes import RECIPES
-from balpoe_keras.data.recipes import get_eval_transform
-from balpoe_keras.data.recipes import get_train_transform
+from balpoe_keras.data.tfdata import augment
+from balpoe_keras.data.tfdata.autoaugment import CIFAR10_POLICY
+from balpoe_keras.data.tfdata.autoaugment import MAGNITUDES
+from balpoe_keras.data.tfdata.autoaugment import cifar10_policy
+from balpoe_keras.data.tfdata.randaugment import rand_augment
+from balpoe_keras.data.tfdata.transforms import get_eval_transform
+from balpoe_keras.data.tfdata.transforms import get_train_transform
 from tests.test_case import TestCase
 
 pytestmark = pytest.mark.tf_only

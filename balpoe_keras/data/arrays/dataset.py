@@ -21,8 +21,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from balpoe_keras.arrays import augment
-from balpoe_keras.training.distribute import compute_steps_per_epoch
+from balpoe_keras.data.arrays import augment
+from balpoe_keras.data.batching import compute_steps_per_epoch
+from balpoe_keras.data.mixing import validate_mixing
 
 
 class DeviceImages:
@@ -183,10 +184,7 @@ def _check(batch_size, epoch, seed, mixup_alpha, num_classes, size,
         raise ValueError(
             f"Expected epoch >= 0 and seed >= 0. Received: epoch={epoch}, "
             f"seed={seed}")
-    if mixup_alpha < 0 or (mixup_alpha and not num_classes):
-        raise ValueError(
-            "Mixup needs mixup_alpha > 0 and num_classes. Received: "
-            f"mixup_alpha={mixup_alpha}, num_classes={num_classes}")
+    validate_mixing(mixup_alpha, num_classes=num_classes)
     if size == 0 or (drop_remainder and size < batch_size):
         raise ValueError(
             f"{size} images give no batch of {batch_size} (drop_remainder="

@@ -1,4 +1,4 @@
-"""TensorFlow-only: random augmentations and named recipes.
+"""TensorFlow-only: random per-image augmentations (the recipes' steps).
 
 All randomness is stateless: every transform takes a `(2,)` int seed, so a
 pipeline output depends only on `(seed, epoch, position)`, not on thread
@@ -10,7 +10,7 @@ Everything is plain tf ops, independent of the Keras backend.
 
 import tensorflow as tf
 
-from balpoe_keras.data import image_ops
+from balpoe_keras.data.tfdata import image_ops
 
 
 def split_seed(seed, num):

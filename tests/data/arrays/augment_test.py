@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from balpoe_keras.arrays import augment
+from balpoe_keras.data.arrays import augment
 from tests.test_case import TestCase
 
 # 3x3 single-channel image with pixel values 1..9 (row-major).

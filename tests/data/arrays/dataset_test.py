@@ -1,8 +1,8 @@
 import keras
 import numpy as np
 
-from balpoe_keras.arrays import augment
-from balpoe_keras.arrays import dataset
+from balpoe_keras.data.arrays import augment
+from balpoe_keras.data.arrays import dataset
 from tests.test_case import TestCase
 
 

@@ -1,12 +1,12 @@
-"""Tests for balpoe_keras.data.pipeline."""
+"""Tests for balpoe_keras.data.tfdata.pipeline."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from balpoe_keras.data.pipeline import make_eval_dataset
-from balpoe_keras.data.pipeline import make_train_dataset
 from balpoe_keras.data.source import ImageSource
+from balpoe_keras.data.tfdata.pipeline import make_eval_dataset
+from balpoe_keras.data.tfdata.pipeline import make_train_dataset
 from tests.test_case import TestCase
 
 pytestmark = pytest.mark.tf_only

@@ -1,4 +1,4 @@
-"""Tests for balpoe_keras.data.image_ops against PIL and by hand."""
+"""Tests for balpoe_keras.data.tfdata.image_ops against PIL and by hand."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from PIL import Image
 from PIL import ImageEnhance
 from PIL import ImageOps
 
-from balpoe_keras.data import image_ops
+from balpoe_keras.data.tfdata import image_ops
 from tests.test_case import TestCase
 
 pytestmark = pytest.mark.tf_only

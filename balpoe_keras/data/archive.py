@@ -1,21 +1,15 @@
-"""TensorFlow-free data sources: in-memory datasets as NumPy arrays.
+"""Image archives read without TensorFlow: `<split>/<class>/<file>` tars.
 
-- CIFAR-10 from the JPEG archive: reads `cifar10-jpeg.tar.gz` (layout
-  `train/<class>/NNNN.jpg`, `test/<class>/NNNN.jpg`; alphabetical class
-  folders give the standard label order) straight from the tar stream with
-  `tarfile` + Pillow, without extracting it. Members are decoded in sorted
-  path order, so the arrays are deterministic. The decoded arrays are
-  cached as one `.npz` per archive (keyed by the archive's size and mtime)
-  in the user cache; a cached load takes well under a second.
-- Fashion-MNIST from its IDX files (`balpoe_keras.data.idx`, NumPy only).
+CIFAR-10 from the JPEG archive: `cifar10-jpeg.tar.gz` (layout
+`train/<class>/NNNN.jpg`, `test/<class>/NNNN.jpg`; alphabetical class
+folders give the standard label order) is read straight from the tar
+stream with `tarfile` + Pillow, without extracting it. Members are decoded
+in sorted path order, so the arrays are deterministic. The decoded arrays
+are cached as one `.npz` per archive (keyed by the archive's size and
+mtime) in the user cache; a cached load takes well under a second.
 
-`get_array_source(name, split, data_dir)` returns either as an
-`ImageSource`; the experiment runner loads these datasets this way on
-every backend, so both input pipelines see the same arrays.
-
-The long-tailed subset and the shifted test sets reuse the NumPy-only
-modules of `balpoe_keras.data` (`long_tail`, `test_distributions`), which
-import without TensorFlow.
+`decode_image` is the one TensorFlow-free image decoder of the package
+(archives and in-memory image folders).
 """
 
 import concurrent.futures
@@ -25,9 +19,8 @@ import tarfile
 
 import numpy as np
 
-from balpoe_keras.data import long_tail
-from balpoe_keras.data.idx import read_idx
 from balpoe_keras.data.source import ImageSource
+from balpoe_keras.data.source import default_cache_dir
 from balpoe_keras.data.source import find_data_file
 from balpoe_keras.data.source import search_dirs
 
@@ -36,12 +29,6 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-def default_cache_dir():
-    """`$BALPOE_KERAS_CACHE` or `~/.cache/balpoe_keras` (absolute path)."""
-    path = os.environ.get("BALPOE_KERAS_CACHE", "~/.cache/balpoe_keras")
-    return os.path.abspath(os.path.expanduser(path))
 
 
 def find_cifar10_archive(data_dir=None):
@@ -97,7 +84,7 @@ def read_image_archive(archive, class_names=None, num_threads=None):
     label_of = {name: i for i, name in enumerate(class_names)}
     threads = num_threads or min(8, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        decoded = list(pool.map(_decode, (files[n] for n in names)))
+        decoded = list(pool.map(decode_image, (files[n] for n in names)))
     out, bad = {"class_names": np.asarray(class_names)}, []
     for split in sorted({s for s, _ in parsed if s}):
         images, labels = [], []
@@ -133,7 +120,7 @@ def _parse_member_name(name):
     return parts[-3], parts[-2]
 
 
-def _decode(data):
+def decode_image(data):
     """Encoded bytes -> `(H, W, 3)` uint8, or None if undecodable.
 
     As `tf.io.decode_image(channels=3)`: CMYK and palette images are
@@ -209,87 +196,21 @@ def _load_npz(path):
         return {key: data[key] for key in data.files}
 
 
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress",
-                         "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                         "Ankle boot")
-# Where Debian's `dataset-fashion-mnist` package installs the IDX files.
-FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
-                      "~/.keras/datasets/fashion-mnist")
+def load_cifar10_folder(split="train", data_dir=None, cache_dir=None):
+    """CIFAR-10 from the JPEG archive as an `ImageSource` (cached arrays).
 
+    The archive's file order is not CIFAR's, so the long-tailed subset
+    matches the reference in counts only (docs/data.md).
 
-def load_fashion_mnist_idx(split="train", data_dir=None):
-    """Fashion-MNIST from its IDX (`.gz`) files.
-
-    Looks for `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` in
-    `data_dir` alone if given, else `$BALPOE_KERAS_DATA` and
-    `FASHION_MNIST_DIRS`.
+    Args:
+        split: `"train"` or `"test"`.
+        data_dir: see `load_cifar10_arrays`.
+        cache_dir: see `load_cifar10_arrays`.
 
     Returns:
-        `ImageSource` with `(N, 28, 28, 1)` uint8 images, 10 classes.
-
-    Raises:
-        FileNotFoundError: naming the folders searched and how to get the
-            files.
+        `ImageSource` with `(N, 32, 32, 3)` uint8 images, 10 classes.
     """
-    prefix = {"train": "train", "test": "t10k"}.get(split)
-    if prefix is None:
-        raise ValueError(f"Fashion-MNIST splits: train, test. Got {split!r}")
-    paths = []
-    for kind in ("images-idx3", "labels-idx1"):
-        found = [find_data_file(f"{prefix}-{kind}-ubyte{ext}", data_dir,
-                                FASHION_MNIST_DIRS) for ext in (".gz", "")]
-        paths.append(found[0] or found[1])
-    if None in paths:
-        raise FileNotFoundError(
-            "Fashion-MNIST IDX files not found in "
-            f"{search_dirs(data_dir, FASHION_MNIST_DIRS)}. Install them with "
-            "`apt-get install dataset-fashion-mnist` or pass --data_dir.")
-    return ImageSource(read_idx(paths[1]), FASHION_MNIST_CLASSES,
-                       images=read_idx(paths[0])[..., None],
-                       name="fashion_mnist", split=split)
-
-
-def load_cifar10_source(split="train", data_dir=None):
-    """CIFAR-10 from the JPEG archive as an `ImageSource` (cached arrays)."""
-    arrays = load_cifar10_arrays(data_dir)
+    arrays = load_cifar10_arrays(data_dir, cache_dir)
     return ImageSource(arrays[f"{split}_labels"], CIFAR10_CLASSES,
                        images=arrays[f"{split}_images"],
                        name="cifar10_folder", split=split)
-
-
-_ARRAY_SOURCES = {"cifar10_folder": load_cifar10_source,
-                  "fashion_mnist": load_fashion_mnist_idx}
-
-
-def get_array_source(name, split="train", data_dir=None):
-    """A TensorFlow-free in-memory source by name.
-
-    Args:
-        name: `"cifar10_folder"` or `"fashion_mnist"`.
-        split: `"train"` or `"test"`.
-        data_dir: the folder holding the files (see the loaders).
-
-    Returns:
-        `ImageSource` with uint8 images.
-    """
-    if name not in _ARRAY_SOURCES:
-        raise ValueError(f"No TensorFlow-free source {name!r}; known: "
-                         f"{sorted(_ARRAY_SOURCES)}.")
-    return _ARRAY_SOURCES[name](split, data_dir)
-
-
-def make_long_tailed(images, labels, num_classes, imbalance_ratio, seed=0):
-    """The exponential-profile long-tailed subset (`imbalance_cifar.py`).
-
-    Uses `balpoe_keras.data.long_tail` (NumPy only): head count `N / C`,
-    `n_c = int(max * (1/imbalance_ratio)**(c/(C-1)))`, a per-class shuffle
-    seeded once with `seed`.
-
-    Returns:
-        `(images, labels, class_counts)`: the class-sorted subset and the
-        `C` per-class counts (`list[int]`).
-    """
-    counts = long_tail.long_tail_counts(
-        num_classes, len(labels) // num_classes, imbalance_ratio)
-    index = long_tail.long_tail_subsample(labels, counts, seed=seed)
-    return images[index], labels[index], counts

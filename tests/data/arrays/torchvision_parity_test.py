@@ -1,4 +1,4 @@
-"""`balpoe_keras.arrays` augmentation == torchvision's, pixel for pixel.
+"""`balpoe_keras.data.arrays` augmentation == torchvision's, pixel for pixel.
 
 The reference trains on torchvision's PIL transforms (docs/reference.md
 §5.2); the in-memory path must give the same images for the same crop
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from balpoe_keras.arrays import augment
-from balpoe_keras.arrays import dataset
+from balpoe_keras.data.arrays import augment
+from balpoe_keras.data.arrays import dataset
 from tests import torchvision_reference as tv
 from tests.test_case import TestCase
 

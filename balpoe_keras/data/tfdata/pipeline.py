@@ -18,12 +18,14 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from balpoe_keras.data.image_folder import check_encoded_image
-from balpoe_keras.data.image_folder import decode_rgb
-from balpoe_keras.data.mixup import mix_batch
-from balpoe_keras.data.recipes import get_eval_transform
-from balpoe_keras.data.recipes import get_train_transform
-from balpoe_keras.data.sampling import make_resample_fn
+from balpoe_keras.data.batching import compute_steps_per_epoch
+from balpoe_keras.data.mixing import validate_mixing
+from balpoe_keras.data.tfdata.decode import check_encoded_image
+from balpoe_keras.data.tfdata.decode import decode_rgb
+from balpoe_keras.data.tfdata.mixup import mix_batch
+from balpoe_keras.data.tfdata.sampling import make_resample_fn
+from balpoe_keras.data.tfdata.transforms import get_eval_transform
+from balpoe_keras.data.tfdata.transforms import get_train_transform
 
 DEFAULT_OUTPUT_KEYS = ("logits", "expert_logits")
 _MAX_EPOCHS = 2**31 - 1
@@ -65,7 +67,7 @@ def _finish(ds, output_keys):
 
 def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
                        num_classes=None, mixup_alpha=0.0, cutmix_alpha=0.0,
-                       mix_mode="mixup", per_sample_mixup=False, seed=None,
+                       mix_mode=None, per_sample_mixup=False, seed=None,
                        epoch=0, repeat=False, resample=None,
                        deterministic=False, drop_remainder=False,
                        num_replicas=1, output_keys=DEFAULT_OUTPUT_KEYS,
@@ -79,7 +81,8 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
         num_classes: `C` of the soft labels; default `source.num_classes`.
         mixup_alpha: Mixup Beta parameter; 0 turns mixing off (int labels).
         cutmix_alpha: CutMix Beta parameter (modes "cutmix"/"mixup_cutmix").
-        mix_mode: `"mixup"`, `"cutmix"` or `"mixup_cutmix"`.
+        mix_mode: `"mixup"`, `"cutmix"` or `"mixup_cutmix"`; None (default)
+            derives it from the alphas (`balpoe_keras.data.mixing`).
         per_sample_mixup: one Mixup weight per image instead of per batch.
         seed: int; None draws one (logged).
         epoch: first epoch (0-based) whose data to produce (resuming).
@@ -102,7 +105,9 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
     """
     _check_batch(global_batch_size, num_replicas)
     num_classes = num_classes or source.num_classes
-    mixing = mixup_alpha > 0 or cutmix_alpha > 0
+    mixup_alpha, cutmix_alpha, mix_mode = validate_mixing(
+        mixup_alpha, cutmix_alpha, mix_mode, num_classes=num_classes)
+    mixing = mix_mode is not None
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % _MAX_EPOCHS)
         logging.info("make_train_dataset: drew seed=%d", seed)
@@ -146,9 +151,8 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
     last = _MAX_EPOCHS if repeat else epoch + 1
     ds = tf.data.Dataset.range(epoch, last).flat_map(one_epoch)
     if not repeat:  # Lets Keras know the epoch length (progress bar, fit).
-        steps = count // global_batch_size
-        if not drop_remainder and count % global_batch_size:
-            steps += 1
+        steps = compute_steps_per_epoch(count, global_batch_size,
+                                        drop_remainder)
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
