@@ -1,122 +1,96 @@
 """balpoe_keras: Balanced Product of Experts (BalPoE) in Keras 3.
 
-Backend-agnostic core (layers, losses, metrics, model builders) is imported
-eagerly and never imports TensorFlow. TensorFlow-only subpackages
-(`balpoe_keras.data`, `balpoe_keras.export`) load on first attribute access.
+The backend-agnostic core (layers, losses, metrics, model builders) never
+imports TensorFlow. `import balpoe_keras` imports it, which registers every
+serializable class (so `.keras` files load after this import alone), and
+changes no environment variable and no file descriptor. The input package
+(`balpoe_keras.data`) and the SavedModel exporter (`balpoe_keras.export`)
+load on first attribute access.
+
+The command-line tools (`python -m balpoe_keras.experiments.run`, ...)
+choose TensorFlow's start-up settings and quiet its start-up logging before
+Keras is imported (`balpoe_keras.experiments.cli`). So that they can, the
+core is imported by the tool itself while Python is still locating it (it
+sets `sys.argv[0]` to `"-m"` then); every name below resolves on first use
+in that case too.
 
 "The reference" in docstrings is the authors' public PyTorch code,
 github.com/emasa/BalPoE-CalibratedLT (commit ca607ae); file names such as
 `model/loss.py` are paths in it.
 """
 
-import contextlib
 import importlib
-import os
 import sys
 
+from balpoe_keras.version import __version__  # noqa: F401
 
-def _is_quiet_command_line_tool():
-    """True for `python -m balpoe_keras.experiments.<tool>` runs without
-    `--verbosity`/`-v` >= 0 (absl's flag: 0 = INFO, 1 = DEBUG)."""
-    argv = list(getattr(sys, "orig_argv", ()))
-    if "-m" not in argv[:-1]:
-        return False
-    if not argv[argv.index("-m") + 1].startswith("balpoe_keras.experiments"):
-        return False
-    return not any(a.startswith(("--verbosity", "-v")) and not a.endswith(
-        ("=-1", "=-2", "=-3")) for a in argv)
-
-
-@contextlib.contextmanager
-def _stderr_silenced(enabled):
-    """Sends file descriptor 2 to /dev/null while importing TensorFlow.
-
-    TensorFlow 2.19+ prints C++ INFO lines at import that its
-    `TF_CPP_MIN_LOG_LEVEL` no longer silences (tensorflow/tensorflow
-    #100442). The command-line tools import this package, and with it keras
-    and TensorFlow, before their own code runs, so their quiet default is
-    applied here, and only for them; Python errors still surface (they are
-    raised after stderr is restored).
-    """
-    if not enabled:
-        yield
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-# TensorFlow turns on its oneDNN CPU kernels by default only on some CPUs;
-# on this project's AVX2 CPUs they train the ResNet-32 about 2x faster
-# (benchmarks/RESULTS.md). TensorFlow reads the variable once, when it is
-# imported, and importing keras imports TensorFlow on the TF backend, so this
-# must run before the imports below. `setdefault`: TF_ENABLE_ONEDNN_OPTS=0
-# still wins; no effect if TensorFlow was imported before balpoe_keras.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-with _stderr_silenced(_is_quiet_command_line_tool()):
-    import keras  # noqa: E402,F401
-
-from balpoe_keras import layers  # noqa: E402
-from balpoe_keras import losses  # noqa: E402
-from balpoe_keras import metrics  # noqa: E402
-from balpoe_keras import models  # noqa: E402
-from balpoe_keras.layers import CosineHead  # noqa: E402
-from balpoe_keras.layers import ExpertAverage  # noqa: E402
-from balpoe_keras.losses import BalPoELoss  # noqa: E402
-from balpoe_keras.losses import LogitAdjustedLoss  # noqa: E402
-from balpoe_keras.losses import logit_adjusted_crossentropy  # noqa: E402
-from balpoe_keras.metrics import BalancedAccuracy  # noqa: E402
-from balpoe_keras.metrics import ExpectedCalibrationError  # noqa: E402
-from balpoe_keras.metrics import GroupAccuracy  # noqa: E402
-from balpoe_keras.metrics import MaximumCalibrationError  # noqa: E402
-from balpoe_keras.models import add_balpoe_heads  # noqa: E402
-from balpoe_keras.models import balpoe_targets  # noqa: E402
-from balpoe_keras.models import build_balpoe_resnet  # noqa: E402
-
-# Registered for `.keras` loading only (compiled models and checkpoints
-# hold the optimizer, its LR schedule and the per-expert loss); the
-# application layer (`training`, `evaluation`, `experiments`) is not
-# exported.
-from balpoe_keras.training import compiling as _compiling  # noqa: E402,F401
-from balpoe_keras.training import optimizers as _optimizers  # noqa: E402,F401
-from balpoe_keras.training import schedules as _schedules  # noqa: E402,F401
-from balpoe_keras.version import __version__  # noqa: E402
-
+# Public name -> the module that defines it.
+_API = {
+    "CosineHead": "balpoe_keras.layers",
+    "ExpertAverage": "balpoe_keras.layers",
+    "BalPoELoss": "balpoe_keras.losses",
+    "LogitAdjustedLoss": "balpoe_keras.losses",
+    "logit_adjusted_crossentropy": "balpoe_keras.losses",
+    "BalancedAccuracy": "balpoe_keras.metrics",
+    "ExpectedCalibrationError": "balpoe_keras.metrics",
+    "GroupAccuracy": "balpoe_keras.metrics",
+    "MaximumCalibrationError": "balpoe_keras.metrics",
+    "add_balpoe_heads": "balpoe_keras.models",
+    "balpoe_targets": "balpoe_keras.models",
+    "build_balpoe_resnet": "balpoe_keras.models",
+}
+_CORE = ("layers", "losses", "metrics", "models")
+# Registered for `.keras` loading only: compiled models and checkpoints
+# hold the optimizer, its LR schedule and the per-expert loss metric.
+_REGISTERING = ("balpoe_keras.training.compiling",
+                "balpoe_keras.training.optimizers",
+                "balpoe_keras.training.schedules")
 _LAZY_SUBMODULES = ("data", "export")
 
-__all__ = [
-    "BalPoELoss",
-    "BalancedAccuracy",
-    "CosineHead",
-    "ExpectedCalibrationError",
-    "ExpertAverage",
-    "GroupAccuracy",
-    "LogitAdjustedLoss",
-    "MaximumCalibrationError",
-    "__version__",
-    "add_balpoe_heads",
-    "balpoe_targets",
-    "build_balpoe_resnet",
-    "layers",
-    "logit_adjusted_crossentropy",
-    "losses",
-    "metrics",
-    "models",
-]
+__all__ = sorted(["__version__", *_API, *_CORE])
+
+
+_core = {"loading": False, "loaded": False}
+
+
+def _load_core():
+    """Imports the core and the registering modules; binds the API names."""
+    if _core["loading"] or _core["loaded"]:
+        return
+    _core["loading"] = True
+    try:
+        _import_core(globals())
+        _core["loaded"] = True
+    finally:
+        _core["loading"] = False
+
+
+def _import_core(namespace):
+    for name in _CORE:
+        namespace[name] = importlib.import_module(f"balpoe_keras.{name}")
+    for module in _REGISTERING:
+        importlib.import_module(module)
+    for name, module in _API.items():
+        namespace[name] = getattr(importlib.import_module(module), name)
 
 
 def __getattr__(name):
+    if (name in _API or name in _CORE) and not _core["loading"]:
+        _load_core()
+        return globals()[name]
     if name in _LAZY_SUBMODULES:
         module = importlib.import_module(f"balpoe_keras.{name}")
         globals()[name] = module
         return module
     raise AttributeError(f"module 'balpoe_keras' has no attribute {name!r}")
+
+
+def _locating_a_tool():
+    """True while `python -m balpoe_keras.<...>` locates its module."""
+    argv = list(getattr(sys, "orig_argv", ()))
+    return (sys.argv[:1] == ["-m"] and "-m" in argv[:-1]
+            and argv[argv.index("-m") + 1].startswith("balpoe_keras."))
+
+
+if not _locating_a_tool():
+    _load_core()

@@ -18,6 +18,7 @@ import os
 from absl import app
 from absl import flags
 
+from balpoe_keras.experiments import cli
 from balpoe_keras.experiments import config as config_lib
 from balpoe_keras.experiments import run  # (run's flags and parser)
 
@@ -83,4 +84,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli.start()  # Before Keras: TensorFlow's settings, quiet start-up.
     app.run(main, flags_parser=run.parse_flags)

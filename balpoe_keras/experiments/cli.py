@@ -1,0 +1,81 @@
+"""Start-up of the command-line tools: TensorFlow's settings, quiet import.
+
+Each tool (`python -m balpoe_keras.experiments.run`, `... .evaluate`,
+`... .info`) calls `start()` before anything imports Keras. It then:
+
+1. turns TensorFlow's oneDNN CPU kernels on unless the user chose
+   (`TF_ENABLE_ONEDNN_OPTS` unset -> `1`): TensorFlow enables them only on
+   some CPUs, and on AVX2 CPUs they train the ResNet-32 about 2x faster
+   (benchmarks/RESULTS.md); TensorFlow reads the variable once, at import;
+2. imports Keras (and with it TensorFlow on the TensorFlow backend) and the
+   package with file descriptor 2 sent to /dev/null, unless `--verbosity`
+   (absl's flag) is given: TensorFlow 2.19+ prints C++ INFO lines at import
+   that `TF_CPP_MIN_LOG_LEVEL` no longer silences (tensorflow/tensorflow
+   #100442); Python errors still surface, raised after stderr is restored;
+3. sets `TF_CPP_MIN_LOG_LEVEL=3` unless set, for this process's later C++
+   logging and for the tools' subprocesses (the SavedModel export).
+
+`import balpoe_keras` itself does none of this (it changes no environment
+variable and no file descriptor); while Python locates a tool's module it
+leaves the core for `start()` to import.
+"""
+
+import contextlib
+import os
+import sys
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def verbose_requested(argv=None):
+    """True if the command line sets absl's `--verbosity`/`-v` to >= 0."""
+    argv = sys.argv if argv is None else argv
+    return any(a.startswith(("--verbosity", "-v")) and not a.endswith(
+        ("=-1", "=-2", "=-3")) for a in argv[1:])
+
+
+def tensorflow_environment(environ=None, verbose=False):
+    """The environment variables `start()` sets: `{name: value}` for those
+    not already in `environ` (the user's setting wins)."""
+    environ = os.environ if environ is None else environ
+    wanted = {ONEDNN_VARIABLE: "1"}
+    if not verbose:
+        wanted["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return {k: v for k, v in wanted.items() if k not in environ}
+
+
+@contextlib.contextmanager
+def stderr_silenced(enabled=True):
+    """Sends file descriptor 2 to /dev/null inside the block."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start(argv=None):
+    """Prepares and imports Keras and balpoe_keras for a command-line tool.
+
+    Call it first in a tool's module, before any import of Keras.
+
+    Args:
+        argv: the command line (default `sys.argv`), read for
+            `--verbosity`.
+    """
+    verbose = verbose_requested(argv)
+    os.environ.update(tensorflow_environment(verbose=verbose))
+    import balpoe_keras
+
+    with stderr_silenced(not verbose):
+        import keras  # noqa: F401
+
+        balpoe_keras._load_core()
