@@ -18,7 +18,7 @@ from balpoe_keras.experiments import inputs
 from balpoe_keras.experiments import runner
 from balpoe_keras.experiments import workdir as workdir_lib
 from balpoe_keras.experiments.config import ConfigError
-from balpoe_keras.training.workdir_lock import workdir_lock
+from balpoe_keras.training.run_folder import RunFolder
 
 
 def run_multi_seed(config, *, overwrite=False):
@@ -33,19 +33,16 @@ def run_multi_seed(config, *, overwrite=False):
             f"{keras.backend.backend()} backend. Use KERAS_BACKEND=jax, or "
             "run one --seed at a time.")
     inputs.check_data_dir(config)
-    train_dir = os.path.join(config.workdir, "multi_seed")
-    with workdir_lock(config.workdir):
+    folder = RunFolder(config.workdir)
+    with folder.lock():
         if overwrite:
-            workdir_lib.remove_outputs(config.workdir)
-            if os.path.isdir(train_dir):
-                for name in os.listdir(train_dir):
-                    os.remove(os.path.join(train_dir, name))
+            folder.remove_outputs()
         workdir_lib.check_workdir(config)
         data = inputs.load_data(config)
         if inputs.resolve_input_pipeline(config, data) != "arrays":
             raise ConfigError("--seeds needs --input_pipeline=arrays (or "
                               "auto) and an in-memory dataset.")
-        workdir_lib.record_config(config)
+        workdir_lib.record_config(config, folder)
         steps = inputs.steps_per_epoch(config, len(data.train), 1)
         per_seed = [dataclasses.replace(config, seed=s, seeds=(),
                                         workdir=os.path.join(
@@ -58,7 +55,7 @@ def run_multi_seed(config, *, overwrite=False):
                                             steps),
             config.seeds, dataset_fns[0](0)[0])
         start, seconds = jax_multi_seed.fit_multi_seed(
-            trainer, dataset_fns, epochs=config.epochs, workdir=train_dir,
+            trainer, dataset_fns, epochs=config.epochs, workdir=folder,
             steps_per_epoch=steps)
         reports = []
         for index, seed_config in enumerate(per_seed):

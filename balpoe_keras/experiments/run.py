@@ -23,6 +23,7 @@ import sys
 from absl import app
 from absl import flags
 
+from balpoe_keras.experiments import cli
 from balpoe_keras.experiments import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -52,6 +53,9 @@ define_config_flags()
 flags.DEFINE_boolean("dry_run", False,
                      "[Run] Load data and build the model, print the plan, "
                      "stop.")
+flags.DEFINE_boolean("show_config", False,
+                     "[Run] Print the resolved settings at the start (they "
+                     "are always written to <workdir>/config.json).")
 flags.DEFINE_boolean("overwrite", False,
                      "[Run] Start from scratch, deleting the workdir's "
                      "checkpoints, logs and record of its settings.")
@@ -144,7 +148,8 @@ def main(argv):
             multi_seed.run_multi_seed(config, overwrite=FLAGS.overwrite)
         else:
             runner.run_experiment(config, dry_run=FLAGS.dry_run,
-                                  overwrite=FLAGS.overwrite)
+                                  overwrite=FLAGS.overwrite,
+                                  show_config=FLAGS.show_config)
     except config_lib.ConfigError as e:
         fail(str(e))
     except FileNotFoundError as e:  # Missing data: say where and how.
@@ -161,4 +166,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli.start()  # Before Keras: TensorFlow's settings, quiet start-up.
     app.run(main, flags_parser=parse_flags)

@@ -31,7 +31,7 @@ from balpoe_keras import training
 from balpoe_keras.experiments import inputs
 from balpoe_keras.experiments import workdir as workdir_lib
 from balpoe_keras.tensorflow_check import is_tensorflow_installed
-from balpoe_keras.training.workdir_lock import workdir_lock
+from balpoe_keras.training.run_folder import RunFolder
 
 
 def resolve_precision(config):
@@ -90,7 +90,8 @@ def make_metrics(class_counts):
     return result
 
 
-def run_experiment(config, *, dry_run=False, overwrite=False):
+def run_experiment(config, *, dry_run=False, overwrite=False,
+                   show_config=False):
     """Trains, evaluates and exports one run; returns the report dict.
 
     Rerunning the same command after a crash resumes from the last
@@ -101,6 +102,8 @@ def run_experiment(config, *, dry_run=False, overwrite=False):
         config: a resolved `ExperimentConfig`.
         dry_run: build data and model, print the plan, stop before training.
         overwrite: delete the workdir's run first.
+        show_config: also print the resolved configuration (it is always
+            written to `<workdir>/config.json`).
 
     Returns:
         The evaluation results dict (None for a dry run).
@@ -111,27 +114,30 @@ def run_experiment(config, *, dry_run=False, overwrite=False):
             without TensorFlow).
     """
     inputs.check_data_dir(config)
-    with workdir_lock(config.workdir):
+    folder = RunFolder(config.workdir)
+    with folder.lock():
         if overwrite and not dry_run:
-            workdir_lib.remove_outputs(config.workdir)
+            folder.remove_outputs()
         workdir_lib.check_workdir(config)
         experiment_data = inputs.load_data(config)
-        workdir_lib.record_config(config)
+        workdir_lib.record_config(config, folder)
         # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
         # training and evaluation run inside it.
         with training.data_parallel_scope() as replicas:
             training.validate_global_batch_size(config.global_batch_size,
                                                 replicas)
             return _train_and_report(config, experiment_data, replicas,
-                                     dry_run)
+                                     dry_run, show_config)
 
 
-def _train_and_report(config, experiment_data, replicas, dry_run):
+def _train_and_report(config, experiment_data, replicas, dry_run,
+                      show_config=False):
     steps = inputs.steps_per_epoch(config, len(experiment_data.train), replicas)
     pipeline = inputs.resolve_input_pipeline(config, experiment_data)
     keras.utils.set_random_seed(config.seed)  # The initial weights.
     model = build_model(config, experiment_data.class_counts, steps)
-    _log_plan(config, experiment_data, model, steps, replicas, pipeline)
+    _log_plan(config, experiment_data, model, steps, replicas, pipeline,
+              show_config)
     dataset_fn = inputs.make_train_dataset_fn(config, experiment_data, replicas)
     if dry_run:
         images, targets = next(iter(dataset_fn(0)))
@@ -268,10 +274,14 @@ def _export_in_subprocess(model_path, export_dir, kwargs):
     return done.stdout.strip().splitlines()[-1]
 
 
-def _log_plan(config, experiment_data, model, steps, replicas, pipeline):
+def _log_plan(config, experiment_data, model, steps, replicas, pipeline,
+              show_config=False):
     counts = experiment_data.class_counts
     groups = class_prior.compute_shot_groups(counts)
-    print(config.to_json())
+    if show_config:
+        print(config.to_json())
+    print(f"Settings: {RunFolder(config.workdir).config_path} "
+          "(--show_config prints them).")
     print(
         f"Train: {len(experiment_data.train)} images, {len(counts)} classes, "
         f"counts {max(counts)}..{min(counts)} (many/medium/few classes: "
@@ -283,7 +293,7 @@ def _log_plan(config, experiment_data, model, steps, replicas, pipeline):
         f"Model: {config.architecture}, {config.num_experts} experts, "
         f"{trainable:,} trainable parameters, dtype policy "
         f"{model.dtype_policy.name}; backend {keras.backend.backend()}, "
-        f"input {pipeline}, {replicas} replica(s), {steps} steps/epoch, "
+        f"input {pipeline}, {replicas} device(s), {steps} steps/epoch, "
         f"learning rate {config.scaled_learning_rate:g}, "
         f"lambdas {list(config.lambdas)} (taus {config.taus})."
     )

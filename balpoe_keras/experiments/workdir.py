@@ -7,15 +7,11 @@ training state must have the same settings except output-only ones
 """
 
 import os
-import shutil
 
 from balpoe_keras.experiments.config import ConfigError
 from balpoe_keras.experiments.config import ExperimentConfig
-from balpoe_keras.training.fit import CHECKPOINT_DIRNAME
-from balpoe_keras.training.fit import CSV_FILENAME
-from balpoe_keras.training.fit import TENSORBOARD_DIRNAME
-
-CONFIG_FILENAME = "config.json"
+from balpoe_keras.training.run_folder import CONFIG_FILENAME
+from balpoe_keras.training.run_folder import RunFolder
 
 
 class WorkdirError(RuntimeError):
@@ -33,9 +29,9 @@ def check_workdir(config):
         WorkdirError: naming the differing flags and the way out
             (`--overwrite` or another `--workdir`).
     """
-    path = os.path.join(config.workdir, CONFIG_FILENAME)
-    state = os.path.join(config.workdir, CHECKPOINT_DIRNAME, "state.json")
-    if os.path.exists(path) and os.path.exists(state):
+    folder = RunFolder(config.workdir)
+    path = folder.config_path
+    if os.path.exists(path) and folder.has_training_state():
         try:
             recorded = ExperimentConfig.from_json(path)
         except (ConfigError, TypeError, ValueError) as e:
@@ -53,14 +49,16 @@ def check_workdir(config):
                 "--workdir.")
 
 
-def record_config(config):
-    """Creates the workdir and writes `config.json` atomically."""
-    path = os.path.join(config.workdir, CONFIG_FILENAME)
-    os.makedirs(config.workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json())
-    os.replace(tmp, path)
+def record_config(config, folder=None):
+    """Creates the workdir and writes `config.json` atomically.
+
+    Args:
+        config: the resolved `ExperimentConfig`.
+        folder: its `RunFolder` (default: a writing one of
+            `config.workdir`).
+    """
+    folder = folder or RunFolder(config.workdir)
+    folder.write_text(CONFIG_FILENAME, config.to_json())
 
 
 def _flag_text(value):
@@ -68,14 +66,3 @@ def _flag_text(value):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v)
                         for v in value)
     return str(value)
-
-
-def remove_outputs(workdir):
-    """Deletes a run's checkpoints, logs, reports, exports and config."""
-    for name in (CHECKPOINT_DIRNAME, TENSORBOARD_DIRNAME, "report",
-                 "export"):
-        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-    for name in (CSV_FILENAME, "model.keras", CONFIG_FILENAME):
-        path = os.path.join(workdir, name)
-        if os.path.exists(path):
-            os.remove(path)

@@ -6,13 +6,15 @@ the epoch `logs`, so they come before the writers `EpochCSVLogger`,
 them so).
 """
 
-import csv
 import os
 import threading
 import time
 
 import keras
 import numpy as np
+
+from balpoe_keras.training.run_folder import RunFolder
+from balpoe_keras.training.run_folder import to_scalar as _scalar
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -102,57 +104,42 @@ class ImagesPerSecond(keras.callbacks.Callback):
 class EpochCSVLogger(keras.callbacks.Callback):
     """One CSV row per epoch, appended across `model.fit` calls and resumes.
 
-    Columns are `epoch` and the sorted log keys seen so far. Keys that
-    appear later (e.g. test metrics of the first evaluation epoch) extend
-    the header: the file is rewritten with the new columns, earlier rows
-    reading `NA` there. No column exists that no epoch ever filled (Keras'
-    `CSVLogger` adds `val_*` columns without validation data).
+    Columns are `epoch` and the sorted log keys seen so far; keys that
+    appear later extend the header, earlier rows reading `NA` there
+    (`RunFolder.append_log`). No column exists that no epoch ever filled
+    (Keras' `CSVLogger` adds `val_*` columns without validation data).
 
     Args:
-        filename: str, the CSV path.
+        destination: a `RunFolder` (its `train_log.csv`) or a CSV path.
     """
 
-    def __init__(self, filename):
+    def __init__(self, destination):
         super().__init__()
-        self.filename = filename
+        if isinstance(destination, RunFolder):
+            self.folder, self.filename = destination, destination.log_path
+        else:
+            self.filename = os.fspath(destination)
+            self.folder = _CsvFile(self.filename)
 
     def on_epoch_end(self, epoch, logs=None):
         if _stopped(self.model):
             return  # A partial epoch (interrupted or non-finite loss).
-        logs = {k: _scalar(v) for k, v in (logs or {}).items()}
-        header, rows = ["epoch"], []
-        if os.path.exists(self.filename):
-            with open(self.filename, newline="") as f:
-                reader = csv.DictReader(f)
-                header = reader.fieldnames or header
-                rows = list(reader)
-        new = sorted(k for k in logs if k not in header)
-        rows.append({"epoch": epoch, **logs})
-        if new or not os.path.exists(self.filename):
-            header = header + new
-            _write_csv(self.filename, header, rows)
-            return
-        with open(self.filename, "a", newline="") as f:
-            csv.DictWriter(f, header, restval="NA").writerow(rows[-1])
+        self.folder.append_log(epoch, logs)
+
+
+class _CsvFile:
+    """`RunFolder.append_log` into a CSV at any path."""
+
+    def __init__(self, path):
+        self._folder = RunFolder(os.path.dirname(os.path.abspath(path)))
+        self._name = os.path.basename(path)
+
+    def append_log(self, epoch, logs):
+        self._folder.append_log(epoch, logs, name=self._name)
 
 
 def _stopped(model):
     return model is not None and bool(getattr(model, "stop_training", False))
-
-
-def _write_csv(path, header, rows):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, header, restval="NA")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _scalar(value):
-    if isinstance(value, (int, float, str)) or value is None:
-        return value
-    return float(np.asarray(keras.ops.convert_to_numpy(value)))
 
 
 class EpochTensorBoard(keras.callbacks.Callback):

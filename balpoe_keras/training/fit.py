@@ -15,17 +15,15 @@ already trained); a NaN/Inf loss raises `NonFiniteLossError` without
 checkpointing; an unreadable latest checkpoint falls back to the previous
 one.
 
-Files in `workdir`: `checkpoints/` (see `CheckpointManager`),
-`train_log.csv` (one row per completed epoch, appended on resume),
-`tensorboard/` (when TensorFlow is installed) and `.lock` while running.
+Files in `workdir` (a `RunFolder`): `checkpoints/` (see
+`CheckpointManager`), `train_log.csv` (one row per completed epoch,
+appended on resume), `tensorboard/` (when TensorFlow is installed) and
+`.lock` while running.
 """
 
-import csv
 import dataclasses
 import importlib.util
 import itertools
-import os
-import shutil
 import sys
 
 import keras
@@ -38,17 +36,12 @@ from balpoe_keras.training.callbacks import EpochTensorBoard
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
 from balpoe_keras.training.callbacks import RunProgbarLogger
-from balpoe_keras.training.checkpoint import CheckpointManager
 from balpoe_keras.training.guards import NonFiniteLossError
 from balpoe_keras.training.guards import NonFiniteLossGuard
 from balpoe_keras.training.guards import StopOnRequest
 from balpoe_keras.training.guards import StopRequest
 from balpoe_keras.training.guards import TrainingInterrupted
-from balpoe_keras.training.workdir_lock import workdir_lock
-
-CSV_FILENAME = "train_log.csv"
-TENSORBOARD_DIRNAME = "tensorboard"
-CHECKPOINT_DIRNAME = "checkpoints"
+from balpoe_keras.training.run_folder import RunFolder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +99,9 @@ def fit(
             `(x, y)` batches). It must depend only on `(seed, epoch)` for
             resumption to be exact.
         epochs: int, total number of epochs of the run.
-        workdir: str, output folder (checkpoints, CSV and TB logs).
+        workdir: the output folder (checkpoints, CSV and TB logs): a path
+            or a `RunFolder` (a non-writing one in the processes of a
+            multi-process run that do not write).
         steps_per_epoch: optional int, batches per epoch (default: until
             the epoch's data is exhausted).
         eval_dataset: optional validation data (Keras `val_*` logs),
@@ -141,23 +136,20 @@ def fit(
         finished run's last checkpoint is loaded into it).
     """
     _validate_args(epochs, checkpoint_every, eval_every, model)
-    workdir = str(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    with workdir_lock(workdir), StopRequest() as request:
+    folder = workdir if isinstance(workdir, RunFolder) else RunFolder(
+        workdir)
+    with folder.lock(), StopRequest() as request:
         if overwrite:
-            _remove_outputs(workdir)
-        manager = CheckpointManager(
-            os.path.join(workdir, CHECKPOINT_DIRNAME), keep_every=keep_every
-        )
+            folder.remove_training_state()
+        manager = folder.checkpoints(keep_every=keep_every)
         start, step = _restore(manager, model, epochs, verbose)
         if start >= epochs:
             return FitResult(start, start, {})
-        csv_path = os.path.join(workdir, CSV_FILENAME)
-        _truncate_csv(csv_path, start)
+        folder.truncate_log(start)
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
         epoch_callbacks = _make_callbacks(
-            workdir, csv_path, callbacks, tensorboard, verbose,
+            folder, callbacks, tensorboard, verbose,
             global_batch_size, examples_per_epoch, epochs,
             eval_fn and EpochEvaluation(eval_fn, eval_every, epochs),
         )  # fmt: skip
@@ -285,14 +277,6 @@ def _validate_args(epochs, checkpoint_every, eval_every, model):
         )
 
 
-def _remove_outputs(workdir):
-    for name in (CHECKPOINT_DIRNAME, TENSORBOARD_DIRNAME):
-        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-    csv_path = os.path.join(workdir, CSV_FILENAME)
-    if os.path.exists(csv_path):
-        os.remove(csv_path)
-
-
 def _restore(manager, model, epochs, verbose):
     """Loads the last checkpoint; returns `(completed epochs, step)`."""
     state = manager.read_state()
@@ -325,8 +309,7 @@ def _restore(manager, model, epochs, verbose):
 
 
 def _make_callbacks(
-    workdir,
-    csv_path,
+    folder,
     callbacks,
     tensorboard,
     verbose,
@@ -343,10 +326,10 @@ def _make_callbacks(
             verbose=False))
     if evaluation is not None:
         result.append(evaluation)
-    result.append(EpochCSVLogger(csv_path))
-    if _use_tensorboard(tensorboard):
-        log_dir = os.path.join(workdir, TENSORBOARD_DIRNAME)
-        result.append(EpochTensorBoard(log_dir))
+    if folder.writer:
+        result.append(EpochCSVLogger(folder))
+        if _use_tensorboard(tensorboard):
+            result.append(EpochTensorBoard(folder.tensorboard_dir))
     result += list(callbacks)
     if verbose == 1:
         result.append(RunProgbarLogger(epochs))
@@ -368,25 +351,6 @@ def _use_tensorboard(tensorboard):
             "to skip it when unavailable."
         )
     return bool(tensorboard)
-
-
-def _truncate_csv(csv_path, start_epoch):
-    """Drops CSV rows of epochs >= `start_epoch` (run after the crash)."""
-    if not os.path.exists(csv_path):
-        return
-    if start_epoch == 0:
-        os.remove(csv_path)
-        return
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or "epoch" not in rows[0]:
-        return
-    column = rows[0].index("epoch")
-    kept = [rows[0]] + [r for r in rows[1:] if int(r[column]) < start_epoch]
-    tmp = f"{csv_path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, csv_path)
 
 
 def _say(verbose, message):

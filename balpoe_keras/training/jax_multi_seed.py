@@ -10,12 +10,13 @@ single-seed `fit` computes (tested to float noise). Each replica keeps its
 own initialisation (built under `keras.utils.set_random_seed(seed)`) and
 its own data order and augmentation draws (its own `dataset_fn`).
 
-State is checkpointed after every epoch (`multi_seed_state.npz`, written
-atomically); rerunning resumes. `replica_model(i)` loads replica i into the
-template model for evaluation and export.
+State is checkpointed after every epoch (`checkpoints/multi_seed_state.npz`
+of the run folder, written atomically); rerunning resumes, and the log
+(`train_log.csv`, one `seed<s>/<key>` column per seed) drops the rows of
+epochs after the checkpoint, as `training.fit` does. `replica_model(i)`
+loads replica i into the template model for evaluation and export.
 """
 
-import json
 import os
 import time
 
@@ -23,6 +24,8 @@ import jax
 import keras
 import numpy as np
 from jax import numpy as jnp
+
+from balpoe_keras.training.run_folder import RunFolder
 
 STATE_FILENAME = "multi_seed_state.npz"
 
@@ -98,22 +101,25 @@ class MultiSeedTrainer:
             variable.assign(value)
         return model
 
-    def save(self, workdir, epoch):
-        """Writes the stacked state after `epoch` epochs (atomically)."""
+    def save(self, directory, epoch):
+        """Writes the stacked state after `epoch` epochs (atomically) to
+        `directory/multi_seed_state.npz`."""
         leaves = jax.tree.leaves(self.state)
-        path = os.path.join(workdir, STATE_FILENAME)
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, STATE_FILENAME)
         tmp = path + f".tmp-{os.getpid()}.npz"
         np.savez(tmp, epoch=epoch, seeds=np.asarray(self.seeds),
                  **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
         os.replace(tmp, path)
 
-    def restore(self, workdir):
-        """Loads the saved state; returns the completed epochs (0 if none).
+    def restore(self, directory):
+        """Loads the state saved in `directory`; returns the completed
+        epochs (0 if none).
 
         Raises:
             ValueError: if the saved run trained other seeds.
         """
-        path = os.path.join(workdir, STATE_FILENAME)
+        path = os.path.join(directory, STATE_FILENAME)
         if not os.path.exists(path):
             return 0
         with np.load(path) as saved:
@@ -153,17 +159,11 @@ def _get_state(model):
     )
 
 
-def write_log_row(path, epoch, logs, seeds, extra):
-    """Appends one CSV row: per-seed logs as `seed<s>/<key>`."""
-    row = {"epoch": epoch, **extra}
-    for key, values in sorted(logs.items()):
-        for seed, value in zip(seeds, np.ravel(values)):
-            row[f"seed{seed}/{key}"] = float(value)
-    new = not os.path.exists(path)
-    with open(path, "a") as f:
-        if new:
-            f.write(",".join(row) + "\n")
-        f.write(",".join(str(v) for v in row.values()) + "\n")
+def _per_seed_logs(logs, seeds):
+    """`{"seed<s>/<key>": float}` of the stacked per-seed logs."""
+    return {f"seed{seed}/{key}": float(value)
+            for key, values in sorted(logs.items())
+            for seed, value in zip(seeds, np.ravel(values))}
 
 
 def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
@@ -173,18 +173,20 @@ def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
     Args:
         trainer: a `MultiSeedTrainer`.
         dataset_fns: one `epoch -> keras.utils.PyDataset` per seed (e.g.
-            `balpoe_keras.arrays.make_train_dataset_fn`), equal lengths.
+            `balpoe_keras.data.arrays.make_train_dataset_fn`), equal lengths.
         epochs: total epochs.
-        workdir: folder of the state and `train_log.csv`.
+        workdir: the run folder (a path or a `RunFolder`): the state in
+            its `checkpoints/`, the log in its `train_log.csv`.
         steps_per_epoch: optional cap on the batches of an epoch.
         verbose: print one line per epoch.
 
     Returns:
         `(initial_epoch, seconds)`.
     """
-    os.makedirs(workdir, exist_ok=True)
-    start = trainer.restore(workdir)
-    log_path = os.path.join(workdir, "train_log.csv")
+    folder = workdir if isinstance(workdir, RunFolder) else RunFolder(
+        workdir)
+    start = trainer.restore(folder.checkpoint_dir)
+    folder.truncate_log(start)
     began = time.time()
     for epoch in range(start, epochs):
         datasets = [fn(epoch) for fn in dataset_fns]
@@ -195,14 +197,14 @@ def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
         seconds = time.time() - tic
         images = sum(len(ds.batch_indices(k)) for ds in datasets
                      for k in range(steps))
-        write_log_row(log_path, epoch, logs, trainer.seeds,
-                      {"images_per_sec": round(images / seconds, 1)})
-        trainer.save(workdir, epoch + 1)
+        folder.append_log(epoch, {
+            "images_per_sec": round(images / seconds, 1),
+            **_per_seed_logs(logs, trainer.seeds)})
+        if folder.writer:
+            trainer.save(folder.checkpoint_dir, epoch + 1)
         if verbose:
             losses = ", ".join(f"{v:.4f}" for v in logs.get("loss", []))
             print(f"Epoch {epoch + 1}/{epochs}: loss per seed [{losses}], "
                   f"{images / seconds:.0f} img/s over {trainer.num_replicas}"
                   f" seeds, {seconds:.1f} s", flush=True)
-    with open(os.path.join(workdir, "multi_seed.json"), "w") as f:
-        json.dump({"seeds": trainer.seeds, "epochs": epochs}, f)
     return start, time.time() - began

@@ -132,21 +132,6 @@ class FitTest(TestCase):
             fit(model, _dataset_fn, epochs=0, workdir=self.get_temp_dir())
 
 
-class TruncateCsvTest(TestCase):
-    def test_drops_rows_of_uncommitted_epochs(self):
-        # Rows for epochs 0-2 exist but only 2 epochs were committed: the
-        # row of epoch 2 (written just before a crash) is dropped.
-        path = os.path.join(self.get_temp_dir(), "train_log.csv")
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerows(
-                [["epoch", "loss"], [0, 3.0], [1, 2.0], [2, 1.0]]
-            )
-        fit_lib._truncate_csv(path, 2)
-        self.assertEqual([r["epoch"] for r in _read_csv_path(path)], ["0", "1"])
-        fit_lib._truncate_csv(path, 0)
-        self.assertFalse(os.path.exists(path))
-
-
 class CheckpointManagerTest(TestCase):
     def test_keeps_latest_and_multiples_of_keep_every(self):
         inputs = keras.Input((2,))
