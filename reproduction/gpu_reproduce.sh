@@ -4,10 +4,10 @@
 # IR100 from the JPEG archive, BalPoE + Mixup 0.8 (issue 10). Runs ON the GPU
 # machine after benchmarks/gpu_prepare.sh ran here; see docs/gpu.md.
 #
-#   run(command="bash benchmarks/gpu_reproduce.sh",
+#   run(command="bash reproduction/gpu_reproduce.sh",
 #       carry=[".whl", ".gpu_data"], timeout_s=600)      # call 1
 #   the same call again at once                          # call 2: resumes
-#   GPU_REPRO_TINY=1 bash benchmarks/gpu_reproduce.sh    # CPU smoke test
+#   GPU_REPRO_TINY=1 bash reproduction/gpu_reproduce.sh    # CPU smoke test
 #
 # All runs start together (one ResNet-32 at batch 128 leaves the H200 mostly
 # idle) and each stops at the time budget; every run checkpoints as it goes
@@ -85,7 +85,7 @@ for seed in ${REPLICA_SEEDS}; do
         --device="${DEVICE}" --augment=tensor --checkpoint_every=5
         --cache="${WORK}/replica_arrays.npz" "${tiny_replica[@]}")
   [[ "${COMPILE}" == 1 ]] && args+=(--compile)
-  timeout "${BUDGET}" python3 benchmarks/reference_train.py "${args[@]}" \
+  timeout "${BUDGET}" python3 reproduction/reference_train.py "${args[@]}" \
     > "${RUNS}/${name}.log" 2>&1 &
   pids+=($!)
 done
@@ -136,7 +136,7 @@ figure=()  # Reliability diagrams side by side, where matplotlib is.
 if python3 -c "import matplotlib" 2>/dev/null; then
   figure=(--figure="${OUT}/paired_reliability.png")
 fi
-python3 benchmarks/paired.py --table_only --workdir="${RUNS}" "${figure[@]}" \
+python3 reproduction/paired.py --table_only --workdir="${RUNS}" "${figure[@]}" \
   --epochs="${EPOCHS}" --pipelines="${pipelines}" --methods=balpoe_mixup \
   --seeds="${seeds}" --device_note="$(nvidia-smi -L 2>/dev/null | head -1 \
   | cut -d"(" -f1 | grep . || echo "${DEVICE}"), replica on ${DEVICE}\

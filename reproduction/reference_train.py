@@ -30,9 +30,9 @@ that balpoe_keras runs can be compared with it on equal terms:
 - checkpoints (model, optimizer, scheduler, torch/NumPy/Python RNG states)
   every `--checkpoint_every` epochs, written atomically; a rerun resumes.
 
-    python benchmarks/reference_train.py --data=../shared/data \
+    python reproduction/reference_train.py --data=../shared/data \
         --out=runs/replica/seed1 --epochs=20 --seed=1
-    python benchmarks/reference_train.py --device=cuda --augment=tensor \
+    python reproduction/reference_train.py --device=cuda --augment=tensor \
         --compile --out=$OUT/replica --epochs=200
 
 Outputs in `--out`: `train_log.csv`, `report.json` (`summary` with the same
