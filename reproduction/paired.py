@@ -24,7 +24,7 @@ markers of that file; `--figure` adds the reliability diagrams of every
 path side by side.
 
     python reproduction/paired.py --epochs=20 --workdir=runs/paired \
-        --results_md=benchmarks/RESULTS.md
+        --results_md=reproduction/RESULTS.md
 """
 
 import argparse

@@ -9,7 +9,7 @@ links to each run's reliability diagram:
     python reproduction/reproduce.py --epochs=200 --workdir=runs/reproduce
     # A CPU budget: the same recipe with the LR milestones scaled:
     python reproduction/reproduce.py --epochs=12 --workdir=runs/reproduce_cpu \
-        --results_md=benchmarks/RESULTS.md --figures_dir=docs/images/reproduce
+        --results_md=reproduction/RESULTS.md --figures_dir=docs/images/reproduce
 
 Data: the offline CIFAR-10 JPEG archive (`--dataset=cifar10_lt_folder`);
 `--dataset=cifar10_lt` uses tfds' CIFAR-10 (the reference's exact subset).
