@@ -22,7 +22,7 @@ def test_gpu_check_tiny_mode_end_to_end(tmp_path):
     on JAX with TensorFlow blocked, on a synthetic archive."""
     write_cifar_archive(str(tmp_path), 20, 5)
     out = tmp_path / "out"
-    env = dict(os.environ, GPU_CHECK_TINY="1", OUT=str(out),
+    env = dict(os.environ, GPU_CHECK_TINY="1", GPU_OUT=str(out),
                GPU_DATA=str(tmp_path),
                GPU_CHECK_WORKDIR=str(tmp_path / "work"),
                GPU_CHECK_TRAIN_ARGS="--imbalance_ratio=10")
@@ -48,7 +48,7 @@ def test_gpu_reproduce_tiny_mode_pairs_replica_and_runner(tmp_path):
     paths train, the paired table lists both; a rerun skips them."""
     write_cifar_archive(str(tmp_path), 30, 10)
     out, runs = tmp_path / "out", tmp_path / "runs"
-    env = dict(os.environ, GPU_REPRO_TINY="1", OUT=str(out),
+    env = dict(os.environ, GPU_REPRO_TINY="1", GPU_OUT=str(out),
                GPU_REPRO_DATA=str(tmp_path), GPU_REPRO_RUNS=str(runs),
                GPU_REPRO_REPLICA_SEEDS="1", GPU_REPRO_JAX_SEEDS="1")
     env.pop("KERAS_BACKEND", None)
