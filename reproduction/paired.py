@@ -1,8 +1,8 @@
 r"""Paired runs: the PyTorch replica vs balpoe_keras, same data, same budget.
 
-Issue 10's experiment. Three training paths on the same CIFAR-10-LT IR100
-arrays (the JPEG archive), with the reference recipe scaled to `--epochs`
-by the project's one rule (`config.scale_step_schedule`):
+Three training paths on the same CIFAR-10-LT IR100 arrays (the JPEG
+archive), with the reference recipe scaled to `--epochs` by the project's
+one rule (`config.scale_step_schedule`):
 
 - `replica`: `reproduction/reference_train.py`, plain PyTorch (torchvision's
   PIL transforms, the reference's Mixup and LambdaLR), CPU;

@@ -1,8 +1,8 @@
 """A plain-PyTorch replica of the reference BalPoE CIFAR model and train step.
 
-The speed target of issue 6 is stated against the reference PyTorch code
-("as shipped": NCHW float32, `torch.optim.SGD` with Nesterov). That code is
-not installable here, so this file rebuilds what its training step computes,
+Our speed comparisons are stated against the reference PyTorch code ("as
+shipped": NCHW float32, `torch.optim.SGD` with Nesterov). That code is not
+installable offline, so this file rebuilds what its training step computes,
 following the reference's `model/ldam_drw_resnets/expert_resnet_cifar.py`
 and `model/loss.py`: ResNet-32 with a shared stem
 and layer1, per-expert layer2/layer3 (option-A shortcuts), average pooling,
