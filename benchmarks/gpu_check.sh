@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check: runs ON the GPU machine (JAX CUDA + PyTorch, no TensorFlow,
-# no keras), from the repository root, after benchmarks/gpu_prepare.sh ran
-# here and the device tool carried `.whl` and `.gpu_data`. See docs/gpu.md.
+# The GPU check: one training run of the paper's CIFAR-10-LT setting and the
+# throughput tables, on a GPU machine with JAX (CUDA) and/or PyTorch; it
+# needs neither TensorFlow nor network access. Copy the repository to the
+# GPU machine together with .whl/ and .gpu_data/ (written by
+# benchmarks/gpu_prepare.sh on a machine with internet access), then run,
+# there, from any folder:
 #
-#   bash benchmarks/gpu_check.sh                  # the full check, <= 10 min
-#   GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh # CPU smoke test (minutes)
+#   bash benchmarks/gpu_check.sh                  # about 10 minutes
+#   GPU_OUT=/tmp/check bash benchmarks/gpu_check.sh
+#   GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh # smoke test, CPU, minutes
 #
-# 1. benchmarks/gpu_env.sh: the carried wheels, TensorFlow blocked;
+# 1. benchmarks/gpu_env.sh: installs the wheels, blocks TensorFlow;
 # 2. trains CIFAR-10-LT IR100 BalPoE + Mixup with the reference recipe
 #    through the experiment runner (experiments/cifar10_folder_ir100_
 #    standard.flags, JAX, the TensorFlow-free arrays input) and prints the
@@ -14,38 +18,47 @@
 # 3. prints the input-path and model throughput tables
 #    (benchmarks/arrays_throughput.py, benchmarks/throughput.py).
 #
-# Outputs in $OUT (default ./gpu_out): gpu_check.log, train_log.csv,
-# report.md, report.json, reliability.png, throughput_b<B>.json.
+# Outputs in GPU_OUT (default: gpu_out/ in the repository root):
+# gpu_check.log, train_log.csv, report.md, report.json, reliability.png,
+# throughput_b<B>.json.
 #
-# Environment knobs:
+# Environment variables:
+#   GPU_OUT                 the output folder (see above).
+#   GPU_DATA                folder of cifar10-jpeg.tar.gz (default
+#                           .gpu_data/, else the runner's usual places).
 #   GPU_CHECK_TINY=1        1 epoch of 3 steps, batch 32, no throughput
 #                           tables (a CPU smoke test of the whole script).
 #   GPU_CHECK_TRAIN_ARGS    extra runner flags (e.g. "--epochs=100").
 #   GPU_CHECK_BACKEND       Keras backend for training (default jax).
 #   GPU_CHECK_CONFIGS       throughput configs (default jax,jax_bf16,torch).
 #   GPU_CHECK_BATCHES       throughput batch sizes (default "128 512").
-#   GPU_CHECK_TRAIN_TIMEOUT seconds for training (default 340). The whole
-#                           default check is budgeted to end within 600 s
-#                           (one device call): training 340 s, input path
-#                           60 s, each throughput table 90 s.
+#   GPU_CHECK_TRAIN_TIMEOUT seconds for training (default 340). With the
+#                           defaults the whole check ends within 10
+#                           minutes: training 340 s, input path 60 s, each
+#                           throughput table 90 s. A run cut short resumes
+#                           when rerun with the same GPU_CHECK_WORKDIR.
 #   GPU_CHECK_TP_TIMEOUT    seconds per throughput table (default 90).
-#   GPU_CHECK_WORKDIR       scratch folder; reusing it (same warm machine)
-#                           resumes training from its last checkpoint.
-#   GPU_CHECK_MULTI_SEED=1  also time 5 seeds in one vmapped JAX program
-#                           against one seed alone (+ ~4 min).
+#   GPU_CHECK_WORKDIR       scratch folder (default: a new one in /tmp);
+#                           rerunning with the same one resumes training
+#                           from its last checkpoint.
+#   GPU_CHECK_MULTI_SEED=1  also time 5 seeds trained together in one
+#                           vmapped JAX program against one seed alone
+#                           (+ ~4 min).
 #   GPU_CHECK_TORCH_OVERHEAD=1  also the PyTorch backend's fixed cost per
 #                           step at batch 2 against the plain PyTorch
 #                           replica (benchmarks/torch_overhead.py, ~1 min).
 #   GPU_SKIP_INSTALL=1      use the keras already importable.
-#   GPU_CHECK_SKIP_THROUGHPUT=1, GPU_CHECK_SKIP_TRAIN=1
+#   GPU_CHECK_SKIP_THROUGHPUT=1, GPU_CHECK_SKIP_TRAIN=1  skip a part.
 set -uo pipefail
+# A relative GPU_OUT is relative to the caller's folder.
+[[ -n "${GPU_OUT:-}" ]] && GPU_OUT="$(realpath -m -- "${GPU_OUT}")"
 cd "$(dirname "$0")/.."
 TINY="${GPU_CHECK_TINY:-0}"
 WORK="${GPU_CHECK_WORKDIR:-$(mktemp -d /tmp/balpoe_gpu_check.XXXXXX)}"
 [[ "${TINY}" == 1 ]] && export GPU_SKIP_INSTALL="${GPU_SKIP_INSTALL:-1}"
-OUT="${OUT:-${PWD}/gpu_out}"
-mkdir -p "${OUT}"
-exec > >(tee -a "${OUT}/gpu_check.log") 2>&1
+GPU_OUT="${GPU_OUT:-${PWD}/gpu_out}"
+mkdir -p "${GPU_OUT}"
+exec > >(tee -a "${GPU_OUT}/gpu_check.log") 2>&1
 echo "== balpoe_keras GPU check $(date -u +%FT%TZ) tiny=${TINY} work=${WORK}"
 # Training's backend; throughput.py sets its own.
 export KERAS_BACKEND="${GPU_CHECK_BACKEND:-jax}"
@@ -72,13 +85,13 @@ if [[ "${GPU_CHECK_SKIP_TRAIN:-0}" != 1 ]]; then
   fi
   for f in train/train_log.csv train/report/report.md \
            train/report/report.json train/report/reliability.png; do
-    [[ -f "${WORK}/${f}" ]] && cp "${WORK}/${f}" "${OUT}/"
+    [[ -f "${WORK}/${f}" ]] && cp "${WORK}/${f}" "${GPU_OUT}/"
   done
-  [[ -f "${OUT}/report.md" ]] && cat "${OUT}/report.md"
+  [[ -f "${GPU_OUT}/report.md" ]] && cat "${GPU_OUT}/report.md"
 fi
 
 if [[ "${GPU_CHECK_MULTI_SEED:-0}" == 1 ]]; then
-  # Images/s of 5 seeds trained in one vmapped program vs one seed alone
+  # Images/s of 5 seeds trained together (one vmapped program) vs one alone
   # (3 epochs each; the first includes compilation, compare epochs 2-3).
   echo "== several seeds in one JAX program (--seeds=1,2,3,4,5)"
   margs=(--flagfile=experiments/cifar10_folder_ir100_standard.flags
@@ -108,9 +121,9 @@ if [[ "${GPU_CHECK_SKIP_THROUGHPUT:-${TINY}}" != 1 ]]; then
     timeout "${GPU_CHECK_TP_TIMEOUT:-90}" python3 benchmarks/throughput.py \
       --configs "${GPU_CHECK_CONFIGS:-jax,jax_bf16,torch}" \
       --batch_size "${batch}" --steps 10 --repeats 2 \
-      --out "${OUT}/throughput_b${batch}.json" || status=1
+      --out "${GPU_OUT}/throughput_b${batch}.json" || status=1
   done
 fi
 
-echo "== done (status ${status}); outputs in ${OUT}: $(ls "${OUT}" | xargs)"
+echo "== done (status ${status}); outputs in ${GPU_OUT}: $(ls "${GPU_OUT}" | xargs)"
 exit "${status}"

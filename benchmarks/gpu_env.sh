@@ -1,30 +1,34 @@
-# Sourced by the GPU scripts (gpu_check.sh, gpu_reproduce.sh), ON the GPU
-# machine (JAX CUDA + PyTorch, no TensorFlow, no keras), from the repository
-# root, after benchmarks/gpu_prepare.sh ran here and the device tool carried
-# `.whl` and `.gpu_data`. See docs/gpu.md.
+# Sourced by the GPU scripts (benchmarks/gpu_check.sh,
+# reproduction/gpu_reproduce.sh) on the GPU machine, from the repository
+# root, with WORK (a scratch folder) and GPU_OUT (the output folder) set by
+# the caller. See docs/gpu.md.
 #
-# 1. installs the carried wheels (keras, namex, optree) into /tmp/site,
-#    unless GPU_SKIP_INSTALL=1 (use the keras already importable);
+# 1. installs the wheels of .whl/ (keras, namex, optree; written by
+#    benchmarks/gpu_prepare.sh) into /tmp/site, unless GPU_SKIP_INSTALL=1
+#    (use the keras already importable);
 # 2. blocks `import tensorflow` (a stub package first on PYTHONPATH), so
-#    every run proves the TensorFlow-free path;
+#    every run proves the TensorFlow-free path, also where TensorFlow is
+#    installed;
 # 3. prints python/keras/jax/torch versions and devices;
-# 4. sets DATA to the carried archive folder (or empty) and OUT.
-# Needs: WORK (a scratch folder) set by the caller.
+# 4. sets DATA to the folder of cifar10-jpeg.tar.gz: GPU_DATA, else
+#    .gpu_data/ (written by gpu_prepare.sh), else empty (the runner then
+#    looks in its usual places).
 
 ROOT="$PWD"
-OUT="${OUT:-${ROOT}/gpu_out}"
-mkdir -p "${OUT}" "${WORK}"
+GPU_OUT="${GPU_OUT:-${ROOT}/gpu_out}"
+mkdir -p "${GPU_OUT}" "${WORK}"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
-# No TensorFlow there: Keras' default backend would fail.
+# Keras' default backend, TensorFlow, is blocked below.
 export KERAS_BACKEND="${KERAS_BACKEND:-jax}"
-# Several processes share the GPU: no JAX up-front allocation of 75 %.
+# Several processes may share the GPU: no JAX up-front allocation of 75 %.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
 SITE=""
 if [[ "${GPU_SKIP_INSTALL:-0}" != 1 ]]; then
   if ! ls .whl/*.whl >/dev/null 2>&1; then
-    echo "No wheels in .whl/: run benchmarks/gpu_prepare.sh on the CPU" \
-      "machine and carry .whl and .gpu_data." >&2
+    echo "No wheels in .whl/: run benchmarks/gpu_prepare.sh on a machine" \
+      "with internet access and copy .whl/ here, or set" \
+      "GPU_SKIP_INSTALL=1 to use the installed keras." >&2
     exit 1
   fi
   python3 -m pip install -q --no-index --no-deps --no-compile \

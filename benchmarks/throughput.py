@@ -160,7 +160,9 @@ def run_reference_worker(args):
     """Times the plain-PyTorch replica of the reference (no Keras)."""
     import torch
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    # The replica lives with the reproduction instruments.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "reproduction"))
     import reference_torch
 
     channels_last = args.config == "reference_torch_cl"

@@ -27,7 +27,10 @@ os.environ["KERAS_BACKEND"] = "torch"
 import keras  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+# The replica lives with the reproduction instruments.
+sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "reproduction"))
 import reference_torch  # noqa: E402
 import throughput  # noqa: E402
 

@@ -3,10 +3,12 @@
 
 import pytest
 
-from tests.benchmark_modules import load_benchmark
+from tests.benchmark_modules import BENCHMARKS_DIR
+from tests.benchmark_modules import REPRODUCTION_DIR
+from tests.benchmark_modules import load_script
 from tests.test_case import TestCase
 
-throughput = load_benchmark("throughput")
+throughput = load_script(BENCHMARKS_DIR, "throughput")
 
 
 class Args:
@@ -41,7 +43,7 @@ class WindowRatesTest(TestCase):
 class ReferenceReplicaTest(TestCase):
     def test_same_trainable_parameters_as_our_model(self):
         pytest.importorskip("torch")
-        reference_torch = load_benchmark("reference_torch")
+        reference_torch = load_script(REPRODUCTION_DIR, "reference_torch")
         counts = [500 - 4 * c for c in range(100)]
         model, step = reference_torch.make_train_step(counts)
         params = sum(p.numel() for p in model.parameters())

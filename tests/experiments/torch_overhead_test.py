@@ -13,9 +13,10 @@ class TorchOverheadTest(TestCase):
         super().setUp()
         if keras.backend.backend() != "torch":
             self.skipTest("the script runs on the PyTorch backend")
-        from tests.benchmark_modules import load_benchmark
+        from tests.benchmark_modules import BENCHMARKS_DIR
+        from tests.benchmark_modules import load_script
 
-        self.script = load_benchmark("torch_overhead")
+        self.script = load_script(BENCHMARKS_DIR, "torch_overhead")
 
     def test_times_both_models_and_counts_the_layers(self):
         out = io.StringIO()

@@ -1,47 +1,66 @@
 #!/usr/bin/env bash
 # Paired 200-epoch runs on one GPU: the PyTorch replica of the reference
-# recipe and balpoe_keras (JAX, TensorFlow-free arrays input), CIFAR-10-LT
-# IR100 from the JPEG archive, BalPoE + Mixup 0.8 (issue 10). Runs ON the GPU
-# machine after benchmarks/gpu_prepare.sh ran here; see docs/gpu.md.
+# recipe (reproduction/reference_train.py) and balpoe_keras (JAX,
+# TensorFlow-free arrays input), CIFAR-10-LT IR100 from the JPEG archive,
+# BalPoE + Mixup 0.8, side by side; then the paired table
+# (reproduction/paired.py). Copy the repository to the GPU machine together
+# with .whl/ and .gpu_data/ (written by benchmarks/gpu_prepare.sh on a
+# machine with internet access), then run, there, from any folder:
 #
-#   run(command="bash benchmarks/gpu_reproduce.sh",
-#       carry=[".whl", ".gpu_data"], timeout_s=600)      # call 1
-#   the same call again at once                          # call 2: resumes
-#   GPU_REPRO_TINY=1 bash benchmarks/gpu_reproduce.sh    # CPU smoke test
+#   bash reproduction/gpu_reproduce.sh           # trains for GPU_REPRO_BUDGET
+#   bash reproduction/gpu_reproduce.sh           # again: resumes, then table
+#   GPU_REPRO_TINY=1 GPU_REPRO_DATA=<folder with the archive> \
+#     bash reproduction/gpu_reproduce.sh         # smoke test, CPU, minutes
 #
-# All runs start together (one ResNet-32 at batch 128 leaves the H200 mostly
-# idle) and each stops at the time budget; every run checkpoints as it goes
-# and the next call resumes it. Run folders live in ./gpu_runs (ignored), which
-# a warm machine keeps between calls. If the machine was given back between
-# the calls, copy the first call's resume_*.tar files into ./.gpu_resume here
-# and add ".gpu_resume" to carry: the script unpacks them before starting.
-# Expected: the replica needs both calls (eager ~3,000 images/s, compiled
-# more); the JAX runs fit in one (6,800-9,500 images/s alone).
+# All runs start together (one ResNet-32 at batch 128 leaves an H200 mostly
+# idle) and each stops after the time budget; every run checkpoints every 5
+# epochs into GPU_REPRO_RUNS, and rerunning the script resumes the
+# unfinished ones and skips the finished ones. Expected on one H200: the
+# replica needs two invocations at the default budget (eager ~3,000
+# images/s, compiled more), the JAX runs one (6,800-9,500 images/s alone).
 #
-# Outputs in $OUT: gpu_reproduce.log (everything, with each run's last lines),
-# paired.md (the table, also printed), resume_<run>.tar for each unfinished
-# run (latest checkpoint + logs, about 11 MB each).
+# Outputs in GPU_OUT (default: gpu_out/ in the repository root):
+# gpu_reproduce.log (everything, with each run's last lines), paired.md (the
+# table, also printed), paired_reliability.png (where matplotlib is), and
+# resume_<run>.tar for each unfinished run (its latest checkpoint and logs,
+# about 11 MB). To continue an unfinished run on another machine, put its
+# resume_<run>.tar into .gpu_resume/ in the repository root there and run
+# the script again: it unpacks them before starting.
 #
-# Knobs: GPU_REPRO_REPLICA_SEEDS (default "1 2"), GPU_REPRO_JAX_SEEDS
-# (default "1"), GPU_REPRO_VARIANTS ("bf16 b512": also JAX runs in
-# mixed bfloat16 and at batch 512 with linear LR scaling, seed 1), GPU_REPRO_EPOCHS (200), GPU_REPRO_BUDGET (seconds per call
-# for training, default 500), GPU_REPRO_COMPILE (1: torch.compile the
-# replica, default 1 on CUDA), GPU_REPRO_TINY=1 (2 epochs on a few batches,
-# small budget; on the CPU), GPU_SKIP_INSTALL=1.
+# Environment variables:
+#   GPU_OUT                 the output folder (see above).
+#   GPU_REPRO_RUNS          run folders (default: gpu_runs/ in the
+#                           repository root; git-ignored).
+#   GPU_REPRO_DATA          folder of cifar10-jpeg.tar.gz (default: GPU_DATA,
+#                           else .gpu_data/).
+#   GPU_REPRO_REPLICA_SEEDS seeds of the replica (default "1 2").
+#   GPU_REPRO_JAX_SEEDS     seeds of balpoe_keras on JAX (default "1").
+#   GPU_REPRO_VARIANTS      "bf16 b512": also JAX runs (seed 1) in mixed
+#                           bfloat16 and at batch 512 with the learning rate
+#                           scaled linearly (0.4).
+#   GPU_REPRO_EPOCHS        epochs (default 200; the schedule is scaled by
+#                           balpoe_keras.experiments.config.
+#                           scale_step_schedule).
+#   GPU_REPRO_BUDGET        seconds of training per invocation (default 500).
+#   GPU_REPRO_COMPILE=1     torch.compile the replica (default 1 on CUDA).
+#   GPU_REPRO_TINY=1        2 epochs on a few batches, small budget (CPU).
+#   GPU_SKIP_INSTALL=1      use the keras already importable.
 set -uo pipefail
+# A relative GPU_OUT is relative to the caller's folder.
+[[ -n "${GPU_OUT:-}" ]] && GPU_OUT="$(realpath -m -- "${GPU_OUT}")"
 cd "$(dirname "$0")/.."
 TINY="${GPU_REPRO_TINY:-0}"
 [[ "${TINY}" == 1 ]] && export GPU_SKIP_INSTALL="${GPU_SKIP_INSTALL:-1}"
-OUT="${OUT:-${PWD}/gpu_out}"
-mkdir -p "${OUT}"
-exec > >(tee -a "${OUT}/gpu_reproduce.log") 2>&1
+GPU_OUT="${GPU_OUT:-${PWD}/gpu_out}"
+mkdir -p "${GPU_OUT}"
+exec > >(tee -a "${GPU_OUT}/gpu_reproduce.log") 2>&1
 RUNS="${GPU_REPRO_RUNS:-${PWD}/gpu_runs}"
 WORK="${RUNS}/work"
 echo "== balpoe_keras paired GPU runs $(date -u +%FT%TZ) tiny=${TINY}"
 source benchmarks/gpu_env.sh
 if [[ -z "${DATA}" && -z "${GPU_REPRO_DATA:-}" ]]; then
   echo "No .gpu_data/cifar10-jpeg.tar.gz: run benchmarks/gpu_prepare.sh" \
-    "and carry .gpu_data." >&2
+    "and copy .gpu_data/ here, or set GPU_REPRO_DATA." >&2
   exit 1
 fi
 DATA="${GPU_REPRO_DATA:-${DATA}}"
@@ -85,7 +104,7 @@ for seed in ${REPLICA_SEEDS}; do
         --device="${DEVICE}" --augment=tensor --checkpoint_every=5
         --cache="${WORK}/replica_arrays.npz" "${tiny_replica[@]}")
   [[ "${COMPILE}" == 1 ]] && args+=(--compile)
-  timeout "${BUDGET}" python3 benchmarks/reference_train.py "${args[@]}" \
+  timeout "${BUDGET}" python3 reproduction/reference_train.py "${args[@]}" \
     > "${RUNS}/${name}.log" 2>&1 &
   pids+=($!)
 done
@@ -102,8 +121,8 @@ for seed in ${JAX_SEEDS}; do
     > "${RUNS}/${name}.log" 2>&1 &
   pids+=($!)
 done
-# Variants of the JAX run, seed 1 (the GPU questions of issue 12): bf16,
-# and batch 512 with the LR scaled linearly (0.4).
+# Variants of the JAX run, seed 1: bf16, and batch 512 with the LR scaled
+# linearly (0.4).
 for variant in ${GPU_REPRO_VARIANTS:-}; do
   case "${variant}" in
     bf16) vflags=(--mixed_precision=mixed_bfloat16) ;;
@@ -134,17 +153,17 @@ pipelines=replica,arrays
 for variant in ${GPU_REPRO_VARIANTS:-}; do pipelines+=",arrays_${variant}"; done
 figure=()  # Reliability diagrams side by side, where matplotlib is.
 if python3 -c "import matplotlib" 2>/dev/null; then
-  figure=(--figure="${OUT}/paired_reliability.png")
+  figure=(--figure="${GPU_OUT}/paired_reliability.png")
 fi
-python3 benchmarks/paired.py --table_only --workdir="${RUNS}" "${figure[@]}" \
+python3 reproduction/paired.py --table_only --workdir="${RUNS}" "${figure[@]}" \
   --epochs="${EPOCHS}" --pipelines="${pipelines}" --methods=balpoe_mixup \
   --seeds="${seeds}" --device_note="$(nvidia-smi -L 2>/dev/null | head -1 \
   | cut -d"(" -f1 | grep . || echo "${DEVICE}"), replica on ${DEVICE}\
-  (compile=${COMPILE}), balpoe_keras on JAX" && cp "${RUNS}/paired.md" "${OUT}/"
+  (compile=${COMPILE}), balpoe_keras on JAX" && cp "${RUNS}/paired.md" "${GPU_OUT}/"
 
 status=0
-python3 - "${RUNS}" "${OUT}" <<'PY' || status=1
-"""Packs each unfinished run's latest checkpoint and logs into $OUT."""
+python3 - "${RUNS}" "${GPU_OUT}" <<'PY' || status=1
+"""Packs each unfinished run's latest checkpoint and logs into GPU_OUT."""
 import json, os, sys, tarfile
 runs, out = sys.argv[1:]
 for name in sorted(os.listdir(runs)):
@@ -170,5 +189,5 @@ for name in sorted(os.listdir(runs)):
             tar.add(os.path.join(folder, rel), os.path.join(name, rel))
     print(f"unfinished: {name} -> {path} ({os.path.getsize(path) >> 20} MiB)")
 PY
-echo "== done; outputs in ${OUT}: $(ls "${OUT}" | xargs)"
+echo "== done; outputs in ${GPU_OUT}: $(ls "${GPU_OUT}" | xargs)"
 exit "${status}"

@@ -1,6 +1,6 @@
 """Puts a run's real results into README.md (between marker comments).
 
-    python benchmarks/readme_results.py runs/quickstart
+    python reproduction/readme_results.py runs/quickstart
 
 Copies `<run>/report/reliability.png` to `docs/images/quickstart_
 reliability.png` and writes the ensemble and per-expert tables of
@@ -38,9 +38,10 @@ def format_results(report):
         f"{config.get('imbalance_ratio')}, {config.get('epochs')} epochs, "
         f"{report['versions'].get('keras_backend', 'tensorflow')} backend"
         f"{policy}{wall}; measured {time.strftime('%Y-%m-%d')} on this "
-        "project's 2-core CPU machine by `python benchmarks/readme_results.py "
-        "runs/quickstart`). Accuracies, ECE and MCE in %, NLL in nats; a "
-        "few epochs are far from the paper's 200-epoch schedule:",
+        "project's 2-core CPU machine by "
+        "`python reproduction/readme_results.py runs/quickstart`). "
+        "Accuracies, ECE and MCE in %, NLL in nats; a few epochs are far "
+        "from the paper's 200-epoch schedule:",
         "",
         report_lib.format_metric_table(
             [("ensemble", report["balanced"]["ensemble"])]),

@@ -1,10 +1,10 @@
 r"""Paired runs: the PyTorch replica vs balpoe_keras, same data, same budget.
 
-Issue 10's experiment. Three training paths on the same CIFAR-10-LT IR100
-arrays (the JPEG archive), with the reference recipe scaled to `--epochs`
-by the project's one rule (`config.scale_step_schedule`):
+Three training paths on the same CIFAR-10-LT IR100 arrays (the JPEG
+archive), with the reference recipe scaled to `--epochs` by the project's
+one rule (`config.scale_step_schedule`):
 
-- `replica`: `benchmarks/reference_train.py`, plain PyTorch (torchvision's
+- `replica`: `reproduction/reference_train.py`, plain PyTorch (torchvision's
   PIL transforms, the reference's Mixup and LambdaLR), CPU;
 - `tfdata`: the experiment runner, TensorFlow backend, tf.data input;
 - `arrays`: the experiment runner, TensorFlow backend, in-memory input
@@ -12,7 +12,7 @@ by the project's one rule (`config.scale_step_schedule`):
 - on request, `tfdata_bf16`: `tfdata` in mixed bfloat16 (the accuracy check
   behind `--mixed_precision=auto`), and `replica_stream`: the replica with
   its Mixup weight stream seeded by the seed (the reference's is the same
-  for every seed; `benchmarks/mixup_stream.py`).
+  for every seed; `reproduction/mixup_stream.py`).
 
 Methods: BalPoE + Mixup 0.8 (3 experts, lambdas 1/0/-1) with `--seeds`, LA
 (1 expert, lambda 0, no Mixup) with the first seed. Every run has its own
@@ -23,8 +23,8 @@ stdout, `<workdir>/paired.md` and, with `--results_md`, between the paired
 markers of that file; `--figure` adds the reliability diagrams of every
 path side by side.
 
-    python benchmarks/paired.py --epochs=20 --workdir=runs/paired \
-        --results_md=benchmarks/RESULTS.md
+    python reproduction/paired.py --epochs=20 --workdir=runs/paired \
+        --results_md=reproduction/RESULTS.md
 """
 
 import argparse
@@ -37,17 +37,19 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "reproduction"))
+
+from reproduce import update_markdown  # noqa: E402
 
 from balpoe_keras.data.archive import find_cifar10_archive  # noqa: E402
 from balpoe_keras.experiments.config import scale_step_schedule  # noqa: E402
-from benchmarks.reproduce import update_markdown  # noqa: E402
 
 PIPELINES = ("replica", "tfdata", "arrays")
 # More paths on request (--pipelines): tf.data in mixed bfloat16, the
 # accuracy check of `--mixed_precision=auto` on CPUs with AVX512_BF16/AMX.
 EXTRA_FLAGS = {
     "tfdata_bf16": ("tfdata", ["--mixed_precision=mixed_bfloat16"]),
-    # GPU variants (benchmarks/gpu_reproduce.sh GPU_REPRO_VARIANTS).
+    # GPU variants (reproduction/gpu_reproduce.sh GPU_REPRO_VARIANTS).
     "arrays_bf16": ("arrays", ["--mixed_precision=mixed_bfloat16"]),
     "arrays_b512": ("arrays", ["--batch_size=512",
                                "--learning_rate_batch_size=128"]),
@@ -92,7 +94,7 @@ def command(args, pipeline, method, seed, archive_dir):
     out = run_dir(args, pipeline, method, seed)
     if pipeline in REPLICA_FLAGS:
         extra = [f"{flag}={seed}" for flag in REPLICA_FLAGS[pipeline]]
-        return [sys.executable, os.path.join(ROOT, "benchmarks",
+        return [sys.executable, os.path.join(ROOT, "reproduction",
                                              "reference_train.py"),
                 f"--data={archive_dir}", f"--out={out}",
                 f"--epochs={args.epochs}", f"--warmup_epochs={warmup}",
@@ -319,7 +321,7 @@ def main(argv=None):
              f"(warm-up {warmup}, LR x0.1 after epochs {list(steps)}), "
              f"{args.device_note}; mean [min, max] over the seeds, all in % "
              "except NLL (nats).\n"
-             f"Command: `python benchmarks/paired.py --epochs={args.epochs}"
+             f"Command: `python reproduction/paired.py --epochs={args.epochs}"
              f" --workdir={args.workdir} --seeds={args.seeds}"
              f" --methods={args.methods} --pipelines={args.pipelines}`"
              "\n\n" + table)

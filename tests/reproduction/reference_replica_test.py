@@ -1,4 +1,4 @@
-"""The PyTorch replica (benchmarks/reference_train.py) as a measuring tool.
+"""The PyTorch replica (reproduction/reference_train.py) as a measuring tool.
 
 Its pieces are checked against torchvision, against balpoe_keras'
 independent implementations (same data, same subset, same scores) and by
@@ -20,14 +20,13 @@ from balpoe_keras.data import long_tail
 from balpoe_keras.evaluation import scores as bk_scores
 from balpoe_keras.metrics import calibration as bk_calibration
 from tests import torchvision_reference as tv
-from tests.benchmark_modules import BENCHMARKS_DIR
-from tests.benchmark_modules import load_benchmark
+from tests.benchmark_modules import REPRODUCTION_DIR
+from tests.benchmark_modules import load_script
 from tests.cifar_archive import write_cifar_archive
 from tests.test_case import TestCase
 
-_DIR = BENCHMARKS_DIR
-reference_data = load_benchmark("reference_data")
-reference_train = load_benchmark("reference_train")
+reference_data = load_script(REPRODUCTION_DIR, "reference_data")
+reference_train = load_script(REPRODUCTION_DIR, "reference_train")
 
 
 def _normalized(images):
@@ -131,8 +130,8 @@ class TinyTrainingTest(TestCase):
     def test_resumed_run_equals_uninterrupted_and_imports_no_keras(self):
         tmp = self.get_temp_dir()
         write_cifar_archive(tmp, 40, 40)
-        common = [os.path.join(_DIR, "reference_train.py"), f"--data={tmp}",
-                  "--warmup_epochs=1", "--lr_step_epochs=2",
+        common = [os.path.join(REPRODUCTION_DIR, "reference_train.py"),
+                  f"--data={tmp}", "--warmup_epochs=1", "--lr_step_epochs=2",
                   "--blocks_per_stage=1", "--batch_size=32",
                   "--imbalance_ratio=10", "--threads=1"]
 
@@ -175,7 +174,7 @@ class TinyTrainingTest(TestCase):
 
 class MixupStreamTest(TestCase):
     def test_the_reference_stream_is_fixed_and_phases_average(self):
-        stream = load_benchmark("mixup_stream")
+        stream = load_script(REPRODUCTION_DIR, "mixup_stream")
         np.random.seed(123)
         first = stream.reference_stream(50, 0.8)
         np.random.seed(7)

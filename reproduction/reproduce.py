@@ -6,10 +6,10 @@ then writes a table of balanced accuracy, many/medium/few, ECE and MCE with
 links to each run's reliability diagram:
 
     # The full reference schedule (200 epochs), e.g. on a GPU:
-    python benchmarks/reproduce.py --epochs=200 --workdir=runs/reproduce
+    python reproduction/reproduce.py --epochs=200 --workdir=runs/reproduce
     # A CPU budget: the same recipe with the LR milestones scaled:
-    python benchmarks/reproduce.py --epochs=12 --workdir=runs/reproduce_cpu \
-        --results_md=benchmarks/RESULTS.md --figures_dir=docs/images/reproduce
+    python reproduction/reproduce.py --epochs=12 --workdir=runs/reproduce_cpu \
+        --results_md=reproduction/RESULTS.md --figures_dir=docs/images/reproduce
 
 Data: the offline CIFAR-10 JPEG archive (`--dataset=cifar10_lt_folder`);
 `--dataset=cifar10_lt` uses tfds' CIFAR-10 (the reference's exact subset).
@@ -109,7 +109,7 @@ def format_table(reports, args, figures=None):
         rows.append(f"| {method} | {PAPER[method]} | " + " | ".join(cells)
                     + f" | {link} |")
     title = (f"CIFAR-10-LT IR100 ({args.dataset}), {args.epochs} epochs, "
-             f"seed {args.seed}; command: `python benchmarks/reproduce.py "
+             f"seed {args.seed}; command: `python reproduction/reproduce.py "
              f"--epochs={args.epochs} --workdir={args.workdir}`")
     return "\n".join([title, "", header, *rows])
 

@@ -1,8 +1,8 @@
 """A plain-PyTorch replica of the reference BalPoE CIFAR model and train step.
 
-The speed target of issue 6 is stated against the reference PyTorch code
-("as shipped": NCHW float32, `torch.optim.SGD` with Nesterov). That code is
-not installable here, so this file rebuilds what its training step computes,
+Our speed comparisons are stated against the reference PyTorch code ("as
+shipped": NCHW float32, `torch.optim.SGD` with Nesterov). That code is not
+installable offline, so this file rebuilds what its training step computes,
 following the reference's `model/ldam_drw_resnets/expert_resnet_cifar.py`
 and `model/loss.py`: ResNet-32 with a shared stem
 and layer1, per-expert layer2/layer3 (option-A shortcuts), average pooling,
@@ -11,7 +11,7 @@ and layer1, per-expert layer2/layer3 (option-A shortcuts), average pooling,
 SGD(lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4). It is used by
 `benchmarks/throughput.py` (configs `reference_torch`, `reference_torch_cl`)
 so that our Keras paths and the reference are timed on the same machine in
-the same run, and by `benchmarks/reference_train.py`, the replica that
+the same run, and by `reproduction/reference_train.py`, the replica that
 trains the whole reference recipe. It does not import balpoe_keras or
 Keras.
 """

@@ -19,7 +19,7 @@ measuring instrument:
   the GPU, where per-image PIL would starve it): torch draws the same
   parameters per image and the rotation uses PIL's 16.16 fixed-point
   nearest rule, so the output equals `TorchvisionAugment`'s pixel for pixel
-  (tests/experiments/reference_replica_test.py).
+  (tests/reproduction/reference_replica_test.py).
 """
 
 import io

@@ -1,11 +1,12 @@
 r"""Trains the reference BalPoE CIFAR recipe in plain PyTorch: the replica.
 
-A measuring instrument for issue 10: the same recipe as the reference code
-(github.com/emasa/BalPoE-CalibratedLT: its model, loss, combiner, trainer,
-CIFAR loaders and metrics), written from those facts
-with torch, torchvision and NumPy only (it imports neither balpoe_keras nor
-Keras), trained on the same uint8 arrays from the CIFAR-10 JPEG archive, so
-that balpoe_keras runs can be compared with it on equal terms:
+A measuring instrument for the paired runs (`paired.py`): the same recipe
+as the reference code (github.com/emasa/BalPoE-CalibratedLT: its model,
+loss, combiner, trainer, CIFAR loaders and metrics), written from those
+facts with torch, torchvision and NumPy only (it imports neither
+balpoe_keras nor Keras), trained on the same uint8 arrays from the CIFAR-10
+JPEG archive, so that balpoe_keras runs can be compared with it on equal
+terms:
 
 - data: the archive decoded with Pillow, the seed-0 long-tailed subset
   (`reference_data.py`), a fresh `torch.randperm` order every epoch, the
@@ -30,10 +31,10 @@ that balpoe_keras runs can be compared with it on equal terms:
 - checkpoints (model, optimizer, scheduler, torch/NumPy/Python RNG states)
   every `--checkpoint_every` epochs, written atomically; a rerun resumes.
 
-    python benchmarks/reference_train.py --data=../shared/data \
+    python reproduction/reference_train.py --data=../shared/data \
         --out=runs/replica/seed1 --epochs=20 --seed=1
-    python benchmarks/reference_train.py --device=cuda --augment=tensor \
-        --compile --out=$OUT/replica --epochs=200
+    python reproduction/reference_train.py --device=cuda --augment=tensor \
+        --compile --out=gpu_out/replica --epochs=200
 
 Outputs in `--out`: `train_log.csv`, `report.json` (`summary` with the same
 `test/...` keys, in %, as balpoe_keras reports), `checkpoint.pt`, and with

@@ -3,15 +3,15 @@ r"""How much the reference's fixed Mixup weight stream mixes, per phase.
 The reference draws each batch's Mixup weight with `np.random.beta(a, a)`
 from the global NumPy stream that its long-tailed subset construction left
 behind (`np.random.seed(0)`, then one shuffle per class), so every `--seed`
-trains on the same sequence of weights (`benchmarks/reference_train.py`
+trains on the same sequence of weights (`reproduction/reference_train.py`
 keeps that). This script rebuilds that sequence for CIFAR-10 (5,000 images
 per class: the stream depends on the class sizes only) and compares its
 mixing strength, the mean of `min(lam, 1 - lam)` (0: no mixing, 0.5: an
 even blend), in each phase of the schedule with `--streams` independent
 streams of the same length, i.e. what a seeded stream gives:
 
-    python benchmarks/mixup_stream.py --epochs=20
-    python benchmarks/mixup_stream.py --epochs=200
+    python reproduction/mixup_stream.py --epochs=20
+    python reproduction/mixup_stream.py --epochs=200
 
 Phases: before the first LR drop, between the drops, after the last drop
 (`config.scale_step_schedule`, the rule the paired runs use). Prints one
@@ -29,7 +29,7 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "numpy")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+sys.path.insert(0, os.path.join(ROOT, "reproduction"))
 
 import reference_data  # noqa: E402
 

@@ -1,12 +1,13 @@
-"""benchmarks/reproduce.py: schedule scaling, commands and the table."""
+"""reproduction/reproduce.py: schedule scaling, commands and the table."""
 
 import os
 
-from tests.benchmark_modules import load_benchmark
+from tests.benchmark_modules import REPRODUCTION_DIR
+from tests.benchmark_modules import load_script
 from tests.experiments.flags_util import parse
 from tests.test_case import TestCase
 
-reproduce = load_benchmark("reproduce")
+reproduce = load_script(REPRODUCTION_DIR, "reproduce")
 
 
 class Args:

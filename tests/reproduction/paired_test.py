@@ -1,14 +1,15 @@
-"""benchmarks/paired.py: the run plan, the commands and the table."""
+"""reproduction/paired.py: the run plan, the commands and the table."""
 
 import argparse
 import json
 import os
 import sys
 
-from tests.benchmark_modules import load_benchmark
+from tests.benchmark_modules import REPRODUCTION_DIR
+from tests.benchmark_modules import load_script
 from tests.test_case import TestCase
 
-paired = load_benchmark("paired")
+paired = load_script(REPRODUCTION_DIR, "paired")
 
 
 def _args(**kwargs):

@@ -3,10 +3,10 @@
 The Keras model (`build_balpoe_resnet32`), compiled for training the way
 the runner compiles it (`compile_balpoe`: `BalPoELoss`, `TorchSGD`), takes
 three SGD steps -- hard labels, Mixup soft labels, hard labels again. Before
-each step, `benchmarks/reference_torch.py`'s `ReferenceResNet32` in
+each step, `reproduction/reference_torch.py`'s `ReferenceResNet32` in
 float64 gets our exact state (weights, BN running statistics, momentum
 buffers) and takes the same step with `torch.optim.SGD` and the replica's
-loss (`benchmarks/reference_train.py`: Mixup as
+loss (`reproduction/reference_train.py`: Mixup as
 `lam * loss(y) + (1 - lam) * loss(y[perm])`). The replica does not import
 Keras or balpoe_keras, so this checks our whole training step
 (normalisation, strided-conv padding, option-A shortcuts, batch norm and
@@ -32,13 +32,14 @@ import pytest
 from balpoe_keras.models import build_balpoe_resnet32
 from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.optimizers import TorchSGD
-from tests.benchmark_modules import load_benchmark
+from tests.benchmark_modules import REPRODUCTION_DIR
+from tests.benchmark_modules import load_script
 from tests.test_case import TestCase
 
 torch = pytest.importorskip("torch")
-reference_data = load_benchmark("reference_data")
-reference_torch = load_benchmark("reference_torch")
-reference_train = load_benchmark("reference_train")
+reference_data = load_script(REPRODUCTION_DIR, "reference_data")
+reference_torch = load_script(REPRODUCTION_DIR, "reference_torch")
+reference_train = load_script(REPRODUCTION_DIR, "reference_train")
 
 _COUNTS = [40, 25, 16, 10, 6]
 _LAMBDAS = (1.0, 0.0, -1.0)
