@@ -7,6 +7,7 @@ from setuptools import setup
 
 _HERE = pathlib.Path(__file__).parent
 _VERSION = {}
+_RUN = ["pillow>=10", "matplotlib>=3.8"]
 exec((_HERE / "balpoe_keras" / "version.py").read_text(), _VERSION)
 
 setup(
@@ -25,21 +26,21 @@ setup(
     # TensorFlow is not installed at all).
     install_requires=["keras>=3.15", "numpy>=1.26", "absl-py>=2.1"],
     extras_require={
-        # tf.data pipelines, MirroredStrategy, SavedModel export, tfds.
-        # tfds 4.9.10 needs importlib_resources but does not declare it.
-        # matplotlib draws the report's reliability diagrams; Pillow is the
-        # reference for the image-op tests (and decodes JPEGs without TF);
-        # tensorboard writes the training logs (TF 2.21 no longer pulls it).
+        # Each training path reads the CIFAR-10 JPEG archive and image
+        # folders with Pillow (the NumPy core of balpoe_keras.data) and
+        # draws the report's reliability diagrams with matplotlib.
+        # tf: tf.data pipelines, MirroredStrategy, SavedModel export, tfds
+        # (4.9.10 needs importlib_resources but does not declare it) and
+        # tensorboard for the training logs (TF 2.21 no longer pulls it).
         "tf": [
             "tensorflow>=2.21",
             "tensorflow-datasets>=4.9",
             "importlib_resources>=6",
-            "matplotlib>=3.8",
-            "pillow>=10",
             "tensorboard>=2.17",
+            *_RUN,
         ],
-        "jax": ["jax>=0.4.30"],
-        "torch": ["torch>=2.5"],
+        "jax": ["jax>=0.4.30", *_RUN],
+        "torch": ["torch>=2.5", *_RUN],
         # torchvision is the reference of the augmentation parity tests
         # (the reference trains on its PIL transforms); scipy (via jax)
         # gives their KS tests; ruff checks the style (ruff.toml).
