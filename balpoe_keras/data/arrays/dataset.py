@@ -23,6 +23,7 @@ from keras import ops
 
 from balpoe_keras.data.arrays import augment
 from balpoe_keras.data.batching import compute_steps_per_epoch
+from balpoe_keras.data.batching import process_rows
 from balpoe_keras.data.mixing import validate_mixing
 
 
@@ -79,22 +80,38 @@ class ArrayDataset(keras.utils.PyDataset):
         drop_remainder: bool; False keeps the last partial batch.
         dict_targets: bool, yield `{"logits": y, "expert_logits": y}`
             (`models.balpoe_targets`) instead of `y`.
+        num_processes: processes of a multi-process run, each feeding its
+            share of every global batch (`batching.process_rows`); needs
+            `drop_remainder=True` when > 1.
+        process_index: this process, in `[0, num_processes)`. It gathers
+            and augments only its rows (and their Mixup partners), with the
+            parameters of the global batch, so the processes' batches, in
+            process order, equal the batch of a one-process run.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
 
     Yields:
-        `(images, targets)`: `(B, H, W, C)` float32 in `[0, 1]` and `(B,)`
-        int32 or `(B, C)` float32 labels, on the backend's default device.
+        `(images, targets)`: `(b, H, W, C)` float32 in `[0, 1]` and `(b,)`
+        int32 or `(b, C)` float32 labels, on the backend's default device;
+        `b = B / num_processes` (the last batch may be smaller).
     """
 
     def __init__(self, data, *, global_batch_size, epoch=0, seed=0,
                  num_classes=None, shuffle=True, augment=True, padding=4,
                  max_degrees=0.0, mixup_alpha=0.0, drop_remainder=False,
-                 dict_targets=True, **kwargs):
+                 dict_targets=True, num_processes=1, process_index=0,
+                 **kwargs):
         super().__init__(**kwargs)
         if not isinstance(data, DeviceImages):
             data = DeviceImages(*data)
         _check(global_batch_size, epoch, seed, mixup_alpha, num_classes,
                len(data), drop_remainder)
+        self.rows = process_rows(global_batch_size, num_processes,
+                                 process_index)
+        if num_processes > 1 and not drop_remainder:
+            raise ValueError(
+                "A multi-process dataset needs drop_remainder=True: every "
+                "process must feed an equal share of every global batch.")
+        self.num_processes = int(num_processes)
         self.data = data
         self.global_batch_size = int(global_batch_size)
         self.epoch, self.seed = int(epoch), int(seed)
@@ -134,15 +151,27 @@ class ArrayDataset(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         params = self.batch_params(index)
-        del params["angles"]  # Applied as their fixed-point `rotations`.
+        indices = self.batch_indices(index)
+        own = np.arange(len(indices))
+        if self.num_processes > 1:
+            own = own[slice(*self.rows)]
         fn = _batch_fn(self.augment, self.padding,
                        params["rotations"] is not None,
                        self.num_classes if self.mixup_alpha else None)
-        images, labels = fn(self.data.images, self.data.device_labels,
-                            self.batch_indices(index), **params)
+        args = _rows(indices, params, own)
+        if self.mixup_alpha:
+            args += _rows(indices, params, params["perm"][own])
+            args += (params["lam"],)
+        images, labels = fn(self.data.images, self.data.device_labels, *args)
         if self.dict_targets:
             return images, {"logits": labels, "expert_logits": labels}
         return images, labels
+
+
+def _rows(indices, params, rows):
+    """`(indices, offsets, flips, rotations)` of the batch rows `rows`."""
+    return tuple(None if x is None else x[rows] for x in (
+        indices, params["offsets"], params["flips"], params["rotations"]))
 
 
 def draw_params_numpy(rng, batch_size, padding=4, max_degrees=0.0,
@@ -205,24 +234,21 @@ def _batch_fn(crop, padding, rotate, mixup_classes):
             return augment.to_float(x)
         return augment.apply_crop_flip(x, offsets, flips, rotations, padding)
 
-    def fn(images, labels, indices, offsets, flips, rotations, lam, perm):
+    def fn(images, labels, indices, offsets, flips, rotations, *partner):
         indices = ops.convert_to_tensor(indices)
         x = augmented(images, indices, offsets, flips, rotations)
         y = ops.take(labels, indices, axis=0)
         if not mixup_classes:
             return x, y
-        # The partner batch x[perm], augmented with the permuted parameters
+        # The partners x[perm], augmented with their own parameters
         # (identical to augmenting first and permuting after).
-        take = functools.partial(_take_or_none, perm)
-        x2 = augmented(images, take(indices), take(offsets), take(flips),
-                       take(rotations))
-        return augment.mix_pair(x, x2, y, take(y), lam, mixup_classes)
+        indices2, offsets2, flips2, rotations2, lam = partner
+        indices2 = ops.convert_to_tensor(indices2)
+        x2 = augmented(images, indices2, offsets2, flips2, rotations2)
+        y2 = ops.take(labels, indices2, axis=0)
+        return augment.mix_pair(x, x2, y, y2, lam, mixup_classes)
 
     return _compile(fn)
-
-
-def _take_or_none(perm, x):
-    return None if x is None else ops.take(x, perm, axis=0)
 
 
 def _compile(fn):

@@ -4,6 +4,12 @@ The definitions are `balpoe_keras.data.mixing`'s. Here `lam` comes from two
 stateless Gammas; the soft labels make the loss equal to the reference's
 mixed loss (CE is linear in the target). `per_sample` draws one `lam` per
 image instead. CutMix recomputes `lam = 1 - box_area / (H W)`.
+
+Mixing is split in two: `draw_mix_params` draws a batch's parameters from
+its seed (the permutation, the weights, the box), and `mix_rows` mixes any
+rows of the batch with their partners `x[perm]`. `mix_batch` does both for
+a whole batch; the per-process pipelines of a multi-process run apply
+`mix_rows` to their own rows only, with the parameters of the global batch.
 """
 
 import tensorflow as tf
@@ -19,10 +25,123 @@ def sample_beta(shape, seed, alpha):
     return a / (a + b)
 
 
-def _soft_labels(labels, perm, lam, num_classes):
+def _shuffle(batch_size, seed):
+    return tf.random.experimental.stateless_shuffle(tf.range(batch_size),
+                                                    seed)
+
+
+def _mixup_params(seed, batch_size, alpha, per_sample):
+    lam_seed, perm_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed))
+    lam = sample_beta([batch_size] if per_sample else [], lam_seed, alpha)
+    lam = tf.broadcast_to(tf.cast(lam, tf.float32), [batch_size])
+    return {"perm": _shuffle(batch_size, perm_seed), "lam": lam, "box": None,
+            "cut": None}
+
+
+def _cutmix_seeds(seed):
+    return tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+
+
+def _cutmix_params(seed, batch_size, height, width, alpha):
+    seeds = _cutmix_seeds(seed)
+    lam = sample_beta([], seeds[0], alpha)
+    y1, y2, x1, x2 = cutmix_box(height, width, lam, seeds[2])
+    area = tf.cast((y2 - y1) * (x2 - x1), tf.float32)
+    lam = 1.0 - area / tf.cast(height * width, tf.float32)
+    return {"perm": _shuffle(batch_size, seeds[1]),
+            "lam": tf.broadcast_to(lam, [batch_size]),
+            "box": tf.stack([y1, y2, x1, x2]), "cut": tf.constant(True)}
+
+
+def _split_batch_seed(seed):
+    """`(choose_seed, mix_seed)` of a batch seed."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed))
+
+
+def draw_partners(seed, batch_size, mode="mixup"):
+    """The permutation `perm` `(B,)` int32 that `draw_mix_params` draws
+    from the same seed (row `i` is mixed with row `perm[i]`), without the
+    weights, so a pipeline can load the partners before the images."""
+    choose_seed, mix_seed = _split_batch_seed(seed)
+    mixup = _shuffle(batch_size, tf.unstack(
+        tf.random.experimental.stateless_split(mix_seed))[1])
+    cutmix = _shuffle(batch_size, _cutmix_seeds(mix_seed)[1])
+    if mode == "mixup":
+        return mixup
+    if mode == "cutmix":
+        return cutmix
+    use_mixup = tf.random.stateless_uniform([], choose_seed) < 0.5
+    return tf.where(use_mixup, mixup, cutmix)
+
+
+def draw_mix_params(seed, batch_size, height, width, mixup_alpha=0.0,
+                    cutmix_alpha=0.0, mode="mixup", per_sample=False):
+    """The mixing parameters of one batch, from its `(2,)` seed.
+
+    Args:
+        seed: `(2,)` int seed of the batch.
+        batch_size: int or scalar tensor `B`.
+        height, width: image size (CutMix's box).
+        mixup_alpha, cutmix_alpha, mode, per_sample: see `mix_batch`.
+
+    Returns:
+        dict: `perm` `(B,)` int32 partners, `lam` `(B,)` float32 weight of
+        each row's own image and label, `box` `(4,)` int32 `(y1, y2, x1,
+        x2)` and `cut` (scalar bool: paste the box instead of blending);
+        `box` and `cut` are None in mode `"mixup"`.
+    """
+    choose_seed, mix_seed = _split_batch_seed(seed)
+    if mode == "mixup":
+        return _mixup_params(mix_seed, batch_size, mixup_alpha, per_sample)
+    cutmix = _cutmix_params(mix_seed, batch_size, height, width,
+                            cutmix_alpha)
+    if mode == "cutmix":
+        return cutmix
+    mixup = dict(_mixup_params(mix_seed, batch_size, mixup_alpha, per_sample),
+                 box=tf.zeros([4], tf.int32), cut=tf.constant(False))
+    use_mixup = tf.random.stateless_uniform([], choose_seed) < 0.5
+    return {key: tf.where(use_mixup, mixup[key], cutmix[key])
+            for key in mixup}
+
+
+def mix_rows(images, partner_images, labels, partner_labels, lam, box, cut,
+             num_classes):
+    """Mixes rows with their partners.
+
+    Args:
+        images: `(b, H, W, channels)` float32, the rows.
+        partner_images: `(b, H, W, channels)`, their partners `x[perm]`.
+        labels, partner_labels: `(b,)` int class ids of both.
+        lam: `(b,)` float32 weight of the own image and label.
+        box: `(4,)` int32 CutMix box `(y1, y2, x1, x2)`, or None.
+        cut: scalar bool, paste the box (CutMix) instead of blending; None
+            blends.
+        num_classes: `C`.
+
+    Returns:
+        `(mixed images (b, H, W, channels), soft labels (b, C) float32)`.
+    """
+    w = tf.reshape(lam, [-1, 1, 1, 1])
+    mixed = w * images + (1.0 - w) * partner_images
+    if cut is not None:
+        shape = tf.shape(images)
+        rows, cols = tf.range(shape[1]), tf.range(shape[2])
+        inside = ((rows >= box[0]) & (rows < box[1]))[:, None] & (
+            (cols >= box[2]) & (cols < box[3]))[None, :]
+        pasted = tf.where(inside[None, :, :, None], partner_images, images)
+        mixed = tf.where(cut, pasted, mixed)
     onehot = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
-    lam = tf.reshape(lam, [-1, 1])
-    return lam * onehot + (1.0 - lam) * tf.gather(onehot, perm)
+    partner = tf.one_hot(tf.cast(partner_labels, tf.int32), num_classes)
+    weight = tf.reshape(lam, [-1, 1])
+    return mixed, weight * onehot + (1.0 - weight) * partner
+
+
+def _mix_whole_batch(images, labels, params, num_classes):
+    perm = params["perm"]
+    return mix_rows(images, tf.gather(images, perm), labels,
+                    tf.gather(labels, perm), params["lam"], params["box"],
+                    params["cut"], num_classes)
 
 
 def mixup_batch(images, labels, seed, alpha, num_classes, per_sample=False):
@@ -40,13 +159,8 @@ def mixup_batch(images, labels, seed, alpha, num_classes, per_sample=False):
         `(mixed_images, soft_labels)`: `(B, H, W, channels)` float32 and
         `(B, C)` float32 rows summing to 1.
     """
-    batch = tf.shape(images)[0]
-    lam_seed, perm_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed))
-    lam = sample_beta([batch] if per_sample else [], lam_seed, alpha)
-    perm = tf.random.experimental.stateless_shuffle(tf.range(batch),
-                                                    perm_seed)
-    return apply_mixup(images, labels, lam, perm, num_classes)
+    params = _mixup_params(seed, tf.shape(images)[0], alpha, per_sample)
+    return _mix_whole_batch(images, labels, params, num_classes)
 
 
 def apply_mixup(images, labels, lam, perm, num_classes):
@@ -64,9 +178,8 @@ def apply_mixup(images, labels, lam, perm, num_classes):
         onehot(y[perm]))`.
     """
     lam = tf.broadcast_to(tf.cast(lam, tf.float32), tf.shape(labels))
-    w = tf.reshape(lam, [-1, 1, 1, 1])
-    mixed = w * images + (1.0 - w) * tf.gather(images, perm)
-    return mixed, _soft_labels(labels, perm, lam, num_classes)
+    params = {"perm": perm, "lam": lam, "box": None, "cut": None}
+    return _mix_whole_batch(images, labels, params, num_classes)
 
 
 def cutmix_box(height, width, lam, seed):
@@ -96,19 +209,8 @@ def cutmix_batch(images, labels, seed, alpha, num_classes):
         is `lam = 1 - box_area / (H W)`.
     """
     shape = tf.shape(images)
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    lam = sample_beta([], seeds[0], alpha)
-    perm = tf.random.experimental.stateless_shuffle(tf.range(shape[0]),
-                                                    seeds[1])
-    y1, y2, x1, x2 = cutmix_box(shape[1], shape[2], lam, seeds[2])
-    rows, cols = tf.range(shape[1]), tf.range(shape[2])
-    box = ((rows >= y1) & (rows < y2))[:, None] & ((cols >= x1)
-                                                   & (cols < x2))[None, :]
-    mixed = tf.where(box[None, :, :, None], tf.gather(images, perm), images)
-    area = tf.cast((y2 - y1) * (x2 - x1), tf.float32)
-    lam = 1.0 - area / tf.cast(shape[1] * shape[2], tf.float32)
-    lam = tf.broadcast_to(lam, [shape[0]])
-    return mixed, _soft_labels(labels, perm, lam, num_classes)
+    params = _cutmix_params(seed, shape[0], shape[1], shape[2], alpha)
+    return _mix_whole_batch(images, labels, params, num_classes)
 
 
 def mix_batch(images, labels, seed, num_classes, mixup_alpha=0.0,
@@ -129,19 +231,7 @@ def mix_batch(images, labels, seed, num_classes, mixup_alpha=0.0,
         `(images, soft_labels (B, C) float32)`.
     """
     validate_mixing(mixup_alpha, cutmix_alpha, mode, num_classes=num_classes)
-    choose_seed, mix_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed))
-    if mode == "mixup":
-        return mixup_batch(images, labels, mix_seed, mixup_alpha, num_classes,
-                           per_sample)
-    if mode == "cutmix":
-        return cutmix_batch(images, labels, mix_seed, cutmix_alpha,
-                            num_classes)
-    use_mixup = tf.random.stateless_uniform([], choose_seed) < 0.5
-    return tf.cond(
-        use_mixup,
-        lambda: mixup_batch(images, labels, mix_seed, mixup_alpha,
-                            num_classes, per_sample),
-        lambda: cutmix_batch(images, labels, mix_seed, cutmix_alpha,
-                             num_classes),
-    )
+    shape = tf.shape(images)
+    params = draw_mix_params(seed, shape[0], shape[1], shape[2], mixup_alpha,
+                             cutmix_alpha, mode, per_sample)
+    return _mix_whole_batch(images, labels, params, num_classes)

@@ -19,10 +19,14 @@ import numpy as np
 import tensorflow as tf
 
 from balpoe_keras.data.batching import compute_steps_per_epoch
+from balpoe_keras.data.batching import process_rows
 from balpoe_keras.data.mixing import validate_mixing
 from balpoe_keras.data.tfdata.decode import check_encoded_image
 from balpoe_keras.data.tfdata.decode import decode_rgb
+from balpoe_keras.data.tfdata.mixup import draw_mix_params
+from balpoe_keras.data.tfdata.mixup import draw_partners
 from balpoe_keras.data.tfdata.mixup import mix_batch
+from balpoe_keras.data.tfdata.mixup import mix_rows
 from balpoe_keras.data.tfdata.sampling import make_resample_fn
 from balpoe_keras.data.tfdata.transforms import get_eval_transform
 from balpoe_keras.data.tfdata.transforms import get_train_transform
@@ -71,7 +75,7 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
                        epoch=0, repeat=False, resample=None,
                        deterministic=False, drop_remainder=False,
                        num_replicas=1, output_keys=DEFAULT_OUTPUT_KEYS,
-                       image_size=224):
+                       image_size=224, num_processes=1, process_index=0):
     """The training `tf.data.Dataset` of a source.
 
     Args:
@@ -98,12 +102,26 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
         output_keys: label dict keys (`{"logits": y, "expert_logits": y}`
             for BalPoE models), or None for plain labels.
         image_size: crop size of the ImageNet/iNat recipes.
+        num_processes: processes of a multi-process run, each feeding its
+            share of every global batch (`batching.process_rows`); needs
+            `drop_remainder=True` when > 1.
+        process_index: this process, in `[0, num_processes)`. It decodes
+            and augments only its rows of each global batch (and, with
+            mixing, their partners); seeds stay those of the global batch,
+            so the processes' batches, in process order, equal the batch
+            of a one-process run.
 
     Returns:
-        `tf.data.Dataset` of `(images (B, H, W, ch) float32 in [0, 1],
-        labels)`, labels `(B,)` int32, or `(B, C)` float32 with mixing.
+        `tf.data.Dataset` of `(images (b, H, W, ch) float32 in [0, 1],
+        labels)`, labels `(b,)` int32, or `(b, C)` float32 with mixing;
+        `b` is `global_batch_size / num_processes`.
     """
     _check_batch(global_batch_size, num_replicas)
+    rows = process_rows(global_batch_size, num_processes, process_index)
+    if num_processes > 1 and not drop_remainder:
+        raise ValueError(
+            "A multi-process pipeline needs drop_remainder=True: every "
+            "process must feed an equal share of every global batch.")
     num_classes = num_classes or source.num_classes
     mixup_alpha, cutmix_alpha, mix_mode = validate_mixing(
         mixup_alpha, cutmix_alpha, mix_mode, num_classes=num_classes)
@@ -148,8 +166,59 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
             return ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.map(lambda x, y, s: (x, y))
 
+    @tf.autograph.experimental.do_not_convert
+    def one_epoch_rows(e):
+        """Epoch `e`, this process's rows of every global batch only."""
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), e])
+        order = order_fn(epoch_seed)
+        start, stop = rows
+
+        def batch_seed(k):
+            first = tf.random.experimental.stateless_fold_in(
+                epoch_seed, k * global_batch_size)
+            return tf.random.experimental.stateless_fold_in(first, 1)
+
+        def plan(k):
+            first = k * global_batch_size
+            own = first + tf.range(start, stop, dtype=tf.int64)
+            partner = own
+            if mixing:
+                perm = draw_partners(batch_seed(k), global_batch_size,
+                                     mix_mode)
+                partner = first + tf.cast(perm[start:stop], tf.int64)
+            return tf.data.Dataset.from_tensor_slices(
+                (own, partner, tf.fill([stop - start], k)))
+
+        def at(pos):
+            elem_seed = tf.random.experimental.stateless_fold_in(epoch_seed,
+                                                                 pos)
+            image, label, _ = element(elem_seed, tf.gather(order, pos))
+            return image, label
+
+        def pair(own, partner, k):
+            return (*at(own), *(at(partner) if mixing else ()), k)
+
+        def mix(images, labels, partner_images, partner_labels, k):
+            shape = tf.shape(images)
+            params = draw_mix_params(
+                batch_seed(k[0]), global_batch_size, shape[1], shape[2],
+                mixup_alpha, cutmix_alpha, mix_mode, per_sample_mixup)
+            return mix_rows(images, partner_images, labels, partner_labels,
+                            params["lam"][start:stop], params["box"],
+                            params["cut"], num_classes)
+
+        steps = count // global_batch_size
+        ds = tf.data.Dataset.range(steps).flat_map(plan)
+        ds = ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(stop - start, drop_remainder=True,
+                      num_parallel_calls=tf.data.AUTOTUNE)
+        if mixing:
+            return ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda x, y, k: (x, y))
+
     last = _MAX_EPOCHS if repeat else epoch + 1
-    ds = tf.data.Dataset.range(epoch, last).flat_map(one_epoch)
+    ds = tf.data.Dataset.range(epoch, last).flat_map(
+        one_epoch if num_processes == 1 else one_epoch_rows)
     if not repeat:  # Lets Keras know the epoch length (progress bar, fit).
         steps = compute_steps_per_epoch(count, global_batch_size,
                                         drop_remainder)
