@@ -45,8 +45,9 @@ def build_model(config, class_counts, steps_per_epoch):
     spec = config.spec
     with training.mixed_precision_scope(resolve_precision(config)):
         model = models.build_balpoe_resnet(
-            config.architecture, spec.num_classes, config.num_experts,
-            scale=config.scale, shared_stages=config.shared_stages,
+            config.architecture, spec.num_classes,
+            num_experts=config.num_experts, scale=config.scale,
+            shared_stages=config.shared_stages,
             pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std,
             input_shape=(spec.image_size, spec.image_size, spec.channels),
         )  # fmt: skip

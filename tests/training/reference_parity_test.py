@@ -189,7 +189,8 @@ class ReferenceParityTest(TestCase):
     def _pair(self, blocks=2):
         """Our model and the float64 replica with our initial weights."""
         keras.utils.set_random_seed(3)
-        ours = build_balpoe_resnet32(len(_COUNTS), len(_LAMBDAS),
+        ours = build_balpoe_resnet32(len(_COUNTS),
+                                     num_experts=len(_LAMBDAS),
                                      blocks_per_stage=blocks,
                                      input_shape=(16, 16, 3))
         replica = reference_torch.ReferenceResNet32(
