@@ -76,17 +76,16 @@ from balpoe_keras.losses import LogitAdjustedLoss  # noqa: E402
 from balpoe_keras.losses import logit_adjusted_crossentropy  # noqa: E402
 from balpoe_keras.metrics import BalancedAccuracy  # noqa: E402
 from balpoe_keras.metrics import ExpectedCalibrationError  # noqa: E402
+from balpoe_keras.metrics import ExpertLoss  # noqa: E402
 from balpoe_keras.metrics import GroupAccuracy  # noqa: E402
 from balpoe_keras.metrics import MaximumCalibrationError  # noqa: E402
 from balpoe_keras.models import add_balpoe_heads  # noqa: E402
 from balpoe_keras.models import balpoe_targets  # noqa: E402
 from balpoe_keras.models import build_balpoe_resnet  # noqa: E402
 
-# Registered for `.keras` loading only (compiled models and checkpoints
-# hold the optimizer, its LR schedule and the per-expert loss); the
-# application layer (`training`, `evaluation`, `experiments`) is not
-# exported.
-from balpoe_keras.training import compiling as _compiling  # noqa: E402,F401
+# Compiled models save their optimizer (TorchSGD) and its LR schedule in
+# their `.keras` files: importing these two modules registers both for
+# `keras.saving.load_model`. (`training` itself is not exported.)
 from balpoe_keras.training import optimizers as _optimizers  # noqa: E402,F401
 from balpoe_keras.training import schedules as _schedules  # noqa: E402,F401
 from balpoe_keras.version import __version__  # noqa: E402
@@ -99,6 +98,7 @@ __all__ = [
     "CosineHead",
     "ExpectedCalibrationError",
     "ExpertAverage",
+    "ExpertLoss",
     "GroupAccuracy",
     "LogitAdjustedLoss",
     "MaximumCalibrationError",

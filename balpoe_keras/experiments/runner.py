@@ -61,7 +61,7 @@ def build_model(config, class_counts, steps_per_epoch):
         model, class_counts=class_counts, optimizer=optimizer,
         lambdas=config.lambdas,
         allow_unbalanced=config.allow_unbalanced_lambdas,
-        metrics=make_metrics(class_counts), jit_compile=jit,
+        metrics="auto", jit_compile=jit,
     )  # fmt: skip
 
 
@@ -76,19 +76,6 @@ def make_schedule(config, steps_per_epoch):
         warmup_epochs=config.warmup_epochs,
         step_epochs=config.lr_step_epochs, gamma=config.lr_gamma,
     )  # fmt: skip
-
-
-def make_metrics(class_counts):
-    """Training metrics on the ensemble logits (empty groups left out)."""
-    from balpoe_keras import metrics
-
-    result = ["accuracy", metrics.BalancedAccuracy(len(class_counts))]
-    groups = class_prior.compute_shot_groups(class_counts)
-    for group in class_prior.SHOT_GROUPS:
-        if groups[group].any():
-            result.append(metrics.GroupAccuracy(class_counts, group))
-    result.append(metrics.ExpectedCalibrationError(from_logits=True))
-    return result
 
 
 def run_experiment(config, *, dry_run=False, overwrite=False):
