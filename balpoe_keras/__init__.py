@@ -79,8 +79,11 @@ from balpoe_keras.metrics import ExpectedCalibrationError  # noqa: E402
 from balpoe_keras.metrics import ExpertLoss  # noqa: E402
 from balpoe_keras.metrics import GroupAccuracy  # noqa: E402
 from balpoe_keras.metrics import MaximumCalibrationError  # noqa: E402
+from balpoe_keras.models import BalPoEClassifier  # noqa: E402
 from balpoe_keras.models import add_balpoe_heads  # noqa: E402
 from balpoe_keras.models import balpoe_targets  # noqa: E402
+from balpoe_keras.models import build_balpoe_backbone  # noqa: E402
+from balpoe_keras.models import build_balpoe_classifier  # noqa: E402
 from balpoe_keras.models import build_balpoe_resnet  # noqa: E402
 
 # Compiled models save their optimizer (TorchSGD) and its LR schedule in
@@ -93,6 +96,7 @@ from balpoe_keras.version import __version__  # noqa: E402
 _LAZY_SUBMODULES = ("data", "export")
 
 __all__ = [
+    "BalPoEClassifier",
     "BalPoELoss",
     "BalancedAccuracy",
     "CosineHead",
@@ -105,6 +109,8 @@ __all__ = [
     "__version__",
     "add_balpoe_heads",
     "balpoe_targets",
+    "build_balpoe_backbone",
+    "build_balpoe_classifier",
     "build_balpoe_resnet",
     "layers",
     "logit_adjusted_crossentropy",

@@ -2,14 +2,17 @@
 
 Every model takes float images `(batch, H, W, channels)` with pixels in
 `[0, 1]` and returns `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
-The `build_*_backbone` builders return the trunks up to the pooled expert
-features.
+`BalPoEClassifier` is the task model (backbone + expert heads, knowing its
+class counts and lambdas); the `build_balpoe_*` builders return the same
+networks as plain functional models.
 """
 
 from balpoe_keras.models.balpoe import ARCHITECTURES
 from balpoe_keras.models.balpoe import BACKBONES
 from balpoe_keras.models.balpoe import build_balpoe_backbone
+from balpoe_keras.models.balpoe import build_balpoe_classifier
 from balpoe_keras.models.balpoe import build_balpoe_resnet
+from balpoe_keras.models.balpoe_classifier import BalPoEClassifier
 from balpoe_keras.models.components import CIFAR_MEAN
 from balpoe_keras.models.components import CIFAR_STD
 from balpoe_keras.models.components import IMAGENET_MEAN
@@ -31,6 +34,7 @@ from balpoe_keras.models.resnet_imagenet import build_resnext50_backbone
 __all__ = [
     "ARCHITECTURES",
     "BACKBONES",
+    "BalPoEClassifier",
     "CIFAR_MEAN",
     "CIFAR_STD",
     "EXPERT_LOGITS",
@@ -43,6 +47,7 @@ __all__ = [
     "apply_expert_heads",
     "balpoe_targets",
     "build_balpoe_backbone",
+    "build_balpoe_classifier",
     "build_balpoe_resnet",
     "build_balpoe_resnet32",
     "build_balpoe_resnet50",

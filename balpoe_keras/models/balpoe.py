@@ -1,7 +1,10 @@
-"""The BalPoE architectures by name: flat models and backbones."""
+"""The BalPoE architectures by name: flat models, backbones, classifiers."""
 
+from balpoe_keras import class_prior
 from balpoe_keras.models import resnet_cifar
 from balpoe_keras.models import resnet_imagenet
+from balpoe_keras.models.balpoe_classifier import BalPoEClassifier
+from balpoe_keras.models.heads import validate_head_args
 
 ARCHITECTURES = {
     "resnet32": resnet_cifar.build_balpoe_resnet32,
@@ -13,12 +16,20 @@ BACKBONES = {
     "resnet50": resnet_imagenet.build_resnet50_backbone,
     "resnext50": resnet_imagenet.build_resnext50_backbone,
 }
+# The reference's kernel initializer of each architecture's linear head.
+_LINEAR_HEAD_INITIALIZERS = {
+    "resnet32": resnet_cifar.make_linear_head_initializer,
+    "resnet50": resnet_imagenet.make_linear_head_initializer,
+    "resnext50": resnet_imagenet.make_linear_head_initializer,
+}
+
+
 def _check_architecture(architecture):
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"Unknown architecture {architecture!r}. Expected one of "
-            f"{sorted(ARCHITECTURES)}. Use add_balpoe_heads() to put BalPoE "
-            "heads on another Keras backbone."
+            f"{sorted(ARCHITECTURES)}. Use BalPoEClassifier (or "
+            "add_balpoe_heads) to put BalPoE heads on another Keras backbone."
         )
 
 
@@ -65,7 +76,58 @@ def build_balpoe_backbone(architecture, *, num_experts=3, **kwargs):
     Returns:
         A functional `keras.Model`: float images `(batch, H, W, channels)`
         in `[0, 1]` -> a list of `M` features `(batch, D)` (one shared
-        feature when every stage is shared).
+        feature when every stage is shared), the `backbone` of a
+        `BalPoEClassifier`.
     """
     _check_architecture(architecture)
     return BACKBONES[architecture](num_experts=num_experts, **kwargs)
+
+
+def build_balpoe_classifier(
+    architecture,
+    class_counts,
+    lambdas=(1.0, 0.0, -1.0),
+    *,
+    allow_unbalanced=False,
+    scale=30.0,
+    head="cosine",
+    class_names=None,
+    name=None,
+    **backbone_kwargs,
+):
+    """Builds a `BalPoEClassifier` on a named multi-expert ResNet.
+
+    Layers, their order and initializers equal those of
+    `build_balpoe_resnet(architecture, len(class_counts),
+    num_experts=len(lambdas), ...)`, so under the same
+    `keras.utils.set_random_seed` both start from the same weights; the
+    classifier nests the trunk as one layer (`model.backbone`).
+
+    Args:
+        architecture: `"resnet32"`, `"resnet50"` or `"resnext50"`.
+        class_counts: `C` positive training counts.
+        lambdas: `M` per-expert lambdas (`M` experts).
+        allow_unbalanced, scale, head, class_names: see `BalPoEClassifier`.
+        name: model name (default `f"balpoe_{backbone.name}"`, e.g.
+            `"balpoe_resnet32"`).
+        **backbone_kwargs: see `build_balpoe_backbone`.
+
+    Returns:
+        A `BalPoEClassifier`: images `(batch, H, W, channels)` in `[0, 1]`
+        -> `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
+    """
+    _check_architecture(architecture)
+    # Cheap checks first (the BalPoEClassifier repeats them).
+    class_prior.validate_class_counts(class_counts)
+    num_experts = len(class_prior.validate_lambdas(
+        lambdas, allow_unbalanced=allow_unbalanced))
+    validate_head_args(head, scale)
+    backbone = build_balpoe_backbone(
+        architecture, num_experts=num_experts, **backbone_kwargs)
+    kwargs = {} if name is None else {"name": name}
+    return BalPoEClassifier(
+        backbone, class_counts, lambdas, allow_unbalanced=allow_unbalanced,
+        scale=scale, head=head, class_names=class_names,
+        linear_head_initializer=_LINEAR_HEAD_INITIALIZERS[architecture](),
+        **kwargs,
+    )

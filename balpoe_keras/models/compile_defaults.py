@@ -1,7 +1,8 @@
 """What a BalPoE model is compiled with by default (`compile("auto")`).
 
-One definition of the loss and metrics of the two outputs, used by
-`training.compile_balpoe`.
+One definition of the loss and metrics of the two outputs, shared by
+`BalPoEClassifier.compile` and `training.compile_balpoe` (the path for
+models without class counts, e.g. from `add_balpoe_heads`).
 """
 
 from balpoe_keras import class_prior

@@ -196,7 +196,9 @@ def add_balpoe_heads(backbone, num_classes, num_experts=3, scale=30.0,
     Per expert: optional block -> global average pooling (if the features
     are 3-D or 4-D) -> cosine head; then the mean over experts. The backbone
     is shared by all experts (as the reference shares its early stages) and
-    appears as one nested layer named `backbone.name`.
+    appears as one nested layer named `backbone.name`. For a model that also
+    knows its class counts and lambdas (compile defaults, evaluation and
+    export without the run's settings), use `BalPoEClassifier`.
 
     Args:
         backbone: a built `keras.Model` with one input and one output, e.g.

@@ -98,7 +98,7 @@ def build_resnet32_backbone(
 
     Pixel normalisation, the shared stem and stages, then one branch per
     expert, each globally average pooled; the reference's `ResNet_s`
-    without its heads.
+    without its heads. Put BalPoE heads on it with `BalPoEClassifier`.
 
     Args:
         num_experts: int >= 1, experts `M`.
@@ -160,7 +160,8 @@ def build_balpoe_resnet32(
     2-3 per expert, cosine heads with `s = 30`; trainable parameters
     `23,824 + M * (439,680 + 64 * C)` (1,362,064 for M=3, C=100). One flat
     functional model (the layers of `build_resnet32_backbone` plus the
-    heads).
+    heads); `build_balpoe_classifier("resnet32", class_counts, ...)` builds
+    the same layers, with the same initial weights, as a `BalPoEClassifier`.
 
     Args:
         num_classes: int >= 2, classes `C`.

@@ -142,7 +142,7 @@ def build_resnet50_backbone(
 
     Pixel normalisation, the shared stem and stages, then one branch per
     expert, each globally average pooled: the reference's `Expert_ResNet`
-    without its heads.
+    without its heads. Put BalPoE heads on it with `BalPoEClassifier`.
 
     Args:
         num_experts: int >= 1, experts `M`.

@@ -102,7 +102,10 @@ def compile_balpoe(
 
     `loss={"logits": None, "expert_logits": BalPoELoss(...)}`, `metrics` on
     `"logits"`, and (optionally) one `ExpertLoss` per expert on
-    `"expert_logits"` (`models.compile_defaults`). Fit with dict targets
+    `"expert_logits"` (`models.compile_defaults`, as
+    `BalPoEClassifier.compile`). For models that do not hold their class
+    counts, e.g. from `add_balpoe_heads`; a `BalPoEClassifier` needs only
+    `model.compile(optimizer=...)`. Fit with dict targets
     (`balpoe_targets(y)`).
 
     Args:

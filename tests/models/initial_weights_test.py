@@ -1,7 +1,7 @@
 """The models' initial weights under a fixed seed are frozen.
 
 `initial_weights.json` holds, per backend and model, a fingerprint of every
-weight of today's builders (`build_balpoe_resnet32`, `build_balpoe_resnet50`,
+weight of the builders (`build_balpoe_resnet32`, `build_balpoe_resnet50`,
 `build_balpoe_resnext50`) built right after `keras.utils.set_random_seed`:
 its path and shape, its first three values, its sum and its sum of squares,
 in `model.weights` order. Any change to which layers are built, their order,
@@ -12,7 +12,9 @@ the initial weights, and with them the trained results, of every run.
 The fixture was written by the code of commit 2b0c07c (before
 `BalPoEClassifier`); regenerate it only from code whose initial weights
 are the reference: `python -m tests.models.initial_weights_test` with
-`KERAS_BACKEND` set, once per backend.
+`KERAS_BACKEND` set, once per backend. The `BalPoEClassifier` the runner
+trains (`build_balpoe_classifier`, the trunk nested as one layer) must
+start from the same weights, in the same order.
 """
 
 import json
@@ -62,6 +64,21 @@ def build_reference(name):
     return builder(**kwargs)
 
 
+def build_classifier(name):
+    """`build_balpoe_classifier` with the settings of `CONFIGS[name]`."""
+    from balpoe_keras import class_prior
+    from balpoe_keras import models
+
+    architecture, kwargs, _ = CONFIGS[name]
+    kwargs = dict(kwargs)
+    num_classes = kwargs.pop("num_classes")
+    lambdas = class_prior.spread_lambdas(kwargs.pop("num_experts"))
+    counts = [2 ** (num_classes - c) for c in range(num_classes)]
+    keras.utils.set_random_seed(SEED)
+    return models.build_balpoe_classifier(architecture, counts, lambdas,
+                                          **kwargs)
+
+
 def fingerprint(model):
     """`[path, shape, v0, v1, v2, sum, sum of squares]` per weight, in
     `model.weights` order: the first three values and float64 sums of the
@@ -99,6 +116,10 @@ class InitialWeightsTest(TestCase):
         expected = load_fixture()[name]
         self.assertSameFingerprint(
             fingerprint(build_reference(name)), expected, name)
+        classifier = build_classifier(name)
+        self.assertEqual(type(classifier).__name__, "BalPoEClassifier")
+        self.assertSameFingerprint(
+            fingerprint(classifier), expected, f"{name} (classifier)")
 
     def test_resnet32_cosine(self):
         self.check("resnet32_cosine")
