@@ -83,51 +83,56 @@ def build_balpoe_backbone(architecture, *, num_experts=3, **kwargs):
     return BACKBONES[architecture](num_experts=num_experts, **kwargs)
 
 
-def build_balpoe_classifier(
-    architecture,
-    class_counts,
-    lambdas=(1.0, 0.0, -1.0),
-    *,
-    allow_unbalanced=False,
-    scale=30.0,
-    head="cosine",
-    class_names=None,
-    name=None,
-    **backbone_kwargs,
-):
+# The arguments `build_balpoe_classifier` passes to `BalPoEClassifier`; all
+# others go to the backbone builder.
+_CLASSIFIER_ARGS = ("allow_unbalanced", "scale", "head", "class_names",
+                    "name")
+
+
+def build_balpoe_classifier(architecture, class_counts,
+                            lambdas=(1.0, 0.0, -1.0), **kwargs):
     """Builds a `BalPoEClassifier` on a named multi-expert ResNet.
 
     Layers, their order and initializers equal those of
     `build_balpoe_resnet(architecture, len(class_counts),
     num_experts=len(lambdas), ...)`, so under the same
-    `keras.utils.set_random_seed` both start from the same weights; the
-    classifier nests the trunk as one layer (`model.backbone`).
+    `keras.utils.set_random_seed` both start from the same weights (this
+    passes the architecture's linear-head initializer); the classifier
+    nests the trunk as one layer (`model.backbone`).
 
     Args:
         architecture: `"resnet32"`, `"resnet50"` or `"resnext50"`.
         class_counts: `C` positive training counts.
         lambdas: `M` per-expert lambdas (`M` experts).
-        allow_unbalanced, scale, head, class_names: see `BalPoEClassifier`.
-        name: model name (default `f"balpoe_{backbone.name}"`, e.g.
-            `"balpoe_resnet32"`).
-        **backbone_kwargs: see `build_balpoe_backbone`.
+        **kwargs: `allow_unbalanced`, `scale`, `head`, `class_names` and
+            `name` (default `f"balpoe_{backbone.name}"`, e.g.
+            `"balpoe_resnet32"`) go to `BalPoEClassifier`; the others
+            (`shared_stages`, `input_shape`, `pixel_mean`, `pixel_std`,
+            `blocks_per_stage`, ...) to `build_balpoe_backbone`.
 
     Returns:
         A `BalPoEClassifier`: images `(batch, H, W, channels)` in `[0, 1]`
         -> `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
+
+    Example:
+        >>> model = build_balpoe_classifier("resnet32", [500, 50, 5])
+        >>> model.name, model.num_experts
+        ('balpoe_resnet32', 3)
     """
     _check_architecture(architecture)
-    # Cheap checks first (the BalPoEClassifier repeats them).
+    classifier_kwargs = {k: kwargs.pop(k) for k in _CLASSIFIER_ARGS
+                         if k in kwargs}
+    # Cheap checks before the trunk is built (the classifier repeats them).
     class_prior.validate_class_counts(class_counts)
     num_experts = len(class_prior.validate_lambdas(
-        lambdas, allow_unbalanced=allow_unbalanced))
-    validate_head_args(head, scale)
+        lambdas,
+        allow_unbalanced=classifier_kwargs.get("allow_unbalanced", False)))
+    validate_head_args(classifier_kwargs.get("head", "cosine"),
+                       classifier_kwargs.get("scale", 30.0))
     backbone = build_balpoe_backbone(
-        architecture, num_experts=num_experts, **backbone_kwargs)
-    kwargs = {} if name is None else {"name": name}
+        architecture, num_experts=num_experts, **kwargs)
     return BalPoEClassifier(
-        backbone, class_counts, lambdas, allow_unbalanced=allow_unbalanced,
-        scale=scale, head=head, class_names=class_names,
+        backbone, class_counts, lambdas,
         linear_head_initializer=_LINEAR_HEAD_INITIALIZERS[architecture](),
-        **kwargs,
+        **classifier_kwargs,
     )

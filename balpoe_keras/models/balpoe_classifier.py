@@ -78,20 +78,10 @@ class BalPoEClassifier(keras.Model):
         (N, 3)
     """
 
-    def __init__(
-        self,
-        backbone,
-        class_counts,
-        lambdas=(1.0, 0.0, -1.0),
-        *,
-        allow_unbalanced=False,
-        scale=30.0,
-        head="cosine",
-        linear_head_initializer=None,
-        expert_layers=None,
-        class_names=None,
-        **kwargs,
-    ):
+    def __init__(self, backbone, class_counts, lambdas=(1.0, 0.0, -1.0), *,
+                 allow_unbalanced=False, scale=30.0, head="cosine",
+                 linear_head_initializer=None, expert_layers=None,
+                 class_names=None, **kwargs):
         counts = class_prior.validate_class_counts(class_counts)
         validate_num_classes(len(counts))
         lams = class_prior.validate_lambdas(
@@ -136,10 +126,9 @@ class BalPoEClassifier(keras.Model):
         self.expert_blocks = blocks
         self.expert_heads = heads
         self.expert_average = average
-        # Tuples: Keras would track lists (TrackedList).
-        self._class_counts = tuple(counts)
-        self._lambdas = tuple(lams)
-        self._class_names = names
+        self.class_counts = counts
+        self.lambdas = lams
+        self.class_names = names
         self.allow_unbalanced = bool(allow_unbalanced)
         self.scale = float(scale)
         self.head = head
@@ -147,35 +136,20 @@ class BalPoEClassifier(keras.Model):
         self.expert_layers = expert_layers
 
     @property
-    def class_counts(self):
-        """The `C` training counts, a list of ints."""
-        return list(self._class_counts)
-
-    @property
-    def lambdas(self):
-        """The `M` per-expert lambdas, a list of floats (`tau = 1 - lambda`)."""
-        return list(self._lambdas)
-
-    @property
-    def class_names(self):
-        """The `C` class names (list of str), or None if not given."""
-        return None if self._class_names is None else list(self._class_names)
-
-    @property
     def num_classes(self):
-        """`C`, the number of classes."""
-        return len(self._class_counts)
+        """`C`, the number of classes (of `class_counts`)."""
+        return len(self.class_counts)
 
     @property
     def num_experts(self):
-        """`M`, the number of experts."""
-        return len(self._lambdas)
+        """`M`, the number of experts (of `lambdas`)."""
+        return len(self.lambdas)
 
     @property
     def log_prior(self):
-        """`log(pi_c + 1e-9)`, `(C,)` float32 NumPy, in nats
-        (`class_prior.compute_log_prior`)."""
-        return class_prior.compute_log_prior(self._class_counts)
+        """`log(pi_c + 1e-9)`, `(C,)` float32 NumPy, in nats, of the
+        training prior `pi_c = n_c / sum(n)` (`class_prior`)."""
+        return class_prior.compute_log_prior(self.class_counts)
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto",
                 **kwargs):
@@ -198,11 +172,11 @@ class BalPoEClassifier(keras.Model):
             optimizer = compile_defaults.make_default_optimizer()
         if _is_auto(loss):
             loss = compile_defaults.make_balpoe_loss(
-                self._class_counts, self._lambdas,
+                self.class_counts, self.lambdas,
                 allow_unbalanced=self.allow_unbalanced)
         if _is_auto(metrics):
             metrics = compile_defaults.make_balpoe_metrics(
-                self._class_counts, self._lambdas)
+                self.class_counts, self.lambdas)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         **kwargs)
 
@@ -247,8 +221,8 @@ class BalPoEClassifier(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "class_counts": self.class_counts,
-            "lambdas": self.lambdas,
+            "class_counts": list(self.class_counts),
+            "lambdas": list(self.lambdas),
             "allow_unbalanced": self.allow_unbalanced,
             "scale": self.scale,
             "head": self.head,
@@ -256,7 +230,8 @@ class BalPoEClassifier(keras.Model):
             else keras.initializers.serialize(initializer),
             "expert_layers": None if self.expert_layers is None
             else list(self.expert_layers),
-            "class_names": self.class_names,
+            "class_names": None if self.class_names is None
+            else list(self.class_names),
         }
 
     @classmethod
@@ -274,7 +249,7 @@ def _is_auto(value):
 
 
 def _validate_expert_layers(expert_layers):
-    """None or a tuple of ints >= 1."""
+    """None or a list of ints >= 1."""
     if expert_layers is None:
         return None
     if callable(expert_layers) or isinstance(expert_layers, (str, int)):
@@ -291,7 +266,7 @@ def _validate_expert_layers(expert_layers):
             "Expected expert_layers as a non-empty list of ints >= 1, or "
             f"None. Received: expert_layers={expert_layers!r}"
         )
-    return tuple(int(u) for u in units)
+    return [int(u) for u in units]
 
 
 def _validate_backbone(backbone, lambdas, expert_layers):
@@ -342,7 +317,7 @@ def _validate_backbone(backbone, lambdas, expert_layers):
 
 
 def _validate_class_names(class_names, num_classes):
-    """None or a tuple of `C` strings."""
+    """None or a list of `C` strings."""
     if class_names is None:
         return None
     if isinstance(class_names, str):
@@ -350,10 +325,10 @@ def _validate_class_names(class_names, num_classes):
             "Expected class_names as a list of strings, one per class. "
             f"Received: class_names={class_names!r}"
         )
-    names = tuple(str(n) for n in class_names)
+    names = [str(n) for n in class_names]
     if len(names) != num_classes:
         raise ValueError(
             f"Got {len(names)} class_names for {num_classes} classes (one "
-            f"per class_counts entry). Received: class_names={list(names)}"
+            f"per class_counts entry). Received: class_names={names}"
         )
     return names

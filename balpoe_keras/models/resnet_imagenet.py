@@ -103,11 +103,44 @@ def _apply_trunk(x, first, last, prefix, *, blocks, groups,
     return x
 
 
-def _build_bottleneck_backbone(
-    *, num_experts, shared_stages, blocks_per_stage, groups, width_per_group,
-    input_shape, pixel_mean, pixel_std, name,
+def build_resnet50_backbone(
+    *,
+    num_experts=3,
+    shared_stages=2,
+    blocks_per_stage=(3, 4, 6, 3),
+    groups=1,
+    width_per_group=64,
+    input_shape=(224, 224, 3),
+    pixel_mean=IMAGENET_MEAN,
+    pixel_std=IMAGENET_STD,
+    name="resnet50",
 ):
-    """Shared builder of the multi-expert ResNet-50 / ResNeXt-50 trunks."""
+    """Builds the multi-expert ResNet-50 trunk, up to pooled features.
+
+    Pixel normalisation, the shared stem and stages, then one branch per
+    expert, each globally average pooled: the reference's `Expert_ResNet`
+    without its heads. Put BalPoE heads on it with `BalPoEClassifier`.
+
+    Args:
+        num_experts: int >= 1, experts `M`.
+        shared_stages: int in [0, 4], stages shared by all experts (2 is the
+            reference; 3 is its `share_layer3`; 0 gives each expert its own
+            stem; 4 shares the whole trunk).
+        blocks_per_stage: 4 ints; `(3, 4, 6, 3)` is ResNet-50.
+        groups: int, groups of every 3x3 conv (32 for ResNeXt).
+        width_per_group: int, bottleneck width per group (4 for ResNeXt
+            32x4d); the 3x3 convs have `planes * width_per_group / 64 *
+            groups` channels.
+        input_shape: `(H, W, channels)`; `(None, None, 3)` accepts any size.
+        pixel_mean: per-channel mean of `[0, 1]` pixels (ImageNet default).
+        pixel_std: per-channel std of `[0, 1]` pixels (ImageNet default).
+        name: model name.
+
+    Returns:
+        A functional `keras.Model`: float images in `[0, 1]` -> a list of
+        `M` expert features `(batch, 2048)`; with `shared_stages=4`, one
+        `(batch, 2048)` feature (layer `pool`) that all experts share.
+    """
     validate_backbone_args(num_experts, shared_stages, _NUM_STAGES)
     blocks = tuple(int(b) for b in blocks_per_stage)
     if len(blocks) != _NUM_STAGES or min(blocks) < 1:
@@ -128,73 +161,21 @@ def _build_bottleneck_backbone(
     return keras.Model(inputs, features, name=name)
 
 
-def build_resnet50_backbone(
-    *,
-    num_experts=3,
-    shared_stages=2,
-    blocks_per_stage=(3, 4, 6, 3),
-    input_shape=(224, 224, 3),
-    pixel_mean=IMAGENET_MEAN,
-    pixel_std=IMAGENET_STD,
-    name="resnet50",
-):
-    """Builds the multi-expert ResNet-50 trunk, up to pooled features.
-
-    Pixel normalisation, the shared stem and stages, then one branch per
-    expert, each globally average pooled: the reference's `Expert_ResNet`
-    without its heads. Put BalPoE heads on it with `BalPoEClassifier`.
-
-    Args:
-        num_experts: int >= 1, experts `M`.
-        shared_stages: int in [0, 4], stages shared by all experts (2 is the
-            reference; 3 is its `share_layer3`; 0 gives each expert its own
-            stem; 4 shares the whole trunk).
-        blocks_per_stage: 4 ints; `(3, 4, 6, 3)` is ResNet-50.
-        input_shape: `(H, W, channels)`; `(None, None, 3)` accepts any size.
-        pixel_mean: per-channel mean of `[0, 1]` pixels (ImageNet default).
-        pixel_std: per-channel std of `[0, 1]` pixels (ImageNet default).
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`: float images in `[0, 1]` -> a list of
-        `M` expert features `(batch, 2048)`; with `shared_stages=4`, one
-        `(batch, 2048)` feature (layer `pool`) that all experts share.
-    """
-    return _build_bottleneck_backbone(
-        num_experts=num_experts, shared_stages=shared_stages,
-        blocks_per_stage=blocks_per_stage, groups=1, width_per_group=64,
-        input_shape=input_shape, pixel_mean=pixel_mean, pixel_std=pixel_std,
-        name=name,
-    )
-
-
-def build_resnext50_backbone(
-    *,
-    num_experts=3,
-    shared_stages=2,
-    blocks_per_stage=(3, 4, 6, 3),
-    input_shape=(224, 224, 3),
-    pixel_mean=IMAGENET_MEAN,
-    pixel_std=IMAGENET_STD,
-    name="resnext50",
-):
+def build_resnext50_backbone(*, name="resnext50", **kwargs):
     """Builds the multi-expert ResNeXt-50 (32x4d) trunk, up to pooled
-    features: as `build_resnet50_backbone` with grouped 3x3 convs (32
-    groups of width 4), the reference's `Expert_ResNeXt` without its heads.
+    features: `build_resnet50_backbone` with grouped 3x3 convs (32 groups
+    of width 4), the reference's `Expert_ResNeXt` without its heads.
 
-    Args: see `build_resnet50_backbone`.
+    Args: those of `build_resnet50_backbone` but `groups` and
+        `width_per_group`.
 
     Returns:
         A functional `keras.Model`: float images in `[0, 1]` -> a list of
         `M` expert features `(batch, 2048)` (one shared with
         `shared_stages=4`).
     """
-    return _build_bottleneck_backbone(
-        num_experts=num_experts, shared_stages=shared_stages,
-        blocks_per_stage=blocks_per_stage, groups=32, width_per_group=4,
-        input_shape=input_shape, pixel_mean=pixel_mean, pixel_std=pixel_std,
-        name=name,
-    )
+    return build_resnet50_backbone(groups=32, width_per_group=4, name=name,
+                                   **kwargs)
 
 
 def _build_balpoe_bottleneck_resnet(build_backbone, num_classes, *, head,

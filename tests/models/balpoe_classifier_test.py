@@ -291,6 +291,17 @@ class BuildBalPoEClassifierTest(TestCase):
         out = run_model(model, np.zeros((1, 16, 16, 3), "float32"))
         self.assertEqual(out["expert_logits"].shape, (1, 3, 4))
 
+    def test_arguments_go_to_the_classifier_or_the_backbone(self):
+        model = build_balpoe_classifier(
+            "resnet32", _COUNTS, (1.0, -1.0), scale=16.0, name="mine",
+            shared_stages=2, blocks_per_stage=1, input_shape=(8, 8, 3))
+        self.assertEqual((model.name, model.scale), ("mine", 16.0))
+        # Stage 2 shared: no expert copy of it in the trunk.
+        names = {layer.name for layer in model.backbone.layers}
+        self.assertIn("stage2_block0_conv1", names)
+        self.assertNotIn("expert_0_stage2_block0_conv1", names)
+        self.assertIn("expert_1_stage3_block0_conv1", names)
+
     def test_unknown_architecture_and_early_checks(self):
         with self.assertRaisesRegex(ValueError, "Unknown architecture 'vit'"):
             build_balpoe_classifier("vit", _COUNTS)
