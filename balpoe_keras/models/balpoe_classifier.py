@@ -62,8 +62,8 @@ class BalPoEClassifier(keras.Model):
             per expert after pooling (single-output backbones only).
         class_names: optional `C` strings, saved with the model (used by the
             evaluation report and the SavedModel's `top_k_names`).
-        **kwargs: `keras.Model` arguments (`name`, default
-            `f"balpoe_{backbone.name}"`; `trainable`; `dtype`).
+        **kwargs: `keras.Model` arguments: `name` (default
+            `f"balpoe_{backbone.name}"`), `trainable`.
 
     Outputs: `{"logits": (B, C), "expert_logits": (B, M, C)}`, float32:
     the ensemble logits (predict with them) and the stacked per-expert
