@@ -34,16 +34,20 @@ _API = {
     "BalancedAccuracy": "balpoe_keras.metrics",
     "ExpectedCalibrationError": "balpoe_keras.metrics",
     "GroupAccuracy": "balpoe_keras.metrics",
+    "ExpertLoss": "balpoe_keras.metrics",
     "MaximumCalibrationError": "balpoe_keras.metrics",
+    "BalPoEClassifier": "balpoe_keras.models",
     "add_balpoe_heads": "balpoe_keras.models",
     "balpoe_targets": "balpoe_keras.models",
+    "build_balpoe_backbone": "balpoe_keras.models",
+    "build_balpoe_classifier": "balpoe_keras.models",
     "build_balpoe_resnet": "balpoe_keras.models",
 }
 _CORE = ("layers", "losses", "metrics", "models")
-# Registered for `.keras` loading only: compiled models and checkpoints
-# hold the optimizer, its LR schedule and the per-expert loss metric.
-_REGISTERING = ("balpoe_keras.training.compiling",
-                "balpoe_keras.training.optimizers",
+# Compiled models save their optimizer (TorchSGD) and its LR schedule in
+# their `.keras` files: importing these two modules registers both for
+# `keras.saving.load_model`. (`training` itself is not exported.)
+_REGISTERING = ("balpoe_keras.training.optimizers",
                 "balpoe_keras.training.schedules")
 _LAZY_SUBMODULES = ("data", "export")
 

@@ -31,8 +31,8 @@ def evaluate_model(
     model,
     test_sets,
     *,
-    class_counts,
-    lambdas,
+    class_counts=None,
+    lambdas=None,
     class_names=None,
     batch_size=256,
     num_bins=15,
@@ -49,10 +49,13 @@ def evaluate_model(
             `(images, labels)` pair, a dataset of `(images, labels)` batches,
             or a 1-D int array of indices into the balanced set (e.g. the
             forward/backward long-tailed sets of reference `test_all_cifar.py`).
-        class_counts: `(C,)` training counts (prior and shot groups).
+        class_counts: `(C,)` training counts (prior and shot groups);
+            default: the model's (`BalPoEClassifier.class_counts`).
         lambdas: `M` per-expert lambdas (`tau = 1 - lambda`); they need not
-            average to 0 (the reference ImageNet-LT setting does not).
-        class_names: optional `C` strings, stored in the results.
+            average to 0 (the reference ImageNet-LT setting does not);
+            default: the model's.
+        class_names: optional `C` strings, stored in the results; default:
+            the model's, if it stores them.
         batch_size: int, prediction batch size for NumPy inputs.
         num_bins: int, equal-width calibration bins.
         test_prior_correction: bool. Also score every test-agnostic set with
@@ -66,6 +69,10 @@ def evaluate_model(
         (`ensemble`, `experts`, `expert_prior`), `test_agnostic` (per set:
         `plain` and, if enabled, `posthoc` accuracies) and metadata.
     """
+    class_counts = _from_model(model, "class_counts", class_counts)
+    lambdas = _from_model(model, "lambdas", lambdas)
+    if class_names is None:
+        class_names = getattr(model, "class_names", None)
     if not isinstance(test_sets, dict):
         test_sets = {"test": test_sets}
     balanced_name = _find_balanced_set(test_sets, balanced_set)
@@ -112,6 +119,20 @@ def evaluate_model(
         "balanced": balanced,
         "test_agnostic": agnostic,
     }
+
+
+def _from_model(model, name, value):
+    """`value`, or the model's attribute `name` (a `BalPoEClassifier`)."""
+    if value is not None:
+        return value
+    value = getattr(model, name, None)
+    if value is None:
+        raise ValueError(
+            f"Pass {name}=...: the model does not store it (a "
+            "BalPoEClassifier does; this is a "
+            f"{type(model).__name__})."
+        )
+    return value
 
 
 def _find_balanced_set(test_sets, balanced_set):

@@ -5,11 +5,13 @@ r"""Evaluates a trained BalPoE model and writes the full report.
         --flagfile=experiments/cifar10_ir100_standard.flags --report_dir=out
 
 `--model` is a run directory (its `model.keras` and `config.json` are used;
-flags are then not needed) or a `.keras` file together with the run's flags
-(`--flagfile`), which name the dataset and the long-tailed training counts
-that define the prior and the many/medium/few groups. The report
-(`report.json`, `report.md`, PNGs) goes to `--report_dir` (default: the run
-directory's `report/`).
+flags are then not needed) or a `.keras` file together with flags naming
+the dataset (`--flagfile`), which give the test sets. The training class
+counts (the prior, the many/medium/few groups), the lambdas and the class
+names come from the model file (a `BalPoEClassifier`); only for models
+saved before it (plain functional models) from the flags and the data. The
+report (`report.json`, `report.md`, PNGs) goes to `--report_dir` (default:
+the run directory's `report/`).
 """
 
 import json
@@ -75,6 +77,10 @@ def main(argv):
         run.fail(str(e))
     except FileNotFoundError as e:
         run.fail(f"data not found: {e}")
+    counts = getattr(model, "class_counts", None)
+    if counts is not None and counts != experiment_data.class_counts:
+        print("Note: the flags' training set has other class counts than "
+              "the model was trained with; the report uses the model's.")
     results = runner.evaluate(config, experiment_data, model)
     paths = evaluation.write_report(
         results, report_dir, config=json.loads(config.to_json())

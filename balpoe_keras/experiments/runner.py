@@ -40,15 +40,18 @@ def resolve_precision(config):
     return training.resolve_mixed_precision(config.mixed_precision)
 
 
-def build_model(config, class_counts, steps_per_epoch):
-    """Builds and compiles the BalPoE model under the current strategy."""
+def build_model(config, class_counts, steps_per_epoch, class_names=None):
+    """Builds and compiles the run's `BalPoEClassifier` under the current
+    strategy: it holds the run's class counts, lambdas and class names."""
     spec = config.spec
     with training.mixed_precision_scope(resolve_precision(config)):
-        model = models.build_balpoe_resnet(
-            config.architecture, spec.num_classes, config.num_experts,
+        model = models.build_balpoe_classifier(
+            config.architecture, class_counts, config.lambdas,
+            allow_unbalanced=config.allow_unbalanced_lambdas,
             scale=config.scale, shared_stages=config.shared_stages,
             pixel_mean=spec.pixel_mean, pixel_std=spec.pixel_std,
             input_shape=(spec.image_size, spec.image_size, spec.channels),
+            class_names=class_names,
         )  # fmt: skip
     optimizer = training.TorchSGD(
         learning_rate=make_schedule(config, steps_per_epoch),
@@ -56,12 +59,8 @@ def build_model(config, class_counts, steps_per_epoch):
         weight_decay=config.weight_decay,
     )  # fmt: skip
     jit = {"auto": "auto", "true": True, "false": False}[config.jit_compile]
-    return training.compile_balpoe(
-        model, class_counts=class_counts, optimizer=optimizer,
-        lambdas=config.lambdas,
-        allow_unbalanced=config.allow_unbalanced_lambdas,
-        metrics=make_metrics(class_counts), jit_compile=jit,
-    )  # fmt: skip
+    model.compile(optimizer=optimizer, jit_compile=jit)  # BalPoE's loss.
+    return model
 
 
 def make_schedule(config, steps_per_epoch):
@@ -75,19 +74,6 @@ def make_schedule(config, steps_per_epoch):
         warmup_epochs=config.warmup_epochs,
         step_epochs=config.lr_step_epochs, gamma=config.lr_gamma,
     )  # fmt: skip
-
-
-def make_metrics(class_counts):
-    """Training metrics on the ensemble logits (empty groups left out)."""
-    from balpoe_keras import metrics
-
-    result = ["accuracy", metrics.BalancedAccuracy(len(class_counts))]
-    groups = class_prior.compute_shot_groups(class_counts)
-    for group in class_prior.SHOT_GROUPS:
-        if groups[group].any():
-            result.append(metrics.GroupAccuracy(class_counts, group))
-    result.append(metrics.ExpectedCalibrationError(from_logits=True))
-    return result
 
 
 def run_experiment(config, *, dry_run=False, overwrite=False,
@@ -135,7 +121,8 @@ def _train_and_report(config, experiment_data, replicas, dry_run,
     steps = inputs.steps_per_epoch(config, len(experiment_data.train), replicas)
     pipeline = inputs.resolve_input_pipeline(config, experiment_data)
     keras.utils.set_random_seed(config.seed)  # The initial weights.
-    model = build_model(config, experiment_data.class_counts, steps)
+    model = build_model(config, experiment_data.class_counts, steps,
+                        experiment_data.train.class_names)
     _log_plan(config, experiment_data, model, steps, replicas, pipeline,
               show_config)
     dataset_fn = inputs.make_train_dataset_fn(config, experiment_data, replicas)
@@ -180,14 +167,23 @@ def _train_and_report(config, experiment_data, replicas, dry_run,
 
 
 def evaluate(config, experiment_data, model):
-    """`evaluate_model` on the run's balanced and test-agnostic test sets."""
+    """`evaluate_model` on the run's balanced and test-agnostic test sets.
+
+    A `BalPoEClassifier` brings its class counts, lambdas and class names;
+    a model saved before it (a plain functional model) takes them from
+    `config` and the data.
+    """
     from balpoe_keras import evaluation
 
+    known = {}
+    if not isinstance(model, models.BalPoEClassifier):
+        known = dict(class_counts=experiment_data.class_counts,
+                     lambdas=config.lambdas)
+    if getattr(model, "class_names", None) is None:
+        known["class_names"] = experiment_data.train.class_names
     return evaluation.evaluate_model(
         model, inputs.make_test_sets(config, experiment_data),
-        class_counts=experiment_data.class_counts, lambdas=config.lambdas,
-        class_names=experiment_data.train.class_names,
-        batch_size=config.eval_batch_size,
+        batch_size=config.eval_batch_size, **known,
     )  # fmt: skip
 
 
@@ -220,9 +216,11 @@ def evaluate_and_export(config, experiment_data, model, timing=None):
     return results
 
 
-def export_run(config, model, class_names):
+def export_run(config, model, class_names=None):
     """Writes the TF Serving SavedModel `<workdir>/export/1/`.
 
+    Class names come from the model if it stores them, else from
+    `class_names`; the image size and channels from the model's input.
     On the TensorFlow backend directly; on JAX or PyTorch by reloading the
     run's `model.keras` in a TensorFlow-backend subprocess; skipped (with a
     note) where TensorFlow is not installed.
@@ -233,10 +231,9 @@ def export_run(config, model, class_names):
               "docs/serving.md).")
         return None
     export_dir = os.path.join(config.workdir, "export")
-    spec = config.spec
-    kwargs = dict(class_names=list(class_names), image_size=spec.image_size,
-                  channels=spec.channels, preprocess=spec.export_preprocess,
-                  overwrite=True)
+    kwargs = dict(preprocess=config.spec.export_preprocess, overwrite=True)
+    if getattr(model, "class_names", None) is None:
+        kwargs["class_names"] = list(class_names)
     if keras.backend.backend() == "tensorflow":
         from balpoe_keras import export
 

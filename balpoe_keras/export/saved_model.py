@@ -48,9 +48,9 @@ def export_saved_model(
     export_dir,
     *,
     version=1,
-    class_names,
-    image_size,
-    channels,
+    class_names=None,
+    image_size=None,
+    channels=None,
     target_prior=None,
     top_k=5,
     preprocess="resize",
@@ -65,9 +65,11 @@ def export_saved_model(
         export_dir: base directory; the SavedModel goes to
             `<export_dir>/<version>/`.
         version: int >= 1, the TF Serving model version.
-        class_names: `C` strings returned by `top_k_names`.
-        image_size: int or `(H, W)`, the model's input size.
-        channels: int, 1 or 3, image channels.
+        class_names: `C` strings returned by `top_k_names`; default: the
+            model's own (`BalPoEClassifier(class_names=...)`).
+        image_size: int or `(H, W)`, the model's input size; default: read
+            from the model's input shape (required if that has no size).
+        channels: int, 1 or 3, image channels; default: the model's.
         target_prior: optional `(C,)` class counts or probabilities of the
             deployment distribution. If given, `log p_target` is added to the
             ensemble logits (the reference's post-hoc correction); classes
@@ -90,6 +92,9 @@ def export_saved_model(
         ValueError: on a bad argument, an existing version directory or the
             torch backend.
     """
+    class_names, image_size, channels = _defaults_from_model(
+        model, class_names, image_size, channels
+    )
     height, width = _validate_args(
         model, class_names, image_size, channels, top_k, preprocess, version
     )
@@ -130,14 +135,36 @@ def export_saved_model(
     keras_path = os.path.join(version_dir, "model.keras")
     model.save(keras_path)
     metadata_path = _write_metadata(
-        version_dir, class_names, (height, width, channels), target_prior,
-        top_k, preprocess, int(max_pixels),
+        version_dir, model, class_names, (height, width, channels),
+        target_prior, top_k, preprocess, int(max_pixels),
     )
     return {
         "saved_model": version_dir,
         "keras": keras_path,
         "metadata": metadata_path,
     }
+
+
+def _defaults_from_model(model, class_names, image_size, channels):
+    """Fills in what the arguments leave out from the model itself."""
+    if class_names is None:
+        class_names = getattr(model, "class_names", None)
+        if class_names is None:
+            raise ValueError(
+                "Pass class_names: this model does not store them (give "
+                "BalPoEClassifier(class_names=...) to keep them in the model)."
+            )
+    shape = tuple(model.inputs[0].shape[1:])
+    if image_size is None:
+        if len(shape) != 3 or None in shape[:2]:
+            raise ValueError(
+                f"The model's input shape {shape} has no fixed image size; "
+                "pass image_size=(H, W)."
+            )
+        image_size = shape[:2]
+    if channels is None:
+        channels = shape[-1] if len(shape) == 3 else None
+    return class_names, image_size, channels
 
 
 def _validate_args(
@@ -354,7 +381,7 @@ def _decode_and_resize(data, size, channels, mode):
 
 
 def _write_metadata(
-    version_dir, class_names, shape, target_prior, top_k, preprocess,
+    version_dir, model, class_names, shape, target_prior, top_k, preprocess,
     max_pixels,
 ):
     extra = os.path.join(version_dir, "assets.extra")
@@ -371,6 +398,9 @@ def _write_metadata(
         "preprocess": preprocess,
         "max_pixels": max_pixels,
         "signatures": ["serving_default", "serving_bytes", "raw_outputs"],
+        # What the model is (None for a model that does not store it).
+        "class_counts": getattr(model, "class_counts", None),
+        "lambdas": getattr(model, "lambdas", None),
         "keras_backend": keras.backend.backend(),
         "keras_version": keras.__version__,
     }

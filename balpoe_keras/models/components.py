@@ -122,7 +122,8 @@ def kaiming_normal(mode):
     return keras.initializers.VarianceScaling(2.0, mode, "untruncated_normal")
 
 
-def apply_conv(x, filters, kernel_size, strides, init_mode, name, groups=1):
+def apply_conv(x, filters, kernel_size, *, strides=1, init_mode, name,
+               groups=1):
     """Bias-free conv with PyTorch's symmetric `kernel_size // 2` padding.
 
     Stride 1 uses `padding="same"` (identical for odd kernels); stride 2
@@ -165,13 +166,17 @@ def apply_batch_norm(x, name):
     )(x)
 
 
-def validate_model_args(num_classes, num_experts, shared_stages, num_stages):
-    """Raises `ValueError` naming the argument and the fix."""
+def validate_num_classes(num_classes):
+    """Raises `ValueError` unless `num_classes` is an integer >= 2."""
     if int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(
             f"Expected an integer num_classes >= 2. Received: "
             f"num_classes={num_classes}"
         )
+
+
+def validate_backbone_args(num_experts, shared_stages, num_stages):
+    """Raises `ValueError` naming the argument and the fix."""
     if int(num_experts) != num_experts or num_experts < 1:
         raise ValueError(
             f"Expected an integer num_experts >= 1. Received: "
@@ -187,7 +192,7 @@ def validate_model_args(num_classes, num_experts, shared_stages, num_stages):
         )
 
 
-def apply_expert_branches(x, num_experts, shared_stages, num_stages,
+def apply_expert_branches(x, *, num_experts, shared_stages, num_stages,
                           apply_stages):
     """Shared stages, then one branch per expert, each globally pooled.
 
@@ -201,20 +206,19 @@ def apply_expert_branches(x, num_experts, shared_stages, num_stages,
             `first..last` (stage 0 is the stem) with layer-name `prefix`.
 
     Returns:
-        `M` pooled `(batch, D)` features; when every stage is shared ("linear
-        experts"), one pooled feature (layer `pool`) serves all experts.
+        A list of `M` pooled `(batch, D)` features (layers
+        `expert_{i}_pool`); when every stage is shared ("linear experts"),
+        one pooled `(batch, D)` feature (layer `pool`) for all experts.
     """
     shared, first = x, 0
     if shared_stages:
         shared = apply_stages(x, 0, shared_stages, "")
         first = shared_stages + 1
     if shared_stages == num_stages:
-        pooled = keras.layers.GlobalAveragePooling2D(name="pool")(shared)
-        return [pooled] * num_experts
+        return keras.layers.GlobalAveragePooling2D(name="pool")(shared)
     features = []
     for index in range(num_experts):
         y = apply_stages(shared, first, num_stages, f"expert_{index}_")
         pool = keras.layers.GlobalAveragePooling2D(name=f"expert_{index}_pool")
         features.append(pool(y))
     return features
-

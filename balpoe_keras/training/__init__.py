@@ -10,7 +10,6 @@ from balpoe_keras.training.callbacks import EpochCSVLogger
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
 from balpoe_keras.training.checkpoint import CheckpointManager
-from balpoe_keras.training.compiling import ExpertLoss
 from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.compiling import cpu_has_bfloat16
 from balpoe_keras.training.compiling import mixed_precision_scope
@@ -31,7 +30,6 @@ __all__ = [
     "CheckpointManager",
     "CosineEpochSchedule",
     "EpochCSVLogger",
-    "ExpertLoss",
     "FitResult",
     "ImagesPerSecond",
     "LearningRateLogger",

@@ -17,74 +17,9 @@ import contextlib
 
 import keras
 
-from balpoe_keras import class_prior
-from balpoe_keras.losses import BalPoELoss
-from balpoe_keras.losses import logit_adjusted_crossentropy
+from balpoe_keras.models import compile_defaults
 
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
-
-
-@keras.saving.register_keras_serializable(package="balpoe_keras")
-class ExpertLoss(keras.metrics.Mean):
-    """Running mean of one expert's gLA loss, for per-expert logging.
-
-    Attach it to the `"expert_logits"` output; it then shows in the logs as
-    `expert_logits_expert_<i>_loss` (the reference's `loss_e_i`,
-    `--track_expert_losses`).
-
-    Args:
-        expert_index: int, which expert `m` (0 = head expert).
-        class_counts: `C` positive training counts.
-        lambdas: the `M` per-expert lambdas of the model's `BalPoELoss`.
-        name: metric name; default `expert_<i>_loss`.
-        dtype: metric dtype.
-
-    Call arguments (`update_state`):
-        y_true: `(B,)` int labels or `(B, C)` soft labels.
-        y_pred: `(B, M, C)` expert logits.
-        sample_weight: optional `(B,)` weights.
-    """
-
-    def __init__(
-        self, expert_index, class_counts, lambdas, name=None, dtype=None
-    ):
-        lambdas = class_prior.validate_lambdas(lambdas, allow_unbalanced=True)
-        if not 0 <= int(expert_index) < len(lambdas):
-            raise ValueError(
-                f"expert_index={expert_index} is out of range for "
-                f"{len(lambdas)} lambdas. Use 0 <= expert_index < "
-                f"{len(lambdas)}."
-            )
-        expert_index = int(expert_index)
-        name = name or f"expert_{expert_index}_loss"
-        super().__init__(name=name, dtype=dtype)
-        self.expert_index = expert_index
-        self.class_counts = class_prior.validate_class_counts(class_counts)
-        self.lambdas = lambdas
-        self._log_prior = class_prior.compute_log_prior(self.class_counts)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        if len(y_pred.shape) != 3 or y_pred.shape[1] != len(self.lambdas):
-            raise ValueError(
-                f"ExpertLoss expects (batch, {len(self.lambdas)}, C) expert "
-                f"logits; received shape {tuple(y_pred.shape)}. Attach it to "
-                "the 'expert_logits' output."
-            )
-        logits = y_pred[:, self.expert_index, :]
-        tau = 1.0 - self.lambdas[self.expert_index]
-        values = logit_adjusted_crossentropy(
-            y_true, logits, self._log_prior, tau
-        )
-        return super().update_state(values, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {
-            "expert_index": self.expert_index,
-            "class_counts": self.class_counts,
-            "lambdas": self.lambdas,
-            "name": self.name,
-            "dtype": self.dtype,
-        }
 
 
 def cpu_has_bfloat16(cpuinfo="/proc/cpuinfo"):
@@ -167,7 +102,11 @@ def compile_balpoe(
 
     `loss={"logits": None, "expert_logits": BalPoELoss(...)}`, `metrics` on
     `"logits"`, and (optionally) one `ExpertLoss` per expert on
-    `"expert_logits"`. Fit with dict targets (`balpoe_targets(y)`).
+    `"expert_logits"` (`models.compile_defaults`, as
+    `BalPoEClassifier.compile`). For models that do not hold their class
+    counts, e.g. from `add_balpoe_heads`; a `BalPoEClassifier` needs only
+    `model.compile(optimizer=...)`. Fit with dict targets
+    (`balpoe_targets(y)`).
 
     Args:
         model: a built BalPoE `keras.Model` with outputs `"logits"` `(B, C)`
@@ -176,7 +115,8 @@ def compile_balpoe(
         optimizer: a Keras optimizer (e.g. `TorchSGD`).
         lambdas: `M` per-expert lambdas.
         allow_unbalanced: bool, passed to `BalPoELoss`.
-        metrics: metrics for the `"logits"` output.
+        metrics: metrics for the `"logits"` output, or `"auto"` for
+            `compile_defaults.make_ensemble_metrics(class_counts)`.
         track_expert_losses: bool, add `ExpertLoss` for each expert.
         jit_compile: `"auto"`, True or False (XLA on TF/JAX).
         steps_per_execution: int, steps per compiled call.
@@ -196,16 +136,14 @@ def compile_balpoe(
                 "the model inside `mixed_precision_scope(...)` (or after "
                 "keras.config.set_dtype_policy) so its layers use it."
             )
-    loss = BalPoELoss(class_counts, lambdas, allow_unbalanced=allow_unbalanced)
-    compiled_metrics = {"logits": list(metrics)}
-    if track_expert_losses:
-        compiled_metrics["expert_logits"] = [
-            ExpertLoss(i, loss.class_counts, loss.lambdas)
-            for i in range(len(loss.lambdas))
-        ]
+    loss = compile_defaults.make_balpoe_loss(
+        class_counts, lambdas, allow_unbalanced=allow_unbalanced)
+    compiled_metrics = compile_defaults.make_balpoe_metrics(
+        class_counts, lambdas, ensemble_metrics=metrics,
+        track_expert_losses=track_expert_losses)
     model.compile(
         optimizer=optimizer,
-        loss={"logits": None, "expert_logits": loss},
+        loss=loss,
         metrics=compiled_metrics,
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,

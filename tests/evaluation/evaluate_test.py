@@ -22,6 +22,22 @@ def build_logit_model(num_experts, num_classes):
     )
 
 
+def build_logit_classifier(num_experts, class_counts, lambdas, names):
+    """The same stand-in as a `BalPoEClassifier` that knows its counts,
+    lambdas and class names: expert m's head is the identity on slice m."""
+    from balpoe_keras.models import BalPoEClassifier
+
+    num_classes = len(class_counts)
+    inputs = keras.Input((num_experts, num_classes))
+    backbone = keras.Model(inputs, [inputs[:, m] for m in range(num_experts)])
+    model = BalPoEClassifier(backbone, class_counts, lambdas, head="linear",
+                             class_names=names)
+    for head in model.expert_heads:
+        head.set_weights([np.eye(num_classes, dtype="float32"),
+                          np.zeros(num_classes, "float32")])
+    return model
+
+
 def expert_images(logits, num_experts=2):
     """Every expert gets the same logits, so the ensemble equals them."""
     return np.repeat(logits[:, None], num_experts, 1).astype("float32")
@@ -56,6 +72,30 @@ class EvaluateModelTest(TestCase):
             atol=1e-4,
         )
         self.assertAllClose(tail["raw"]["accuracy"], 60.0, atol=1e-4)
+
+    def test_a_balpoe_classifier_brings_its_counts_lambdas_and_names(self):
+        names = ["cat", "dog", "owl"]
+        classifier = build_logit_classifier(2, COUNTS, [1.0, -1.0], names)
+        results = evaluate.evaluate_model(classifier, (self.images, LABELS))
+        expected = evaluate.evaluate_model(
+            self.model, (self.images, LABELS), class_counts=COUNTS,
+            lambdas=[1.0, -1.0], class_names=names)
+        self.assertEqual(results, expected)
+        self.assertEqual(results["class_counts"], COUNTS)
+        self.assertEqual(results["class_names"], names)
+        # Explicit values still win (here: other lambdas).
+        other = evaluate.evaluate_model(
+            classifier, (self.images, LABELS), lambdas=[0.5, -0.5])
+        self.assertEqual(other["lambdas"], [0.5, -0.5])
+
+    def test_a_plain_model_needs_counts_and_lambdas(self):
+        with self.assertRaisesRegex(ValueError, "Pass class_counts=.*"
+                                    "BalPoEClassifier does"):
+            evaluate.evaluate_model(self.model, (self.images, LABELS),
+                                    lambdas=[1.0, -1.0])
+        with self.assertRaisesRegex(ValueError, "Pass lambdas="):
+            evaluate.evaluate_model(self.model, (self.images, LABELS),
+                                    class_counts=COUNTS)
 
     def test_index_subsets_and_batch_iterables_agree(self):
         subset = np.array([0, 2, 4])

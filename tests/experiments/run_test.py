@@ -266,6 +266,49 @@ class EvaluateCliTest(TestCase):
             report = json.load(f)
         self.assertEqual(report["class_counts"][0], 500)
         self.assertEqual(report["config"]["dataset"], "cifar10_lt_folder")
+        self.assertEqual(report["class_names"][:2], ["c0", "c1"])
+
+        # A .keras file with flags for the data: class counts, lambdas and
+        # names come from the model, whatever the flags say.
+        other_dir = os.path.join(workdir, "other")
+        values.unparse_flags()
+        from balpoe_keras.experiments import run as run_cli
+
+        values(run_cli.expand_flagfiles([
+            "evaluate.py", f"--model={workdir}/model.keras",
+            f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
+            "--imbalance_ratio=100", "--lambdas=2,0,-2",
+            "--notest_distributions", f"--report_dir={other_dir}"]))
+        with fake_data(), contextlib.redirect_stdout(io.StringIO()) as out:
+            evaluate.main(["evaluate.py"])
+        self.assertIn("the report uses the model's", out.getvalue())
+        with open(os.path.join(other_dir, "report.json")) as f:
+            other = json.load(f)
+        self.assertEqual(other["class_counts"], report["class_counts"])
+        self.assertEqual(other["lambdas"], [1.0, 0.0, -1.0])
+        self.assertEqual(other["summary"], report["summary"])
+        values.unparse_flags()
+
+    @pytest.mark.large
+    def test_a_model_saved_before_the_classifier_uses_the_flags(self):
+        # Plain functional models (run directories from before
+        # BalPoEClassifier) know no counts or lambdas: config and data.
+        from balpoe_keras import models
+        from balpoe_keras.experiments import inputs
+        from balpoe_keras.experiments import runner
+
+        config = parse(f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
+                       f"--workdir={self.get_temp_dir()}",
+                       "--imbalance_ratio=10", "--notest_distributions",
+                       "--lambdas=0.5,0,-0.5")
+        plain = models.build_balpoe_resnet("resnet32", 10, num_experts=3,
+                                           blocks_per_stage=1)
+        with fake_data():
+            experiment_data = inputs.load_data(config)
+        results = runner.evaluate(config, experiment_data, plain)
+        self.assertEqual(results["lambdas"], [0.5, 0.0, -0.5])
+        self.assertEqual(results["class_counts"], experiment_data.class_counts)
+        self.assertEqual(results["class_names"][:2], ["c0", "c1"])
 
     def test_bad_model_path(self):
         from balpoe_keras.experiments import evaluate

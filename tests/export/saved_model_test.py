@@ -46,6 +46,18 @@ class ExportArgumentsTest(TestCase):
         with self.assertRaisesRegex(ValueError, "already exists"):
             export_saved_model(model, tmp, **kwargs)
 
+    def test_what_a_plain_model_cannot_tell(self):
+        from balpoe_keras.export import export_saved_model
+        from balpoe_keras.models import build_balpoe_resnet32
+
+        tmp = self.get_temp_dir()
+        with self.assertRaisesRegex(ValueError, "Pass class_names"):
+            export_saved_model(build_tiny_model(), tmp)
+        any_size = build_balpoe_resnet32(
+            4, num_experts=1, blocks_per_stage=1, input_shape=(None, None, 3))
+        with self.assertRaisesRegex(ValueError, "pass image_size"):
+            export_saved_model(any_size, tmp, class_names=NAMES)
+
 
 @pytest.mark.large
 @pytest.mark.tf_only
@@ -247,6 +259,36 @@ class ExportSavedModelTest(TestCase):
         self.assertEqual(tuple(out["probabilities"].shape), (4, 4))
         self.assertAllClose(out["probabilities"].numpy().sum(-1), np.ones(4),
                             atol=1e-5)
+
+    def test_classifier_exports_from_what_it_stores(self):
+        # No class names, image size or channels passed: the classifier's
+        # own; its class counts and lambdas go to the metadata, and the
+        # probabilities are its predict_proba.
+        import json
+
+        import keras
+
+        from balpoe_keras.export import export_saved_model
+        from balpoe_keras.models import build_balpoe_classifier
+
+        keras.utils.set_random_seed(1)
+        model = build_balpoe_classifier(
+            "resnet32", [9, 5, 3, 1], (1.0, -1.0), class_names=NAMES,
+            blocks_per_stage=1, input_shape=(8, 8, 3))
+        paths = export_saved_model(model, self.get_temp_dir(), top_k=1)
+        with open(paths["metadata"]) as f:
+            metadata = json.load(f)
+        self.assertEqual(metadata["class_names"], NAMES)
+        self.assertEqual(metadata["image_shape"], [8, 8, 3])
+        self.assertEqual(metadata["class_counts"], [9, 5, 3, 1])
+        self.assertEqual(metadata["lambdas"], [1.0, -1.0])
+        x = np.random.rand(3, 8, 8, 3).astype("float32")
+        out = self.load(paths)["serving_default"](images=x)
+        expected = model.predict_proba(x)
+        self.assertAllClose(out["probabilities"], expected, atol=1e-5)
+        self.assertEqual(
+            out["top_k_names"].numpy()[:, 0].tolist(),
+            [NAMES[i].encode() for i in expected.argmax(-1)])
 
     def test_keras_file_and_metadata(self):
         import json

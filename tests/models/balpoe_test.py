@@ -1,10 +1,16 @@
-"""Tests of `build_balpoe_resnet`, the builder chosen by name."""
+"""Tests of `build_balpoe_resnet` / `build_balpoe_backbone`, the
+builders chosen by name."""
 
 from balpoe_keras.models import ARCHITECTURES
+from balpoe_keras.models import BACKBONES
+from balpoe_keras.models import build_balpoe_backbone
 from balpoe_keras.models import build_balpoe_resnet
 from balpoe_keras.models import build_balpoe_resnet32
 from balpoe_keras.models import build_balpoe_resnet50
 from balpoe_keras.models import build_balpoe_resnext50
+from balpoe_keras.models import build_resnet32_backbone
+from balpoe_keras.models import build_resnet50_backbone
+from balpoe_keras.models import build_resnext50_backbone
 from tests.models.helpers import count_params
 from tests.test_case import TestCase
 
@@ -33,3 +39,24 @@ class BuildBalPoEResNetTest(TestCase):
     def test_unknown_architecture_raises(self):
         with self.assertRaisesRegex(ValueError, "Unknown architecture 'vit'"):
             build_balpoe_resnet("vit", 10)
+        with self.assertRaisesRegex(ValueError, "Unknown architecture 'vit'"):
+            build_balpoe_backbone("vit")
+
+
+class BuildBalPoEBackboneTest(TestCase):
+    def test_dispatches_with_kwargs(self):
+        backbone = build_balpoe_backbone(
+            "resnet32", num_experts=2, blocks_per_stage=1)
+        self.assertEqual(backbone.name, "resnet8")
+        self.assertLen(backbone.outputs, 2)
+        # The flat model of test_dispatches_with_kwargs minus 2 heads of
+        # 64 * 4: 144,656 - 512.
+        self.assertEqual(count_params(backbone.trainable_weights), 144_144)
+
+    def test_registry(self):
+        self.assertEqual(
+            BACKBONES,
+            {"resnet32": build_resnet32_backbone,
+             "resnet50": build_resnet50_backbone,
+             "resnext50": build_resnext50_backbone},
+        )

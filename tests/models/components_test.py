@@ -94,7 +94,8 @@ class ConvTest(TestCase):
     def _centre_tap_conv(self, x, strides):
         """3x3 conv whose kernel passes the centre pixel through."""
         inputs = keras.Input(x.shape[1:])
-        outputs = apply_conv(inputs, x.shape[-1], 3, strides, "fan_in", "c")
+        outputs = apply_conv(inputs, x.shape[-1], 3, strides=strides,
+                             init_mode="fan_in", name="c")
         model = keras.Model(inputs, outputs)
         kernel = np.zeros((3, 3, x.shape[-1], x.shape[-1]), "float32")
         for channel in range(x.shape[-1]):
@@ -118,7 +119,8 @@ class ConvTest(TestCase):
         # 2x2 patch of real pixels (sum 4) and the bottom-right one a 3x3
         # patch (sum 9) for an 8x8 input with padding (1, 1).
         inputs = keras.Input((8, 8, 1))
-        model = keras.Model(inputs, apply_conv(inputs, 1, 3, 2, "fan_in", "c"))
+        model = keras.Model(inputs, apply_conv(
+            inputs, 1, 3, strides=2, init_mode="fan_in", name="c"))
         model.get_layer("c").set_weights([np.ones((3, 3, 1, 1), "float32")])
         y = keras.ops.convert_to_numpy(model(np.ones((1, 8, 8, 1), "float32")))
         self.assertAllClose(y[0, 0, 0, 0], 4.0)

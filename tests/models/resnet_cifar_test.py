@@ -9,6 +9,7 @@ import pytest
 from balpoe_keras.losses import BalPoELoss
 from balpoe_keras.models import balpoe_targets
 from balpoe_keras.models import build_balpoe_resnet32
+from balpoe_keras.models import build_resnet32_backbone
 from tests.models.helpers import SKIP_ON_JAX
 from tests.models.helpers import count_layer_params
 from tests.models.helpers import count_params
@@ -32,7 +33,7 @@ class ResNet32CountTest(TestCase):
 
     def test_reference_counts_m3_with_breakdown(self):
         # 23,824 + 3 * 446,080 = 1,362,064; BN stats 352 + 3 * 1,920 = 6,112.
-        model = build_balpoe_resnet32(100, 3)
+        model = build_balpoe_resnet32(100, num_experts=3)
         self.assertCounts(model, 1_362_064, 6_112)
         self.assertEqual(count_layer_params(model, "stem_"), 432 + 32)
         self.assertEqual(count_layer_params(model, "stage1_"), 23_360)
@@ -53,8 +54,8 @@ class ResNet32CountTest(TestCase):
         stem, s1, s2, s3, head = 464, 4_672, 13_952, 55_552, 256
         expected = {
             0: 3 * (stem + s1 + s2 + s3 + head),  # 224,688
-            1: stem + s1 + 3 * (s2 + s3 + head),  # 213,504
-            2: stem + s1 + s2 + 3 * (s3 + head),  # 186,368
+            1: stem + s1 + 3 * (s2 + s3 + head),  # 214,416
+            2: stem + s1 + s2 + 3 * (s3 + head),  # 186,512
             3: stem + s1 + s2 + s3 + 3 * head,  # 75,408
         }
         for shared_stages, count in expected.items():
@@ -65,38 +66,43 @@ class ResNet32CountTest(TestCase):
     def test_reference_counts_m1_and_ten_classes(self):
         # 23,824 + 439,680 + 6,400 = 469,904; BN stats: 2 * (16 + 10*16 +
         # 10*32 + 10*64) = 2,272.
-        self.assertCounts(build_balpoe_resnet32(100, 1), 469_904, 2_272)
+        self.assertCounts(
+            build_balpoe_resnet32(100, num_experts=1), 469_904, 2_272)
         # 23,824 + 440,320 = 464,144 ; 23,824 + 3 * 440,320 = 1,344,784.
-        self.assertCounts(build_balpoe_resnet32(10, 1), 464_144, 2_272)
-        self.assertCounts(build_balpoe_resnet32(10, 3), 1_344_784, 6_112)
+        self.assertCounts(
+            build_balpoe_resnet32(10, num_experts=1), 464_144, 2_272)
+        self.assertCounts(
+            build_balpoe_resnet32(10, num_experts=3), 1_344_784, 6_112)
 
     @pytest.mark.large
     def test_reference_counts_m7(self):
         # 23,824 + 7 * 446,080 = 3,146,384 ; 23,824 + 7 * 440,320 = 3,106,064;
         # BN stats 352 + 7 * 1,920 = 13,792.
-        self.assertCounts(build_balpoe_resnet32(100, 7), 3_146_384, 13_792)
-        self.assertCounts(build_balpoe_resnet32(10, 7), 3_106_064, 13_792)
+        self.assertCounts(
+            build_balpoe_resnet32(100, num_experts=7), 3_146_384, 13_792)
+        self.assertCounts(
+            build_balpoe_resnet32(10, num_experts=7), 3_106_064, 13_792)
 
     @pytest.mark.large
     def test_reference_sharing_options(self):
         # share_layer2: 23,824 + 88,192 + 3 * (351,488 + 6,400) = 1,185,680.
-        model = build_balpoe_resnet32(100, 3, shared_stages=2)
+        model = build_balpoe_resnet32(100, num_experts=3, shared_stages=2)
         self.assertEqual(count_params(model.trainable_weights), 1_185_680)
         # Linear experts: 469,904 - 6,400 + 3 * 6,400 = 482,704.
-        model = build_balpoe_resnet32(100, 3, shared_stages=3)
+        model = build_balpoe_resnet32(100, num_experts=3, shared_stages=3)
         self.assertEqual(count_params(model.trainable_weights), 482_704)
         # Independent networks: 3 * 469,904 = 1,409,712.
-        model = build_balpoe_resnet32(100, 3, shared_stages=0)
+        model = build_balpoe_resnet32(100, num_experts=3, shared_stages=0)
         self.assertEqual(count_params(model.trainable_weights), 1_409_712)
 
     @pytest.mark.large
     @SKIP_ON_JAX
     def test_reduce_dimension_and_linear_head(self):
         # Widths 24/48: 23,824 + 3 * (50,592 + 197,952 + 48 * 100) = 783,856.
-        model = build_balpoe_resnet32(100, 3, reduce_dimension=True)
+        model = build_balpoe_resnet32(100, num_experts=3, reduce_dimension=True)
         self.assertEqual(count_params(model.trainable_weights), 783_856)
         # nn.Linear(64, 100) with bias: 469,904 + 100 = 470,004.
-        model = build_balpoe_resnet32(100, 1, head="linear")
+        model = build_balpoe_resnet32(100, num_experts=1, head="linear")
         self.assertEqual(count_params(model.trainable_weights), 470_004)
 
 
@@ -113,13 +119,13 @@ class ResNet32StructureTest(TestCase):
         self.assertLessEqual(np.abs(experts).max(), 30.0 + 1e-4)
 
     def test_single_expert_keeps_the_dict(self):
-        model = build_balpoe_resnet32(4, 1, blocks_per_stage=1)
+        model = build_balpoe_resnet32(4, num_experts=1, blocks_per_stage=1)
         out = run_model(model, np.zeros((1, 32, 32, 3), "float32"))
         self.assertEqual(tuple(out["expert_logits"].shape), (1, 1, 4))
 
     def test_grayscale_28x28_input(self):
         model = build_balpoe_resnet32(
-            10, 2, blocks_per_stage=1, input_shape=(28, 28, 1),
+            10, num_experts=2, blocks_per_stage=1, input_shape=(28, 28, 1),
             pixel_mean=(0.2860,), pixel_std=(0.3530,),
         )
         out = run_model(model, np.random.rand(2, 28, 28, 1).astype("float32"))
@@ -162,15 +168,42 @@ class ResNet32StructureTest(TestCase):
 
     def test_bad_arguments_raise(self):
         with self.assertRaisesRegex(ValueError, "num_experts >= 1"):
-            build_balpoe_resnet32(10, 0)
+            build_balpoe_resnet32(10, num_experts=0)
         with self.assertRaisesRegex(ValueError, r"shared_stages in \[0, 3\]"):
-            build_balpoe_resnet32(10, 3, shared_stages=4)
+            build_balpoe_resnet32(10, num_experts=3, shared_stages=4)
         with self.assertRaisesRegex(ValueError, "num_classes >= 2"):
-            build_balpoe_resnet32(1, 3)
+            build_balpoe_resnet32(1, num_experts=3)
         with self.assertRaisesRegex(ValueError, "blocks_per_stage >= 1"):
-            build_balpoe_resnet32(10, 3, blocks_per_stage=0)
+            build_balpoe_resnet32(10, num_experts=3, blocks_per_stage=0)
         with self.assertRaisesRegex(ValueError, "head in"):
-            build_balpoe_resnet32(10, 3, blocks_per_stage=1, head="mlp")
+            build_balpoe_resnet32(10, num_experts=3, blocks_per_stage=1,
+                                  head="mlp")
+
+
+class ResNet32BackboneTest(TestCase):
+    def test_one_pooled_feature_per_expert(self):
+        backbone = build_resnet32_backbone(num_experts=3, blocks_per_stage=1)
+        self.assertEqual(backbone.name, "resnet8")
+        self.assertLen(backbone.outputs, 3)
+        for output in backbone.outputs:
+            self.assertEqual(tuple(output.shape), (None, 64))
+        # The flat model minus its 3 cosine heads of 64 * 4: 214,416 - 768.
+        self.assertEqual(count_params(backbone.trainable_weights), 213_648)
+        features = run_model(backbone, np.zeros((2, 32, 32, 3), "float32"))
+        self.assertEqual([f.shape for f in features], [(2, 64)] * 3)
+
+    def test_all_stages_shared_gives_one_feature(self):
+        backbone = build_resnet32_backbone(
+            num_experts=3, shared_stages=3, blocks_per_stage=1,
+            reduce_dimension=True)
+        self.assertEqual(tuple(backbone.output.shape), (None, 48))
+        self.assertEqual(backbone.output_names, ["pool"])
+
+    def test_arguments_after_num_classes_are_keyword_only(self):
+        with self.assertRaisesRegex(TypeError, "positional"):
+            build_balpoe_resnet32(10, 3)
+        with self.assertRaisesRegex(TypeError, "positional"):
+            build_resnet32_backbone(3)
 
 
 class ResNet32SaveLoadTest(TestCase):

@@ -40,7 +40,7 @@ class ResNet50Test(TestCase):
         self.assertEqual(_bottleneck(64, 64, 256), 75_008)
         self.assertEqual(_bottleneck(1024, 512, 2048), 6_039_552)
         model = build_balpoe_resnet50(
-            4, 2, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
+            4, num_experts=2, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
         )
         self.assertEqual(count_params(model.trainable_weights), 15_584_320)
         self.assertEqual(
@@ -51,7 +51,8 @@ class ResNet50Test(TestCase):
     @SKIP_ON_JAX
     def test_output_dict_and_stem(self):
         model = build_balpoe_resnet50(
-            4, 2, blocks_per_stage=ONE_BLOCK, input_shape=(32, 32, 3)
+            4, num_experts=2, blocks_per_stage=ONE_BLOCK,
+            input_shape=(32, 32, 3),
         )
         out = run_model(model, np.random.rand(2, 32, 32, 3).astype("float32"))
         self.assertEqual(tuple(out["logits"].shape), (2, 4))
@@ -70,7 +71,7 @@ class ResNet50Test(TestCase):
     @SKIP_ON_JAX
     def test_stem_init_is_fan_out_untruncated(self):
         model = build_balpoe_resnet50(
-            4, 1, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
+            4, num_experts=1, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
         )
         kernel = keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel)
         # fan_out = 7 * 7 * 64 = 3,136: std sqrt(2 / 3136) = 0.02525.
@@ -80,9 +81,9 @@ class ResNet50Test(TestCase):
 
     def test_bad_arguments_raise(self):
         with self.assertRaisesRegex(ValueError, r"shared_stages in \[0, 4\]"):
-            build_balpoe_resnet50(10, 3, shared_stages=5)
+            build_balpoe_resnet50(10, num_experts=3, shared_stages=5)
         with self.assertRaisesRegex(ValueError, "4 ints >= 1"):
-            build_balpoe_resnet50(10, 3, blocks_per_stage=(1, 1, 1))
+            build_balpoe_resnet50(10, num_experts=3, blocks_per_stage=(1, 1, 1))
 
     @pytest.mark.large
     @SKIP_ON_JAX
@@ -91,7 +92,7 @@ class ResNet50Test(TestCase):
         # docs/reference.md §1.5: conv1 9,408 + bn1 128 + layer1 215,808 +
         # layer2 1,219,584 + 3 * (7,098,368 + 14,964,736 + 2048 * 1000)
         # = 73,778,240.
-        model = build_balpoe_resnet50(1000, 3, input_shape=ANY_SIZE)
+        model = build_balpoe_resnet50(1000, num_experts=3, input_shape=ANY_SIZE)
         self.assertEqual(count_params(model.trainable_weights), 73_778_240)
         self.assertEqual(count_params(model.non_trainable_weights), 139_136)
         self.assertEqual(count_layer_params(model, "stage1_"), 215_808)
@@ -115,7 +116,8 @@ class ResNeXt50Test(TestCase):
         # + 2 * (1,390,592 + 5,550,080 + 8,192) = 14,319,936.
         self.assertEqual(_bottleneck(64, 128, 256, groups=32), 63_488)
         model = build_balpoe_resnext50(
-            4, 2, blocks_per_stage=ONE_BLOCK, input_shape=(32, 32, 3)
+            4, num_experts=2, blocks_per_stage=ONE_BLOCK,
+            input_shape=(32, 32, 3),
         )
         self.assertEqual(count_params(model.trainable_weights), 14_319_936)
         self.assertEqual(
@@ -129,7 +131,8 @@ class ResNeXt50Test(TestCase):
     def test_reference_counts(self):
         # docs/reference.md §1.5: 72,258,880 trainable (layer1 205,824, layer2
         # 1,197,056, layer3s 21,067,776 = 3 * 7,022,592), 178,816 BN stats.
-        model = build_balpoe_resnext50(1000, 3, input_shape=ANY_SIZE)
+        model = build_balpoe_resnext50(1000, num_experts=3,
+                                       input_shape=ANY_SIZE)
         self.assertEqual(count_params(model.trainable_weights), 72_258_880)
         self.assertEqual(count_params(model.non_trainable_weights), 178_816)
         self.assertEqual(count_layer_params(model, "stage1_"), 205_824)

@@ -1,7 +1,8 @@
 """Training-step parity: our model + loss + optimizer vs the PyTorch replica.
 
-The Keras model (`build_balpoe_resnet32`), compiled for training the way
-the runner compiles it (`compile_balpoe`: `BalPoELoss`, `TorchSGD`), takes
+The Keras model, built and compiled for training the way the runner does
+(`build_balpoe_classifier("resnet32", ...)`, then `compile(optimizer=
+TorchSGD(...))` with the classifier's own `BalPoELoss`), takes
 three SGD steps -- hard labels, Mixup soft labels, hard labels again. Before
 each step, `reproduction/reference_torch.py`'s `ReferenceResNet32` in
 float64 gets our exact state (weights, BN running statistics, momentum
@@ -29,8 +30,7 @@ import keras
 import numpy as np
 import pytest
 
-from balpoe_keras.models import build_balpoe_resnet32
-from balpoe_keras.training.compiling import compile_balpoe
+from balpoe_keras.models import build_balpoe_classifier
 from balpoe_keras.training.optimizers import TorchSGD
 from tests.benchmark_modules import REPRODUCTION_DIR
 from tests.benchmark_modules import load_script
@@ -190,9 +190,9 @@ class ReferenceParityTest(TestCase):
     def _pair(self, blocks=2):
         """Our model and the float64 replica with our initial weights."""
         keras.utils.set_random_seed(3)
-        ours = build_balpoe_resnet32(len(_COUNTS), len(_LAMBDAS),
-                                     blocks_per_stage=blocks,
-                                     input_shape=(16, 16, 3))
+        ours = build_balpoe_classifier("resnet32", _COUNTS, _LAMBDAS,
+                                       blocks_per_stage=blocks,
+                                       input_shape=(16, 16, 3))
         replica = reference_torch.ReferenceResNet32(
             len(_COUNTS), len(_LAMBDAS), blocks=blocks).double()
         state = replica.state_dict()
@@ -220,9 +220,7 @@ class ReferenceParityTest(TestCase):
 
     def test_each_step_matches_the_float64_replica(self):
         ours, replica = self._pair()
-        compile_balpoe(ours, class_counts=_COUNTS, lambdas=_LAMBDAS,
-                       optimizer=TorchSGD(_LR, **_SGD), metrics=(),
-                       track_expert_losses=False)
+        ours.compile(optimizer=TorchSGD(_LR, **_SGD))
         ours.optimizer.build(ours.trainable_variables)
         optimizer = torch.optim.SGD(replica.parameters(), lr=_LR, **_SGD)
         adjust = _adjust()

@@ -1,0 +1,72 @@
+"""`ExpertLoss`: the running mean of one expert's gLA loss (a metric)."""
+
+import keras
+
+from balpoe_keras import class_prior
+from balpoe_keras.losses import logit_adjusted_crossentropy
+
+
+@keras.saving.register_keras_serializable(package="balpoe_keras")
+class ExpertLoss(keras.metrics.Mean):
+    """Running mean of one expert's gLA loss, for per-expert logging.
+
+    Attach it to the `"expert_logits"` output; it then shows in the logs as
+    `expert_logits_expert_<i>_loss` (the reference's `loss_e_i`,
+    `--track_expert_losses`). Registered as `balpoe_keras>ExpertLoss`, the
+    name it had in `balpoe_keras.training`, so older `.keras` files load.
+
+    Args:
+        expert_index: int, which expert `m` (0 = head expert).
+        class_counts: `C` positive training counts.
+        lambdas: the `M` per-expert lambdas of the model's `BalPoELoss`.
+        name: metric name; default `expert_<i>_loss`.
+        dtype: metric dtype.
+
+    Call arguments (`update_state`):
+        y_true: `(B,)` int labels or `(B, C)` soft labels.
+        y_pred: `(B, M, C)` expert logits.
+        sample_weight: optional `(B,)` weights.
+
+    Returns (`result()`): the weighted mean loss in nats.
+    """
+
+    def __init__(
+        self, expert_index, class_counts, lambdas, name=None, dtype=None
+    ):
+        lambdas = class_prior.validate_lambdas(lambdas, allow_unbalanced=True)
+        if not 0 <= int(expert_index) < len(lambdas):
+            raise ValueError(
+                f"expert_index={expert_index} is out of range for "
+                f"{len(lambdas)} lambdas. Use 0 <= expert_index < "
+                f"{len(lambdas)}."
+            )
+        expert_index = int(expert_index)
+        name = name or f"expert_{expert_index}_loss"
+        super().__init__(name=name, dtype=dtype)
+        self.expert_index = expert_index
+        self.class_counts = class_prior.validate_class_counts(class_counts)
+        self.lambdas = lambdas
+        self._log_prior = class_prior.compute_log_prior(self.class_counts)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if len(y_pred.shape) != 3 or y_pred.shape[1] != len(self.lambdas):
+            raise ValueError(
+                f"ExpertLoss expects (batch, {len(self.lambdas)}, C) expert "
+                f"logits; received shape {tuple(y_pred.shape)}. Attach it to "
+                "the 'expert_logits' output."
+            )
+        logits = y_pred[:, self.expert_index, :]
+        tau = class_prior.lambdas_to_taus(self.lambdas)[self.expert_index]
+        values = logit_adjusted_crossentropy(
+            y_true, logits, self._log_prior, tau
+        )
+        return super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {
+            "expert_index": self.expert_index,
+            "class_counts": self.class_counts,
+            "lambdas": self.lambdas,
+            "name": self.name,
+            "dtype": self.dtype,
+        }
