@@ -34,6 +34,7 @@ _API = {
     "BalancedAccuracy": "balpoe_keras.metrics",
     "ExpectedCalibrationError": "balpoe_keras.metrics",
     "GroupAccuracy": "balpoe_keras.metrics",
+    "TorchSGD": "balpoe_keras.optimizers",
     "ExpertLoss": "balpoe_keras.metrics",
     "MaximumCalibrationError": "balpoe_keras.metrics",
     "BalPoEClassifier": "balpoe_keras.models",
@@ -43,12 +44,9 @@ _API = {
     "build_balpoe_classifier": "balpoe_keras.models",
     "build_balpoe_resnet": "balpoe_keras.models",
 }
-_CORE = ("layers", "losses", "metrics", "models")
-# Compiled models save their optimizer (TorchSGD) and its LR schedule in
-# their `.keras` files: importing these two modules registers both for
-# `keras.saving.load_model`. (`training` itself is not exported.)
-_REGISTERING = ("balpoe_keras.training.optimizers",
-                "balpoe_keras.training.schedules")
+# Every serializable class lives in these; compiled models also save their
+# optimizer (TorchSGD) and LR schedule, hence `optimizers`.
+_CORE = ("layers", "losses", "metrics", "optimizers", "models")
 _LAZY_SUBMODULES = ("data", "export")
 
 __all__ = sorted(["__version__", *_API, *_CORE])
@@ -58,7 +56,7 @@ _core = {"loading": False, "loaded": False}
 
 
 def _load_core():
-    """Imports the core and the registering modules; binds the API names."""
+    """Imports the core (registering its classes); binds the API names."""
     if _core["loading"] or _core["loaded"]:
         return
     _core["loading"] = True
@@ -72,8 +70,6 @@ def _load_core():
 def _import_core(namespace):
     for name in _CORE:
         namespace[name] = importlib.import_module(f"balpoe_keras.{name}")
-    for module in _REGISTERING:
-        importlib.import_module(module)
     for name, module in _API.items():
         namespace[name] = getattr(importlib.import_module(module), name)
 

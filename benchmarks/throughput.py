@@ -207,7 +207,7 @@ def build_timed_model(jit_compile=False):
 
     from balpoe_keras import losses
     from balpoe_keras import models
-    from balpoe_keras.training import optimizers
+    from balpoe_keras import optimizers
 
     keras.utils.set_random_seed(0)
     model = models.build_balpoe_resnet32(num_classes=100, num_experts=3)

@@ -3,7 +3,8 @@
 One source for every setting. Each `ExperimentConfig` field carries its
 flag's help text and group; `run.py` generates the absl flags from the
 fields, `from_flags` reads them back, `resolve` fills the per-dataset
-defaults (`balpoe_keras.data.datasets.DATASETS`, `ARCHITECTURES`) and
+defaults (`balpoe_keras.data.datasets.DATASETS`,
+`balpoe_keras.architectures.ARCHITECTURES`) and
 `validate_config` is the one place that checks values and combinations.
 Errors are `ConfigError`s naming the flag and the fix. The library never
 reads flags.
@@ -14,14 +15,12 @@ import json
 import math
 
 from balpoe_keras import class_prior
+from balpoe_keras.architectures import ARCHITECTURES
 from balpoe_keras.data import mixing
 from balpoe_keras.data.datasets import DATASETS
 from balpoe_keras.data.recipes import IN_MEMORY_RECIPES
 from balpoe_keras.data.recipes import RECIPES
 
-# Architecture -> residual stages all experts share in the reference
-# (stem + layer1 for ResNet-32, stem + layer1 + layer2 for the others).
-ARCHITECTURES = {"resnet32": 1, "resnet50": 2, "resnext50": 2}
 SCHEDULES = ("step", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 INPUT_PIPELINES = ("auto", "tfdata", "arrays")
@@ -214,7 +213,7 @@ class ExperimentConfig:
             imbalance_ratio=float(spec.imbalance_ratio
                                   if self.imbalance_ratio is None
                                   else self.imbalance_ratio),
-            shared_stages=(ARCHITECTURES[architecture]
+            shared_stages=(ARCHITECTURES[architecture].shared_stages
                            if self.shared_stages is None
                            else self.shared_stages),
             lambdas=self._resolve_lambdas(),
@@ -384,17 +383,17 @@ def _check_dataset(config):
 
 
 def _check_model(config):
-    stages = {"resnet32": 3, "resnet50": 4, "resnext50": 4}[
-        config.architecture]
+    spec = ARCHITECTURES[config.architecture]
+    stages = spec.num_stages
     _require(0 <= config.shared_stages <= stages, "--shared_stages",
              f"{config.architecture} has {stages} residual stages; use 0.."
              f"{stages}")
     size = config.spec.image_size
-    if config.architecture == "resnext50" and size != 224:
+    if spec.input_size and size != spec.input_size:
         raise ConfigError(
-            "--architecture=resnext50 needs 224x224 inputs (fixed 7x7 "
-            f"pooling); {config.dataset} has {size}x{size}. Use resnet32 "
-            "for small images.")
+            f"--architecture={config.architecture} needs {spec.input_size}x"
+            f"{spec.input_size} inputs (fixed 7x7 pooling); {config.dataset} "
+            f"has {size}x{size}. Use resnet32 for small images.")
 
 
 def _require(condition, flag, message):

@@ -52,7 +52,7 @@ def run_multi_seed(config, *, overwrite=False):
                        for c in per_seed]
         trainer = jax_multi_seed.MultiSeedTrainer(
             lambda seed: runner.build_model(config, data.class_counts,
-                                            steps),
+                                            steps, data.train.class_names),
             config.seeds, dataset_fns[0](0)[0])
         start, seconds = jax_multi_seed.fit_multi_seed(
             trainer, dataset_fns, epochs=config.epochs, workdir=folder,

@@ -1,27 +1,40 @@
 """The BalPoE architectures by name: flat models, backbones, classifiers."""
 
+import functools
+
 from balpoe_keras import class_prior
+from balpoe_keras.architectures import ARCHITECTURES as SPECS
 from balpoe_keras.models import resnet_cifar
 from balpoe_keras.models import resnet_imagenet
 from balpoe_keras.models.balpoe_classifier import BalPoEClassifier
 from balpoe_keras.models.heads import validate_head_args
 
-ARCHITECTURES = {
-    "resnet32": resnet_cifar.build_balpoe_resnet32,
-    "resnet50": resnet_imagenet.build_balpoe_resnet50,
-    "resnext50": resnet_imagenet.build_balpoe_resnext50,
+# Family -> (flat builder, trunk builder, the reference's linear-head
+# kernel initializer).
+_FAMILIES = {
+    "resnet32": (resnet_cifar.build_balpoe_resnet32,
+                 resnet_cifar.build_resnet32_backbone,
+                 resnet_cifar.make_linear_head_initializer),
+    "resnet50": (resnet_imagenet.build_balpoe_resnet50,
+                 resnet_imagenet.build_resnet50_backbone,
+                 resnet_imagenet.make_linear_head_initializer),
+    "resnext50": (resnet_imagenet.build_balpoe_resnext50,
+                  resnet_imagenet.build_resnext50_backbone,
+                  resnet_imagenet.make_linear_head_initializer),
 }
-BACKBONES = {
-    "resnet32": resnet_cifar.build_resnet32_backbone,
-    "resnet50": resnet_imagenet.build_resnet50_backbone,
-    "resnext50": resnet_imagenet.build_resnext50_backbone,
-}
-# The reference's kernel initializer of each architecture's linear head.
-_LINEAR_HEAD_INITIALIZERS = {
-    "resnet32": resnet_cifar.make_linear_head_initializer,
-    "resnet50": resnet_imagenet.make_linear_head_initializer,
-    "resnext50": resnet_imagenet.make_linear_head_initializer,
-}
+
+
+def _bind(builder, spec):
+    kwargs = dict(spec.builder_kwargs)
+    return functools.partial(builder, **kwargs) if kwargs else builder
+
+
+# Name (`balpoe_keras.architectures.ARCHITECTURES`) -> flat builder / trunk
+# builder.
+ARCHITECTURES = {name: _bind(_FAMILIES[spec.family][0], spec)
+                 for name, spec in SPECS.items()}
+BACKBONES = {name: _bind(_FAMILIES[spec.family][1], spec)
+             for name, spec in SPECS.items()}
 
 
 def _check_architecture(architecture):
@@ -38,8 +51,9 @@ def build_balpoe_resnet(architecture, num_classes, *, num_experts=3,
     """Builds a flat BalPoE multi-expert model by architecture name.
 
     Args:
-        architecture: one of `"resnet32"` (CIFAR), `"resnet50"`,
-            `"resnext50"` (ImageNet-LT / iNaturalist).
+        architecture: a name in `balpoe_keras.architectures`:
+            `"resnet32"` (CIFAR; also `"resnet8"`, one block per stage),
+            `"resnet50"`, `"resnext50"` (ImageNet-LT / iNaturalist).
         num_classes: int >= 2, classes `C`.
         num_experts: int >= 1, experts `M`.
         **kwargs: passed to the builder (`build_balpoe_resnet32`,
@@ -133,6 +147,7 @@ def build_balpoe_classifier(architecture, class_counts,
         architecture, num_experts=num_experts, **kwargs)
     return BalPoEClassifier(
         backbone, class_counts, lambdas,
-        linear_head_initializer=_LINEAR_HEAD_INITIALIZERS[architecture](),
+        linear_head_initializer=(
+            _FAMILIES[SPECS[architecture].family][2]()),
         **classifier_kwargs,
     )

@@ -78,6 +78,6 @@ def make_default_optimizer():
     of 0.1, the reference's CIFAR rate at batch size 128; pass your own
     `TorchSGD(schedule)` for its warm-up and decay."""
     # Imported here: `balpoe_keras.training` imports the models package.
-    from balpoe_keras.training.optimizers import TorchSGD
+    from balpoe_keras.optimizers import TorchSGD
 
     return TorchSGD()

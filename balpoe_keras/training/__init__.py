@@ -6,6 +6,9 @@ functions of `distribute` (`get_strategy`).
 """
 
 from balpoe_keras.data.batching import compute_steps_per_epoch
+from balpoe_keras.optimizers import CosineEpochSchedule
+from balpoe_keras.optimizers import TorchSGD
+from balpoe_keras.optimizers import WarmupStepSchedule
 from balpoe_keras.training.callbacks import EpochCSVLogger
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
@@ -17,14 +20,10 @@ from balpoe_keras.training.compiling import resolve_mixed_precision
 from balpoe_keras.training.distribute import data_parallel_scope
 from balpoe_keras.training.distribute import get_data_parallel
 from balpoe_keras.training.distribute import get_strategy
-from balpoe_keras.training.distribute import initialize_multi_host
 from balpoe_keras.training.distribute import validate_global_batch_size
 from balpoe_keras.training.distribute import validate_strategy
 from balpoe_keras.training.fit import FitResult
 from balpoe_keras.training.fit import fit
-from balpoe_keras.training.optimizers import TorchSGD
-from balpoe_keras.training.schedules import CosineEpochSchedule
-from balpoe_keras.training.schedules import WarmupStepSchedule
 
 __all__ = [
     "CheckpointManager",
@@ -42,7 +41,6 @@ __all__ = [
     "fit",
     "get_data_parallel",
     "get_strategy",
-    "initialize_multi_host",
     "mixed_precision_scope",
     "resolve_mixed_precision",
     "validate_global_batch_size",

@@ -92,7 +92,8 @@ def fit(
     """Trains a compiled model for `epochs` epochs, resuming if possible.
 
     Args:
-        model: a compiled `keras.Model` (e.g. via `compile_balpoe`).
+        model: a compiled `keras.Model` (a `BalPoEClassifier` after its
+            `compile()`, or another model via `compile_balpoe`).
         train_dataset_fn: `epoch -> data` for the 0-based epoch; `data` is
             anything `model.fit` accepts as `x` with targets included
             (`tf.data.Dataset`, `keras.utils.PyDataset`, an iterable of
@@ -272,8 +273,9 @@ def _validate_args(epochs, checkpoint_every, eval_every, model):
             )
     if not getattr(model, "compiled", False):
         raise ValueError(
-            "The model is not compiled. Call compile_balpoe(model, ...) or "
-            "model.compile(...) before fit()."
+            "The model is not compiled. Call model.compile() (a "
+            "BalPoEClassifier brings its loss and metrics), "
+            "compile_balpoe(model, ...) or model.compile(...) before fit()."
         )
 
 

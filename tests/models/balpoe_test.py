@@ -1,6 +1,7 @@
 """Tests of `build_balpoe_resnet` / `build_balpoe_backbone`, the
 builders chosen by name."""
 
+from balpoe_keras.architectures import ARCHITECTURES as SPECS
 from balpoe_keras.models import ARCHITECTURES
 from balpoe_keras.models import BACKBONES
 from balpoe_keras.models import build_balpoe_backbone
@@ -28,13 +29,20 @@ class BuildBalPoEResNetTest(TestCase):
 
     def test_registry(self):
         # The ImageNet builders are tested (and built) in
-        # resnet_imagenet_test.py; here only the name -> builder mapping.
+        # resnet_imagenet_test.py; here only the name -> builder mapping,
+        # one name per balpoe_keras.architectures entry.
+        self.assertEqual(sorted(ARCHITECTURES), sorted(SPECS))
         self.assertEqual(
-            ARCHITECTURES,
+            {k: v for k, v in ARCHITECTURES.items() if k != "resnet8"},
             {"resnet32": build_balpoe_resnet32,
              "resnet50": build_balpoe_resnet50,
              "resnext50": build_balpoe_resnext50},
         )
+        resnet8 = ARCHITECTURES["resnet8"]
+        self.assertIs(resnet8.func, build_balpoe_resnet32)
+        self.assertEqual(resnet8.keywords, {"blocks_per_stage": 1})
+        self.assertEqual(build_balpoe_resnet("resnet8", 4).name,
+                         "balpoe_resnet8")
 
     def test_unknown_architecture_raises(self):
         with self.assertRaisesRegex(ValueError, "Unknown architecture 'vit'"):
@@ -55,8 +63,9 @@ class BuildBalPoEBackboneTest(TestCase):
 
     def test_registry(self):
         self.assertEqual(
-            BACKBONES,
+            {k: v for k, v in BACKBONES.items() if k != "resnet8"},
             {"resnet32": build_resnet32_backbone,
              "resnet50": build_resnet50_backbone,
              "resnext50": build_resnext50_backbone},
         )
+        self.assertIs(BACKBONES["resnet8"].func, build_resnet32_backbone)

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from balpoe_keras.models import build_balpoe_classifier
-from balpoe_keras.training.optimizers import TorchSGD
+from balpoe_keras.optimizers import TorchSGD
 from tests.benchmark_modules import REPRODUCTION_DIR
 from tests.benchmark_modules import load_script
 from tests.test_case import TestCase

@@ -5,9 +5,9 @@ import numpy as np
 
 from balpoe_keras.models import add_balpoe_heads
 from balpoe_keras.models import balpoe_targets
+from balpoe_keras.optimizers import TorchSGD
 from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.compiling import mixed_precision_scope
-from balpoe_keras.training.optimizers import TorchSGD
 from tests.test_case import TestCase
 
 _LAMBDAS = [1.0, 0.0, -1.0]

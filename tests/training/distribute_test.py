@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import pytest
 
+from balpoe_keras.optimizers import TorchSGD
 from balpoe_keras.training import distribute
-from balpoe_keras.training.optimizers import TorchSGD
 from tests.test_case import TestCase
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))

@@ -25,6 +25,8 @@ import pytest
 
 from balpoe_keras.models import add_balpoe_heads
 from balpoe_keras.models import balpoe_targets
+from balpoe_keras.optimizers import TorchSGD
+from balpoe_keras.optimizers import WarmupStepSchedule
 from balpoe_keras.training import workdir_lock as workdir_lock_lib
 from balpoe_keras.training.checkpoint import CheckpointManager
 from balpoe_keras.training.checkpoint import CheckpointStateError
@@ -33,8 +35,6 @@ from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.fit import fit
 from balpoe_keras.training.guards import NonFiniteLossError
 from balpoe_keras.training.guards import TrainingInterrupted
-from balpoe_keras.training.optimizers import TorchSGD
-from balpoe_keras.training.schedules import WarmupStepSchedule
 from tests.test_case import TestCase
 
 # The module; `balpoe_keras.training.fit` the attribute is the function.

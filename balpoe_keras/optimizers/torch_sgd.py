@@ -87,7 +87,7 @@ class TorchSGD(keras.optimizers.Optimizer):
         if keras.backend.backend() != "torch":
             return super()._backend_update_step(grads, trainable_variables,
                                                 learning_rate)
-        from balpoe_keras.training import torch_sgd_update
+        from balpoe_keras.optimizers import torch_sgd_update
 
         bufs = None
         if self.momentum != 0:

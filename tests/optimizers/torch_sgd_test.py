@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import torch
 
-from balpoe_keras.training.optimizers import TorchSGD
-from balpoe_keras.training.schedules import WarmupStepSchedule
+from balpoe_keras.optimizers import TorchSGD
+from balpoe_keras.optimizers import WarmupStepSchedule
 from tests.test_case import TestCase
 
 _W0 = np.array([1.0, -2.0], np.float32)

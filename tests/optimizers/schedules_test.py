@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from balpoe_keras.training.schedules import CosineEpochSchedule
-from balpoe_keras.training.schedules import WarmupStepSchedule
+from balpoe_keras.optimizers import CosineEpochSchedule
+from balpoe_keras.optimizers import WarmupStepSchedule
 from tests.test_case import TestCase
 
 _STEPS = 3  # Steps per epoch: tests query the first, middle and last step.
