@@ -120,10 +120,20 @@ def resolve_input_pipeline(config, experiment_data):
     return choice
 
 
-def make_train_dataset_fn(config, experiment_data, num_replicas):
+def make_train_dataset_fn(config, experiment_data, num_replicas,
+                          num_processes=1, process_index=0):
     """`epoch -> dataset` of the chosen input pipeline, a function of
-    `(seed, epoch)` only."""
+    `(seed, epoch)` only.
+
+    Args:
+        config, experiment_data: the run's.
+        num_replicas: devices the global batch is split over (the last
+            partial batch is dropped when > 1).
+        num_processes, process_index: in a multi-process run, this
+            process's share of every global batch.
+    """
     drop_remainder = num_replicas > 1
+    shard = dict(num_processes=num_processes, process_index=process_index)
     train = experiment_data.train
     if resolve_input_pipeline(config, experiment_data) == "arrays":
         from balpoe_keras.data.arrays import dataset
@@ -137,6 +147,7 @@ def make_train_dataset_fn(config, experiment_data, num_replicas):
             augment=recipe.crop_padding is not None,
             padding=recipe.crop_padding or 0,
             max_degrees=recipe.max_degrees, drop_remainder=drop_remainder,
+            **shard,
         )  # fmt: skip
     from balpoe_keras.data import tfdata
 
@@ -149,7 +160,7 @@ def make_train_dataset_fn(config, experiment_data, num_replicas):
             mix_mode=config.mix_mode,
             seed=config.seed, epoch=epoch, deterministic=True,
             drop_remainder=drop_remainder, num_replicas=num_replicas,
-            image_size=config.spec.image_size,
+            image_size=config.spec.image_size, **shard,
         )  # fmt: skip
 
     return dataset_fn

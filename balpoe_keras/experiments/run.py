@@ -59,6 +59,17 @@ flags.DEFINE_boolean("show_config", False,
 flags.DEFINE_boolean("overwrite", False,
                      "[Run] Start from scratch, deleting the workdir's "
                      "checkpoints, logs and record of its settings.")
+flags.DEFINE_string("coordinator_address", None,
+                    "[Processes] host:port of process 0, the same in every "
+                    "process of a multi-process JAX run (docs/training.md, "
+                    "'Several hosts'). SLURM and Open MPI launches and "
+                    "KERAS_DISTRIBUTION_* variables need none of these "
+                    "three flags.")
+flags.DEFINE_integer("num_processes", None,
+                     "[Processes] Processes of the run (all hosts).")
+flags.DEFINE_integer("process_id", None,
+                     "[Processes] This process, 0 .. --num_processes - 1; "
+                     "process 0 writes the run folder.")
 
 
 _FLAGFILE = "--flagfile="
@@ -138,10 +149,13 @@ def main(argv):
     from balpoe_keras.experiments import workdir
     from balpoe_keras.training import checkpoint
     from balpoe_keras.training import guards
+    from balpoe_keras.training import multi_host
     from balpoe_keras.training import workdir_lock
 
+    group = None
     try:
         config = config_lib.ExperimentConfig.from_flags(FLAGS)
+        group = start_processes(config)
         if config.seeds and not FLAGS.dry_run:
             from balpoe_keras.experiments import multi_seed
 
@@ -149,7 +163,10 @@ def main(argv):
         else:
             runner.run_experiment(config, dry_run=FLAGS.dry_run,
                                   overwrite=FLAGS.overwrite,
-                                  show_config=FLAGS.show_config)
+                                  show_config=FLAGS.show_config,
+                                  processes=group)
+    except multi_host.ProcessLostError as e:
+        fail_now(str(e))
     except config_lib.ConfigError as e:
         fail(str(e))
     except FileNotFoundError as e:  # Missing data: say where and how.
@@ -163,6 +180,42 @@ def main(argv):
     except (guards.NonFiniteLossError, checkpoint.CheckpointWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1)
+    except Exception as e:
+        if group is None or not group.multi_process:
+            raise
+        # A collective failed: another process died or broke off.
+        fail_now(multi_host.describe_failure(e, group))
+
+
+def start_processes(config):
+    """Joins a multi-process JAX run if the flags or the environment say
+    so; returns the `ProcessGroup` (None for a one-process run)."""
+    from balpoe_keras.training import multi_host
+
+    try:
+        launch = multi_host.detect_launch(
+            FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from None
+    if launch is None:
+        return None
+    if config.seeds:
+        raise config_lib.ConfigError(
+            "--seeds trains several seeds in one process; it cannot be "
+            "combined with a multi-process run.")
+    try:
+        return multi_host.initialize(launch)
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from None
+
+
+def fail_now(message):
+    """Prints a one-line error and ends the process at once: the JAX
+    runtime of a broken multi-process run would otherwise wait minutes
+    for the lost process at exit."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":

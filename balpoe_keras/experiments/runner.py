@@ -16,6 +16,7 @@ without TensorFlow and train through either input pipeline
 (`--input_pipeline`); the others need TensorFlow (tfds, file lists).
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -31,6 +32,7 @@ from balpoe_keras import training
 from balpoe_keras.experiments import inputs
 from balpoe_keras.experiments import workdir as workdir_lib
 from balpoe_keras.tensorflow_check import is_tensorflow_installed
+from balpoe_keras.training import multi_host
 from balpoe_keras.training.run_folder import RunFolder
 
 
@@ -77,7 +79,7 @@ def make_schedule(config, steps_per_epoch):
 
 
 def run_experiment(config, *, dry_run=False, overwrite=False,
-                   show_config=False):
+                   show_config=False, processes=None):
     """Trains, evaluates and exports one run; returns the report dict.
 
     Rerunning the same command after a crash resumes from the last
@@ -90,9 +92,14 @@ def run_experiment(config, *, dry_run=False, overwrite=False,
         overwrite: delete the workdir's run first.
         show_config: also print the resolved configuration (it is always
             written to `<workdir>/config.json`).
+        processes: the `training.multi_host.ProcessGroup` of a
+            multi-process JAX run (None: one process). Every process feeds
+            its share of each global batch; process 0 alone writes the run
+            folder and evaluates, on a copy of the model in its own devices.
 
     Returns:
-        The evaluation results dict (None for a dry run).
+        The evaluation results dict (None for a dry run and for the
+        processes other than 0).
 
     Raises:
         workdir.WorkdirError: the workdir holds a run with other settings.
@@ -100,32 +107,38 @@ def run_experiment(config, *, dry_run=False, overwrite=False,
             without TensorFlow).
     """
     inputs.check_data_dir(config)
-    folder = RunFolder(config.workdir)
+    group = processes or multi_host.ProcessGroup()
+    folder = RunFolder(config.workdir, writer=group.is_writer)
     with folder.lock():
-        if overwrite and not dry_run:
-            folder.remove_outputs()
-        workdir_lib.check_workdir(config)
+        if group.is_writer:
+            if overwrite and not dry_run:
+                folder.remove_outputs()
+            workdir_lib.check_workdir(config)
+            workdir_lib.record_config(config, folder)
+        multi_host.barrier("settings", group=group)
         experiment_data = inputs.load_data(config)
-        workdir_lib.record_config(config, folder)
         # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
         # training and evaluation run inside it.
         with training.data_parallel_scope() as replicas:
             training.validate_global_batch_size(config.global_batch_size,
                                                 replicas)
             return _train_and_report(config, experiment_data, replicas,
-                                     dry_run, show_config)
+                                     dry_run, show_config, folder, group)
 
 
 def _train_and_report(config, experiment_data, replicas, dry_run,
-                      show_config=False):
+                      show_config, folder, group):
     steps = inputs.steps_per_epoch(config, len(experiment_data.train), replicas)
     pipeline = inputs.resolve_input_pipeline(config, experiment_data)
     keras.utils.set_random_seed(config.seed)  # The initial weights.
     model = build_model(config, experiment_data.class_counts, steps,
                         experiment_data.train.class_names)
-    _log_plan(config, experiment_data, model, steps, replicas, pipeline,
-              show_config)
-    dataset_fn = inputs.make_train_dataset_fn(config, experiment_data, replicas)
+    if group.is_writer:
+        _log_plan(config, experiment_data, model, steps, replicas, pipeline,
+                  show_config, group)
+    dataset_fn = inputs.make_train_dataset_fn(
+        config, experiment_data, replicas, group.num_processes,
+        group.process_index)
     if dry_run:
         images, targets = next(iter(dataset_fn(0)))
         labels = targets[models.LOGITS]
@@ -133,24 +146,36 @@ def _train_and_report(config, experiment_data, replicas, dry_run,
               f"labels {tuple(labels.shape)} {labels.dtype}; stopping "
               "before training.")
         return None
-    eval_fn = (inputs.make_test_eval_fn(config, experiment_data)
-               if config.eval_every else None)
+    eval_fn = None
+    if config.eval_every and group.is_writer:
+        evaluate_test = inputs.make_test_eval_fn(config, experiment_data)
+
+        def eval_fn(trained):
+            local = _local_model(trained, group)
+            with _undistributed(group):
+                return evaluate_test(local)
     start = time.time()
     result = training.fit(
-        model, dataset_fn, epochs=config.epochs, workdir=config.workdir,
+        model, dataset_fn, epochs=config.epochs, workdir=folder,
         steps_per_epoch=steps, seed=config.seed,
+        verbose="auto" if group.is_writer else 0,
         global_batch_size=config.global_batch_size,
         examples_per_epoch=None if config.max_train_steps_per_epoch
         else len(experiment_data.train),
         eval_fn=eval_fn, eval_every=config.eval_every or 1, keep_every=100,
         checkpoint_every=config.checkpoint_every,
     )  # fmt: skip
+    if not group.is_writer:  # Process 0 evaluates, writes and exports.
+        multi_host.barrier("report", timeout_seconds=_REPORT_TIMEOUT,
+                           group=group)
+        return None
     report_path = os.path.join(config.workdir, "report", "report.json")
     if result.already_finished and os.path.exists(report_path):
         print(f"{config.workdir}: this run already finished all "
               f"{config.epochs} epochs and wrote {report_path}; nothing to "
               "do (pass --overwrite to train it again, or a larger --epochs "
               "to extend it).")
+        multi_host.barrier("report", group=group)
         with open(report_path) as f:
             return json.load(f)
     seconds = time.time() - start
@@ -163,7 +188,33 @@ def _train_and_report(config, experiment_data, replicas, dry_run,
         if not config.max_train_steps_per_epoch:
             images = trained * len(experiment_data.train)
         timing["images_per_sec_this_invocation"] = round(images / seconds, 1)
-    return evaluate_and_export(config, experiment_data, model, timing)
+    results = evaluate_and_export(config, experiment_data, model, timing,
+                                  group)
+    multi_host.barrier("report", group=group)
+    return results
+
+
+# How long the other processes wait for process 0's evaluation and export.
+_REPORT_TIMEOUT = 3 * 3600
+
+
+def _local_model(model, group):
+    """`model`, or in a multi-process run a copy with the same weights on
+    this process's devices, to evaluate under `_undistributed(group)`
+    without the other processes."""
+    if not group.multi_process:
+        return model
+    with multi_host.without_distribution():
+        copy = model.__class__.from_config(model.get_config())
+        copy.set_weights(model.get_weights())
+    return copy
+
+
+def _undistributed(group):
+    """Outside the data-parallel distribution in a multi-process run."""
+    if group.multi_process:
+        return multi_host.without_distribution()
+    return contextlib.nullcontext()
 
 
 def evaluate(config, experiment_data, model):
@@ -187,15 +238,21 @@ def evaluate(config, experiment_data, model):
     )  # fmt: skip
 
 
-def evaluate_and_export(config, experiment_data, model, timing=None):
+def evaluate_and_export(config, experiment_data, model, timing=None,
+                        group=None):
     """Writes `report/` and the `.keras` / SavedModel exports.
 
-    `timing` (optional dict) is stored in the report under `"timing"`.
+    `timing` (optional dict) is stored in the report under `"timing"`;
+    `group` (a multi-process run's `ProcessGroup`) evaluates a copy of the
+    model on this process's devices.
     """
     from balpoe_keras import evaluation
 
     start = time.time()
-    results = evaluate(config, experiment_data, model)
+    group = group or multi_host.ProcessGroup()
+    local = _local_model(model, group)
+    with _undistributed(group):
+        results = evaluate(config, experiment_data, local)
     results["timing"] = dict(timing or {},
                              eval_seconds=round(time.time() - start, 1))
     # What --mixed_precision=auto resolved to on this machine.
@@ -205,7 +262,8 @@ def evaluate_and_export(config, experiment_data, model, timing=None):
         results, os.path.join(config.workdir, "report"), config=config_dict
     )
     model_path = os.path.join(config.workdir, "model.keras")
-    model.save(model_path)
+    with multi_host.local_saving():
+        model.save(model_path)
     if config.export:
         export_run(config, model, experiment_data.train.class_names)
     summary = results["summary"]
@@ -272,7 +330,7 @@ def _export_in_subprocess(model_path, export_dir, kwargs):
 
 
 def _log_plan(config, experiment_data, model, steps, replicas, pipeline,
-              show_config=False):
+              show_config=False, group=None):
     counts = experiment_data.class_counts
     groups = class_prior.compute_shot_groups(counts)
     if show_config:
@@ -294,3 +352,9 @@ def _log_plan(config, experiment_data, model, steps, replicas, pipeline,
         f"learning rate {config.scaled_learning_rate:g}, "
         f"lambdas {list(config.lambdas)} (taus {config.taus})."
     )
+    if group is not None and group.multi_process:
+        print(f"Processes: {group.num_processes} (this is process "
+              f"{group.process_index}, which writes {config.workdir}), "
+              f"{group.num_devices} devices in all; each process feeds "
+              f"{config.global_batch_size // group.num_processes} images of "
+              "every global batch.")

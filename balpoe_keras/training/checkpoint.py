@@ -31,6 +31,8 @@ import time
 import keras
 import numpy as np
 
+from balpoe_keras.training import multi_host
+
 STATE_FILENAME = "state.json"
 _PREFIX = "ckpt-"
 _NAME = re.compile(r"^ckpt-(\d+)(?:-s(\d+))?\.keras$")
@@ -53,15 +55,18 @@ class CheckpointManager:
         keep_every: optional int; epoch checkpoints whose epoch is a
             multiple of it are kept (the reference's `save_period`);
             otherwise only the `KEEP_LATEST` (2) latest are kept.
+        read_only: bool; `save` writes nothing (the processes of a
+            multi-process run other than the one that writes).
     """
 
-    def __init__(self, directory, keep_every=None):
+    def __init__(self, directory, keep_every=None, read_only=False):
         if keep_every is not None and keep_every < 1:
             raise ValueError(
                 f"Expected keep_every >= 1 or None. Received: {keep_every}"
             )
         self.directory = str(directory)
         self.keep_every = keep_every
+        self.read_only = bool(read_only)
 
     @property
     def state_path(self):
@@ -93,13 +98,15 @@ class CheckpointManager:
         """Writes the checkpoint after `epoch` epochs (+ `step` batches).
 
         Returns:
-            str, the path of the new `.keras` file.
+            str, the path of the new `.keras` file (None if read-only).
 
         Raises:
             CheckpointWriteError: the write failed (e.g. no space left);
                 no partial file is left and the previous checkpoint stays
                 committed.
         """
+        if self.read_only:
+            return None
         os.makedirs(self.directory, exist_ok=True)
         name = f"{_PREFIX}{int(epoch):04d}"
         name += f"-s{int(step):05d}.keras" if step else ".keras"
@@ -116,7 +123,8 @@ class CheckpointManager:
         }
         tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{name}")
         try:
-            model.save(tmp)
+            with multi_host.local_saving():
+                model.save(tmp)
             _fsync(tmp)
             _write_json_atomic(path + ".json", state)
             os.replace(tmp, path)

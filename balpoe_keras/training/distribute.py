@@ -28,8 +28,9 @@ import keras
 _MULTI_WORKER_MESSAGE = (
     "tf.distribute.MultiWorkerMirroredStrategy is not supported: it is broken "
     "with Keras 3 (keras-team/keras#20585). For multi-host training use the "
-    "JAX backend (KERAS_BACKEND=jax) with keras.distribution.initialize() "
-    "(see initialize_multi_host), or train on one host with MirroredStrategy."
+    "JAX backend (KERAS_BACKEND=jax, training.multi_host; the runner's "
+    "--coordinator_address/--num_processes/--process_id), or train on one "
+    "host with MirroredStrategy."
 )
 
 
@@ -73,8 +74,10 @@ def validate_strategy(strategy):
 def get_data_parallel(devices=None):
     """JAX `keras.distribution.DataParallel` over all (or given) devices.
 
-    In a multi-process JAX job call `initialize_multi_host` first; the
-    devices are then those of all processes.
+    In a multi-process run (`training.multi_host.initialize` first) the
+    devices are those of all processes, and each process feeds its own
+    share of every global batch (`balpoe_keras.data.batching.process_rows`),
+    so Keras does not shard the input again (`auto_shard_dataset=False`).
 
     Args:
         devices: optional list of JAX devices or `"cpu:0"`-style names.
@@ -84,29 +87,12 @@ def get_data_parallel(devices=None):
         The `keras.distribution.DataParallel` (not yet set globally).
     """
     _require_backend("jax", "get_data_parallel")
+    import jax
+
     if devices is None:
         devices = keras.distribution.list_devices()
-    return keras.distribution.DataParallel(devices=list(devices))
-
-
-def initialize_multi_host(
-    job_addresses=None, num_processes=None, process_id=None
-):
-    """Multi-host JAX initialisation (call first in every process).
-
-    Thin wrapper over `keras.distribution.initialize`. On Cloud TPU / SLURM
-    the arguments can be omitted; otherwise pass the coordinator address
-    (`"10.0.0.1:1234"`, or all addresses comma-separated), the process count
-    and this process' id. Then use `get_data_parallel()` /
-    `data_parallel_scope()`; each process must feed its own shard of the
-    global batch (`global_batch_size / num_processes` examples per step).
-    """
-    _require_backend("jax", "initialize_multi_host")
-    keras.distribution.initialize(
-        job_addresses=job_addresses,
-        num_processes=num_processes,
-        process_id=process_id,
-    )
+    return keras.distribution.DataParallel(
+        devices=list(devices), auto_shard_dataset=jax.process_count() == 1)
 
 
 @contextlib.contextmanager

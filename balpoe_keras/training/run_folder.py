@@ -99,8 +99,10 @@ class RunFolder:
         return workdir_lock(self.path)
 
     def checkpoints(self, keep_every=None):
-        """The `CheckpointManager` of `checkpoints/`."""
-        return CheckpointManager(self.checkpoint_dir, keep_every=keep_every)
+        """The `CheckpointManager` of `checkpoints/` (read-only for a
+        folder that does not write)."""
+        return CheckpointManager(self.checkpoint_dir, keep_every=keep_every,
+                                 read_only=not self.writer)
 
     def has_training_state(self):
         """True once a trainer has written into `checkpoints/` (a
