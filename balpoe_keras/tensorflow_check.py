@@ -6,7 +6,8 @@ JAX or PyTorch on the in-memory datasets does not. The check reads the
 installed distributions (cheap, and a stand-in `tensorflow` package on the
 path that is not an installed distribution does not count).
 `BALPOE_KERAS_NO_TENSORFLOW=1` makes an installed TensorFlow count as
-absent (benchmarks/gpu_env.sh uses it to rehearse the GPU machines).
+absent (benchmarks/gpu_env.sh uses it to try the TensorFlow-free setup
+of a GPU machine on any machine).
 """
 
 import functools

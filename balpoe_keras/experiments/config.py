@@ -108,7 +108,7 @@ class ExperimentConfig:
                          "more epochs to extend it.", "Optimisation",
                          resume_safe=True)
     global_batch_size: int = _field(128, "Global batch size (all "
-                                    "replicas).", "Optimisation",
+                                    "devices and processes).", "Optimisation",
                                     flag="batch_size")
     learning_rate: float = _field(0.1, "Base learning rate.",
                                   "Optimisation")
@@ -139,7 +139,7 @@ class ExperimentConfig:
                        "Run")
     seeds: tuple = _field(
         (), "Several seeds trained together in one JAX program (vmapped "
-        "replicas; in-memory datasets): one report per seed in "
+        "models, one per seed; in-memory datasets): one report per seed in "
         "<workdir>/seed_<s>/ and their mean +- std in "
         "<workdir>/report/aggregate.md. Empty: the single --seed.", "Run",
         item=int)
@@ -150,7 +150,7 @@ class ExperimentConfig:
         "training on a CPU with AVX512_BF16 or AMX (TensorFlow, PyTorch; "
         "~1.5x faster there), else float32. Opt-in, so that results do not "
         "depend on the CPU; on 20-epoch CIFAR-10-LT runs its effect was "
-        "within seed noise (benchmarks/RESULTS.md).", "Run",
+        "within seed noise (reproduction/RESULTS.md).", "Run",
         choices=PRECISIONS)
     jit_compile: str = _field(
         "auto", "XLA (TF, JAX) or torch.compile (PyTorch); auto = on for "

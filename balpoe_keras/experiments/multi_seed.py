@@ -1,6 +1,6 @@
 """`--seeds=1,2,3,4,5`: the seeds of one setting in one JAX program.
 
-`run_multi_seed(config)` builds one replica per seed (each initialised as
+`run_multi_seed(config)` builds one model per seed (each initialised as
 its single-seed run would be), trains them together with
 `training.jax_multi_seed` on the in-memory input path, then writes one
 run folder per seed (`<workdir>/seed_<s>/`: report, `model.keras`, export)
@@ -62,7 +62,7 @@ def run_multi_seed(config, *, overwrite=False):
             os.makedirs(seed_config.workdir, exist_ok=True)
             workdir_lib.record_config(seed_config)
             reports.append(runner.evaluate_and_export(
-                seed_config, data, trainer.replica_model(index),
+                seed_config, data, trainer.seed_model(index),
                 {"train_seconds_this_invocation": round(seconds, 1),
                  "resumed_from_epoch": start,
                  "trained_with_seeds": list(config.seeds)}))

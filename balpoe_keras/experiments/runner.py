@@ -119,25 +119,25 @@ def run_experiment(config, *, dry_run=False, overwrite=False,
         experiment_data = inputs.load_data(config)
         # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
         # training and evaluation run inside it.
-        with training.data_parallel_scope() as replicas:
+        with training.data_parallel_scope() as devices:
             training.validate_global_batch_size(config.global_batch_size,
-                                                replicas)
-            return _train_and_report(config, experiment_data, replicas,
+                                                devices)
+            return _train_and_report(config, experiment_data, devices,
                                      dry_run, show_config, folder, group)
 
 
-def _train_and_report(config, experiment_data, replicas, dry_run,
+def _train_and_report(config, experiment_data, devices, dry_run,
                       show_config, folder, group):
-    steps = inputs.steps_per_epoch(config, len(experiment_data.train), replicas)
+    steps = inputs.steps_per_epoch(config, len(experiment_data.train), devices)
     pipeline = inputs.resolve_input_pipeline(config, experiment_data)
     keras.utils.set_random_seed(config.seed)  # The initial weights.
     model = build_model(config, experiment_data.class_counts, steps,
                         experiment_data.train.class_names)
     if group.is_writer:
-        _log_plan(config, experiment_data, model, steps, replicas, pipeline,
+        _log_plan(config, experiment_data, model, steps, devices, pipeline,
                   show_config, group)
     dataset_fn = inputs.make_train_dataset_fn(
-        config, experiment_data, replicas, group.num_processes,
+        config, experiment_data, devices, group.num_processes,
         group.process_index)
     if dry_run:
         images, targets = next(iter(dataset_fn(0)))
@@ -329,7 +329,7 @@ def _export_in_subprocess(model_path, export_dir, kwargs):
     return done.stdout.strip().splitlines()[-1]
 
 
-def _log_plan(config, experiment_data, model, steps, replicas, pipeline,
+def _log_plan(config, experiment_data, model, steps, devices, pipeline,
               show_config=False, group=None):
     counts = experiment_data.class_counts
     groups = class_prior.compute_shot_groups(counts)
@@ -348,7 +348,7 @@ def _log_plan(config, experiment_data, model, steps, replicas, pipeline,
         f"Model: {config.architecture}, {config.num_experts} experts, "
         f"{trainable:,} trainable parameters, dtype policy "
         f"{model.dtype_policy.name}; backend {keras.backend.backend()}, "
-        f"input {pipeline}, {replicas} device(s), {steps} steps/epoch, "
+        f"input {pipeline}, {devices} device(s), {steps} steps/epoch, "
         f"learning rate {config.scaled_learning_rate:g}, "
         f"lambdas {list(config.lambdas)} (taus {config.taus})."
     )

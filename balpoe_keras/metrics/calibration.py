@@ -24,7 +24,7 @@ class _CalibrationMetric(keras.metrics.Metric):
     """Streams per-bin counts, confidence sums and correct sums.
 
     State is three `(num_bins,)` vectors (fixed size, summed across
-    replicas), so it works inside compiled train steps and under
+    devices), so it works inside compiled train steps and under
     `tf.distribute.MirroredStrategy`.
     """
 

@@ -48,7 +48,7 @@ class ImagesPerSecond(keras.callbacks.Callback):
     `steps * global_batch_size` (counts the last partial batch as full).
 
     Args:
-        global_batch_size: int, images per optimizer step, all replicas.
+        global_batch_size: int, images per optimizer step, all devices.
         examples_per_epoch: optional int, exact images per epoch.
         key: the logs key.
         verbose: bool, print one line per epoch.

@@ -46,7 +46,7 @@ def resolve_mixed_precision(policy="auto"):
     the runner's default, so that results do not depend on the CPU: on
     four paired 20-epoch CIFAR-10-LT seeds its effect on balanced accuracy
     and ECE was within seed noise, but two of its ECEs lay above every
-    float32 run (benchmarks/RESULTS.md, "bfloat16 accuracy").
+    float32 run (reproduction/RESULTS.md, "bfloat16 accuracy").
     """
     if policy != "auto":
         _validate_policy(policy)

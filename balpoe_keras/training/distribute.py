@@ -5,13 +5,13 @@ imports on the JAX and torch backends without TensorFlow installed.
 
 Typical use (any backend):
 
-    with data_parallel_scope() as num_replicas:
-        validate_global_batch_size(128, num_replicas)
+    with data_parallel_scope() as num_devices:
+        validate_global_batch_size(128, num_devices)
         model = build_balpoe_resnet32(100)
         compile_balpoe(model, ...)
         fit(model, ...)
 
-Batch-norm statistics: under `MirroredStrategy` each replica normalises with
+Batch-norm statistics: under `MirroredStrategy` each device normalises with
 its own slice of the batch (as the reference's `torch.nn.DataParallel`,
 the reference's `train.py`); under JAX `DataParallel` the batch is one
 sharded array, so
@@ -105,7 +105,7 @@ def data_parallel_scope(devices=None):
     device); passing `devices` raises.
 
     Yields:
-        int, the number of replicas the global batch is split over.
+        int, the number of devices the global batch is split over.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -131,10 +131,10 @@ def data_parallel_scope(devices=None):
 
 
 def validate_global_batch_size(global_batch_size, num_replicas):
-    """Checks the global batch splits evenly; returns the per-replica size.
+    """Checks the global batch splits evenly; returns the per-device size.
 
     Args:
-        global_batch_size: int, examples per optimizer step, all replicas.
+        global_batch_size: int, examples per optimizer step, all devices.
         num_replicas: int, e.g. `strategy.num_replicas_in_sync`.
 
     Returns:
@@ -152,7 +152,7 @@ def validate_global_batch_size(global_batch_size, num_replicas):
         lower = max(1, global_batch_size // num_replicas) * num_replicas
         raise ValueError(
             f"global_batch_size={global_batch_size} is not divisible by the "
-            f"{num_replicas} replicas. Use a multiple of {num_replicas} "
+            f"{num_replicas} devices. Use a multiple of {num_replicas} "
             f"(e.g. {lower} or {lower + num_replicas}) or change the "
             "devices."
         )

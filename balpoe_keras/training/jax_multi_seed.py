@@ -2,19 +2,19 @@
 
 The paper reports means over 5 seeds. On a GPU one ResNet-32 at batch 128
 leaves the device mostly idle, so running the seeds one after another
-wastes it. `MultiSeedTrainer` stacks S independent replicas (weights, batch
+wastes it. `MultiSeedTrainer` stacks S independent models (weights, batch
 norm statistics, optimizer state, metrics) along a new leading axis and
 trains them with `jax.jit(jax.vmap(model.train_step))`: Keras' own
-stateless JAX train step, so each replica computes exactly what a
-single-seed `fit` computes (tested to float noise). Each replica keeps its
+stateless JAX train step, so each seed's model computes exactly what a
+single-seed `fit` computes (tested to float noise). Each keeps its
 own initialisation (built under `keras.utils.set_random_seed(seed)`) and
 its own data order and augmentation draws (its own `dataset_fn`).
 
 State is checkpointed after every epoch (`checkpoints/multi_seed_state.npz`
 of the run folder, written atomically); rerunning resumes, and the log
 (`train_log.csv`, one `seed<s>/<key>` column per seed) drops the rows of
-epochs after the checkpoint, as `training.fit` does. `replica_model(i)`
-loads replica i into the template model for evaluation and export.
+epochs after the checkpoint, as `training.fit` does. `seed_model(i)`
+loads seed i's model into the template model for evaluation and export.
 """
 
 import os
@@ -35,7 +35,7 @@ class MultiSeedTrainer:
 
     Args:
         build_fn: `seed -> compiled keras.Model`; called once per seed
-            right after `keras.utils.set_random_seed(seed)`, so replica i
+            right after `keras.utils.set_random_seed(seed)`, so model i
             starts from the weights a single-seed run with that seed has.
         seeds: list of distinct ints, S >= 1.
         sample_batch: one `(x, y)` batch (builds the metrics and the
@@ -58,16 +58,16 @@ class MultiSeedTrainer:
             model = build_fn(seed)
             _build_state(model, sample_batch)
             states.append(_get_state(model))
-        self.model = model  # The template (the last replica's structure).
+        self.model = model  # The template (the last seed's structure).
         self.state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
         self._step = jax.jit(jax.vmap(model.train_step), donate_argnums=0)
 
     @property
-    def num_replicas(self):
+    def num_seeds(self):
         return len(self.seeds)
 
     def train_epoch(self, batches, on_step=None):
-        """Trains every replica on its batches of one epoch.
+        """Trains every seed's model on its batches of one epoch.
 
         Args:
             batches: per step, a list of S `(x, y)` batches (one per seed,
@@ -87,8 +87,8 @@ class MultiSeedTrainer:
                 on_step(step, logs)
         return {k: np.asarray(v) for k, v in logs.items()}
 
-    def replica_model(self, index):
-        """The template model holding replica `index`'s variables."""
+    def seed_model(self, index):
+        """The template model holding seed `index`'s variables."""
         values = jax.tree.map(lambda x: x[index], self.state)
         trainable, non_trainable, optimizer, _ = values
         model = self.model
@@ -139,7 +139,7 @@ class MultiSeedTrainer:
         for metric in model.metrics:
             metric.reset_state()
         fresh = [v.value for v in model.metrics_variables]
-        stacked = [jnp.stack([v] * self.num_replicas) for v in fresh]
+        stacked = [jnp.stack([v] * self.num_seeds) for v in fresh]
         self.state = self.state[:3] + (stacked,)
 
 
@@ -168,7 +168,7 @@ def _per_seed_logs(logs, seeds):
 
 def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
                    steps_per_epoch=None, verbose=True):
-    """Trains `trainer`'s replicas for `epochs` epochs, resuming.
+    """Trains `trainer`'s seeds for `epochs` epochs, resuming.
 
     Args:
         trainer: a `MultiSeedTrainer`.
@@ -205,6 +205,6 @@ def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
         if verbose:
             losses = ", ".join(f"{v:.4f}" for v in logs.get("loss", []))
             print(f"Epoch {epoch + 1}/{epochs}: loss per seed [{losses}], "
-                  f"{images / seconds:.0f} img/s over {trainer.num_replicas}"
+                  f"{images / seconds:.0f} img/s over {trainer.num_seeds}"
                   f" seeds, {seconds:.1f} s", flush=True)
     return start, time.time() - began

@@ -42,7 +42,7 @@ def _dataset_fn(seed):
 
 
 class MultiSeedTest(TestCase):
-    def test_each_replica_equals_its_single_seed_fit(self):
+    def test_each_seed_equals_its_single_seed_fit(self):
         from balpoe_keras import training
         from balpoe_keras.training import jax_multi_seed
 
@@ -58,10 +58,10 @@ class MultiSeedTest(TestCase):
             training.fit(single, fns[index], epochs=2,
                          workdir=self.get_temp_dir(), steps_per_epoch=3,
                          verbose=0, tensorboard=False)
-            replica = trainer.replica_model(index)
-            for a, b in zip(replica.weights, single.weights):
+            seed_model = trainer.seed_model(index)
+            for a, b in zip(seed_model.weights, single.weights):
                 self.assertAllClose(a, b, atol=2e-5, rtol=2e-5)
-        # The two seeds trained different replicas.
+        # The two seeds trained different models.
         a = trainer.state[0][0]
         self.assertGreater(float(np.abs(a[0] - a[1]).max()), 1e-3)
 

@@ -58,8 +58,8 @@ def _check_batch(global_batch_size, num_replicas):
     if global_batch_size % num_replicas:
         raise ValueError(
             f"global_batch_size={global_batch_size} is not divisible by "
-            f"num_replicas={num_replicas}; each replica needs an equal "
-            "share. Pick a multiple of the replica count.")
+            f"num_replicas={num_replicas} devices; each needs an equal "
+            "share. Pick a multiple of the device count.")
 
 
 def _finish(ds, output_keys):
@@ -80,7 +80,7 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
 
     Args:
         source: `ImageSource`.
-        global_batch_size: images per step over all replicas.
+        global_batch_size: images per step over all devices.
         recipe: augmentation recipe (`balpoe_keras.data.recipes.RECIPES`).
         num_classes: `C` of the soft labels; default `source.num_classes`.
         mixup_alpha: Mixup Beta parameter; 0 turns mixing off (int labels).
@@ -96,8 +96,8 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
             `sampling.MODES` name: `"balanced"`, `"sqrt"`, `"instance"`.
         deterministic: keep element order under parallelism.
         drop_remainder: drop the last partial batch of each epoch. The
-            reference keeps it (False); set True for multi-replica
-            strategies that need equal per-replica batches.
+            reference keeps it (False); set True for several devices
+            (strategies need equal per-device batches).
         num_replicas: `global_batch_size` must be divisible by it.
         output_keys: label dict keys (`{"logits": y, "expert_logits": y}`
             for BalPoE models), or None for plain labels.

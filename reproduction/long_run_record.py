@@ -1,0 +1,182 @@
+r"""The record of full-schedule runs: final scores and test curves.
+
+Reads each run's own outputs (never typed numbers) and writes one JSON list
+and a plot of balanced accuracy and ECE against epoch:
+
+    python reproduction/long_run_record.py \
+        --run=balpoe_keras,tensorflow,2b0c07c,runs/cifar10_folder_ir100 \
+        --run=replica,torch,2b0c07c,runs/replica_seed1 \
+        --out=reproduction/results/cifar10_lt_ir100_200ep.json \
+        --plot=docs/images/cifar10_lt_ir100_200ep.png
+
+`--run=IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]`, one per run:
+
+- a balpoe_keras run folder (`python -m balpoe_keras.experiments.run`):
+  `config.json`, `train_log.csv` (the `test/...` columns of
+  `--eval_every`) and, once finished, `report/report.json`;
+- a PyTorch replica folder (`reproduction/reference_train.py`):
+  `train_log.csv`, `eval_log.csv` (`--eval_every`) and, once finished,
+  `report.json`;
+- a folder holding only a balpoe_keras `report.json` (and optionally
+  `train_log*.csv` without test columns): the final scores, no curve.
+
+A run that has not finished is recorded with the epochs it completed and
+its curve so far (final scores null). Accuracies, ECE and MCE in %, NLL in
+nats.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import os
+
+IMPLEMENTATIONS = ("balpoe_keras", "replica")
+_FINAL = {"balanced_accuracy": "test/balanced_accuracy",
+          "many": "test/acc_many", "medium": "test/acc_medium",
+          "few": "test/acc_few", "ece": "test/ece", "mce": "test/mce",
+          "nll": "test/nll"}
+
+
+def parse_run(text):
+    """`IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]` -> dict."""
+    parts = text.split(",", 4)
+    if len(parts) < 4 or parts[0] not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"--run={text!r}: expected IMPLEMENTATION,BACKEND,COMMIT,FOLDER"
+            f"[,NOTE] with IMPLEMENTATION in {IMPLEMENTATIONS}.")
+    implementation, backend, commit, folder = parts[:4]
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--run={text!r}: no folder {folder}")
+    return {"implementation": implementation, "backend": backend,
+            "commit": commit, "folder": folder,
+            "note": parts[4] if len(parts) > 4 else None}
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _number(value):
+    if value in (None, "", "NA", "None"):
+        return None
+    return float(value)
+
+
+def _report(folder):
+    for path in (os.path.join(folder, "report", "report.json"),
+                 os.path.join(folder, "report.json")):
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    return None
+
+
+def read_curve(folder):
+    """`[{"epoch", "balanced_accuracy", "ece"}]` (1-based epochs, %)."""
+    eval_log = os.path.join(folder, "eval_log.csv")
+    if os.path.exists(eval_log):  # The replica.
+        return [{"epoch": int(r["epoch"]) + 1,
+                 "balanced_accuracy": _number(r["balanced_accuracy"]),
+                 "ece": _number(r["ece"])} for r in _read_csv(eval_log)]
+    curve = []
+    for path in sorted(glob.glob(os.path.join(folder, "train_log*.csv"))):
+        for row in _read_csv(path):
+            value = _number(row.get("test/balanced_accuracy"))
+            if value is not None:
+                curve.append({"epoch": int(row["epoch"]) + 1,
+                              "balanced_accuracy": value,
+                              "ece": _number(row.get("test/ece"))})
+    unique = {point["epoch"]: point for point in curve}  # Last log wins.
+    return [unique[e] for e in sorted(unique)]
+
+
+def epochs_done(folder):
+    """Completed epochs: the last row of the training log."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(folder, "train_log*.csv"))):
+        rows += _read_csv(path)
+    return max((int(r["epoch"]) + 1 for r in rows), default=0)
+
+
+def _seed(folder, report):
+    path = os.path.join(folder, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return int(json.load(f)["seed"])
+    config = (report or {}).get("config", {})
+    return int(config["seed"]) if "seed" in config else None
+
+
+def record(run):
+    """One entry of the record for a `parse_run` dict."""
+    folder = run["folder"]
+    report = _report(folder)
+    summary = (report or {}).get("summary", {})
+    entry = {"implementation": run["implementation"],
+             "backend": run["backend"], "seed": _seed(folder, report),
+             "epochs": epochs_done(folder), "finished": report is not None}
+    for key, name in _FINAL.items():
+        value = summary.get(name)
+        entry[key] = None if value is None else round(float(value), 4)
+    entry["curve"] = read_curve(folder)
+    entry["commit"] = run["commit"]
+    if run["note"]:
+        entry["note"] = run["note"]
+    return entry
+
+
+def plot(entries, path):
+    """Balanced accuracy and ECE against epoch, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for entry in entries:
+        if not entry["curve"]:
+            continue
+        label = f"{entry['implementation']} ({entry['backend']}, seed " \
+                f"{entry['seed']})"
+        epochs = [p["epoch"] for p in entry["curve"]]
+        for ax, key in zip(axes, ("balanced_accuracy", "ece")):
+            ax.plot(epochs, [p[key] for p in entry["curve"]], marker=".",
+                    label=label)
+    for ax, title in zip(axes, ("Balanced accuracy (%)", "ECE (%)")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        for drop in (160, 180):
+            ax.axvline(drop, color="grey", lw=0.8, ls=":")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", action="append", required=True,
+                        help="IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]")
+    parser.add_argument("--out", required=True, help="The JSON record.")
+    parser.add_argument("--plot", default=None, help="PNG of the curves.")
+    args = parser.parse_args(argv)
+    entries = [record(parse_run(text)) for text in args.run]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(entries, f, indent=1)
+        f.write("\n")
+    if args.plot:
+        plot(entries, args.plot)
+    for e in entries:
+        print(f"{e['implementation']:13s} {e['backend']:10s} seed {e['seed']}"
+              f" epochs {e['epochs']:3d} bal. acc {e['balanced_accuracy']} "
+              f"ECE {e['ece']} ({len(e['curve'])} curve points)")
+    return entries
+
+
+if __name__ == "__main__":
+    main()
