@@ -9,7 +9,9 @@ and a plot of balanced accuracy and ECE against epoch:
         --out=reproduction/results/cifar10_lt_ir100_200ep.json \
         --plot=docs/images/cifar10_lt_ir100_200ep.png
 
-`--run=IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]`, one per run:
+`--run=IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,SEED[,NOTE]]`, one per run
+(SEED: when the folder does not record it yet, as an unfinished replica
+run; NOTE: free text, may contain commas):
 
 - a balpoe_keras run folder (`python -m balpoe_keras.experiments.run`):
   `config.json`, `train_log.csv` (the `test/...` columns of
@@ -22,7 +24,8 @@ and a plot of balanced accuracy and ECE against epoch:
 
 A run that has not finished is recorded with the epochs it completed and
 its curve so far (final scores null). Accuracies, ECE and MCE in %, NLL in
-nats.
+nats. `--results_md` also writes the final scores side by side between the
+`long-run` markers of that file.
 """
 
 import argparse
@@ -30,6 +33,7 @@ import csv
 import glob
 import json
 import os
+import sys
 
 IMPLEMENTATIONS = ("balpoe_keras", "replica")
 _FINAL = {"balanced_accuracy": "test/balanced_accuracy",
@@ -39,18 +43,20 @@ _FINAL = {"balanced_accuracy": "test/balanced_accuracy",
 
 
 def parse_run(text):
-    """`IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]` -> dict."""
-    parts = text.split(",", 4)
+    """`IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,SEED[,NOTE]]` -> dict."""
+    parts = text.split(",", 5)
     if len(parts) < 4 or parts[0] not in IMPLEMENTATIONS:
         raise ValueError(
             f"--run={text!r}: expected IMPLEMENTATION,BACKEND,COMMIT,FOLDER"
-            f"[,NOTE] with IMPLEMENTATION in {IMPLEMENTATIONS}.")
+            f"[,SEED[,NOTE]] with IMPLEMENTATION in {IMPLEMENTATIONS}.")
     implementation, backend, commit, folder = parts[:4]
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--run={text!r}: no folder {folder}")
+    seed = parts[4].strip() if len(parts) > 4 else ""
     return {"implementation": implementation, "backend": backend,
             "commit": commit, "folder": folder,
-            "note": parts[4] if len(parts) > 4 else None}
+            "seed": int(seed) if seed else None,
+            "note": parts[5] if len(parts) > 5 else None}
 
 
 def _read_csv(path):
@@ -114,8 +120,13 @@ def record(run):
     folder = run["folder"]
     report = _report(folder)
     summary = (report or {}).get("summary", {})
+    seed = _seed(folder, report)
+    if seed is None:
+        seed = run["seed"]
+    elif run["seed"] is not None and run["seed"] != seed:
+        raise ValueError(f"{folder} trained seed {seed}, not {run['seed']}.")
     entry = {"implementation": run["implementation"],
-             "backend": run["backend"], "seed": _seed(folder, report),
+             "backend": run["backend"], "seed": seed,
              "epochs": epochs_done(folder), "finished": report is not None}
     for key, name in _FINAL.items():
         value = summary.get(name)
@@ -127,6 +138,33 @@ def record(run):
     return entry
 
 
+MARKERS = ("<!-- long-run:start -->", "<!-- long-run:end -->")
+_COLUMNS = (("balanced_accuracy", "Bal. acc"), ("many", "Many"),
+            ("medium", "Medium"), ("few", "Few"), ("ece", "ECE"),
+            ("mce", "MCE"), ("nll", "NLL"))
+
+
+def format_table(entries):
+    """Markdown: the final scores side by side, one row per run (for a
+    run still training: its last test so far)."""
+    lines = ["| run | backend | seed | epochs | "
+             + " | ".join(label for _, label in _COLUMNS) + " | commit |",
+             "|" + "---|" * (5 + len(_COLUMNS))]
+    for e in entries:
+        cells = ["–" if e[key] is None else f"{e[key]:.2f}"
+                 for key, _ in _COLUMNS]
+        if not e["finished"] and e["curve"]:  # The last test so far.
+            last = e["curve"][-1]
+            cells[0] = f"{last['balanced_accuracy']:.2f} (epoch " \
+                       f"{last['epoch']})"
+            cells[4] = f"{last['ece']:.2f} (epoch {last['epoch']})"
+        epochs = str(e["epochs"]) + ("" if e["finished"] else " (running)")
+        lines.append(f"| {e['implementation']} | {e['backend']} | "
+                     f"{e['seed']} | {epochs} | " + " | ".join(cells)
+                     + f" | {e['commit'][:7]} |")
+    return "\n".join(lines)
+
+
 def plot(entries, path):
     """Balanced accuracy and ECE against epoch, one line per run."""
     import matplotlib
@@ -136,14 +174,16 @@ def plot(entries, path):
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for entry in entries:
-        if not entry["curve"]:
-            continue
         label = f"{entry['implementation']} ({entry['backend']}, seed " \
                 f"{entry['seed']})"
-        epochs = [p["epoch"] for p in entry["curve"]]
         for ax, key in zip(axes, ("balanced_accuracy", "ece")):
-            ax.plot(epochs, [p[key] for p in entry["curve"]], marker=".",
-                    label=label)
+            if entry["curve"]:
+                ax.plot([p["epoch"] for p in entry["curve"]],
+                        [p[key] for p in entry["curve"]], marker=".",
+                        label=label)
+            elif entry[key] is not None:  # A run logged without a curve.
+                ax.plot([entry["epochs"]], [entry[key]], marker="*",
+                        markersize=10, ls="none", label=f"{label}, final")
     for ax, title in zip(axes, ("Balanced accuracy (%)", "ECE (%)")):
         ax.set_xlabel("epoch")
         ax.set_title(title)
@@ -163,6 +203,8 @@ def main(argv=None):
                         help="IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]")
     parser.add_argument("--out", required=True, help="The JSON record.")
     parser.add_argument("--plot", default=None, help="PNG of the curves.")
+    parser.add_argument("--results_md", default=None, help="Markdown file "
+                        "whose long-run markers receive the table.")
     args = parser.parse_args(argv)
     entries = [record(parse_run(text)) for text in args.run]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -171,6 +213,11 @@ def main(argv=None):
         f.write("\n")
     if args.plot:
         plot(entries, args.plot)
+    if args.results_md:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from reproduce import update_markdown
+
+        update_markdown(args.results_md, format_table(entries), MARKERS)
     for e in entries:
         print(f"{e['implementation']:13s} {e['backend']:10s} seed {e['seed']}"
               f" epochs {e['epochs']:3d} bal. acc {e['balanced_accuracy']} "
