@@ -116,8 +116,8 @@ def test_arrays_path_imports_and_runs_without_tensorflow(tmp_path):
         from balpoe_keras.data.archive import load_cifar10_arrays
         from balpoe_keras.data.arrays import ArrayDataset
         from balpoe_keras.data import long_tail, test_distributions
-        from balpoe_keras import evaluation, models, training
-        from balpoe_keras.training import fit, checkpoint, optimizers
+        from balpoe_keras import evaluation, models, optimizers, training
+        from balpoe_keras.training import fit, checkpoint
         images = np.zeros((6, 8, 8, 3), np.uint8)
         ds = ArrayDataset((images, np.arange(6) % 2), global_batch_size=4,
                           num_classes=2, mixup_alpha=0.8, max_degrees=15.0)
