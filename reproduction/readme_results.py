@@ -25,6 +25,21 @@ START = "<!-- quickstart-results:start -->"
 END = "<!-- quickstart-results:end -->"
 
 
+def describe_machine(cpuinfo="/proc/cpuinfo"):
+    """`"2 CPU cores (AMD EPYC)"`: the cores and model of this machine."""
+    model = None
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = f"{os.cpu_count()} CPU cores"
+    return f"{cores} ({model})" if model else cores
+
+
 def format_results(report):
     """Markdown block for the README from a report dict."""
     config = report.get("config") or {}
@@ -37,8 +52,8 @@ def format_results(report):
         f"Quickstart results ({config.get('dataset')}, imbalance ratio "
         f"{config.get('imbalance_ratio')}, {config.get('epochs')} epochs, "
         f"{report['versions'].get('keras_backend', 'tensorflow')} backend"
-        f"{policy}{wall}; measured {time.strftime('%Y-%m-%d')} on this "
-        "project's 2-core CPU machine by "
+        f"{policy}{wall}; measured {time.strftime('%Y-%m-%d')} on "
+        f"{describe_machine()}; written by "
         "`python reproduction/readme_results.py runs/quickstart`). "
         "Accuracies, ECE and MCE in %, NLL in nats; a few epochs are far "
         "from the paper's 200-epoch schedule:",
