@@ -201,11 +201,8 @@ def local_saving():
     cross-process array whose creation waits for the other processes,
     which are not saving. Outside a multi-process run it does nothing.
     """
-    if keras.backend.backend() == "jax":
-        import jax
-
-        if jax.process_count() > 1:
-            return without_distribution()
+    if current_group().multi_process:
+        return without_distribution()
     return contextlib.nullcontext()
 
 
