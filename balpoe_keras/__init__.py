@@ -39,10 +39,8 @@ _API = {
     "MaximumCalibrationError": "balpoe_keras.metrics",
     "BalPoEClassifier": "balpoe_keras.models",
     "add_balpoe_heads": "balpoe_keras.models",
-    "balpoe_targets": "balpoe_keras.models",
     "build_balpoe_backbone": "balpoe_keras.models",
     "build_balpoe_classifier": "balpoe_keras.models",
-    "build_balpoe_resnet": "balpoe_keras.models",
 }
 # Every serializable class lives in these; compiled models also save their
 # optimizer (TorchSGD) and LR schedule, hence `optimizers`.

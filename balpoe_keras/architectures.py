@@ -14,7 +14,7 @@ class ArchitectureSpec:
 
     Attributes:
         family: the builders that build it: `"resnet32"` (CIFAR ResNets,
-            `build_balpoe_resnet32`), `"resnet50"` or `"resnext50"`.
+            `build_resnet32_backbone`), `"resnet50"` or `"resnext50"`.
         num_stages: residual stages of the trunk.
         shared_stages: stages all experts share in the reference (stem +
             layer1 for the CIFAR ResNets, + layer2 for the others).

@@ -48,7 +48,7 @@ def _load(kind):
 
 def _throughput(source, batches, batch_size, **kwargs):
     ds = make_train_dataset(source, global_batch_size=batch_size, seed=0,
-                            output_keys=None, **kwargs)
+                            **kwargs)
     iterator = iter(ds)
     for _ in range(3):  # warm-up: tracing, autotune
         next(iterator)

@@ -1,9 +1,10 @@
 """Runs a BalPoE model over a test set and collects its outputs in NumPy.
 
 Works on every Keras backend: NumPy `(images, labels)` pairs go through
-`model.predict`; `tf.data` datasets and other iterables of
-`(images, labels)` batches through `model.predict_on_batch`, so TensorFlow
-is only needed when the caller already holds a `tf.data.Dataset`.
+`model.predict_outputs`; `tf.data` datasets and other iterables of
+`(images, labels)` batches are fed to it as a generator of NumPy images, so
+TensorFlow is only needed when the caller already holds a
+`tf.data.Dataset`.
 """
 
 import numpy as np
@@ -68,8 +69,8 @@ def predict_outputs(model, test_set, *, batch_size=256):
     """Runs `model` once over `test_set` and returns its outputs in NumPy.
 
     Args:
-        model: Keras model taking float32 images `(B, H, W, C)` in `[0, 1]`
-            and returning `{"logits": (B, C), "expert_logits": (B, M, C)}`.
+        model: a `BalPoEClassifier` (its `predict_outputs`), taking float32
+            images `(B, H, W, C)` in `[0, 1]`.
         test_set: a pair `(images, labels)` of NumPy arrays, or a
             `tf.data.Dataset` / iterable yielding `(images, labels)` batches.
             Labels are int ids `(N,)` / `(N, 1)` or one-hot `(N, C)`.
@@ -79,41 +80,47 @@ def predict_outputs(model, test_set, *, batch_size=256):
         dict with `logits` `(N, C)` float32, `expert_logits` `(N, M, C)`
         float32 and `labels` `(N,)` int64.
     """
+    if not callable(getattr(model, "predict_outputs", None)):
+        raise ValueError(
+            "Expected a BalPoEClassifier (build_balpoe_classifier or "
+            "add_balpoe_heads). Received a "
+            f"{type(model).__name__}; a .keras file of a plain functional "
+            "model was saved by an older balpoe_keras: build the classifier "
+            "and train it again."
+        )
     if isinstance(test_set, (tuple, list)) and len(test_set) == 2:
         images, labels = test_set
         if isinstance(images, np.ndarray):
-            outputs = model.predict(images, batch_size=batch_size, verbose=0)
-            logits, expert_logits = _split_outputs(outputs)
+            logits, expert_logits = _split_outputs(
+                model.predict_outputs(images, batch_size=batch_size))
             return {
                 "logits": logits,
                 "expert_logits": expert_logits,
                 "labels": validate_labels(labels, logits.shape[-1]),
             }
-    return _predict_batches(model, test_set)
+    labels = []
+    logits, expert_logits = _split_outputs(
+        model.predict_outputs(_images_of(test_set, labels)))
+    return {
+        "logits": logits,
+        "expert_logits": expert_logits,
+        "labels": validate_labels(np.concatenate(labels), logits.shape[-1]),
+    }
 
 
-def _predict_batches(model, batches):
-    logits, expert_logits, labels = [], [], []
+def _images_of(batches, labels):
+    """Yields the images of `(images, labels)` batches, appending each
+    batch's labels to `labels`."""
     for batch in batches:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError(
                 "Expected the test set to yield (images, labels) batches. "
                 f"Received an element of type {type(batch).__name__}."
             )
-        batch_logits, batch_experts = _split_outputs(
-            model.predict_on_batch(_to_numpy(batch[0]))
-        )
-        logits.append(batch_logits)
-        expert_logits.append(batch_experts)
         labels.append(validate_labels(_to_numpy(batch[1])))
-    if not logits:
+        yield _to_numpy(batch[0])
+    if not labels:
         raise ValueError("The test set yielded no batches.")
-    logits = np.concatenate(logits)
-    return {
-        "logits": logits,
-        "expert_logits": np.concatenate(expert_logits),
-        "labels": validate_labels(np.concatenate(labels), logits.shape[-1]),
-    }
 
 
 def select_outputs(outputs, indices):

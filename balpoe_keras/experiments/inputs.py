@@ -177,7 +177,7 @@ def make_test_sets(config, experiment_data):
 
         balanced = tfdata.make_eval_dataset(
             test, global_batch_size=config.eval_batch_size,
-            recipe=config.recipe, output_keys=None,
+            recipe=config.recipe,
             image_size=config.spec.image_size,
         )  # fmt: skip
     sets = {"uniform": balanced}

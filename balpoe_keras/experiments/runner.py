@@ -140,8 +140,7 @@ def _train_and_report(config, experiment_data, devices, dry_run,
         config, experiment_data, devices, group.num_processes,
         group.process_index)
     if dry_run:
-        images, targets = next(iter(dataset_fn(0)))
-        labels = targets[models.LOGITS]
+        images, labels = next(iter(dataset_fn(0)))
         print(f"Dry run: first batch {tuple(images.shape)} {images.dtype}, "
               f"labels {tuple(labels.shape)} {labels.dtype}; stopping "
               "before training.")

@@ -154,7 +154,7 @@ def _defaults_from_model(model, class_names, image_size, channels):
                 "Pass class_names: this model does not store them (give "
                 "BalPoEClassifier(class_names=...) to keep them in the model)."
             )
-    shape = tuple(model.inputs[0].shape[1:])
+    shape = tuple(model.input_shape[1:])
     if image_size is None:
         if len(shape) != 3 or None in shape[:2]:
             raise ValueError(
@@ -184,7 +184,7 @@ def _validate_args(
         )
     if channels not in (1, 3):
         raise ValueError(f"Expected channels 1 or 3. Received {channels}.")
-    num_classes = model.output["logits"].shape[-1]
+    num_classes = model.num_classes
     if len(class_names) != num_classes:
         raise ValueError(
             f"Got {len(class_names)} class_names for a model with "

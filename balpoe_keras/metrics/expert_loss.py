@@ -10,10 +10,8 @@ from balpoe_keras.losses import logit_adjusted_crossentropy
 class ExpertLoss(keras.metrics.Mean):
     """Running mean of one expert's gLA loss, for per-expert logging.
 
-    Attach it to the `"expert_logits"` output; it then shows in the logs as
-    `expert_logits_expert_<i>_loss` (the reference's `loss_e_i`,
-    `--track_expert_losses`). Registered as `balpoe_keras>ExpertLoss`, the
-    name it had in `balpoe_keras.training`, so older `.keras` files load.
+    `BalPoEClassifier` reports one per expert as `expert_<i>_loss` (the
+    reference's `loss_e_i`, `--track_expert_losses`).
 
     Args:
         expert_index: int, which expert `m` (0 = head expert).

@@ -1,4 +1,5 @@
-"""The BalPoE architectures by name: flat models, backbones, classifiers."""
+"""The BalPoE architectures by name (backbones, classifiers), and BalPoE on
+your own backbone (`add_balpoe_heads`)."""
 
 import functools
 
@@ -9,17 +10,14 @@ from balpoe_keras.models import resnet_imagenet
 from balpoe_keras.models.balpoe_classifier import BalPoEClassifier
 from balpoe_keras.models.heads import validate_head_args
 
-# Family -> (flat builder, trunk builder, the reference's linear-head
-# kernel initializer).
+# Family -> (trunk builder, the reference's linear-head kernel
+# initializer).
 _FAMILIES = {
-    "resnet32": (resnet_cifar.build_balpoe_resnet32,
-                 resnet_cifar.build_resnet32_backbone,
+    "resnet32": (resnet_cifar.build_resnet32_backbone,
                  resnet_cifar.make_linear_head_initializer),
-    "resnet50": (resnet_imagenet.build_balpoe_resnet50,
-                 resnet_imagenet.build_resnet50_backbone,
+    "resnet50": (resnet_imagenet.build_resnet50_backbone,
                  resnet_imagenet.make_linear_head_initializer),
-    "resnext50": (resnet_imagenet.build_balpoe_resnext50,
-                  resnet_imagenet.build_resnext50_backbone,
+    "resnext50": (resnet_imagenet.build_resnext50_backbone,
                   resnet_imagenet.make_linear_head_initializer),
 }
 
@@ -29,50 +27,18 @@ def _bind(builder, spec):
     return functools.partial(builder, **kwargs) if kwargs else builder
 
 
-# Name (`balpoe_keras.architectures.ARCHITECTURES`) -> flat builder / trunk
-# builder.
-ARCHITECTURES = {name: _bind(_FAMILIES[spec.family][0], spec)
-                 for name, spec in SPECS.items()}
-BACKBONES = {name: _bind(_FAMILIES[spec.family][1], spec)
+# Name (`balpoe_keras.architectures.ARCHITECTURES`) -> trunk builder.
+BACKBONES = {name: _bind(_FAMILIES[spec.family][0], spec)
              for name, spec in SPECS.items()}
 
 
 def _check_architecture(architecture):
-    if architecture not in ARCHITECTURES:
+    if architecture not in BACKBONES:
         raise ValueError(
             f"Unknown architecture {architecture!r}. Expected one of "
-            f"{sorted(ARCHITECTURES)}. Use BalPoEClassifier (or "
-            "add_balpoe_heads) to put BalPoE heads on another Keras backbone."
+            f"{sorted(BACKBONES)}. Use add_balpoe_heads(backbone, "
+            "class_counts) to put BalPoE heads on another Keras backbone."
         )
-
-
-def build_balpoe_resnet(architecture, num_classes, *, num_experts=3,
-                        **kwargs):
-    """Builds a flat BalPoE multi-expert model by architecture name.
-
-    Args:
-        architecture: a name in `balpoe_keras.architectures`:
-            `"resnet32"` (CIFAR; also `"resnet8"`, one block per stage),
-            `"resnet50"`, `"resnext50"` (ImageNet-LT / iNaturalist).
-        num_classes: int >= 2, classes `C`.
-        num_experts: int >= 1, experts `M`.
-        **kwargs: passed to the builder (`build_balpoe_resnet32`,
-            `build_balpoe_resnet50` or `build_balpoe_resnext50`), e.g.
-            `scale`, `shared_stages`, `input_shape`, `pixel_mean`.
-
-    Returns:
-        A functional `keras.Model`: float images `(batch, H, W, channels)`
-        in `[0, 1]` -> `{"logits": (batch, C), "expert_logits":
-        (batch, M, C)}`.
-
-    Example:
-        >>> model = build_balpoe_resnet("resnet32", num_classes=100)
-        >>> model.count_params()  # 1,362,064 trainable + 6,112 BN stats
-        1368176
-    """
-    _check_architecture(architecture)
-    builder = ARCHITECTURES[architecture]
-    return builder(num_classes, num_experts=num_experts, **kwargs)
 
 
 def build_balpoe_backbone(architecture, *, num_experts=3, **kwargs):
@@ -107,12 +73,9 @@ def build_balpoe_classifier(architecture, class_counts,
                             lambdas=(1.0, 0.0, -1.0), **kwargs):
     """Builds a `BalPoEClassifier` on a named multi-expert ResNet.
 
-    Layers, their order and initializers equal those of
-    `build_balpoe_resnet(architecture, len(class_counts),
-    num_experts=len(lambdas), ...)`, so under the same
-    `keras.utils.set_random_seed` both start from the same weights (this
-    passes the architecture's linear-head initializer); the classifier
-    nests the trunk as one layer (`model.backbone`).
+    The classifier nests the trunk as one layer (`model.backbone`); with
+    `head="linear"` the heads take the reference's kernel initializer of
+    the architecture.
 
     Args:
         architecture: `"resnet32"`, `"resnet50"` or `"resnext50"`.
@@ -132,6 +95,8 @@ def build_balpoe_classifier(architecture, class_counts,
         >>> model = build_balpoe_classifier("resnet32", [500, 50, 5])
         >>> model.name, model.num_experts
         ('balpoe_resnet32', 3)
+        >>> sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        1343440
     """
     _check_architecture(architecture)
     classifier_kwargs = {k: kwargs.pop(k) for k in _CLASSIFIER_ARGS
@@ -148,6 +113,33 @@ def build_balpoe_classifier(architecture, class_counts,
     return BalPoEClassifier(
         backbone, class_counts, lambdas,
         linear_head_initializer=(
-            _FAMILIES[SPECS[architecture].family][2]()),
+            _FAMILIES[SPECS[architecture].family][1]()),
         **classifier_kwargs,
     )
+
+
+def add_balpoe_heads(backbone, class_counts, lambdas=(1.0, 0.0, -1.0), *,
+                     expert_layers=None, **kwargs):
+    """Puts BalPoE expert heads on your own Keras backbone.
+
+    Per expert: global average pooling (if the features are 3-D or 4-D),
+    optional `Dense(units, relu)` layers, a cosine head; the prediction is
+    the mean of the expert logits. All experts share the backbone.
+
+    Args:
+        backbone: a built `keras.Model` with one input, e.g.
+            `keras.applications.ResNet50(include_top=False, weights=None,
+            input_shape=(224, 224, 3))` behind your own pixel
+            preprocessing, or one returning `M` pooled features.
+        class_counts: `C` positive training counts.
+        lambdas: `M` per-expert lambdas (`M` experts), averaging to 0.
+        expert_layers: None, or a list of ints: per expert, `Dense(units,
+            relu)` layers after pooling.
+        **kwargs: other `BalPoEClassifier` arguments (`scale`, `head`,
+            `class_names`, `allow_unbalanced`, `name`).
+
+    Returns:
+        A `BalPoEClassifier`: `compile()` it and `fit(x, y)`.
+    """
+    return BalPoEClassifier(backbone, class_counts, lambdas,
+                            expert_layers=expert_layers, **kwargs)

@@ -12,8 +12,10 @@ import keras
 import numpy as np
 
 from balpoe_keras import class_prior
+from balpoe_keras.metrics import ExpertLoss
 from balpoe_keras.models import compile_defaults
 from balpoe_keras.models.components import validate_num_classes
+from balpoe_keras.models.heads import EXPERT_LOGITS
 from balpoe_keras.models.heads import LOGITS
 from balpoe_keras.models.heads import apply_block
 from balpoe_keras.models.heads import expert_feature_list
@@ -34,6 +36,13 @@ class BalPoEClassifier(keras.Model):
     `pi` the training prior from `class_counts`; the prediction is the mean
     of the expert logits `z_m`. When the lambdas average to 0 the ensemble
     is Fisher-consistent for the balanced error (paper Corollary 1.1).
+
+    Train it like any Keras classifier: `compile()` (BalPoE's loss, the
+    report metrics and the reference's SGD by default), then `fit(x, y)`
+    with integer labels `(N,)`, one-hot or Mixup soft labels `(N, C)`.
+    `fit` and `evaluate` report the loss, accuracy, balanced accuracy, the
+    non-empty many/medium/few accuracies, ECE (all fractions in [0, 1])
+    and each expert's gLA loss `expert_<i>_loss` (nats).
 
     The backbone is one nested layer (`model.backbone`) and is either
     - single-output, rank 2, 3 or 4 (`(B, D)`, `(B, T, D)`, `(B, H, W, D)`):
@@ -65,15 +74,17 @@ class BalPoEClassifier(keras.Model):
         **kwargs: `keras.Model` arguments: `name` (default
             `f"balpoe_{backbone.name}"`), `trainable`.
 
-    Outputs: `{"logits": (B, C), "expert_logits": (B, M, C)}`, float32:
-    the ensemble logits (predict with them) and the stacked per-expert
-    logits (the loss's input).
+    Call: images `(B, H, W, channels)` -> `{"logits": (B, C),
+    "expert_logits": (B, M, C)}`, float32: the ensemble logits and the
+    stacked per-expert logits (what the loss sees). `predict` returns the
+    ensemble logits `(N, C)`, `predict_proba` their softmax and
+    `predict_outputs` both outputs (`["expert_logits"]`: `(N, M, C)`).
 
     Example:
         >>> backbone = build_balpoe_backbone("resnet32", num_experts=3)
         >>> model = BalPoEClassifier(backbone, class_counts=[500, 50, 5])
         >>> model.compile()  # BalPoELoss, report metrics, TorchSGD(0.1)
-        >>> model.fit(images, balpoe_targets(labels), epochs=200)
+        >>> model.fit(images, labels, epochs=200)
         >>> model.predict_proba(images).shape
         (N, 3)
     """
@@ -94,38 +105,30 @@ class BalPoEClassifier(keras.Model):
         if linear_head_initializer is not None:
             linear_init = keras.initializers.get(linear_head_initializer)
         num_experts = len(lams)
+        kwargs.setdefault("name", f"balpoe_{backbone.name}")
+        super().__init__(**kwargs)
 
         # === Layers ===
-        # Built in this order (per-expert blocks, then heads) so the draws
-        # of their initializers match the ResNet builders'.
+        self.backbone = backbone
         if shared:
             rank = len(backbone.output.shape)
-            blocks = [make_expert_block(expert_layers, rank, i)
-                      for i in range(num_experts)]
+            self.expert_blocks = [make_expert_block(expert_layers, rank, i)
+                                  for i in range(num_experts)]
             dim = expert_layers[-1] if expert_layers else (
                 backbone.output.shape[-1])
             dims = [dim] * num_experts
         else:
-            blocks = [[] for _ in range(num_experts)]
+            self.expert_blocks = [[] for _ in range(num_experts)]
             dims = [feature.shape[-1] for feature in backbone.output]
-        heads = make_expert_heads(len(counts), dims, scale=scale, head=head,
-                                  linear_init=linear_init)
-        average = make_expert_average()
-
-        # === Functional Model ===
-        inputs = backbone.input
-        features = expert_feature_list(backbone(inputs), num_experts)
-        logits = [layer(apply_block(x, block))
-                  for layer, block, x in zip(heads, blocks, features)]
-        outputs = merge_expert_logits(logits, average)
-        kwargs.setdefault("name", f"balpoe_{backbone.name}")
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.expert_heads = make_expert_heads(
+            len(counts), dims, scale=scale, head=head,
+            linear_init=linear_init)
+        self.expert_average = make_expert_average()
+        # Each expert's gLA loss, reported by fit/evaluate (nats).
+        self.expert_losses = [
+            ExpertLoss(i, counts, lams) for i in range(num_experts)]
 
         # === Config ===
-        self.backbone = backbone
-        self.expert_blocks = blocks
-        self.expert_heads = heads
-        self.expert_average = average
         self.class_counts = counts
         self.lambdas = lams
         self.class_names = names
@@ -134,6 +137,47 @@ class BalPoEClassifier(keras.Model):
         self.head = head
         self.linear_head_initializer = linear_init
         self.expert_layers = expert_layers
+        self._shared_backbone = shared
+
+        self.build(tuple(backbone.input.shape))
+
+    def build(self, input_shape):
+        """Builds the expert blocks and heads on the backbone's features
+        (the backbone is built already), expert by expert."""
+        features = self.backbone.compute_output_spec(
+            keras.KerasTensor(input_shape))
+        shapes = [tuple(f.shape) for f in expert_feature_list(
+            features, self.num_experts)]
+        head_shapes = []
+        for shape, block, head in zip(shapes, self.expert_blocks,
+                                      self.expert_heads):
+            for layer in block:
+                layer.build(shape)
+                shape = tuple(layer.compute_output_shape(shape))
+            head.build(shape)
+            head_shapes.append(shape[:-1] + (self.num_classes,))
+        self.expert_average.build(head_shapes)
+
+    def call(self, images, training=None):
+        features = expert_feature_list(
+            self.backbone(images, training=training), self.num_experts)
+        logits = [head(apply_block(x, block))
+                  for head, block, x in zip(self.expert_heads,
+                                            self.expert_blocks, features)]
+        return merge_expert_logits(logits, self.expert_average)
+
+    def compute_output_spec(self, images, training=None):
+        batch, classes = images.shape[0], self.num_classes
+        return {
+            LOGITS: keras.KerasTensor((batch, classes), "float32"),
+            EXPERT_LOGITS: keras.KerasTensor(
+                (batch, self.num_experts, classes), "float32"),
+        }
+
+    @property
+    def input_shape(self):
+        """`(None, H, W, channels)`, the backbone's image input shape."""
+        return tuple(self.backbone.input.shape)
 
     @property
     def num_classes(self):
@@ -159,12 +203,15 @@ class BalPoEClassifier(keras.Model):
             optimizer: `"auto"` (the reference's SGD: `TorchSGD()`,
                 momentum 0.9, Nesterov, coupled weight decay 5e-4, constant
                 learning rate 0.1) or any Keras optimizer.
-            loss: `"auto"`, `{"logits": None, "expert_logits":
-                BalPoELoss(class_counts, lambdas)}`, or your own.
-            metrics: `"auto"`: on `"logits"` accuracy, `BalancedAccuracy`,
-                the non-empty many/medium/few `GroupAccuracy`s and
-                `ExpectedCalibrationError(from_logits=True)`; on
-                `"expert_logits"` one `ExpertLoss` per expert. Or your own.
+            loss: `"auto"` (`BalPoELoss(class_counts, lambdas)`) or your
+                own loss on the expert logits: it is called with the labels
+                and the `(B, M, C)` expert logits.
+            metrics: `"auto"`: accuracy, `BalancedAccuracy`, the non-empty
+                many/medium/few `GroupAccuracy`s and
+                `ExpectedCalibrationError(from_logits=True)`. Or your own
+                list. Metrics see the ensemble logits `(B, C)` and class ids
+                `(B,)` (the argmax of one-hot or soft labels). Each
+                expert's loss is reported in any case.
             **kwargs: other `keras.Model.compile` arguments
                 (`jit_compile`, `steps_per_execution`, ...).
         """
@@ -175,8 +222,9 @@ class BalPoEClassifier(keras.Model):
                 self.class_counts, self.lambdas,
                 allow_unbalanced=self.allow_unbalanced)
         if _is_auto(metrics):
-            metrics = compile_defaults.make_balpoe_metrics(
-                self.class_counts, self.lambdas)
+            metrics = compile_defaults.make_ensemble_metrics(
+                self.class_counts)
+        _check_single_output_args(loss, metrics, kwargs)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         **kwargs)
 
@@ -184,9 +232,70 @@ class BalPoEClassifier(keras.Model):
         # keras.Model skips an overridden `compile()` when loading a
         # `.keras` file; ours takes the saved explicit values like its own.
         config = keras.saving.deserialize_keras_object(config)
+        if isinstance(config.get("loss"), dict) or isinstance(
+                config.get("metrics"), dict):
+            raise ValueError(
+                "This .keras file was compiled with per-output losses or "
+                "metrics by an older balpoe_keras. Load it with "
+                "keras.saving.load_model(path, compile=False) and call "
+                "model.compile() again."
+            )
         self.compile(**config)
         if self.built and getattr(self, "optimizer", None) is not None:
             self.optimizer.build(self.trainable_variables)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        """The compiled loss on the expert logits `(B, M, C)`, plus
+        regularization losses; a scalar in nats."""
+        return super().compute_loss(
+            x, y, _expert_logits(y_pred), sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the compiled metrics on the ensemble logits and class
+        ids, and each expert's loss on the expert logits."""
+        del x
+        if self._compile_metrics is not None:
+            self._compile_metrics.update_state(
+                _class_ids(y, self.num_classes), y_pred[LOGITS],
+                sample_weight)
+        for metric in self.expert_losses:
+            metric.update_state(y, y_pred[EXPERT_LOGITS], sample_weight)
+        return self.get_metrics_result()
+
+    def fit(self, x=None, y=None, *args, class_weight=None, **kwargs):
+        """`keras.Model.fit`, except that `class_weight` is refused: the
+        logit adjustment already balances the classes, and weighting them
+        again would break the loss's Fisher consistency."""
+        if class_weight is not None:
+            raise ValueError(
+                "BalPoEClassifier.fit() takes no class_weight: its loss "
+                "already balances the classes through class_counts, and "
+                "class weights would balance them twice (the ensemble would "
+                "no longer target the balanced error). To balance for "
+                "another class distribution, build the model with those "
+                "class_counts; for per-sample weights, pass sample_weight."
+            )
+        return super().fit(x, y, *args, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None,
+                callbacks=None):
+        """The ensemble logits `(N, C)` float32 NumPy, as
+        `keras.Model.predict` (images in `[0, 1]`)."""
+        return self.predict_outputs(x, batch_size, verbose, steps,
+                                    callbacks)[LOGITS]
+
+    def predict_outputs(self, x, batch_size=None, verbose=0, steps=None,
+                        callbacks=None):
+        """Both outputs over `x`, batched as `keras.Model.predict`:
+        `{"logits": (N, C), "expert_logits": (N, M, C)}` float32 NumPy
+        (the ensemble logits are the mean of the expert logits)."""
+        return super().predict(x, batch_size=batch_size, verbose=verbose,
+                               steps=steps, callbacks=callbacks)
+
+    def predict_on_batch(self, x):
+        """The ensemble logits `(B, C)` of one batch, as NumPy."""
+        return super().predict_on_batch(x)[LOGITS]
 
     def predict_proba(self, x, batch_size=None, verbose=0, **kwargs):
         """Class probabilities: softmax of the ensemble logits.
@@ -206,16 +315,15 @@ class BalPoEClassifier(keras.Model):
         Returns:
             `(N, C)` float32 NumPy array; rows sum to 1.
         """
-        outputs = self.predict(x, batch_size=batch_size, verbose=verbose,
-                               **kwargs)
-        logits = keras.ops.convert_to_tensor(outputs[LOGITS], "float32")
+        logits = self.predict(x, batch_size=batch_size, verbose=verbose,
+                              **kwargs)
+        logits = keras.ops.convert_to_tensor(logits, "float32")
         return np.asarray(keras.ops.convert_to_numpy(
             keras.ops.softmax(logits, axis=-1)), np.float32)
 
     def get_config(self):
-        # Not chained to keras.Model's: a functional model's config is its
-        # layer graph, which our constructor does not take (as keras-hub's
-        # tasks).
+        # Not chained to keras.Model's (as keras-hub's tasks): the
+        # constructor takes the backbone and the BalPoE settings.
         initializer = self.linear_head_initializer
         return {
             "name": self.name,
@@ -242,6 +350,32 @@ class BalPoEClassifier(keras.Model):
             config["backbone"] = keras.saving.deserialize_keras_object(
                 copy.deepcopy(config["backbone"]))
         return cls(**config)
+
+
+def _expert_logits(y_pred):
+    """The `(B, M, C)` expert logits of the model's outputs."""
+    return y_pred[EXPERT_LOGITS] if isinstance(y_pred, dict) else y_pred
+
+
+def _class_ids(y, num_classes):
+    """Integer class ids `(B,)`: labels as they are, or the argmax of
+    one-hot or soft labels `(B, C)`."""
+    if len(y.shape) >= 2 and y.shape[-1] == num_classes:
+        return keras.ops.cast(keras.ops.argmax(y, axis=-1), "int32")
+    return keras.ops.cast(keras.ops.reshape(y, (-1,)), "int32")
+
+
+def _check_single_output_args(loss, metrics, kwargs):
+    """One-line errors for per-output (dict) compile arguments."""
+    for key, value in (("loss", loss), ("metrics", metrics),
+                       ("weighted_metrics", kwargs.get("weighted_metrics")),
+                       ("loss_weights", kwargs.get("loss_weights"))):
+        if isinstance(value, dict):
+            raise ValueError(
+                f"BalPoEClassifier.compile() takes one {key}, not a dict per "
+                f"output: the loss applies to the expert logits and the "
+                f"metrics to the ensemble logits. Received: {key}={value!r}"
+            )
 
 
 def _is_auto(value):

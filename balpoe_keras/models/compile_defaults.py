@@ -1,31 +1,26 @@
-"""What a BalPoE model is compiled with by default (`compile("auto")`).
-
-One definition of the loss and metrics of the two outputs, shared by
-`BalPoEClassifier.compile` and `training.compile_balpoe` (the path for
-models without class counts, e.g. from `add_balpoe_heads`).
-"""
+"""What `BalPoEClassifier.compile()` uses by default (`"auto"`): the loss
+on the expert logits, the report metrics on the ensemble logits, the
+reference's optimizer."""
 
 from balpoe_keras import class_prior
 from balpoe_keras.losses import BalPoELoss
 from balpoe_keras.metrics import BalancedAccuracy
 from balpoe_keras.metrics import ExpectedCalibrationError
-from balpoe_keras.metrics import ExpertLoss
 from balpoe_keras.metrics import GroupAccuracy
-from balpoe_keras.models.heads import EXPERT_LOGITS
-from balpoe_keras.models.heads import LOGITS
 
 
 def make_balpoe_loss(class_counts, lambdas, *, allow_unbalanced=False):
-    """`{"logits": None, "expert_logits": BalPoELoss(...)}`: the loss is on
-    the expert logits only (paper eq. 12); the ensemble is not trained.
+    """`BalPoELoss(class_counts, lambdas)`: the mean of the experts' gLA
+    losses on the expert logits (paper eq. 12); the ensemble is not
+    trained directly.
 
     Args:
         class_counts: `C` positive training counts.
         lambdas: `M` per-expert lambdas.
         allow_unbalanced: bool, allow lambdas whose mean is not 0.
     """
-    loss = BalPoELoss(class_counts, lambdas, allow_unbalanced=allow_unbalanced)
-    return {LOGITS: None, EXPERT_LOGITS: loss}
+    return BalPoELoss(class_counts, lambdas,
+                      allow_unbalanced=allow_unbalanced)
 
 
 def make_ensemble_metrics(class_counts):
@@ -42,33 +37,6 @@ def make_ensemble_metrics(class_counts):
         if groups[group].any():
             metrics.append(GroupAccuracy(counts, group))
     metrics.append(ExpectedCalibrationError(from_logits=True))
-    return metrics
-
-
-def make_balpoe_metrics(class_counts, lambdas, *, ensemble_metrics="auto",
-                        track_expert_losses=True):
-    """Metrics of the two outputs.
-
-    Args:
-        class_counts: `C` positive training counts.
-        lambdas: `M` per-expert lambdas (need not average to 0).
-        ensemble_metrics: `"auto"` (`make_ensemble_metrics(class_counts)`)
-            or a list of metrics for `"logits"`.
-        track_expert_losses: bool; if True, `"expert_logits"` gets one
-            `ExpertLoss` per expert (logged as
-            `expert_logits_expert_<i>_loss`, in nats).
-
-    Returns:
-        `{"logits": [...]}` plus `"expert_logits": [...]` when tracked.
-    """
-    if isinstance(ensemble_metrics, str) and ensemble_metrics == "auto":
-        ensemble_metrics = make_ensemble_metrics(class_counts)
-    metrics = {LOGITS: list(ensemble_metrics)}
-    if track_expert_losses:
-        lambdas = class_prior.validate_lambdas(lambdas, allow_unbalanced=True)
-        metrics[EXPERT_LOGITS] = [
-            ExpertLoss(i, class_counts, lambdas) for i in range(len(lambdas))
-        ]
     return metrics
 
 

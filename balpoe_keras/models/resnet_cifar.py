@@ -3,7 +3,12 @@
 A shared stem and first stage, then one copy of stages 2-3 per expert, global
 average pooling and a cosine head per expert; the ensemble logits are the
 mean of the expert logits. `build_resnet32_backbone` builds everything up to
-the pooled expert features; `build_balpoe_resnet32` adds the heads.
+the pooled expert features; `BalPoEClassifier` adds the heads.
+
+Defaults reproduce the reference exactly: stem + stage 1 shared, stages 2-3
+per expert; with the classifier's cosine heads (`s = 30`) the trainable
+parameters are `23,824 + M * (439,680 + 64 * C)` (1,362,064 for M=3,
+C=100).
 """
 
 import keras
@@ -17,9 +22,6 @@ from balpoe_keras.models.components import apply_conv
 from balpoe_keras.models.components import apply_expert_branches
 from balpoe_keras.models.components import kaiming_normal
 from balpoe_keras.models.components import validate_backbone_args
-from balpoe_keras.models.components import validate_num_classes
-from balpoe_keras.models.heads import build_expert_heads_model
-from balpoe_keras.models.heads import validate_head_args
 
 _INIT_MODE = "fan_in"  # kaiming_normal_ defaults (expert_resnet_cifar.py).
 _NUM_STAGES = 3
@@ -138,55 +140,3 @@ def build_resnet32_backbone(
     )
     depth = 6 * blocks_per_stage + 2
     return keras.Model(inputs, features, name=name or f"resnet{depth}")
-
-
-def build_balpoe_resnet32(
-    num_classes,
-    *,
-    num_experts=3,
-    scale=30.0,
-    shared_stages=1,
-    reduce_dimension=False,
-    head="cosine",
-    blocks_per_stage=5,
-    input_shape=(32, 32, 3),
-    pixel_mean=CIFAR_MEAN,
-    pixel_std=CIFAR_STD,
-    name=None,
-):
-    """Builds the BalPoE multi-expert CIFAR ResNet-32.
-
-    Defaults reproduce the reference exactly: stem + stage 1 shared, stages
-    2-3 per expert, cosine heads with `s = 30`; trainable parameters
-    `23,824 + M * (439,680 + 64 * C)` (1,362,064 for M=3, C=100). One flat
-    functional model (the layers of `build_resnet32_backbone` plus the
-    heads); `build_balpoe_classifier("resnet32", class_counts, ...)` builds
-    the same layers, with the same initial weights, as a `BalPoEClassifier`.
-
-    Args:
-        num_classes: int >= 2, classes `C`.
-        num_experts: int >= 1, experts `M`.
-        scale: float > 0, cosine-logit scale `s`.
-        shared_stages, reduce_dimension, blocks_per_stage, input_shape,
-            pixel_mean, pixel_std: see `build_resnet32_backbone`.
-        head: `"cosine"` or `"linear"` (Dense with bias, no scale,
-            Kaiming-normal kernel).
-        name: model name (default `f"balpoe_resnet{6n+2}"`).
-
-    Returns:
-        A functional `keras.Model`: float images `(batch, H, W, channels)`
-        in `[0, 1]` -> `{"logits": (batch, C), "expert_logits":
-        (batch, M, C)}`.
-    """
-    validate_num_classes(num_classes)
-    validate_head_args(head, scale)
-    backbone = build_resnet32_backbone(
-        num_experts=num_experts, shared_stages=shared_stages,
-        reduce_dimension=reduce_dimension, blocks_per_stage=blocks_per_stage,
-        input_shape=input_shape, pixel_mean=pixel_mean, pixel_std=pixel_std,
-    )
-    return build_expert_heads_model(
-        backbone, num_classes, num_experts=num_experts, scale=scale,
-        head=head, linear_init=make_linear_head_initializer(),
-        name=name or f"balpoe_{backbone.name}",
-    )

@@ -5,8 +5,12 @@ Shared stem, stage 1 and stage 2; one copy of stages 3-4 per expert, global
 average pooling and a cosine head per expert; the ensemble logits are the
 mean of the expert logits. Bottlenecks are torchvision v1.5 (the stride sits
 on the 3x3 conv). `build_resnet50_backbone` / `build_resnext50_backbone`
-build everything up to the pooled expert features; `build_balpoe_resnet50` /
-`build_balpoe_resnext50` add the heads.
+build everything up to the pooled expert features; `BalPoEClassifier` adds
+the heads. With its cosine heads (`s = 30`), M=3 and C=1000 the ResNet-50
+has 73,778,240 trainable parameters (25,556,032 for M=1), the ResNeXt-50
+72,258,880 (25,027,904 for M=1). The reference's ResNeXt pools with a fixed
+7x7 window (224x224 inputs only); global average pooling is identical there
+and works at any size.
 """
 
 import keras
@@ -18,9 +22,6 @@ from balpoe_keras.models.components import apply_batch_norm
 from balpoe_keras.models.components import apply_conv
 from balpoe_keras.models.components import apply_expert_branches
 from balpoe_keras.models.components import validate_backbone_args
-from balpoe_keras.models.components import validate_num_classes
-from balpoe_keras.models.heads import build_expert_heads_model
-from balpoe_keras.models.heads import validate_head_args
 
 _INIT_MODE = "fan_out"  # kaiming_normal_(mode="fan_out"), Expert_ResNet.py
 _PLANES = (64, 128, 256, 512)
@@ -176,91 +177,3 @@ def build_resnext50_backbone(*, name="resnext50", **kwargs):
     """
     return build_resnet50_backbone(groups=32, width_per_group=4, name=name,
                                    **kwargs)
-
-
-def _build_balpoe_bottleneck_resnet(build_backbone, num_classes, *, head,
-                                    scale, num_experts, name,
-                                    **backbone_kwargs):
-    """Heads of `build_balpoe_resnet50` / `build_balpoe_resnext50`."""
-    validate_num_classes(num_classes)
-    validate_head_args(head, scale)
-    backbone = build_backbone(num_experts=num_experts, **backbone_kwargs)
-    return build_expert_heads_model(
-        backbone, num_classes, num_experts=num_experts, scale=scale,
-        head=head, linear_init=make_linear_head_initializer(), name=name,
-    )
-
-
-def build_balpoe_resnet50(
-    num_classes,
-    *,
-    num_experts=3,
-    scale=30.0,
-    shared_stages=2,
-    head="cosine",
-    blocks_per_stage=(3, 4, 6, 3),
-    input_shape=(224, 224, 3),
-    pixel_mean=IMAGENET_MEAN,
-    pixel_std=IMAGENET_STD,
-    name="balpoe_resnet50",
-):
-    """Builds the BalPoE multi-expert ResNet-50 (ImageNet-LT, iNat 2018).
-
-    Defaults reproduce the reference: stem + stages 1-2 shared, stages 3-4
-    per expert, cosine heads with `s = 30`; 73,778,240 trainable parameters
-    for M=3, C=1000 (25,556,032 for M=1). One flat functional model (the
-    layers of `build_resnet50_backbone` plus the heads).
-
-    Args:
-        num_classes: int >= 2, classes `C`.
-        num_experts: int >= 1, experts `M`.
-        scale: float > 0, cosine-logit scale `s`.
-        shared_stages, blocks_per_stage, input_shape, pixel_mean,
-            pixel_std: see `build_resnet50_backbone`.
-        head: `"cosine"` or `"linear"` (Dense with bias, no scale).
-        name: model name.
-
-    Returns:
-        A functional `keras.Model`: float images in `[0, 1]` ->
-        `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
-    """
-    return _build_balpoe_bottleneck_resnet(
-        build_resnet50_backbone, num_classes, head=head, scale=scale,
-        num_experts=num_experts, name=name, shared_stages=shared_stages,
-        blocks_per_stage=blocks_per_stage, input_shape=input_shape,
-        pixel_mean=pixel_mean, pixel_std=pixel_std,
-    )
-
-
-def build_balpoe_resnext50(
-    num_classes,
-    *,
-    num_experts=3,
-    scale=30.0,
-    shared_stages=2,
-    head="cosine",
-    blocks_per_stage=(3, 4, 6, 3),
-    input_shape=(224, 224, 3),
-    pixel_mean=IMAGENET_MEAN,
-    pixel_std=IMAGENET_STD,
-    name="balpoe_resnext50",
-):
-    """Builds the BalPoE multi-expert ResNeXt-50 (32x4d) (ImageNet-LT).
-
-    As `build_balpoe_resnet50` with grouped 3x3 convs (32 groups of width
-    4); 72,258,880 trainable parameters for M=3, C=1000 (25,027,904 for
-    M=1). The reference pools with a fixed 7x7 window (224x224 inputs
-    only); global average pooling is identical there and works at any size.
-
-    Args: see `build_balpoe_resnet50`.
-
-    Returns:
-        A functional `keras.Model`: float images in `[0, 1]` ->
-        `{"logits": (batch, C), "expert_logits": (batch, M, C)}`.
-    """
-    return _build_balpoe_bottleneck_resnet(
-        build_resnext50_backbone, num_classes, head=head, scale=scale,
-        num_experts=num_experts, name=name, shared_stages=shared_stages,
-        blocks_per_stage=blocks_per_stage, input_shape=input_shape,
-        pixel_mean=pixel_mean, pixel_std=pixel_std,
-    )

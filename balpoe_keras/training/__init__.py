@@ -1,5 +1,5 @@
 """Training: per-epoch LR schedules, PyTorch-exact SGD, data parallelism,
-compile helper and a resumable `fit` loop.
+mixed precision and a resumable `fit` loop.
 
 Backend-agnostic; TensorFlow is imported only inside the TF-specific
 functions of `distribute` (`get_strategy`).
@@ -13,7 +13,6 @@ from balpoe_keras.training.callbacks import EpochCSVLogger
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
 from balpoe_keras.training.checkpoint import CheckpointManager
-from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.compiling import cpu_has_bfloat16
 from balpoe_keras.training.compiling import mixed_precision_scope
 from balpoe_keras.training.compiling import resolve_mixed_precision
@@ -34,7 +33,6 @@ __all__ = [
     "LearningRateLogger",
     "TorchSGD",
     "WarmupStepSchedule",
-    "compile_balpoe",
     "compute_steps_per_epoch",
     "cpu_has_bfloat16",
     "data_parallel_scope",

@@ -214,7 +214,7 @@ class EpochProgress(keras.callbacks.Callback):
         total_epochs: int, epochs of the whole run.
     """
 
-    _SHOWN = (("loss", "loss {:.4f}"), ("logits_accuracy", "acc {:.2%}"),
+    _SHOWN = (("loss", "loss {:.4f}"), ("accuracy", "acc {:.2%}"),
               ("learning_rate", "lr {:.4g}"), ("images_per_sec", "{:.0f} "
                                                 "img/s"))
 

@@ -1,12 +1,11 @@
-"""`compile_balpoe`: loss/metric wiring, XLA and mixed precision.
+"""Mixed precision: which policy to train in, and a scope to build in.
 
 Mixed precision must be chosen BEFORE the model is built (layers take their
 dtype policy at construction), so build inside `mixed_precision_scope`:
 
     with mixed_precision_scope("mixed_bfloat16"):
-        model = build_balpoe_resnet32(100)
-    compile_balpoe(model, class_counts=counts, optimizer=TorchSGD(sched),
-                   mixed_precision="mixed_bfloat16")
+        model = build_balpoe_classifier("resnet32", counts)
+    model.compile(optimizer=TorchSGD(schedule))
 
 With `"mixed_float16"` Keras wraps the optimizer in a
 `keras.optimizers.LossScaleOptimizer` at compile time (dynamic loss
@@ -16,8 +15,6 @@ scaling); losses and metrics are computed in float32.
 import contextlib
 
 import keras
-
-from balpoe_keras.models import compile_defaults
 
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -83,72 +80,6 @@ def mixed_precision_scope(policy="mixed_bfloat16"):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def compile_balpoe(
-    model,
-    *,
-    class_counts,
-    optimizer,
-    lambdas=(1.0, 0.0, -1.0),
-    allow_unbalanced=False,
-    metrics=("accuracy",),
-    track_expert_losses=True,
-    jit_compile="auto",
-    steps_per_execution=1,
-    mixed_precision=None,
-):
-    """Compiles a BalPoE model (docs/ARCHITECTURE.md wiring).
-
-    `loss={"logits": None, "expert_logits": BalPoELoss(...)}`, `metrics` on
-    `"logits"`, and (optionally) one `ExpertLoss` per expert on
-    `"expert_logits"` (`models.compile_defaults`, as
-    `BalPoEClassifier.compile`). For models that do not hold their class
-    counts, e.g. from `add_balpoe_heads`; a `BalPoEClassifier` needs only
-    `model.compile(optimizer=...)`. Fit with dict targets
-    (`balpoe_targets(y)`).
-
-    Args:
-        model: a built BalPoE `keras.Model` with outputs `"logits"` `(B, C)`
-            and `"expert_logits"` `(B, M, C)`.
-        class_counts: `C` training counts.
-        optimizer: a Keras optimizer (e.g. `TorchSGD`).
-        lambdas: `M` per-expert lambdas.
-        allow_unbalanced: bool, passed to `BalPoELoss`.
-        metrics: metrics for the `"logits"` output, or `"auto"` for
-            `compile_defaults.make_ensemble_metrics(class_counts)`.
-        track_expert_losses: bool, add `ExpertLoss` for each expert.
-        jit_compile: `"auto"`, True or False (XLA on TF/JAX).
-        steps_per_execution: int, steps per compiled call.
-        mixed_precision: optional policy name the model must have been
-            built with; checked so a forgotten `mixed_precision_scope`
-            fails loudly.
-
-    Returns:
-        The compiled `model`.
-    """
-    if mixed_precision is not None:
-        _validate_policy(mixed_precision)
-        if model.dtype_policy.name != mixed_precision:
-            raise ValueError(
-                f"mixed_precision={mixed_precision!r} but the model was "
-                f"built with dtype policy {model.dtype_policy.name!r}. Build "
-                "the model inside `mixed_precision_scope(...)` (or after "
-                "keras.config.set_dtype_policy) so its layers use it."
-            )
-    loss = compile_defaults.make_balpoe_loss(
-        class_counts, lambdas, allow_unbalanced=allow_unbalanced)
-    compiled_metrics = compile_defaults.make_balpoe_metrics(
-        class_counts, lambdas, ensemble_metrics=metrics,
-        track_expert_losses=track_expert_losses)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=compiled_metrics,
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
-    return model
 
 
 def _validate_policy(policy):

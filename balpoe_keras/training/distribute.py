@@ -7,9 +7,9 @@ Typical use (any backend):
 
     with data_parallel_scope() as num_devices:
         validate_global_batch_size(128, num_devices)
-        model = build_balpoe_resnet32(100)
-        compile_balpoe(model, ...)
-        fit(model, ...)
+        model = build_balpoe_classifier("resnet32", counts)
+        model.compile(...)
+        model.fit(x, y, ...)
 
 Batch-norm statistics: under `MirroredStrategy` each device normalises with
 its own slice of the batch (as the reference's `torch.nn.DataParallel`,

@@ -53,7 +53,7 @@ class FitResult:
             (> 0 after a resume).
         final_epoch: epochs completed when it returned (== `epochs`).
         history: `{key: [value per epoch run in this call]}`, Keras keys
-            (`loss`, `logits_accuracy`, `learning_rate`, `val_...`).
+            (`loss`, `accuracy`, `learning_rate`, `val_...`).
     """
 
     initial_epoch: int
@@ -93,7 +93,7 @@ def fit(
 
     Args:
         model: a compiled `keras.Model` (a `BalPoEClassifier` after its
-            `compile()`, or another model via `compile_balpoe`).
+            `compile()`).
         train_dataset_fn: `epoch -> data` for the 0-based epoch; `data` is
             anything `model.fit` accepts as `x` with targets included
             (`tf.data.Dataset`, `keras.utils.PyDataset`, an iterable of
@@ -274,8 +274,7 @@ def _validate_args(epochs, checkpoint_every, eval_every, model):
     if not getattr(model, "compiled", False):
         raise ValueError(
             "The model is not compiled. Call model.compile() (a "
-            "BalPoEClassifier brings its loss and metrics), "
-            "compile_balpoe(model, ...) or model.compile(...) before fit()."
+            "BalPoEClassifier brings its loss and metrics) before fit()."
         )
 
 

@@ -78,8 +78,6 @@ class ArrayDataset(keras.utils.PyDataset):
             is the reference's standard CIFAR recipe.
         mixup_alpha: float; 0 disables Mixup (labels stay int).
         drop_remainder: bool; False keeps the last partial batch.
-        dict_targets: bool, yield `{"logits": y, "expert_logits": y}`
-            (`models.balpoe_targets`) instead of `y`.
         num_processes: processes of a multi-process run, each feeding its
             share of every global batch (`batching.process_rows`); needs
             `drop_remainder=True` when > 1.
@@ -98,7 +96,7 @@ class ArrayDataset(keras.utils.PyDataset):
     def __init__(self, data, *, global_batch_size, epoch=0, seed=0,
                  num_classes=None, shuffle=True, augment=True, padding=4,
                  max_degrees=0.0, mixup_alpha=0.0, drop_remainder=False,
-                 dict_targets=True, num_processes=1, process_index=0,
+                 num_processes=1, process_index=0,
                  **kwargs):
         super().__init__(**kwargs)
         if not isinstance(data, DeviceImages):
@@ -118,7 +116,7 @@ class ArrayDataset(keras.utils.PyDataset):
         self.num_classes = num_classes
         self.augment, self.padding = bool(augment), int(padding)
         self.max_degrees, self.mixup_alpha = max_degrees, mixup_alpha
-        self.drop_remainder, self.dict_targets = drop_remainder, dict_targets
+        self.drop_remainder = drop_remainder
         self.order = np.arange(len(data), dtype=np.int32)
         if shuffle:
             rng = np.random.default_rng([self.seed, self.epoch, 0, 0])
@@ -162,10 +160,7 @@ class ArrayDataset(keras.utils.PyDataset):
         if self.mixup_alpha:
             args += _rows(indices, params, params["perm"][own])
             args += (params["lam"],)
-        images, labels = fn(self.data.images, self.data.device_labels, *args)
-        if self.dict_targets:
-            return images, {"logits": labels, "expert_logits": labels}
-        return images, labels
+        return fn(self.data.images, self.data.device_labels, *args)
 
 
 def _rows(indices, params, rows):

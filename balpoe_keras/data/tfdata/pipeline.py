@@ -31,7 +31,6 @@ from balpoe_keras.data.tfdata.sampling import make_resample_fn
 from balpoe_keras.data.tfdata.transforms import get_eval_transform
 from balpoe_keras.data.tfdata.transforms import get_train_transform
 
-DEFAULT_OUTPUT_KEYS = ("logits", "expert_logits")
 _MAX_EPOCHS = 2**31 - 1
 
 
@@ -62,10 +61,7 @@ def _check_batch(global_batch_size, num_replicas):
             "share. Pick a multiple of the device count.")
 
 
-def _finish(ds, output_keys):
-    if output_keys:
-        keys = tuple(output_keys)
-        ds = ds.map(lambda x, y: (x, {k: y for k in keys}))
+def _finish(ds):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -74,8 +70,8 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
                        mix_mode=None, per_sample_mixup=False, seed=None,
                        epoch=0, repeat=False, resample=None,
                        deterministic=False, drop_remainder=False,
-                       num_replicas=1, output_keys=DEFAULT_OUTPUT_KEYS,
-                       image_size=224, num_processes=1, process_index=0):
+                       num_replicas=1, image_size=224, num_processes=1,
+                       process_index=0):
     """The training `tf.data.Dataset` of a source.
 
     Args:
@@ -99,8 +95,6 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
             reference keeps it (False); set True for several devices
             (strategies need equal per-device batches).
         num_replicas: `global_batch_size` must be divisible by it.
-        output_keys: label dict keys (`{"logits": y, "expert_logits": y}`
-            for BalPoE models), or None for plain labels.
         image_size: crop size of the ImageNet/iNat recipes.
         num_processes: processes of a multi-process run, each feeding its
             share of every global batch (`batching.process_rows`); needs
@@ -225,11 +219,11 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
-    return _finish(ds.with_options(options), output_keys)
+    return _finish(ds.with_options(options))
 
 
 def make_eval_dataset(source, *, global_batch_size, recipe="cifar_standard",
-                      output_keys=DEFAULT_OUTPUT_KEYS, cache=False,
+                      cache=False,
                       drop_remainder=False, num_replicas=1, image_size=224):
     """The evaluation `tf.data.Dataset` of a source, in source order.
 
@@ -238,7 +232,6 @@ def make_eval_dataset(source, *, global_batch_size, recipe="cifar_standard",
             distribution).
         global_batch_size: images per step.
         recipe: the recipe whose eval transform to use.
-        output_keys: label dict keys, or None for plain labels.
         cache: False, True (memory) or a file path: caches the
             preprocessed images (useful when decoding from paths).
         drop_remainder: drop the last partial batch.
@@ -259,4 +252,4 @@ def make_eval_dataset(source, *, global_batch_size, recipe="cifar_standard",
     if cache:
         ds = ds.cache("" if cache is True else str(cache))
     ds = ds.batch(global_batch_size, drop_remainder=drop_remainder)
-    return _finish(ds, output_keys)
+    return _finish(ds)
