@@ -1,0 +1,197 @@
+"""The path a Keras user takes: build the classifier, `compile()`,
+`fit(x, y)` with plain labels, `evaluate`, save, load, `predict_proba`.
+
+The reported numbers are checked against NumPy on the model's own
+predictions, on every backend.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+import balpoe_keras as bk
+from tests.test_case import TestCase
+
+_COUNTS = [150, 60, 30, 10]  # many, medium, medium, few (> 100, < 20)
+_LAMBDAS = [1.0, 0.0, -1.0]
+
+
+def _data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, len(_COUNTS), n).astype("int32")
+    return x, y
+
+
+def _model(**kwargs):
+    return bk.build_balpoe_classifier(
+        "resnet8", _COUNTS, _LAMBDAS, input_shape=(16, 16, 3), **kwargs)
+
+
+def _softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _numpy_ece(probs, labels, num_bins=15):
+    """Equal-width bins (lo, hi] over the top-1 confidence."""
+    conf = probs.max(-1)
+    hit = (probs.argmax(-1) == labels).astype(np.float64)
+    bins = np.clip(np.ceil(conf * num_bins).astype(int) - 1, 0, num_bins - 1)
+    ece = 0.0
+    for b in range(num_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.mean() * abs(hit[mask].mean() - conf[mask].mean())
+    return ece
+
+
+def _numpy_balanced_accuracy(pred, labels, num_classes):
+    recalls = [np.mean(pred[labels == c] == c)
+               for c in range(num_classes) if np.any(labels == c)]
+    return float(np.mean(recalls))
+
+
+def _numpy_expert_losses(expert_logits, labels):
+    """Each expert's mean gLA loss `CE(z_m + (1 - lambda_m) log pi)`."""
+    log_prior = np.log(np.asarray(_COUNTS, np.float64) / sum(_COUNTS))
+    losses = []
+    for m, lam in enumerate(_LAMBDAS):
+        z = expert_logits[:, m].astype(np.float64) + (1 - lam) * log_prior
+        z = z - z.max(-1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        losses.append(-log_p[np.arange(len(labels)), labels].mean())
+    return np.asarray(losses)
+
+
+class UserPathTest(TestCase):
+    def test_compile_fit_evaluate_report_the_promised_metrics(self):
+        x, y = _data()
+        model = _model()
+        model.compile()
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        expected = {"loss", "accuracy", "balanced_accuracy", "acc_many",
+                    "acc_medium", "acc_few", "ece", "expert_0_loss",
+                    "expert_1_loss", "expert_2_loss"}
+        self.assertEqual(set(history.history), expected)
+        result = model.evaluate(x, y, batch_size=16, verbose=0,
+                                return_dict=True)
+        self.assertEqual(set(result), expected)
+
+        # The same numbers from NumPy on the model's own predictions.
+        outputs = model.predict_outputs(x, batch_size=16)
+        logits = outputs["logits"]
+        probs = model.predict_proba(x, batch_size=16)
+        self.assertAllClose(probs, _softmax(logits.astype(np.float64)),
+                            atol=1e-6)
+        pred = logits.argmax(-1)
+        self.assertAllClose(result["accuracy"], np.mean(pred == y),
+                            atol=1e-6)
+        self.assertAllClose(result["balanced_accuracy"],
+                            _numpy_balanced_accuracy(pred, y, 4), atol=1e-6)
+        self.assertAllClose(result["ece"], _numpy_ece(probs, y), atol=1e-5)
+        recall = [np.mean(pred[y == c] == c) for c in range(4)]
+        self.assertAllClose(result["acc_many"], recall[0], atol=1e-6)
+        self.assertAllClose(result["acc_medium"], np.mean(recall[1:3]),
+                            atol=1e-6)
+        self.assertAllClose(result["acc_few"], recall[3], atol=1e-6)
+        expert = _numpy_expert_losses(outputs["expert_logits"], y)
+        for m in range(3):
+            self.assertAllClose(result[f"expert_{m}_loss"], expert[m],
+                                rtol=1e-4, atol=1e-4)
+        # BalPoELoss is the mean of the experts' gLA losses.
+        self.assertAllClose(result["loss"], expert.mean(), rtol=1e-4,
+                            atol=1e-4)
+
+    def test_one_hot_and_int_labels_score_the_same(self):
+        x, y = _data()
+        model = _model()
+        model.compile()
+        model.fit(x, keras.utils.to_categorical(y, 4), batch_size=16,
+                  epochs=1, verbose=0)  # Soft/one-hot labels first.
+        as_ids = model.evaluate(x, y, verbose=0, return_dict=True)
+        as_onehot = model.evaluate(x, keras.utils.to_categorical(y, 4),
+                                   verbose=0, return_dict=True)
+        for key in as_ids:
+            self.assertAllClose(as_ids[key], as_onehot[key], atol=1e-5)
+        pred = model.predict(x, verbose=0).argmax(-1)
+        self.assertAllClose(as_ids["accuracy"], np.mean(pred == y),
+                            atol=1e-6)
+
+    def test_mixup_soft_labels_train_and_metrics_use_the_argmax(self):
+        x, y = _data()
+        soft = 0.7 * keras.utils.to_categorical(y, 4) + (
+            0.3 * keras.utils.to_categorical((y + 1) % 4, 4))
+        model = _model()
+        model.compile(metrics=["accuracy"])
+        model.fit(x, soft, batch_size=16, epochs=1, verbose=0)
+        result = model.evaluate(x, soft, verbose=0, return_dict=True)
+        pred = model.predict(x, verbose=0).argmax(-1)
+        self.assertAllClose(result["accuracy"], np.mean(pred == y),
+                            atol=1e-6)
+
+    def test_save_load_predict_proba(self):
+        x, y = _data()
+        model = _model(class_names=["a", "b", "c", "d"])
+        model.compile()
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        self.assertIsInstance(loaded, bk.BalPoEClassifier)
+        self.assertEqual(loaded.class_names, ["a", "b", "c", "d"])
+        self.assertAllClose(loaded.predict_proba(x), model.predict_proba(x),
+                            atol=1e-6)
+        before = model.evaluate(x, y, verbose=0, return_dict=True)
+        after = loaded.evaluate(x, y, verbose=0, return_dict=True)
+        for key in before:
+            self.assertAllClose(after[key], before[key], atol=1e-5)
+
+    def test_plain_metric_list_applies_to_the_ensemble(self):
+        x, y = _data()
+        model = _model()
+        model.compile(metrics=["accuracy", bk.BalancedAccuracy(4)])
+        result = model.evaluate(x, y, verbose=0, return_dict=True)
+        pred = model.predict(x, verbose=0).argmax(-1)
+        self.assertAllClose(result["accuracy"], np.mean(pred == y),
+                            atol=1e-6)
+        self.assertAllClose(result["balanced_accuracy"],
+                            _numpy_balanced_accuracy(pred, y, 4), atol=1e-6)
+
+    def test_predict_outputs_and_expert_mean(self):
+        x, _ = _data(n=8)
+        model = _model()
+        outputs = model.predict_outputs(x)
+        self.assertEqual(outputs["expert_logits"].shape, (8, 3, 4))
+        self.assertAllClose(model.predict(x, verbose=0),
+                            outputs["expert_logits"].mean(1), atol=1e-5)
+        self.assertAllClose(model.predict_on_batch(x), outputs["logits"],
+                            atol=1e-5)
+
+    def test_class_weight_refused_with_the_reason(self):
+        x, y = _data()
+        model = _model()
+        model.compile()
+        with self.assertRaisesRegex(ValueError, "class_weight.*balance"):
+            model.fit(x, y, class_weight={0: 1.0, 1: 1.0, 2: 2.0, 3: 4.0},
+                      verbose=0)
+
+    def test_dict_compile_arguments_refused(self):
+        model = _model()
+        with self.assertRaisesRegex(ValueError, "not a dict per output"):
+            model.compile(metrics={"logits": ["accuracy"]})
+        with self.assertRaisesRegex(ValueError, "not a dict per output"):
+            model.compile(loss={"expert_logits": bk.BalPoELoss(_COUNTS)})
+
+    def test_clone_model_keeps_the_class(self):
+        model = _model(class_names=["a", "b", "c", "d"])
+        clone = keras.models.clone_model(model)
+        self.assertIsInstance(clone, bk.BalPoEClassifier)
+        self.assertEqual(clone.lambdas, model.lambdas)
+        self.assertEqual(clone.class_counts, model.class_counts)
+        self.assertEqual(clone.class_names, model.class_names)
+        self.assertEqual(
+            [tuple(w.shape) for w in clone.weights],
+            [tuple(w.shape) for w in model.weights])
