@@ -29,11 +29,16 @@ class ReadmeExampleTest(TestCase):
             keras = namespace["keras"]
             reloaded = keras.saving.load_model("my_balpoe.keras")
             expected = namespace["model"].predict(
-                namespace["images"][:4], verbose=0)["logits"]
-            actual = reloaded.predict(
-                namespace["images"][:4], verbose=0)["logits"]
+                namespace["images"][:4], verbose=0)
+            actual = reloaded.predict(namespace["images"][:4], verbose=0)
             self.assertAllClose(actual, expected, atol=1e-5)
-            probs = keras.ops.convert_to_numpy(namespace["probabilities"])
+            probs = namespace["probabilities"]
             self.assertAllClose(probs.sum(-1), [1.0] * 64, atol=1e-5)
+            # The metrics compile() promises reach fit's history.
+            self.assertEqual(
+                set(namespace["history"].history),
+                {"loss", "accuracy", "balanced_accuracy", "acc_many",
+                 "acc_medium", "acc_few", "ece", "expert_0_loss",
+                 "expert_1_loss", "expert_2_loss"})
         finally:
             os.chdir(cwd)

@@ -5,15 +5,16 @@ import math
 import os
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 
 from balpoe_keras.losses import BalPoELoss
+from balpoe_keras.metrics import ExpertLoss
 from balpoe_keras.models import BalPoEClassifier
 from balpoe_keras.models import add_balpoe_heads
-from balpoe_keras.models import balpoe_targets
 from balpoe_keras.models import build_balpoe_backbone
 from balpoe_keras.models import build_balpoe_classifier
 from tests.models.helpers import count_params
@@ -97,13 +98,16 @@ class BalPoEClassifierTest(TestCase):
                                 features[m] @ kernel + bias, atol=1e-5)
 
     def test_shared_tensor_with_dense_layers_matches_add_balpoe_heads(self):
-        # Same layers built in the same order: same initial weights.
+        # add_balpoe_heads is this model: same layers built in the same
+        # order, so the same initial weights.
         keras.utils.set_random_seed(7)
         ours = BalPoEClassifier(_conv_backbone(), _COUNTS, lambdas=(1, -1),
-                                expert_layers=[6])
+                                expert_layers=[6], scale=16.0)
         keras.utils.set_random_seed(7)
-        theirs = add_balpoe_heads(_conv_backbone(), 4, num_experts=2,
-                                  expert_layers=[6])
+        theirs = add_balpoe_heads(_conv_backbone(), _COUNTS, (1, -1),
+                                  expert_layers=[6], scale=16.0)
+        self.assertIsInstance(theirs, BalPoEClassifier)
+        self.assertEqual(theirs.get_config(), ours.get_config())
         self.assertEqual([w.path for w in ours.weights],
                          [w.path for w in theirs.weights])
         for a, b in zip(ours.weights, theirs.weights):
@@ -111,9 +115,30 @@ class BalPoEClassifierTest(TestCase):
         # 112 + 2 * (Dense 4 * 6 + 6 + head 6 * 4).
         self.assertEqual(count_params(ours.trainable_weights), 112 + 2 * 54)
         self.assertIsNotNone(ours.get_layer("expert_1_dense0"))
+        self.assertEqual(
+            [[layer.name for layer in block] for block in ours.expert_blocks],
+            [["expert_0_pool", "expert_0_dense0"],
+             ["expert_1_pool", "expert_1_dense0"]])
         x = _images()
         self.assertAllClose(run_model(ours, x)["logits"],
                             run_model(theirs, x)["logits"], atol=1e-6)
+
+    def test_predict_returns_the_ensemble_logits(self):
+        model = BalPoEClassifier(_per_expert_backbone(3), _COUNTS)
+        x = _images(5)
+        outputs = model.predict_outputs(x, batch_size=2)
+        self.assertEqual(set(outputs), {"logits", "expert_logits"})
+        self.assertEqual(outputs["expert_logits"].shape, (5, 3, 4))
+        logits = model.predict(x, batch_size=2, verbose=0)
+        self.assertIsInstance(logits, np.ndarray)
+        self.assertEqual(logits.shape, (5, 4))
+        self.assertAllClose(logits, outputs["logits"], atol=1e-6)
+        self.assertAllClose(logits, outputs["expert_logits"].mean(1),
+                            atol=1e-5)
+        batch = model.predict_on_batch(x[:2])
+        self.assertEqual(tuple(batch.shape), (2, 4))
+        self.assertAllClose(batch, logits[:2], atol=1e-5)
+        self.assertEqual(model.input_shape, (None, 8, 8, 3))
 
     def test_predict_proba_is_the_softmax_of_the_ensemble_logits(self):
         # Identity backbone; linear heads W0 = [[1, 0, 0], [0, 1, 0]],
@@ -167,8 +192,12 @@ class BalPoEClassifierTest(TestCase):
     def test_keras_round_trip(self):
         model = BalPoEClassifier(_per_expert_backbone(3), _COUNTS,
                                  class_names=_NAMES)
-        reloaded = self.run_keras_save_load_test(model, _images())
+        x = _images()
+        reloaded = self.run_keras_save_load_test(model, x)
         self.assertIsInstance(reloaded, BalPoEClassifier)
+        self.assertAllClose(reloaded.predict_outputs(x)["expert_logits"],
+                            model.predict_outputs(x)["expert_logits"],
+                            atol=1e-5)
         # Tuples in the in-memory config are lists after JSON.
         self.assertEqual(_as_json(reloaded.get_config()),
                          _as_json(model.get_config()))
@@ -192,40 +221,131 @@ class CompileTest(TestCase):
         self.assertIsInstance(model.optimizer, TorchSGD)
         x = _images(6)
         y = np.array([0, 1, 2, 3, 0, 1])
-        logs = model.evaluate(x, balpoe_targets(y), batch_size=6, verbose=0,
+        logs = model.evaluate(x, y, batch_size=6, verbose=0,
                               return_dict=True)
         # Counts 8..1: no many-shot (> 100) or medium (>= 20) class.
         self.assertEqual(set(logs), {
-            "loss", "logits_accuracy", "logits_balanced_accuracy",
-            "logits_acc_few", "logits_ece", "expert_logits_expert_0_loss",
-            "expert_logits_expert_1_loss", "expert_logits_expert_2_loss"})
+            "loss", "accuracy", "balanced_accuracy", "acc_few", "ece",
+            "expert_0_loss", "expert_1_loss", "expert_2_loss"})
         # The loss is BalPoELoss of the model's expert logits.
-        expert_logits = run_model(model, x)["expert_logits"]
-        expected = BalPoELoss(_COUNTS, [1.0, 0.0, -1.0])(y, expert_logits)
+        out = run_model(model, x)
+        expected = BalPoELoss(_COUNTS, [1.0, 0.0, -1.0])(
+            y, out["expert_logits"])
         self.assertAllClose(logs["loss"], expected, atol=1e-5)
-        experts = [logs[f"expert_logits_expert_{i}_loss"] for i in range(3)]
+        experts = [logs[f"expert_{i}_loss"] for i in range(3)]
         self.assertAllClose(np.mean(experts), logs["loss"], atol=1e-5)
+        # The metrics see the ensemble logits; every class is few-shot, so
+        # the few-shot accuracy is the balanced one (mean class recall).
+        hits = out["logits"].argmax(-1) == y
+        recall = np.mean([hits[y == c].mean() for c in range(4)])
+        self.assertAllClose(logs["accuracy"], hits.mean(), atol=1e-6)
+        self.assertAllClose(logs["balanced_accuracy"], recall, atol=1e-6)
+        self.assertAllClose(logs["acc_few"], recall, atol=1e-6)
+
+    def test_one_expert_loss_per_expert(self):
+        model = BalPoEClassifier(_conv_backbone(), _COUNTS,
+                                 lambdas=(1.0, 0.5, -0.5, -1.0))
+        self.assertEqual([type(m) for m in model.expert_losses],
+                         [ExpertLoss] * 4)
+        self.assertEqual([m.expert_index for m in model.expert_losses],
+                         [0, 1, 2, 3])
+        self.assertEqual([m.name for m in model.expert_losses],
+                         [f"expert_{i}_loss" for i in range(4)])
+
+    def test_plain_int_one_hot_and_soft_labels(self):
+        model = BalPoEClassifier(_conv_backbone(), _COUNTS)
+        model.compile(jit_compile=False)
+        x = _images(4)
+        y = np.array([0, 1, 2, 3])
+        one_hot = np.eye(4, dtype="float32")[y]
+        by_id, by_one_hot = (
+            model.evaluate(x, labels, batch_size=4, verbose=0,
+                           return_dict=True)
+            for labels in (y, one_hot))
+        for key, value in by_id.items():
+            self.assertAllClose(by_one_hot[key], value, atol=1e-5)
+        # Mixup labels: the loss takes them as they are, the metrics their
+        # argmax (here y again).
+        soft = 0.7 * one_hot + 0.3 * one_hot[::-1]
+        logs = model.evaluate(x, soft, batch_size=4, verbose=0,
+                              return_dict=True)
+        out = run_model(model, x)
+        expected = BalPoELoss(_COUNTS, [1.0, 0.0, -1.0])(
+            soft, out["expert_logits"])
+        self.assertAllClose(logs["loss"], expected, atol=1e-5)
+        self.assertGreater(abs(logs["loss"] - by_id["loss"]), 1e-3)
+        for key in ("accuracy", "balanced_accuracy", "acc_few", "ece"):
+            self.assertAllClose(logs[key], by_id[key], atol=1e-6)
 
     def test_explicit_values_override_auto(self):
         model = BalPoEClassifier(_conv_backbone(), _COUNTS)
         optimizer = keras.optimizers.SGD(0.01)
-        loss = {"logits": None,
-                "expert_logits": BalPoELoss(_COUNTS, [2.0, 0.0, -2.0])}
-        model.compile(optimizer=optimizer, loss=loss, metrics=None,
+        loss = BalPoELoss(_COUNTS, [2.0, 0.0, -2.0])
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
                       jit_compile=False)
         self.assertIs(model.optimizer, optimizer)
-        logs = model.evaluate(_images(2), balpoe_targets(np.array([0, 1])),
-                              verbose=0, return_dict=True)
-        self.assertEqual(set(logs), {"loss"})
+        x, y = _images(2), np.array([0, 1])
+        logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        # Each expert's loss is reported whatever the metrics.
+        self.assertEqual(set(logs), {"loss", "accuracy", "expert_0_loss",
+                                     "expert_1_loss", "expert_2_loss"})
+        expected = loss(y, run_model(model, x)["expert_logits"])
+        self.assertAllClose(logs["loss"], expected, atol=1e-5)
+
+    def test_per_output_dicts_are_refused(self):
+        model = BalPoEClassifier(_conv_backbone(), _COUNTS)
+        loss = BalPoELoss(_COUNTS, [1.0, 0.0, -1.0])
+        with self.assertRaisesRegex(ValueError, "one loss, not a dict"):
+            model.compile(loss={"logits": None, "expert_logits": loss})
+        with self.assertRaisesRegex(ValueError, "one metrics, not a dict"):
+            model.compile(metrics={"logits": ["accuracy"]})
+        with self.assertRaisesRegex(ValueError, "one loss_weights, not a"):
+            model.compile(loss_weights={"expert_logits": 1.0})
+
+    def test_old_per_output_compile_config_is_refused_on_load(self):
+        # A .keras file of an older balpoe_keras: loss and metrics per
+        # output. It loads with compile=False, then compile() anew.
+        model = BalPoEClassifier(_conv_backbone(), _COUNTS)
+        model.compile(jit_compile=False)
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        model.save(path)
+        old = os.path.join(self.get_temp_dir(), "old.keras")
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+            for item in src.infolist():
+                data = src.read(item.filename)
+                if item.filename == "config.json":
+                    config = json.loads(data)
+                    compile_config = config["compile_config"]
+                    compile_config["loss"] = {
+                        "logits": None,
+                        "expert_logits": compile_config["loss"]}
+                    data = json.dumps(config)
+                dst.writestr(item, data)
+        with self.assertRaisesRegex(ValueError, "per-output losses.*older"):
+            keras.saving.load_model(old)
+        reloaded = keras.saving.load_model(old, compile=False)
+        reloaded.compile(jit_compile=False)
+        x = _images()
+        self.assertAllClose(reloaded.predict(x, verbose=0),
+                            model.predict(x, verbose=0), atol=1e-5)
 
     def test_unbalanced_lambdas_reach_the_loss(self):
         model = BalPoEClassifier(_conv_backbone(), _COUNTS,
                                  lambdas=(1.0, -0.25, -1.5),
                                  allow_unbalanced=True)
         model.compile(jit_compile=False)
-        loss = model.get_compile_config()["loss"]["expert_logits"]
+        loss = model.get_compile_config()["loss"]
+        self.assertEqual(loss["class_name"], "BalPoELoss")
         self.assertEqual(loss["config"]["lambdas"], [1.0, -0.25, -1.5])
         self.assertTrue(loss["config"]["allow_unbalanced"])
+
+    def test_fit_refuses_class_weight(self):
+        model = BalPoEClassifier(_conv_backbone(), _COUNTS)
+        model.compile(jit_compile=False)
+        with self.assertRaisesRegex(ValueError, "no class_weight"):
+            model.fit(_images(4), np.array([0, 1, 2, 3]),
+                      class_weight={0: 1.0, 1: 2.0, 2: 4.0, 3: 8.0},
+                      verbose=0)
 
 
 class ValidationTest(TestCase):
@@ -332,20 +452,19 @@ class FreshProcessLoadTest(TestCase):
         model.compile(optimizer=TorchSGD(WarmupStepSchedule(
             0.1, 2, warmup_epochs=1, step_epochs=(2,))), jit_compile=False)
         x = _images(4)
-        model.fit(x, balpoe_targets(np.array([0, 1, 2, 3])), batch_size=4,
-                  epochs=1, verbose=0)
+        model.fit(x, np.array([0, 1, 2, 3]), batch_size=4, epochs=1,
+                  verbose=0)
         tmp = self.get_temp_dir()
         path = os.path.join(tmp, "model.keras")
         model.save(path)
         np.save(os.path.join(tmp, "x.npy"), x)
-        np.save(os.path.join(tmp, "logits.npy"),
-                model.predict(x, verbose=0)["logits"])
+        np.save(os.path.join(tmp, "logits.npy"), model.predict(x, verbose=0))
         code = (
             "import sys, keras, numpy as np\n"
             "import balpoe_keras\n"
             "tmp = sys.argv[1]\n"
             "m = keras.saving.load_model(tmp + '/model.keras')\n"
-            "out = m.predict(np.load(tmp + '/x.npy'), verbose=0)['logits']\n"
+            "out = m.predict(np.load(tmp + '/x.npy'), verbose=0)\n"
             "err = float(np.abs(out - np.load(tmp + '/logits.npy')).max())\n"
             "print(type(m).__name__, m.class_counts, m.lambdas,\n"
             "      m.class_names, type(m.optimizer).__name__,\n"

@@ -1,4 +1,5 @@
-"""Tests of the default loss, metrics and optimizer of BalPoE models."""
+"""Tests of the default loss, metrics and optimizer of BalPoE models
+(the model's per-expert losses: balpoe_classifier_test.py)."""
 
 import keras
 import numpy as np
@@ -6,7 +7,6 @@ import numpy as np
 from balpoe_keras.losses import BalPoELoss
 from balpoe_keras.metrics import BalancedAccuracy
 from balpoe_keras.metrics import ExpectedCalibrationError
-from balpoe_keras.metrics import ExpertLoss
 from balpoe_keras.metrics import GroupAccuracy
 from balpoe_keras.models import compile_defaults
 from tests.test_case import TestCase
@@ -16,21 +16,21 @@ _COUNTS = [500, 120, 60, 30, 10]
 
 
 class CompileDefaultsTest(TestCase):
-    def test_loss_only_on_the_expert_logits(self):
+    def test_loss_is_one_balpoe_loss(self):
         loss = compile_defaults.make_balpoe_loss(_COUNTS, [1.0, 0.0, -1.0])
-        self.assertEqual(set(loss), {"logits", "expert_logits"})
-        self.assertIsNone(loss["logits"])
-        self.assertIsInstance(loss["expert_logits"], BalPoELoss)
-        self.assertEqual(loss["expert_logits"].class_counts, _COUNTS)
-        self.assertEqual(loss["expert_logits"].lambdas, [1.0, 0.0, -1.0])
+        self.assertIsInstance(loss, BalPoELoss)
+        self.assertEqual(loss.class_counts, _COUNTS)
+        self.assertEqual(loss.lambdas, [1.0, 0.0, -1.0])
+        self.assertFalse(loss.allow_unbalanced)
         with self.assertRaisesRegex(ValueError, "allow_unbalanced"):
             compile_defaults.make_balpoe_loss(_COUNTS, [1.0, -0.25, -1.5])
         unbalanced = compile_defaults.make_balpoe_loss(
             _COUNTS, [1.0, -0.25, -1.5], allow_unbalanced=True)
-        self.assertTrue(unbalanced["expert_logits"].allow_unbalanced)
+        self.assertTrue(unbalanced.allow_unbalanced)
 
     def test_ensemble_metrics_leave_out_empty_groups(self):
         metrics = compile_defaults.make_ensemble_metrics(_COUNTS)
+        self.assertLen(metrics, 6)  # acc, bal, 3 groups, ece
         self.assertEqual(metrics[0], "accuracy")
         self.assertIsInstance(metrics[1], BalancedAccuracy)
         groups = [m.group for m in metrics if isinstance(m, GroupAccuracy)]
@@ -41,18 +41,6 @@ class CompileDefaultsTest(TestCase):
         metrics = compile_defaults.make_ensemble_metrics([500, 120, 60])
         groups = [m.group for m in metrics if isinstance(m, GroupAccuracy)]
         self.assertEqual(groups, ["many", "medium"])
-
-    def test_one_expert_loss_per_expert(self):
-        metrics = compile_defaults.make_balpoe_metrics(
-            _COUNTS, [1.0, 0.5, -0.5, -1.0])
-        experts = metrics["expert_logits"]
-        self.assertEqual([type(m) for m in experts], [ExpertLoss] * 4)
-        self.assertEqual([m.expert_index for m in experts], [0, 1, 2, 3])
-        self.assertEqual(len(metrics["logits"]), 6)  # acc, bal, 3 groups, ece
-        plain = compile_defaults.make_balpoe_metrics(
-            _COUNTS, [0.0], ensemble_metrics=["accuracy"],
-            track_expert_losses=False)
-        self.assertEqual(plain, {"logits": ["accuracy"]})
 
     def test_default_optimizer_is_the_reference_sgd(self):
         from balpoe_keras.training import TorchSGD

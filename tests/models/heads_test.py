@@ -1,4 +1,5 @@
-"""Tests of `add_balpoe_heads`, `balpoe_targets` and the output keys."""
+"""Tests of `add_balpoe_heads` (BalPoE on your own backbone) and the
+output keys."""
 
 import os
 
@@ -8,12 +9,16 @@ import pytest
 
 from balpoe_keras.models import EXPERT_LOGITS
 from balpoe_keras.models import LOGITS
+from balpoe_keras.models import BalPoEClassifier
 from balpoe_keras.models import add_balpoe_heads
-from balpoe_keras.models import balpoe_targets
 from tests.models.helpers import SKIP_ON_JAX
 from tests.models.helpers import count_params
 from tests.models.helpers import run_model
 from tests.test_case import TestCase
+
+_COUNTS5 = [50, 20, 10, 5, 2]
+_COUNTS4 = [8, 4, 2, 1]
+_COUNTS3 = [3, 2, 1]
 
 
 def _tiny_backbone():
@@ -25,7 +30,10 @@ def _tiny_backbone():
 
 class AddBalPoEHeadsTest(TestCase):
     def test_outputs_and_counts(self):
-        model = add_balpoe_heads(_tiny_backbone(), num_classes=5)
+        model = add_balpoe_heads(_tiny_backbone(), _COUNTS5)
+        self.assertIsInstance(model, BalPoEClassifier)
+        self.assertEqual(model.class_counts, _COUNTS5)
+        self.assertEqual(model.lambdas, [1.0, 0.0, -1.0])
         out = run_model(model, np.random.rand(2, 16, 16, 3).astype("float32"))
         self.assertEqual(tuple(out[LOGITS].shape), (2, 5))
         self.assertEqual(tuple(out[EXPERT_LOGITS].shape), (2, 3, 5))
@@ -33,23 +41,36 @@ class AddBalPoEHeadsTest(TestCase):
         self.assertEqual(count_params(model.trainable_weights), 224 + 120)
         experts = out[EXPERT_LOGITS]
         self.assertAllClose(out[LOGITS], experts.mean(axis=1), atol=1e-5)
-        self.assertIsNotNone(model.get_layer("tiny"))
+        self.assertIs(model.get_layer("tiny"), model.backbone)
 
     def test_dense_expert_layers(self):
         model = add_balpoe_heads(
-            _tiny_backbone(), 4, num_experts=2, expert_layers=[6]
+            _tiny_backbone(), _COUNTS4, (1.0, -1.0), expert_layers=[6]
         )
         # 224 + 2 * (Dense 8 * 6 + 6 + head 6 * 4) = 224 + 2 * 78 = 380.
         self.assertEqual(count_params(model.trainable_weights), 380)
+        self.assertEqual(model.expert_layers, [6])
         self.assertIsNotNone(model.get_layer("expert_1_dense0"))
 
-    def test_callable_expert_layers_before_pooling(self):
+    def test_per_expert_layers_before_pooling_go_in_the_backbone(self):
+        # A callable `expert_layers` (which the model could not save) is
+        # refused; per-expert layers on the unpooled features belong in a
+        # backbone returning one pooled feature per expert.
         def conv_block(x, index):
             return keras.layers.Conv2D(4, 1, name=f"expert_{index}_conv")(x)
 
-        model = add_balpoe_heads(
-            _tiny_backbone(), 3, num_experts=2, expert_layers=conv_block
-        )
+        with self.assertRaisesRegex(ValueError,
+                                    "list of ints.*one .batch, D. feature"):
+            add_balpoe_heads(_tiny_backbone(), _COUNTS3, (1.0, -1.0),
+                             expert_layers=conv_block)
+        trunk = _tiny_backbone()
+        features = [
+            keras.layers.GlobalAveragePooling2D(name=f"expert_{i}_pool")(
+                conv_block(trunk.output, i))
+            for i in range(2)
+        ]
+        backbone = keras.Model(trunk.input, features, name="branches")
+        model = add_balpoe_heads(backbone, _COUNTS3, (1.0, -1.0))
         # 224 + 2 * (1x1 conv 8 * 4 + 4 + head 4 * 3) = 224 + 2 * 48 = 320.
         self.assertEqual(count_params(model.trainable_weights), 320)
         out = run_model(model, np.zeros((1, 16, 16, 3), "float32"))
@@ -58,30 +79,30 @@ class AddBalPoEHeadsTest(TestCase):
     def test_flat_backbone_and_linear_head(self):
         inputs = keras.Input((10,))
         backbone = keras.Model(inputs, keras.layers.Dense(6)(inputs))
-        model = add_balpoe_heads(backbone, 3, num_experts=1, head="linear")
+        model = add_balpoe_heads(backbone, _COUNTS3, (0.0,), head="linear")
         out = run_model(model, np.ones((2, 10), "float32"))
         self.assertEqual(tuple(out[EXPERT_LOGITS].shape), (2, 1, 3))
         # Backbone 66 + one Dense(6 -> 3) with bias 21.
         self.assertEqual(count_params(model.trainable_weights), 87)
 
     def test_bad_arguments_raise(self):
-        with self.assertRaisesRegex(ValueError, "num_experts >= 1"):
-            add_balpoe_heads(_tiny_backbone(), 4, num_experts=0)
+        with self.assertRaisesRegex(ValueError, "non-empty list of .*lambdas"):
+            add_balpoe_heads(_tiny_backbone(), _COUNTS4, ())
         with self.assertRaisesRegex(ValueError, "one input"):
-            add_balpoe_heads(keras.layers.Dense(3), 4)
+            add_balpoe_heads(keras.layers.Dense(3), _COUNTS4)
         with self.assertRaisesRegex(ValueError, "num_classes >= 2"):
-            add_balpoe_heads(_tiny_backbone(), 1)
+            add_balpoe_heads(_tiny_backbone(), [4])
 
     def test_keras_round_trip(self):
-        model = add_balpoe_heads(_tiny_backbone(), 4, num_experts=2)
+        model = add_balpoe_heads(_tiny_backbone(), _COUNTS4, (1.0, -1.0))
         x = np.random.rand(2, 16, 16, 3).astype("float32")
         path = os.path.join(self.get_temp_dir(), "heads.keras")
         model.save(path)
         reloaded = keras.saving.load_model(path)
-        self.assertAllClose(
-            run_model(reloaded, x)[LOGITS], run_model(model, x)[LOGITS],
-            atol=1e-5,
-        )
+        self.assertIsInstance(reloaded, BalPoEClassifier)
+        expected, actual = run_model(model, x), run_model(reloaded, x)
+        for key in (LOGITS, EXPERT_LOGITS):
+            self.assertAllClose(actual[key], expected[key], atol=1e-5)
 
     @pytest.mark.large
     @SKIP_ON_JAX
@@ -90,33 +111,16 @@ class AddBalPoEHeadsTest(TestCase):
             input_shape=(32, 32, 3), include_top=False, weights=None,
             include_preprocessing=False,
         )
-        model = add_balpoe_heads(backbone, 10, num_experts=3)
-        out = model.predict(np.random.rand(2, 32, 32, 3), verbose=0)
+        model = add_balpoe_heads(backbone, list(range(10, 0, -1)))
+        out = model.predict_outputs(np.random.rand(2, 32, 32, 3))
         self.assertEqual(out[EXPERT_LOGITS].shape, (2, 3, 10))
+        self.assertEqual(model.predict(np.random.rand(2, 32, 32, 3),
+                                       verbose=0).shape, (2, 10))
         # Three cosine heads on MobileNetV3Small's 576 channels: 3 * 5,760.
         self.assertEqual(
             count_params(model.trainable_weights),
             count_params(backbone.trainable_weights) + 3 * 576 * 10,
         )
-
-
-class BalPoETargetsTest(TestCase):
-    def test_numpy_labels(self):
-        labels = np.array([3, 1])
-        targets = balpoe_targets(labels)
-        self.assertEqual(set(targets), {"logits", "expert_logits"})
-        self.assertIs(targets[LOGITS], labels)
-        self.assertIs(targets[EXPERT_LOGITS], labels)
-
-    @pytest.mark.tf_only
-    def test_inside_tf_data_map(self):
-        import tensorflow as tf
-
-        ds = tf.data.Dataset.from_tensor_slices(
-            (np.zeros((2, 4), "float32"), np.array([0, 1]))
-        ).map(lambda x, y: (x, balpoe_targets(y)))
-        _, targets = next(iter(ds.batch(2)))
-        self.assertAllClose(targets[EXPERT_LOGITS], [0, 1])
 
 
 class MixedPrecisionHeadsTest(TestCase):
@@ -126,7 +130,8 @@ class MixedPrecisionHeadsTest(TestCase):
         images = np.random.default_rng(0).random((2, 16, 16, 3))
         for head in ("cosine", "linear"):
             with mixed_precision_scope("mixed_bfloat16"):
-                model = add_balpoe_heads(_tiny_backbone(), 5, head=head)
+                model = add_balpoe_heads(_tiny_backbone(), _COUNTS5,
+                                         head=head)
             self.assertEqual(model.get_layer("tiny").compute_dtype,
                              "bfloat16")
             heads = [layer for layer in model.layers

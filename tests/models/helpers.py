@@ -1,8 +1,11 @@
-"""Helpers for the model tests: parameter counts, forward passes."""
+"""Helpers for the model tests: builds, parameter counts, forward passes."""
 
 import keras
 import numpy as np
 import pytest
+
+from balpoe_keras import class_prior
+from balpoe_keras.models import build_balpoe_classifier
 
 # For checks that do not depend on the backend (parameter counts, layer
 # configs) on large builds: Keras-on-JAX compiles the initializer of every new
@@ -14,15 +17,37 @@ SKIP_ON_JAX = pytest.mark.skipif(
 )
 
 
+def classifier(architecture, num_classes, num_experts, **kwargs):
+    """`build_balpoe_classifier` with `C = num_classes` classes (counts
+    `C, C - 1, ..., 1`) and `M = num_experts` experts (lambdas spread
+    evenly from 1 to -1, or `[0]` for one expert); `kwargs` as there."""
+    counts = [num_classes - c for c in range(num_classes)]
+    lambdas = class_prior.spread_lambdas(num_experts)
+    return build_balpoe_classifier(architecture, counts, lambdas, **kwargs)
+
+
 def count_params(weights):
     """Sum of `prod(w.shape)` over `weights`, e.g. `model.trainable_weights`."""
     return int(sum(np.prod(w.shape) for w in weights))
 
 
-def count_layer_params(model, prefix, trainable=True):
-    """Trainable (or all) parameters of the layers named `prefix*`."""
-    total = 0
+def flat_layers(model):
+    """The layers of `model`, with those of nested models (the backbone of
+    a `BalPoEClassifier`) in place of the nested model."""
+    layers = []
     for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layers.extend(flat_layers(layer))
+        else:
+            layers.append(layer)
+    return layers
+
+
+def count_layer_params(model, prefix, trainable=True):
+    """Trainable (or all) parameters of the layers named `prefix*`,
+    nested models included."""
+    total = 0
+    for layer in flat_layers(model):
         if layer.name.startswith(prefix):
             weights = layer.trainable_weights if trainable else layer.weights
             total += count_params(weights)
@@ -30,8 +55,10 @@ def count_layer_params(model, prefix, trainable=True):
 
 
 def run_model(model, x):
-    """Model outputs as NumPy: `predict` (one jit compile) on JAX, where an
-    eager call compiles every op separately; an eager call elsewhere."""
+    """Model outputs as NumPy (both outputs of a `BalPoEClassifier`):
+    `predict` (one jit compile) on JAX, where an eager call compiles every
+    op separately; an eager call elsewhere."""
     if keras.backend.backend() == "jax":
-        return model.predict(x, verbose=0, batch_size=len(x))
+        predict = getattr(model, "predict_outputs", model.predict)
+        return predict(x, verbose=0, batch_size=len(x))
     return keras.tree.map_structure(keras.ops.convert_to_numpy, model(x))

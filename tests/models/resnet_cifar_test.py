@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from balpoe_keras.losses import BalPoELoss
-from balpoe_keras.models import balpoe_targets
-from balpoe_keras.models import build_balpoe_resnet32
+from balpoe_keras.models import BalPoEClassifier
+from balpoe_keras.models import build_balpoe_backbone
+from balpoe_keras.models import build_balpoe_classifier
 from balpoe_keras.models import build_resnet32_backbone
 from tests.models.helpers import SKIP_ON_JAX
+from tests.models.helpers import classifier
 from tests.models.helpers import count_layer_params
 from tests.models.helpers import count_params
 from tests.models.helpers import run_model
@@ -21,6 +23,8 @@ from tests.test_case import TestCase
 # Shared: stem conv 3*3*3*16 = 432, BN 32, stage 1 23,360 (5 blocks of
 # 2 * (3*3*16*16 + 32) = 4,672). Per expert: stage 2 88,192, stage 3 351,488,
 # cosine head 64 * C. BN moving stats: 2 per BN channel.
+# `classifier(arch, C, M)`: `build_balpoe_classifier` with C classes and M
+# experts (tests/models/helpers.py).
 TINY = dict(num_classes=4, num_experts=3, blocks_per_stage=1)
 
 
@@ -33,8 +37,10 @@ class ResNet32CountTest(TestCase):
 
     def test_reference_counts_m3_with_breakdown(self):
         # 23,824 + 3 * 446,080 = 1,362,064; BN stats 352 + 3 * 1,920 = 6,112.
-        model = build_balpoe_resnet32(100, num_experts=3)
+        model = classifier("resnet32", 100, 3)
         self.assertCounts(model, 1_362_064, 6_112)
+        # The heads sit on the classifier, the rest in its backbone.
+        self.assertCounts(model.backbone, 1_362_064 - 3 * 6_400, 6_112)
         self.assertEqual(count_layer_params(model, "stem_"), 432 + 32)
         self.assertEqual(count_layer_params(model, "stage1_"), 23_360)
         for index in range(3):
@@ -59,7 +65,8 @@ class ResNet32CountTest(TestCase):
             3: stem + s1 + s2 + s3 + 3 * head,  # 75,408
         }
         for shared_stages, count in expected.items():
-            model = build_balpoe_resnet32(**TINY, shared_stages=shared_stages)
+            model = classifier(
+                "resnet32", **TINY, shared_stages=shared_stages)
             self.assertEqual(count_params(model.trainable_weights), count)
 
     @pytest.mark.large
@@ -67,48 +74,48 @@ class ResNet32CountTest(TestCase):
         # 23,824 + 439,680 + 6,400 = 469,904; BN stats: 2 * (16 + 10*16 +
         # 10*32 + 10*64) = 2,272.
         self.assertCounts(
-            build_balpoe_resnet32(100, num_experts=1), 469_904, 2_272)
+            classifier("resnet32", 100, 1), 469_904, 2_272)
         # 23,824 + 440,320 = 464,144 ; 23,824 + 3 * 440,320 = 1,344,784.
         self.assertCounts(
-            build_balpoe_resnet32(10, num_experts=1), 464_144, 2_272)
+            classifier("resnet32", 10, 1), 464_144, 2_272)
         self.assertCounts(
-            build_balpoe_resnet32(10, num_experts=3), 1_344_784, 6_112)
+            classifier("resnet32", 10, 3), 1_344_784, 6_112)
 
     @pytest.mark.large
     def test_reference_counts_m7(self):
         # 23,824 + 7 * 446,080 = 3,146,384 ; 23,824 + 7 * 440,320 = 3,106,064;
         # BN stats 352 + 7 * 1,920 = 13,792.
         self.assertCounts(
-            build_balpoe_resnet32(100, num_experts=7), 3_146_384, 13_792)
+            classifier("resnet32", 100, 7), 3_146_384, 13_792)
         self.assertCounts(
-            build_balpoe_resnet32(10, num_experts=7), 3_106_064, 13_792)
+            classifier("resnet32", 10, 7), 3_106_064, 13_792)
 
     @pytest.mark.large
     def test_reference_sharing_options(self):
         # share_layer2: 23,824 + 88,192 + 3 * (351,488 + 6,400) = 1,185,680.
-        model = build_balpoe_resnet32(100, num_experts=3, shared_stages=2)
+        model = classifier("resnet32", 100, 3, shared_stages=2)
         self.assertEqual(count_params(model.trainable_weights), 1_185_680)
         # Linear experts: 469,904 - 6,400 + 3 * 6,400 = 482,704.
-        model = build_balpoe_resnet32(100, num_experts=3, shared_stages=3)
+        model = classifier("resnet32", 100, 3, shared_stages=3)
         self.assertEqual(count_params(model.trainable_weights), 482_704)
         # Independent networks: 3 * 469,904 = 1,409,712.
-        model = build_balpoe_resnet32(100, num_experts=3, shared_stages=0)
+        model = classifier("resnet32", 100, 3, shared_stages=0)
         self.assertEqual(count_params(model.trainable_weights), 1_409_712)
 
     @pytest.mark.large
     @SKIP_ON_JAX
     def test_reduce_dimension_and_linear_head(self):
         # Widths 24/48: 23,824 + 3 * (50,592 + 197,952 + 48 * 100) = 783,856.
-        model = build_balpoe_resnet32(100, num_experts=3, reduce_dimension=True)
+        model = classifier("resnet32", 100, 3, reduce_dimension=True)
         self.assertEqual(count_params(model.trainable_weights), 783_856)
         # nn.Linear(64, 100) with bias: 469,904 + 100 = 470,004.
-        model = build_balpoe_resnet32(100, num_experts=1, head="linear")
+        model = classifier("resnet32", 100, 1, head="linear")
         self.assertEqual(count_params(model.trainable_weights), 470_004)
 
 
 class ResNet32StructureTest(TestCase):
     def test_output_dict_shapes(self):
-        model = build_balpoe_resnet32(**TINY)
+        model = classifier("resnet32", **TINY)
         out = run_model(model, np.random.rand(2, 32, 32, 3).astype("float32"))
         self.assertEqual(set(out), {"logits", "expert_logits"})
         self.assertEqual(tuple(out["logits"].shape), (2, 4))
@@ -118,31 +125,39 @@ class ResNet32StructureTest(TestCase):
         self.assertAllClose(out["logits"], experts.mean(axis=1), atol=1e-5)
         self.assertLessEqual(np.abs(experts).max(), 30.0 + 1e-4)
 
-    def test_single_expert_keeps_the_dict(self):
-        model = build_balpoe_resnet32(4, num_experts=1, blocks_per_stage=1)
+    def test_single_expert_keeps_both_outputs(self):
+        model = classifier("resnet32", 4, 1, blocks_per_stage=1)
         out = run_model(model, np.zeros((1, 32, 32, 3), "float32"))
         self.assertEqual(tuple(out["expert_logits"].shape), (1, 1, 4))
 
     def test_grayscale_28x28_input(self):
-        model = build_balpoe_resnet32(
-            10, num_experts=2, blocks_per_stage=1, input_shape=(28, 28, 1),
+        model = classifier(
+            "resnet32", 10, 2, blocks_per_stage=1, input_shape=(28, 28, 1),
             pixel_mean=(0.2860,), pixel_std=(0.3530,),
         )
+        self.assertEqual(model.input_shape, (None, 28, 28, 1))
         out = run_model(model, np.random.rand(2, 28, 28, 1).astype("float32"))
         self.assertEqual(tuple(out["expert_logits"].shape), (2, 2, 10))
         # 28 -> 14 -> 7 spatially.
         self.assertEqual(
-            model.get_layer("expert_1_stage3_block0_out").output.shape[1:3],
+            model.backbone.get_layer(
+                "expert_1_stage3_block0_out").output.shape[1:3],
             (7, 7),
         )
 
     def test_layer_names_and_shortcut_placement(self):
-        model = build_balpoe_resnet32(**TINY)
-        names = {layer.name for layer in model.layers}
+        model = classifier("resnet32", **TINY)
+        # The trunk is the backbone; the heads and their average are the
+        # classifier's own layers.
+        self.assertEqual(
+            [layer.name for layer in model.layers],
+            ["resnet8", "expert_0_head", "expert_1_head", "expert_2_head",
+             "expert_average"])
+        names = {layer.name for layer in model.backbone.layers}
         for name in ("normalize", "stem_conv", "stage1_block0_conv1",
-                     "expert_2_stage3_block0_bn2", "expert_0_head",
+                     "expert_2_stage3_block0_bn2",
                      "expert_1_stage2_block0_shortcut",
-                     "expert_1_stage2_block0_conv1_pad", "expert_average"):
+                     "expert_1_stage2_block0_conv1_pad"):
             self.assertIn(name, names)
         # Option A only where the shape changes: first block of stages 2, 3.
         shortcuts = sorted(n for n in names if n.endswith("_shortcut"))
@@ -151,10 +166,10 @@ class ResNet32StructureTest(TestCase):
         self.assertFalse(any("lambda" in n for n in names))
 
     def test_bn_and_init_match_pytorch(self):
-        model = build_balpoe_resnet32(**TINY)
-        bn = model.get_layer("stem_bn")
+        model = classifier("resnet32", **TINY)
+        bn = model.backbone.get_layer("stem_bn")
         self.assertEqual((bn.epsilon, bn.momentum), (1e-5, 0.9))
-        conv = model.get_layer("expert_0_stage3_block0_conv2")
+        conv = model.backbone.get_layer("expert_0_stage3_block0_conv2")
         self.assertFalse(conv.use_bias)
         # 3x3 conv 64 -> 64: fan_in 576, std sqrt(2 / 576) = 0.0589; 36,864
         # untruncated draws put ~4.55% beyond 2 std (truncated: none).
@@ -163,21 +178,23 @@ class ResNet32StructureTest(TestCase):
         self.assertAllClose(kernel.std(), std, rtol=0.03)
         self.assertGreater(np.mean(np.abs(kernel) > 2 * std), 0.03)
         # Stem: fan_in 3*3*3 = 27, std 0.272 (432 draws: loose tolerance).
-        stem = keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel)
+        stem = keras.ops.convert_to_numpy(
+            model.backbone.get_layer("stem_conv").kernel)
         self.assertAllClose(stem.std(), np.sqrt(2.0 / 27.0), rtol=0.15)
 
     def test_bad_arguments_raise(self):
         with self.assertRaisesRegex(ValueError, "num_experts >= 1"):
-            build_balpoe_resnet32(10, num_experts=0)
+            build_balpoe_backbone("resnet32", num_experts=0)
+        with self.assertRaisesRegex(ValueError, "non-empty list of .*lambdas"):
+            build_balpoe_classifier("resnet32", [3, 2], ())
         with self.assertRaisesRegex(ValueError, r"shared_stages in \[0, 3\]"):
-            build_balpoe_resnet32(10, num_experts=3, shared_stages=4)
+            classifier("resnet32", 10, 3, shared_stages=4)
         with self.assertRaisesRegex(ValueError, "num_classes >= 2"):
-            build_balpoe_resnet32(1, num_experts=3)
+            classifier("resnet32", 1, 3, blocks_per_stage=1)
         with self.assertRaisesRegex(ValueError, "blocks_per_stage >= 1"):
-            build_balpoe_resnet32(10, num_experts=3, blocks_per_stage=0)
+            classifier("resnet32", 10, 3, blocks_per_stage=0)
         with self.assertRaisesRegex(ValueError, "head in"):
-            build_balpoe_resnet32(10, num_experts=3, blocks_per_stage=1,
-                                  head="mlp")
+            classifier("resnet32", 10, 3, blocks_per_stage=1, head="mlp")
 
 
 class ResNet32BackboneTest(TestCase):
@@ -187,7 +204,8 @@ class ResNet32BackboneTest(TestCase):
         self.assertLen(backbone.outputs, 3)
         for output in backbone.outputs:
             self.assertEqual(tuple(output.shape), (None, 64))
-        # The flat model minus its 3 cosine heads of 64 * 4: 214,416 - 768.
+        # The TINY classifier minus its 3 cosine heads of 64 * 4: 214,416 -
+        # 768.
         self.assertEqual(count_params(backbone.trainable_weights), 213_648)
         features = run_model(backbone, np.zeros((2, 32, 32, 3), "float32"))
         self.assertEqual([f.shape for f in features], [(2, 64)] * 3)
@@ -199,9 +217,11 @@ class ResNet32BackboneTest(TestCase):
         self.assertEqual(tuple(backbone.output.shape), (None, 48))
         self.assertEqual(backbone.output_names, ["pool"])
 
-    def test_arguments_after_num_classes_are_keyword_only(self):
+    def test_arguments_after_the_lambdas_are_keyword_only(self):
         with self.assertRaisesRegex(TypeError, "positional"):
-            build_balpoe_resnet32(10, 3)
+            build_balpoe_classifier("resnet32", [3, 2], (1.0, -1.0), 3)
+        with self.assertRaisesRegex(TypeError, "positional"):
+            build_balpoe_backbone("resnet32", 3)
         with self.assertRaisesRegex(TypeError, "positional"):
             build_resnet32_backbone(3)
 
@@ -209,11 +229,12 @@ class ResNet32BackboneTest(TestCase):
 class ResNet32SaveLoadTest(TestCase):
     def test_keras_round_trip(self):
         # Eager calls instead of predict(): same check, no graph tracing.
-        model = build_balpoe_resnet32(**TINY, shared_stages=2)
+        model = classifier("resnet32", **TINY, shared_stages=2)
         x = np.random.rand(2, 32, 32, 3).astype("float32")
         path = os.path.join(self.get_temp_dir(), "model.keras")
         model.save(path)
         reloaded = keras.saving.load_model(path)
+        self.assertIsInstance(reloaded, BalPoEClassifier)
         expected, actual = run_model(model, x), run_model(reloaded, x)
         for key in ("logits", "expert_logits"):
             self.assertAllClose(actual[key], expected[key], atol=1e-5)
@@ -225,18 +246,17 @@ class ResNet32SaveLoadTest(TestCase):
     def test_compiled_round_trip_keeps_training(self):
         # After one SGD step, save + load, then one more step on both: the
         # reloaded model (weights, BN stats, momentum) must match.
-        model = build_balpoe_resnet32(
-            num_classes=4, num_experts=2, blocks_per_stage=1, shared_stages=2,
-            input_shape=(8, 8, 3),
+        model = build_balpoe_classifier(
+            "resnet32", [8, 4, 2, 1], (1.0, -1.0), blocks_per_stage=1,
+            shared_stages=2, input_shape=(8, 8, 3),
         )
         model.compile(
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-            loss={"logits": None,
-                  "expert_logits": BalPoELoss([8, 4, 2, 1], (1.0, -1.0))},
+            loss=BalPoELoss([8, 4, 2, 1], (1.0, -1.0)),
             jit_compile=False,
         )
         x = np.random.rand(4, 8, 8, 3).astype("float32")
-        y = balpoe_targets(np.array([0, 1, 2, 3]))
+        y = np.array([0, 1, 2, 3])
         model.fit(x, y, batch_size=4, epochs=1, verbose=0)
         path = os.path.join(self.get_temp_dir(), "model.keras")
         model.save(path)

@@ -112,7 +112,7 @@ class EpochProgressTest(TestCase):
             for epoch in range(2):
                 progress.on_epoch_begin(epoch)
                 progress.on_epoch_end(epoch, {"loss": 1.5,
-                                              "logits_accuracy": 0.25,
+                                              "accuracy": 0.25,
                                               "test/ece": 3.456})
         lines = out.getvalue().splitlines()
         # Mean epoch 15 s x 2 epochs left = 30 s.

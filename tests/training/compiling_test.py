@@ -1,66 +1,55 @@
-"""Tests for `compile_balpoe` and `mixed_precision_scope`."""
+"""Tests for `BalPoEClassifier.compile()`'s logs and
+`mixed_precision_scope`."""
 
 import keras
 import numpy as np
 
 from balpoe_keras.models import add_balpoe_heads
-from balpoe_keras.models import balpoe_targets
 from balpoe_keras.optimizers import TorchSGD
-from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.compiling import mixed_precision_scope
 from tests.test_case import TestCase
 
+_COUNTS = [4, 3, 2, 1]
 _LAMBDAS = [1.0, 0.0, -1.0]
 
 
-def _tiny_balpoe_model(num_classes=4, num_experts=3):
+def _tiny_balpoe_model():
     inputs = keras.Input((5,), name="images")
     features = keras.layers.Dense(6, activation="relu")(inputs)
     backbone = keras.Model(inputs, features, name="tiny")
-    return add_balpoe_heads(backbone, num_classes, num_experts=num_experts)
+    return add_balpoe_heads(backbone, _COUNTS, _LAMBDAS)
 
 
 class CompileBalPoETest(TestCase):
     def test_logs_expert_losses_and_mean_equals_loss(self):
         model = _tiny_balpoe_model()
-        compile_balpoe(
-            model,
-            class_counts=[4, 3, 2, 1],
-            optimizer=TorchSGD(0.1),
-            lambdas=_LAMBDAS,
-        )
+        model.compile(optimizer=TorchSGD(0.1))
         x = np.random.RandomState(0).rand(6, 5).astype("float32")
         y = np.array([0, 1, 2, 3, 0, 1])
-        logs = model.evaluate(
-            x, balpoe_targets(y), batch_size=6, verbose=0, return_dict=True
-        )
-        keys = [f"expert_logits_expert_{i}_loss" for i in range(3)]
-        self.assertContainsSubset(keys + ["logits_accuracy", "loss"], logs)
+        keys = [f"expert_{i}_loss" for i in range(3)]
+        # fit reports them as well (plain integer labels).
+        history = model.fit(x, y, batch_size=6, epochs=1, verbose=0).history
+        self.assertContainsSubset(keys + ["accuracy", "loss"], history)
+        logs = model.evaluate(x, y, batch_size=6, verbose=0,
+                              return_dict=True)
+        self.assertContainsSubset(keys + ["accuracy", "loss"], logs)
         # BalPoELoss is the plain mean of the expert gLA losses.
         self.assertAllClose(
             np.mean([logs[k] for k in keys]), logs["loss"], atol=1e-5
         )
 
-    def test_mixed_precision_checks_the_model_policy(self):
-        model = _tiny_balpoe_model()
-        with self.assertRaisesRegex(ValueError, "mixed_precision_scope"):
-            compile_balpoe(
-                model,
-                class_counts=[4, 3, 2, 1],
-                optimizer=TorchSGD(0.1),
-                mixed_precision="mixed_bfloat16",
-            )
+    def test_the_scope_sets_the_policy_of_the_model_built_in_it(self):
+        with mixed_precision_scope("mixed_bfloat16"):
+            model = _tiny_balpoe_model()
+        self.assertEqual(model.dtype_policy.name, "mixed_bfloat16")
+        self.assertEqual(keras.config.dtype_policy().name, "float32")
+        self.assertEqual(_tiny_balpoe_model().dtype_policy.name, "float32")
 
     def test_mixed_float16_wraps_loss_scale_optimizer(self):
         with mixed_precision_scope("mixed_float16"):
             model = _tiny_balpoe_model()
         self.assertEqual(keras.config.dtype_policy().name, "float32")
-        compile_balpoe(
-            model,
-            class_counts=[4, 3, 2, 1],
-            optimizer=TorchSGD(0.1),
-            mixed_precision="mixed_float16",
-        )
+        model.compile(optimizer=TorchSGD(0.1))
         self.assertIsInstance(
             model.optimizer, keras.optimizers.LossScaleOptimizer
         )

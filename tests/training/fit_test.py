@@ -24,14 +24,12 @@ import numpy as np
 import pytest
 
 from balpoe_keras.models import add_balpoe_heads
-from balpoe_keras.models import balpoe_targets
 from balpoe_keras.optimizers import TorchSGD
 from balpoe_keras.optimizers import WarmupStepSchedule
 from balpoe_keras.training import workdir_lock as workdir_lock_lib
 from balpoe_keras.training.checkpoint import CheckpointManager
 from balpoe_keras.training.checkpoint import CheckpointStateError
 from balpoe_keras.training.checkpoint import CheckpointWriteError
-from balpoe_keras.training.compiling import compile_balpoe
 from balpoe_keras.training.fit import fit
 from balpoe_keras.training.guards import NonFiniteLossError
 from balpoe_keras.training.guards import TrainingInterrupted
@@ -48,14 +46,12 @@ def _make_model():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,), name="images")
     features = keras.layers.Dense(6, activation="relu")(inputs)
-    model = add_balpoe_heads(keras.Model(inputs, features), num_classes=4)
+    model = add_balpoe_heads(keras.Model(inputs, features), [8, 4, 2, 2])
     # LR per epoch: 0.05, 0.1 (warm-up 2), then 0.01 from epoch index 2.
     schedule = WarmupStepSchedule(
         0.1, _STEPS, warmup_epochs=2, step_epochs=(2,)
     )
-    compile_balpoe(
-        model,
-        class_counts=[8, 4, 2, 2],
+    model.compile(
         optimizer=TorchSGD(schedule, weight_decay=5e-4),
         jit_compile=keras.backend.backend() == "jax",
     )
@@ -74,10 +70,10 @@ def _as_dataset(x, y):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        data = tf.data.Dataset.from_tensor_slices((x, balpoe_targets(y)))
+        data = tf.data.Dataset.from_tensor_slices((x, y))
         return data.batch(_BATCH)
     return (
-        (x[i : i + _BATCH], balpoe_targets(y[i : i + _BATCH]))
+        (x[i : i + _BATCH], y[i : i + _BATCH])
         for i in range(0, _NUM_EXAMPLES, _BATCH)
     )
 
@@ -330,7 +326,7 @@ class CrashResumeTest(TestCase):
         # the resumed run has its epoch-1 row from before the crash).
         rows_a, rows_c = _read_csv(straight), _read_csv(crashed)
         self.assertEqual([r["epoch"] for r in rows_c], ["0", "1", "2"])
-        for key in ("learning_rate", "loss", "logits_accuracy"):
+        for key in ("learning_rate", "loss", "accuracy"):
             self.assertEqual([r[key] for r in rows_c], [r[key] for r in rows_a])
         self.assertAllClose(
             [float(r["learning_rate"]) for r in rows_a], [0.05, 0.1, 0.01]
