@@ -63,9 +63,10 @@ class _CalibrationMetric(keras.metrics.Metric):
         )
 
     def _gaps(self):
-        return ops.abs(self.correct_sums - self.conf_sums) / ops.maximum(
-            self.counts, 1.0
-        )
+        # Exact for any non-negative sample weights (a bin's weight may be
+        # below 1); empty bins give 0.
+        return ops.divide_no_nan(
+            ops.abs(self.correct_sums - self.conf_sums), self.counts)
 
     def get_config(self):
         return {
@@ -94,8 +95,8 @@ class ExpectedCalibrationError(_CalibrationMetric):
         super().__init__(num_bins, from_logits, name=name, **kwargs)
 
     def result(self):
-        total = ops.maximum(ops.sum(self.counts), 1.0)
-        return ops.sum(self.counts * self._gaps()) / total
+        return ops.divide_no_nan(ops.sum(self.counts * self._gaps()),
+                                 ops.sum(self.counts))
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")

@@ -41,8 +41,10 @@ class _PerClassAccuracy(keras.metrics.Metric):
     def _mean_accuracy(self, mask):
         """Mean per-class accuracy over `mask` classes seen at least once."""
         seen = ops.cast(self.total > 0, self.dtype) * mask
-        acc = self.correct / ops.maximum(self.total, 1.0)
-        return ops.sum(acc * seen) / ops.maximum(ops.sum(seen), 1.0)
+        # Exact for any non-negative sample weights (a class's total may
+        # be below 1); no class seen gives 0.
+        acc = ops.divide_no_nan(self.correct, self.total)
+        return ops.divide_no_nan(ops.sum(acc * seen), ops.sum(seen))
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
