@@ -40,10 +40,18 @@ class _CalibrationMetric(keras.metrics.Metric):
         self.counts = self.add_variable(name="counts", **kw)
         self.conf_sums = self.add_variable(name="conf_sums", **kw)
         self.correct_sums = self.add_variable(name="correct_sums", **kw)
+        # Rows that were not probabilities (from_logits=False only): the
+        # result is NaN once any was seen inside a compiled step.
+        self.invalid_rows = self.add_variable(
+            name="invalid_rows", shape=(), initializer="zeros",
+            aggregation="sum", dtype=self.dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
         conf, hit = _confidence_and_hits(y_true, y_pred, self.from_logits)
+        if not self.from_logits:
+            self.invalid_rows.assign_add(ops.cast(
+                _count_non_probability_rows(y_pred), self.dtype))
         edges = ops.convert_to_tensor(self._interior_edges)
         bins = ops.sum(
             ops.cast(ops.expand_dims(conf, -1) > edges, "int32"), axis=-1
@@ -61,6 +69,10 @@ class _CalibrationMetric(keras.metrics.Metric):
         self.correct_sums.assign_add(
             ops.cast(ops.sum(onehot * ops.expand_dims(hit, -1), 0), self.dtype)
         )
+
+    def _guard(self, value):
+        """NaN if non-probability rows were seen (`from_logits=False`)."""
+        return ops.where(self.invalid_rows > 0, float("nan"), value)
 
     def _gaps(self):
         # Exact for any non-negative sample weights (a bin's weight may be
@@ -89,29 +101,34 @@ class ExpectedCalibrationError(_CalibrationMetric):
     Inputs: `y_true` `(B,)` class ids (or `(B, C)` soft labels, argmax
     taken), `y_pred` `(B, C)` probabilities or logits.
     Result: scalar fraction in `[0, 1]`.
+
+    With `from_logits=False`, rows that are not probabilities (a value
+    outside [0, 1] or a sum away from 1, e.g. logits passed by mistake)
+    raise `ValueError` when the values are at hand (eager), and make the
+    result NaN inside compiled steps -- never a plausible wrong number.
     """
 
     def __init__(self, num_bins=15, from_logits=False, name="ece", **kwargs):
         super().__init__(num_bins, from_logits, name=name, **kwargs)
 
     def result(self):
-        return ops.divide_no_nan(ops.sum(self.counts * self._gaps()),
-                                 ops.sum(self.counts))
+        return self._guard(ops.divide_no_nan(
+            ops.sum(self.counts * self._gaps()), ops.sum(self.counts)))
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
 class MaximumCalibrationError(_CalibrationMetric):
     """Maximum calibration error: the largest per-bin `|acc - conf|`.
 
-    Same arguments and inputs as `ExpectedCalibrationError`; name `"mce"`.
-    Empty bins count 0. Result: scalar fraction in `[0, 1]`.
+    Same arguments, inputs and input checks as `ExpectedCalibrationError`;
+    name `"mce"`. Empty bins count 0. Result: scalar fraction in `[0, 1]`.
     """
 
     def __init__(self, num_bins=15, from_logits=False, name="mce", **kwargs):
         super().__init__(num_bins, from_logits, name=name, **kwargs)
 
     def result(self):
-        return ops.max(self._gaps())
+        return self._guard(ops.max(self._gaps()))
 
 
 def _confidence_and_hits(y_true, y_pred, from_logits):
@@ -127,6 +144,36 @@ def _confidence_and_hits(y_true, y_pred, from_logits):
     pred = ops.cast(ops.argmax(probs, axis=-1), "int32")
     hit = ops.cast(ops.equal(pred, labels), "float32")
     return ops.max(probs, axis=-1), hit
+
+
+_PROBABILITY_TOLERANCE = 1e-3  # on each value; 1e-2 on row sums
+# (bfloat16 softmax rows sum to 1 within ~0.4%).
+
+
+def _count_non_probability_rows(y_pred):
+    """Rows of `y_pred` `(B, C)` that are not probabilities (a value outside
+    [0, 1] or a sum away from 1); raises `ValueError` when the values are
+    concrete (eager), else returns the count for the metric's NaN guard."""
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    tol = _PROBABILITY_TOLERANCE
+    bad = ops.logical_or(
+        ops.any(ops.logical_or(y_pred < -tol, y_pred > 1.0 + tol), axis=-1),
+        ops.abs(ops.sum(y_pred, axis=-1) - 1.0) > 10 * tol)
+    count = ops.sum(ops.cast(bad, "int32"))
+    if getattr(getattr(count, "device", None), "type", "cpu") != "cpu":
+        return count  # Reading a GPU value would stall every step.
+    try:
+        value = int(ops.convert_to_numpy(count))
+    except Exception:  # Symbolic / traced: the result turns NaN instead.
+        return count
+    if value:
+        raise ValueError(
+            f"{value} rows of y_pred are not probabilities (values outside "
+            "[0, 1] or rows not summing to 1). For logits, such as a "
+            "BalPoEClassifier's outputs, create the metric with "
+            "from_logits=True."
+        )
+    return count
 
 
 def _class_ids(y_true, num_classes):

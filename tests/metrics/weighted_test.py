@@ -113,3 +113,37 @@ class WeightedMetricsTest(TestCase):
         for metric in (ExpectedCalibrationError(), MaximumCalibrationError(),
                        BalancedAccuracy(4)):
             self.assertEqual(_update(metric, probs, labels, zeros), 0.0)
+
+
+class NotProbabilitiesTest(TestCase):
+    def test_logits_without_from_logits_raise_eagerly(self):
+        probs, labels = _data(n=16)
+        logits = np.log(probs) * 3.0
+        for metric in (ExpectedCalibrationError(), MaximumCalibrationError()):
+            with self.assertRaisesRegex(ValueError, "from_logits=True"):
+                metric.update_state(labels, logits)
+
+    def test_logits_without_from_logits_give_nan_in_compiled_steps(self):
+        import keras
+
+        probs, labels = _data(n=64)
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(4)(inputs))
+        model.compile(loss="sparse_categorical_crossentropy",
+                      metrics=[ExpectedCalibrationError(),
+                               ExpectedCalibrationError(from_logits=True,
+                                                        name="ece_logits")])
+        x = 10.0 * probs  # Dense outputs far outside [0, 1].
+        if keras.backend.backend() == "torch":  # Eager steps on the CPU.
+            with self.assertRaisesRegex(ValueError, "from_logits=True"):
+                model.evaluate(x, labels, verbose=0)
+            return
+        result = model.evaluate(x, labels, verbose=0, return_dict=True)
+        self.assertTrue(np.isnan(result["ece"]))
+        self.assertTrue(0.0 <= result["ece_logits"] <= 1.0)
+
+    def test_probabilities_pass(self):
+        probs, labels = _data(n=16)
+        metric = ExpectedCalibrationError()
+        metric.update_state(labels, probs)
+        self.assertTrue(0.0 <= float(metric.result()) <= 1.0)
