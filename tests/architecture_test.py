@@ -14,7 +14,8 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), "balpoe_keras")
 # Bottom to top. A unit may import the units of the layers below it.
 LAYERS = (
-    ("version", "class_prior", "tensorflow_check", "architectures"),
+    ("version", "class_prior", "labels", "tensorflow_check",
+     "architectures"),
     ("data", "layers"),
     ("data.tfdata", "data.arrays", "losses", "optimizers"),
     ("metrics",),

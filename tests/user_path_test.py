@@ -195,3 +195,65 @@ class UserPathTest(TestCase):
         self.assertEqual(
             [tuple(w.shape) for w in clone.weights],
             [tuple(w.shape) for w in model.weights])
+
+
+class LabelRangeTest(TestCase):
+    """A label outside [0, C) never trains or scores silently."""
+
+    def _bad(self):
+        x, y = _data(n=32)
+        y = y.copy()
+        y[5] = 9  # C = 4
+        return x, y
+
+    def test_numpy_labels_refused_before_training(self):
+        x, y = self._bad()
+        model = _model()
+        model.compile()
+        before = [w.numpy() if hasattr(w, "numpy") else np.asarray(w)
+                  for w in model.trainable_weights[:1]]
+        with self.assertRaisesRegex(ValueError, r"\[0, 4\).*\[9\]"):
+            model.fit(x, y, batch_size=16, verbose=0)
+        with self.assertRaisesRegex(ValueError, r"\[0, 4\).*\[9\]"):
+            model.evaluate(x, y, verbose=0)
+        after = keras.ops.convert_to_numpy(model.trainable_weights[0])
+        self.assertAllClose(after, before[0])  # No step was taken.
+
+    def _stream(self, x, y):
+        def batches():
+            while True:
+                for lo in range(0, len(y), 16):
+                    yield x[lo:lo + 16], y[lo:lo + 16]
+        return batches()
+
+    def test_streamed_labels_raise_in_compiled_steps(self):
+        x, y = self._bad()
+        for labels in (y, np.where(np.arange(32) == 20, -1, y)):
+            model = _model()
+            model.compile()
+            with self.assertRaisesRegex(ValueError, r"class ids in \[0, 4\)"):
+                model.fit(self._stream(x, labels), steps_per_epoch=2,
+                          epochs=1, verbose=0)
+            with self.assertRaisesRegex(ValueError, r"class ids in \[0, 4\)"):
+                model.evaluate(self._stream(x, labels), steps=2, verbose=0)
+
+    def test_valid_stream_shows_no_count(self):
+        x, y = _data(n=32)
+        model = _model()
+        model.compile()
+        history = model.fit(self._stream(x, y), steps_per_epoch=2, epochs=1,
+                            verbose=0)
+        self.assertNotIn("invalid_labels", history.history)
+        result = model.evaluate(self._stream(x, y), steps=2, verbose=0,
+                                return_dict=True)
+        self.assertNotIn("invalid_labels", result)
+
+    def test_standalone_metrics_refuse_or_turn_nan(self):
+        probs = np.full((4, 4), 0.25, "float32")
+        for metric in (bk.BalancedAccuracy(4),
+                       bk.GroupAccuracy(_COUNTS, "few"),
+                       bk.ExpectedCalibrationError()):
+            with self.assertRaisesRegex(ValueError, r"\[0, 4\)"):
+                metric.update_state(np.array([0, 1, 4, 2]), probs)
+            with self.assertRaisesRegex(ValueError, r"\[0, 4\)"):
+                metric.update_state(np.array([0, -1, 3, 2]), probs)

@@ -6,22 +6,21 @@ paper's `lambda = 1 - tau` (`model/loss.py`): `lambda = 1` is plain CE,
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from balpoe_keras import class_prior
+from balpoe_keras.labels import count_out_of_range
 
 
 def to_soft_labels(y_true, num_classes, dtype="float32"):
     """Integer labels `(B,)`/`(B, 1)` or soft labels `(B, C)` -> `(B, C)`.
 
     Soft (e.g. Mixup) labels are recognised by their shape: same rank as the
-    logits `(B, C)` with `C > 1` columns. Integer labels are range-checked
-    whenever their values are concrete and in host memory (eager execution
-    on the CPU). Inside a compiled graph, and for PyTorch tensors on a GPU
-    (reading them would make every training step wait for the device), the
-    data pipeline is responsible for the range (our sources check it when
-    they load).
+    logits `(B, C)` with `C > 1` columns. Integer labels outside `[0, C)`
+    raise `ValueError` whenever their values are concrete and in host
+    memory (`balpoe_keras.labels`); inside compiled steps they give one-hot
+    rows of zeros, and `BalPoEClassifier.fit`/`evaluate` raise the same
+    error from their count.
     """
     y_true = ops.convert_to_tensor(y_true)
     if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
@@ -34,35 +33,8 @@ def to_soft_labels(y_true, num_classes, dtype="float32"):
             f"or (batch, {num_classes}) soft labels. Received shape "
             f"{tuple(y_true.shape)}."
         )
-    _check_label_range(y_true, num_classes)
+    count_out_of_range(y_true, num_classes)  # Raises when concrete.
     return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=dtype)
-
-
-def _in_host_memory(x):
-    """False for a PyTorch tensor on an accelerator (or the meta device).
-
-    Keras' PyTorch backend runs the training step eagerly, so a value read
-    here would synchronise with the device every step. The TensorFlow and
-    JAX steps are compiled: their labels are symbolic and never read.
-    """
-    device = getattr(x, "device", None)
-    return getattr(device, "type", "cpu") == "cpu"
-
-
-def _check_label_range(labels, num_classes):
-    if not _in_host_memory(labels):
-        return
-    try:
-        values = np.asarray(ops.convert_to_numpy(labels))
-    except Exception:  # Symbolic / traced tensor: no concrete values.
-        return
-    if values.size and (values.min() < 0 or values.max() >= num_classes):
-        bad = values[(values < 0) | (values >= num_classes)]
-        raise ValueError(
-            f"Labels must be class ids in [0, {num_classes}). Found "
-            f"{np.unique(bad)[:10].tolist()}. Check the label map of the "
-            "dataset and `num_classes` / `class_counts`."
-        )
 
 
 def logit_adjusted_crossentropy(y_true, logits, log_prior, tau):

@@ -15,6 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from balpoe_keras.labels import class_ids
+from balpoe_keras.labels import count_out_of_range
+
 
 def _bin_edges(num_bins, dtype):
     return np.linspace(0.0, 1.0, num_bins + 1).astype(dtype)
@@ -40,18 +43,21 @@ class _CalibrationMetric(keras.metrics.Metric):
         self.counts = self.add_variable(name="counts", **kw)
         self.conf_sums = self.add_variable(name="conf_sums", **kw)
         self.correct_sums = self.add_variable(name="correct_sums", **kw)
-        # Rows that were not probabilities (from_logits=False only): the
-        # result is NaN once any was seen inside a compiled step.
-        self.invalid_rows = self.add_variable(
-            name="invalid_rows", shape=(), initializer="zeros",
+        # Rows that were not probabilities (from_logits=False only) and
+        # labels outside [0, C): the result is NaN once any was seen inside
+        # a compiled step (eager steps raise).
+        self.invalid_inputs = self.add_variable(
+            name="invalid_inputs", shape=(), initializer="zeros",
             aggregation="sum", dtype=self.dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
-        conf, hit = _confidence_and_hits(y_true, y_pred, self.from_logits)
+        conf, hit, bad_labels = _confidence_and_hits(
+            y_true, y_pred, self.from_logits)
+        invalid = bad_labels
         if not self.from_logits:
-            self.invalid_rows.assign_add(ops.cast(
-                _count_non_probability_rows(y_pred), self.dtype))
+            invalid = invalid + _count_non_probability_rows(y_pred)
+        self.invalid_inputs.assign_add(ops.cast(invalid, self.dtype))
         edges = ops.convert_to_tensor(self._interior_edges)
         bins = ops.sum(
             ops.cast(ops.expand_dims(conf, -1) > edges, "int32"), axis=-1
@@ -71,8 +77,9 @@ class _CalibrationMetric(keras.metrics.Metric):
         )
 
     def _guard(self, value):
-        """NaN if non-probability rows were seen (`from_logits=False`)."""
-        return ops.where(self.invalid_rows > 0, float("nan"), value)
+        """NaN if invalid labels or (`from_logits=False`) non-probability
+        rows were seen."""
+        return ops.where(self.invalid_inputs > 0, float("nan"), value)
 
     def _gaps(self):
         # Exact for any non-negative sample weights (a bin's weight may be
@@ -132,7 +139,8 @@ class MaximumCalibrationError(_CalibrationMetric):
 
 
 def _confidence_and_hits(y_true, y_pred, from_logits):
-    """`(B,)` max probability and `(B,)` float correctness indicator."""
+    """`(B,)` max probability, `(B,)` float correctness indicator and the
+    number of labels outside `[0, C)` (raises if they are concrete)."""
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
     if len(y_pred.shape) != 2:
         raise ValueError(
@@ -140,10 +148,12 @@ def _confidence_and_hits(y_true, y_pred, from_logits):
             f"{tuple(y_pred.shape)}. Pass the ensemble 'logits' output."
         )
     probs = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
-    labels = _class_ids(y_true, y_pred.shape[-1])
+    num_classes = y_pred.shape[-1]
+    labels = class_ids(y_true, num_classes)
+    bad = count_out_of_range(labels, num_classes)
     pred = ops.cast(ops.argmax(probs, axis=-1), "int32")
     hit = ops.cast(ops.equal(pred, labels), "float32")
-    return ops.max(probs, axis=-1), hit
+    return ops.max(probs, axis=-1), hit, bad
 
 
 _PROBABILITY_TOLERANCE = 1e-3  # on each value; 1e-2 on row sums
@@ -174,14 +184,6 @@ def _count_non_probability_rows(y_pred):
             "from_logits=True."
         )
     return count
-
-
-def _class_ids(y_true, num_classes):
-    """Integer `(B,)` class ids from ids `(B,)`/`(B, 1)` or soft `(B, C)`."""
-    y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
-        return ops.cast(ops.argmax(y_true, axis=-1), "int32")
-    return ops.cast(ops.reshape(y_true, (-1,)), "int32")
 
 
 def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):

@@ -5,7 +5,8 @@ import numpy as np
 from keras import ops
 
 from balpoe_keras import class_prior
-from balpoe_keras.metrics.calibration import _class_ids
+from balpoe_keras.labels import class_ids
+from balpoe_keras.labels import count_out_of_range
 
 
 class _PerClassAccuracy(keras.metrics.Metric):
@@ -20,6 +21,11 @@ class _PerClassAccuracy(keras.metrics.Metric):
         kw.update(aggregation="sum", dtype=self.dtype)
         self.correct = self.add_variable(name="correct", **kw)
         self.total = self.add_variable(name="total", **kw)
+        # Labels outside [0, C) seen in compiled steps (eager ones raise):
+        # the result is then NaN.
+        self.invalid_labels = self.add_variable(
+            name="invalid_labels", shape=(), initializer="zeros",
+            aggregation="sum", dtype=self.dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
@@ -28,7 +34,9 @@ class _PerClassAccuracy(keras.metrics.Metric):
                 f"{self.name} was built for {self.num_classes} classes but "
                 f"y_pred has shape {tuple(y_pred.shape)}."
             )
-        labels = _class_ids(y_true, self.num_classes)
+        labels = class_ids(y_true, self.num_classes)
+        self.invalid_labels.assign_add(ops.cast(
+            count_out_of_range(labels, self.num_classes), self.dtype))
         pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
         onehot = ops.one_hot(labels, self.num_classes)
         if sample_weight is not None:
@@ -44,7 +52,8 @@ class _PerClassAccuracy(keras.metrics.Metric):
         # Exact for any non-negative sample weights (a class's total may
         # be below 1); no class seen gives 0.
         acc = ops.divide_no_nan(self.correct, self.total)
-        return ops.divide_no_nan(ops.sum(acc * seen), ops.sum(seen))
+        value = ops.divide_no_nan(ops.sum(acc * seen), ops.sum(seen))
+        return ops.where(self.invalid_labels > 0, float("nan"), value)
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from balpoe_keras import class_prior
+from balpoe_keras import labels
 from balpoe_keras.metrics import ExpertLoss
 from balpoe_keras.models import compile_defaults
 from balpoe_keras.models.components import validate_num_classes
@@ -127,6 +128,9 @@ class BalPoEClassifier(keras.Model):
         # Each expert's gLA loss, reported by fit/evaluate (nats).
         self.expert_losses = [
             ExpertLoss(i, counts, lams) for i in range(num_experts)]
+        # Labels outside [0, C) seen by compiled steps (eager ones raise);
+        # fit/evaluate turn a count > 0 into the error (`_LabelGuard`).
+        self.invalid_labels = keras.metrics.Sum(name=_INVALID_LABELS)
 
         # === Config ===
         self.class_counts = counts
@@ -255,18 +259,26 @@ class BalPoEClassifier(keras.Model):
         """Updates the compiled metrics on the ensemble logits and class
         ids, and each expert's loss on the expert logits."""
         del x
+        ids = labels.class_ids(y, self.num_classes)
+        self.invalid_labels.update_state(
+            labels.count_out_of_range(ids, self.num_classes))
         if self._compile_metrics is not None:
-            self._compile_metrics.update_state(
-                _class_ids(y, self.num_classes), y_pred[LOGITS],
-                sample_weight)
+            self._compile_metrics.update_state(ids, y_pred[LOGITS],
+                                               sample_weight)
         for metric in self.expert_losses:
             metric.update_state(y, y_pred[EXPERT_LOGITS], sample_weight)
         return self.get_metrics_result()
 
-    def fit(self, x=None, y=None, *args, class_weight=None, **kwargs):
-        """`keras.Model.fit`, except that `class_weight` is refused: the
-        logit adjustment already balances the classes, and weighting them
-        again would break the loss's Fisher consistency."""
+    def fit(self, x=None, y=None, *args, class_weight=None, callbacks=None,
+            **kwargs):
+        """`keras.Model.fit`, with two checks.
+
+        `class_weight` is refused: the logit adjustment already balances
+        the classes, and weighting them again would break the loss's Fisher
+        consistency. Labels outside `[0, C)` raise `ValueError`: NumPy
+        labels before training, streamed ones after the first batch or at
+        the end of the epoch that saw them.
+        """
         if class_weight is not None:
             raise ValueError(
                 "BalPoEClassifier.fit() takes no class_weight: its loss "
@@ -276,7 +288,37 @@ class BalPoEClassifier(keras.Model):
                 "another class distribution, build the model with those "
                 "class_counts; for per-sample weights, pass sample_weight."
             )
-        return super().fit(x, y, *args, **kwargs)
+        self._check_array_labels(y)
+        return super().fit(x, y, *args, callbacks=_guarded(callbacks, self),
+                           **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, callbacks=None, **kwargs):
+        """`keras.Model.evaluate`; labels outside `[0, C)` raise
+        `ValueError` (NumPy labels before the first step)."""
+        self._check_array_labels(y)
+        return super().evaluate(x, y, *args,
+                                callbacks=_guarded(callbacks, self),
+                                **kwargs)
+
+    def get_metrics_result(self):
+        # The count of invalid labels is read by fit/evaluate's guard; it is
+        # no result (0 whenever training goes on).
+        results = super().get_metrics_result()
+        results.pop(_INVALID_LABELS, None)
+        return results
+
+    def _check_array_labels(self, y):
+        """Range of NumPy/list labels, read once before any step."""
+        if y is None or not isinstance(y, (np.ndarray, list, tuple)):
+            return
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[-1] == self.num_classes and (
+                self.num_classes > 1):
+            return  # One-hot / soft labels.
+        if y.size and (y.min() < 0 or y.max() >= self.num_classes):
+            labels.raise_out_of_range(y, self.num_classes)
+
+
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None,
                 callbacks=None):
@@ -352,17 +394,54 @@ class BalPoEClassifier(keras.Model):
         return cls(**config)
 
 
+_INVALID_LABELS = "invalid_labels"
+
+
+class _LabelGuard(keras.callbacks.Callback):
+    """Raises `ValueError` when a compiled step saw labels outside
+    `[0, C)`: after the first batch and at every epoch or evaluation end,
+    where it reads the model's count (no host sync on the other steps)."""
+
+    def _check(self, when):
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:  # JAX keeps the state off the model mid-epoch.
+            sync()
+        count = float(keras.ops.convert_to_numpy(
+            self.model.invalid_labels.result()))
+        if count > 0:
+            raise ValueError(
+                f"Labels must be class ids in [0, {self.model.num_classes}):"
+                f" {int(count)} label(s) outside that range {when}. Check "
+                "the dataset's label map and the class counts (one per "
+                "class)."
+            )
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self._check("in the first batch")
+
+    def on_test_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self._check("in the first batch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(f"in epoch {epoch + 1}")
+
+    def on_test_end(self, logs=None):
+        self._check("in the evaluation")
+
+
+def _guarded(callbacks, model):
+    """The caller's callbacks with a `_LabelGuard` first (before anything
+    records the epoch)."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks  # Already assembled by the caller.
+    return [_LabelGuard(), *(callbacks or [])]
+
+
 def _expert_logits(y_pred):
     """The `(B, M, C)` expert logits of the model's outputs."""
     return y_pred[EXPERT_LOGITS] if isinstance(y_pred, dict) else y_pred
-
-
-def _class_ids(y, num_classes):
-    """Integer class ids `(B,)`: labels as they are, or the argmax of
-    one-hot or soft labels `(B, C)`."""
-    if len(y.shape) >= 2 and y.shape[-1] == num_classes:
-        return keras.ops.cast(keras.ops.argmax(y, axis=-1), "int32")
-    return keras.ops.cast(keras.ops.reshape(y, (-1,)), "int32")
 
 
 def _check_single_output_args(loss, metrics, kwargs):

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 
 from balpoe_keras import class_prior
-from balpoe_keras import layers
 from balpoe_keras import losses
 from balpoe_keras import metrics
+from balpoe_keras.models import add_balpoe_heads
 from tests.test_case import TestCase
 
 COUNTS = [3, 1]
@@ -144,15 +144,15 @@ class BalPoELossTest(TestCase):
             self.skipTest("PyTorch tensors only")
         import torch
 
-        from balpoe_keras.losses import logit_adjusted
+        from balpoe_keras import labels
 
-        with mock.patch.object(logit_adjusted.ops, "convert_to_numpy",
+        with mock.patch.object(labels.ops, "convert_to_numpy",
                                wraps=keras.ops.convert_to_numpy) as read:
-            logit_adjusted._check_label_range(
+            labels.count_out_of_range(
                 torch.zeros(4, dtype=torch.int64, device="meta"), 3)
             read.assert_not_called()
             with self.assertRaisesRegex(ValueError, r"class ids in \[0, 3\)"):
-                logit_adjusted._check_label_range(torch.tensor([0, 3]), 3)
+                labels.count_out_of_range(torch.tensor([0, 3]), 3)
             read.assert_called_once()
 
     def test_config_round_trip(self):
@@ -161,42 +161,33 @@ class BalPoELossTest(TestCase):
         self.assertEqual(clone.lambdas, [0.5, -0.5])
 
     def test_compiled_model_save_load_keeps_training(self):
-        model = _tiny_balpoe_model(num_classes=3)
+        model = _tiny_balpoe_model([6, 3, 1])
         model.compile(
             optimizer=keras.optimizers.SGD(0.1),
-            loss={"logits": None, "expert_logits": losses.BalPoELoss(
-                [6, 3, 1])},
-            metrics={"logits": [metrics.BalancedAccuracy(3),
-                                metrics.ExpectedCalibrationError(
-                                    from_logits=True)]},
+            loss=losses.BalPoELoss([6, 3, 1]),
+            metrics=[metrics.BalancedAccuracy(3),
+                     metrics.ExpectedCalibrationError(from_logits=True)],
         )
         x = np.random.RandomState(0).rand(8, 5).astype("float32")
         y = np.array([0, 1, 2, 0, 1, 2, 0, 0])
-        targets = {"logits": y, "expert_logits": y}
-        model.fit(x, targets, epochs=1, verbose=0)
+        model.fit(x, y, epochs=1, verbose=0)
         reloaded = self.run_keras_save_load_test(model, x)
         # Both continue identically: weights, optimizer state and the loss
         # survived the round trip.
         history = reloaded.fit(
-            x, targets, epochs=2, shuffle=False, verbose=0
+            x, y, epochs=2, shuffle=False, verbose=0
         ).history
-        model.fit(x, targets, epochs=2, shuffle=False, verbose=0)
-        self.assertIn("logits_balanced_accuracy", history)
+        model.fit(x, y, epochs=2, shuffle=False, verbose=0)
+        self.assertIn("balanced_accuracy", history)
         for a, b in zip(model.weights, reloaded.weights):
             self.assertAllClose(a, b, atol=1e-5)
-        self.assertIsInstance(reloaded.loss["expert_logits"],
-                              losses.BalPoELoss)
+        self.assertIsInstance(reloaded.loss, losses.BalPoELoss)
 
 
-def _tiny_balpoe_model(num_classes, num_experts=3):
+def _tiny_balpoe_model(class_counts):
     inputs = keras.Input((5,))
     hidden = keras.layers.Dense(4, activation="relu")(inputs)
-    heads = [layers.CosineHead(num_classes, name=f"expert_{i}_head")(hidden)
-             for i in range(num_experts)]
-    logits, expert_logits = layers.ExpertAverage()(heads)
-    return keras.Model(
-        inputs, {"logits": logits, "expert_logits": expert_logits}
-    )
+    return add_balpoe_heads(keras.Model(inputs, hidden), class_counts)
 
 
 class ClassPriorTest(TestCase):

@@ -1,0 +1,66 @@
+"""Labels as class ids, and the one check of their range (keras.ops).
+
+Every loss and metric reads its labels through `class_ids` and
+`count_out_of_range`: a label outside `[0, C)` raises `ValueError` where
+its value is at hand (eager steps, in host memory), and is counted where
+it is not (compiled TensorFlow and JAX steps, PyTorch tensors on a GPU,
+whose reading would stall every step). The count makes a metric's result
+NaN and `BalPoEClassifier.fit`/`evaluate` raise the same error.
+"""
+
+import numpy as np
+from keras import ops
+
+
+def class_ids(y, num_classes):
+    """Integer class ids `(B,)` int32.
+
+    Args:
+        y: ids `(B,)` / `(B, 1)`, or one-hot / soft labels `(B, C)` (their
+            argmax: the dominant class of a Mixup image).
+        num_classes: int `C`.
+    """
+    y = ops.convert_to_tensor(y)
+    if len(y.shape) == 2 and y.shape[-1] == num_classes and (
+            num_classes > 1):
+        return ops.cast(ops.argmax(y, axis=-1), "int32")
+    return ops.cast(ops.reshape(y, (-1,)), "int32")
+
+
+def count_out_of_range(ids, num_classes):
+    """Number of ids outside `[0, num_classes)`, a scalar int32 tensor.
+
+    Raises `ValueError` naming the bad values and the class count when the
+    ids are concrete and in host memory.
+    """
+    bad = ops.logical_or(ids < 0, ids >= num_classes)
+    count = ops.sum(ops.cast(bad, "int32"))
+    values = concrete_value(ids)
+    if values is not None and values.size and (
+            values.min() < 0 or values.max() >= num_classes):
+        raise_out_of_range(values, num_classes)
+    return count
+
+
+def raise_out_of_range(values, num_classes):
+    """The error for labels outside `[0, num_classes)`; `values`: NumPy."""
+    values = np.asarray(values).reshape(-1)
+    bad = values[(values < 0) | (values >= num_classes)]
+    raise ValueError(
+        f"Labels must be class ids in [0, {num_classes}). Found "
+        f"{np.unique(bad)[:10].tolist()}. Check the dataset's label map "
+        "and the class counts (one per class)."
+    )
+
+
+def concrete_value(x):
+    """`x` as NumPy when its values are at hand in host memory, else None
+    (symbolic or traced tensors; PyTorch tensors on an accelerator, which
+    Keras' eager PyTorch steps would have to wait for)."""
+    device = getattr(x, "device", None)
+    if getattr(device, "type", "cpu") != "cpu":
+        return None
+    try:
+        return np.asarray(ops.convert_to_numpy(x))
+    except Exception:  # Symbolic / traced tensor: no concrete values.
+        return None
