@@ -257,3 +257,50 @@ class LabelRangeTest(TestCase):
                 metric.update_state(np.array([0, 1, 4, 2]), probs)
             with self.assertRaisesRegex(ValueError, r"\[0, 4\)"):
                 metric.update_state(np.array([0, -1, 3, 2]), probs)
+
+
+class ImageRangeTest(TestCase):
+    """Images the model would misread are refused on every path."""
+
+    def test_uint8_and_0_255_floats_refused(self):
+        x, y = _data(n=16)
+        model = _model()
+        model.compile()
+        for images in ((x * 255).astype("uint8"), x * 255.0):
+            for call in (lambda a: model.fit(a, y, verbose=0),
+                         lambda a: model.evaluate(a, y, verbose=0),
+                         lambda a: model.predict(a, verbose=0),
+                         model.predict_proba,
+                         model.predict_outputs):
+                with self.assertRaisesRegex(ValueError, "/ 255"):
+                    call(images)
+
+    def test_streamed_0_255_images_refused(self):
+        x, y = _data(n=32)
+
+        def stream(with_labels):
+            while True:
+                for lo in range(0, 32, 16):
+                    batch = x[lo:lo + 16] * 255.0
+                    yield (batch, y[lo:lo + 16]) if with_labels else (batch,)
+
+        model = _model()
+        model.compile()
+        with self.assertRaisesRegex(ValueError, "/ 255"):
+            model.fit(stream(True), steps_per_epoch=2, verbose=0)
+        with self.assertRaisesRegex(ValueError, "/ 255"):
+            model.evaluate(stream(True), steps=2, verbose=0)
+        with self.assertRaisesRegex(ValueError, "/ 255"):
+            model.predict(stream(False), steps=2, verbose=0)
+
+    def test_wrong_channel_count_refused(self):
+        x, _ = _data(n=4)
+        model = _model()
+        with self.assertRaisesRegex(ValueError, "3 channel"):
+            model.predict(x[..., :1], verbose=0)
+        gray = bk.build_balpoe_classifier(
+            "resnet8", _COUNTS, input_shape=(16, 16, 1), pixel_mean=(0.5,),
+            pixel_std=(0.25,))
+        with self.assertRaisesRegex(ValueError, "1 channel"):
+            gray.predict(x, verbose=0)
+        self.assertEqual(gray.predict(x[..., :1], verbose=0).shape, (4, 4))

@@ -6,6 +6,7 @@ per-expert lambdas, the head settings and optionally the class names. So
 from the `.keras` file.
 """
 
+import contextlib
 import copy
 
 import keras
@@ -131,6 +132,8 @@ class BalPoEClassifier(keras.Model):
         # Labels outside [0, C) seen by compiled steps (eager ones raise);
         # fit/evaluate turn a count > 0 into the error (`_LabelGuard`).
         self.invalid_labels = keras.metrics.Sum(name=_INVALID_LABELS)
+        # Images with pixels outside [0, 1] (e.g. 0-255), likewise.
+        self.invalid_images = keras.metrics.Sum(name=_INVALID_IMAGES)
 
         # === Config ===
         self.class_counts = counts
@@ -143,9 +146,16 @@ class BalPoEClassifier(keras.Model):
         self.expert_layers = expert_layers
         self._shared_backbone = shared
 
-        self.build(tuple(backbone.input.shape))
+        # Built here, outside the model's name scope, so that variable
+        # paths do not depend on the model's name (`expert_0_head/kernel`,
+        # as the backbone's `stem_conv/kernel`).
+        self._build_experts(tuple(backbone.input.shape))
+        self.built = True
 
     def build(self, input_shape):
+        """Nothing to do: the model is built when constructed."""
+
+    def _build_experts(self, input_shape):
         """Builds the expert blocks and heads on the backbone's features
         (the backbone is built already), expert by expert."""
         features = self.backbone.compute_output_spec(
@@ -163,6 +173,8 @@ class BalPoEClassifier(keras.Model):
         self.expert_average.build(head_shapes)
 
     def call(self, images, training=None):
+        if self._takes_images:
+            _check_image_spec(images, self.input_shape)
         features = expert_feature_list(
             self.backbone(images, training=training), self.num_experts)
         logits = [head(apply_block(x, block))
@@ -182,6 +194,11 @@ class BalPoEClassifier(keras.Model):
     def input_shape(self):
         """`(None, H, W, channels)`, the backbone's image input shape."""
         return tuple(self.backbone.input.shape)
+
+    @property
+    def _takes_images(self):
+        """Rank-4 input `(B, H, W, channels)`: pixels checked in [0, 1]."""
+        return len(self.input_shape) == 4
 
     @property
     def num_classes(self):
@@ -258,7 +275,8 @@ class BalPoEClassifier(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Updates the compiled metrics on the ensemble logits and class
         ids, and each expert's loss on the expert logits."""
-        del x
+        if self._takes_images:
+            self.invalid_images.update_state(_count_unscaled_images(x))
         ids = labels.class_ids(y, self.num_classes)
         self.invalid_labels.update_state(
             labels.count_out_of_range(ids, self.num_classes))
@@ -289,22 +307,29 @@ class BalPoEClassifier(keras.Model):
                 "class_counts; for per-sample weights, pass sample_weight."
             )
         self._check_array_labels(y)
-        return super().fit(x, y, *args, callbacks=_guarded(callbacks, self),
-                           **kwargs)
+        if self._takes_images:
+            _check_array_images(x)
+        with _weights_kept_on_error(self):
+            return super().fit(x, y, *args,
+                               callbacks=_guarded(callbacks, self), **kwargs)
 
     def evaluate(self, x=None, y=None, *args, callbacks=None, **kwargs):
         """`keras.Model.evaluate`; labels outside `[0, C)` raise
         `ValueError` (NumPy labels before the first step)."""
         self._check_array_labels(y)
-        return super().evaluate(x, y, *args,
-                                callbacks=_guarded(callbacks, self),
-                                **kwargs)
+        if self._takes_images:
+            _check_array_images(x)
+        with _weights_kept_on_error(self):
+            return super().evaluate(x, y, *args,
+                                    callbacks=_guarded(callbacks, self),
+                                    **kwargs)
 
     def get_metrics_result(self):
         # The count of invalid labels is read by fit/evaluate's guard; it is
         # no result (0 whenever training goes on).
         results = super().get_metrics_result()
         results.pop(_INVALID_LABELS, None)
+        results.pop(_INVALID_IMAGES, None)
         return results
 
     def _check_array_labels(self, y):
@@ -332,11 +357,17 @@ class BalPoEClassifier(keras.Model):
         """Both outputs over `x`, batched as `keras.Model.predict`:
         `{"logits": (N, C), "expert_logits": (N, M, C)}` float32 NumPy
         (the ensemble logits are the mean of the expert logits)."""
-        return super().predict(x, batch_size=batch_size, verbose=verbose,
-                               steps=steps, callbacks=callbacks)
+        if self._takes_images:
+            x, steps = _checked_images(x, steps)
+        with _weights_kept_on_error(self):
+            return super().predict(x, batch_size=batch_size,
+                                   verbose=verbose, steps=steps,
+                                   callbacks=callbacks)
 
     def predict_on_batch(self, x):
         """The ensemble logits `(B, C)` of one batch, as NumPy."""
+        if self._takes_images:
+            _check_array_images(x)
         return super().predict_on_batch(x)[LOGITS]
 
     def predict_proba(self, x, batch_size=None, verbose=0, **kwargs):
@@ -395,26 +426,103 @@ class BalPoEClassifier(keras.Model):
 
 
 _INVALID_LABELS = "invalid_labels"
+_INVALID_IMAGES = "invalid_images"
+# Pixels are float in [0, 1]; this much beyond passes (resampling
+# overshoot, rounding).
+_PIXEL_TOLERANCE = 1e-3
+_PIXEL_MESSAGE = (
+    "BalPoEClassifier takes float images with pixels in [0, 1]; {}. "
+    "Scale 0-255 images first: images.astype('float32') / 255."
+)
+
+
+def _check_image_spec(images, input_shape):
+    """Static checks (free at run time): a float dtype and the backbone's
+    channel count."""
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if "float" not in dtype:
+        raise ValueError(_PIXEL_MESSAGE.format(f"received {dtype} images"))
+    channels = input_shape[-1]
+    if images.shape[-1] is not None and channels is not None and (
+            images.shape[-1] != channels):
+        raise ValueError(
+            f"This model takes images with {channels} channel(s); received "
+            f"shape {tuple(images.shape)}. Convert the images (grayscale "
+            "to RGB: repeat the channel 3 times; RGB to grayscale: "
+            "weighted sum) or build the model for "
+            f"{images.shape[-1]} channel(s)."
+        )
+
+
+def _count_unscaled_images(images):
+    """Images `(B, H, W, C)` with a pixel outside [0, 1] (scalar)."""
+    images = keras.ops.convert_to_tensor(images)
+    if "float" not in keras.backend.standardize_dtype(images.dtype):
+        return keras.ops.convert_to_tensor(0.0)  # `call` refuses them.
+    flat = keras.ops.reshape(images, (keras.ops.shape(images)[0], -1))
+    bad = keras.ops.logical_or(
+        keras.ops.max(flat, axis=-1) > 1.0 + _PIXEL_TOLERANCE,
+        keras.ops.min(flat, axis=-1) < -_PIXEL_TOLERANCE)
+    return keras.ops.sum(keras.ops.cast(bad, "float32"))
+
+
+def _check_array_images(x):
+    """One pass over NumPy images before any step."""
+    if not isinstance(x, np.ndarray) or x.size == 0:
+        return
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(_PIXEL_MESSAGE.format(f"received {x.dtype} images"))
+    low, high = float(x.min()), float(x.max())
+    if high > 1.0 + _PIXEL_TOLERANCE or low < -_PIXEL_TOLERANCE:
+        raise ValueError(_PIXEL_MESSAGE.format(
+            f"received pixels in [{low:g}, {high:g}]"))
+
+
+def _checked_images(x, steps):
+    """`x` for `predict`: NumPy arrays checked at once, anything else
+    (tf.data, generators, `PyDataset`) batch by batch on the host as
+    `predict` draws it; returns `(x, steps)`."""
+    if not isinstance(x, np.ndarray) and hasattr(x, "shape") and hasattr(
+            x, "dtype"):
+        x = np.asarray(keras.ops.convert_to_numpy(x))  # A backend tensor.
+    if isinstance(x, np.ndarray):
+        _check_array_images(x)
+        return x, steps
+    if isinstance(x, keras.utils.PyDataset) and steps is None:
+        steps = len(x)
+    return _checked_batches(x), steps
+
+
+def _checked_batches(batches):
+    for batch in batches:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        images = np.asarray(keras.ops.convert_to_numpy(images)) if not (
+            isinstance(images, np.ndarray)) else images
+        _check_array_images(images)
+        yield images
 
 
 class _LabelGuard(keras.callbacks.Callback):
-    """Raises `ValueError` when a compiled step saw labels outside
-    `[0, C)`: after the first batch and at every epoch or evaluation end,
-    where it reads the model's count (no host sync on the other steps)."""
+    """Raises `ValueError` when a compiled step saw labels outside `[0, C)`
+    or images outside [0, 1]: after the first batch and at every epoch or
+    evaluation end, where it reads the model's counts (no host sync on the
+    other steps)."""
 
     def _check(self, when):
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:  # JAX keeps the state off the model mid-epoch.
             sync()
-        count = float(keras.ops.convert_to_numpy(
-            self.model.invalid_labels.result()))
+        count = _read(self.model.invalid_labels)
         if count > 0:
             raise ValueError(
                 f"Labels must be class ids in [0, {self.model.num_classes}):"
-                f" {int(count)} label(s) outside that range {when}. Check "
-                "the dataset's label map and the class counts (one per "
-                "class)."
+                f" {count} label(s) outside that range {when}. Check the "
+                "dataset's label map and the class counts (one per class)."
             )
+        count = _read(self.model.invalid_images)
+        if count > 0:
+            raise ValueError(_PIXEL_MESSAGE.format(
+                f"{count} image(s) {when} had pixels outside it"))
 
     def on_train_batch_end(self, batch, logs=None):
         if batch == 0:
@@ -429,6 +537,30 @@ class _LabelGuard(keras.callbacks.Callback):
 
     def on_test_end(self, logs=None):
         self._check("in the evaluation")
+
+
+@contextlib.contextmanager
+def _weights_kept_on_error(model):
+    """On JAX, Keras detaches the variables' values while a loop runs and
+    reattaches them after each completed step; an error raised in the
+    first step (a bad batch) would leave them detached, i.e. lose the
+    weights. Keeps references (JAX arrays are immutable: no copy) and
+    reattaches any value still detached when an error leaves the loop."""
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    values = [(v, v.value) for v in model.variables]
+    try:
+        yield
+    except BaseException:
+        for variable, value in values:
+            if variable._value is None:  # Detached by the JAX trainer.
+                variable.assign(value)
+        raise
+
+
+def _read(metric):
+    return int(float(keras.ops.convert_to_numpy(metric.result())))
 
 
 def _guarded(callbacks, model):

@@ -4,9 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from balpoe_keras.models import build_balpoe_resnet50
-from balpoe_keras.models import build_balpoe_resnext50
 from tests.models.helpers import SKIP_ON_JAX
+from tests.models.helpers import classifier
 from tests.models.helpers import count_layer_params
 from tests.models.helpers import count_params
 from tests.models.helpers import run_model
@@ -39,9 +38,10 @@ class ResNet50Test(TestCase):
         # = 15,584,320.
         self.assertEqual(_bottleneck(64, 64, 256), 75_008)
         self.assertEqual(_bottleneck(1024, 512, 2048), 6_039_552)
-        model = build_balpoe_resnet50(
-            4, num_experts=2, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
+        model = classifier(
+            "resnet50", 4, 2, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
         )
+        self.assertEqual(model.input_shape, (None, None, None, 3))
         self.assertEqual(count_params(model.trainable_weights), 15_584_320)
         self.assertEqual(
             count_layer_params(model, "expert_1_stage4_"), 6_039_552
@@ -49,20 +49,21 @@ class ResNet50Test(TestCase):
         self.assertEqual(count_layer_params(model, "stage2_"), 379_392)
 
     @SKIP_ON_JAX
-    def test_output_dict_and_stem(self):
-        model = build_balpoe_resnet50(
-            4, num_experts=2, blocks_per_stage=ONE_BLOCK,
+    def test_outputs_and_stem(self):
+        model = classifier(
+            "resnet50", 4, 2, blocks_per_stage=ONE_BLOCK,
             input_shape=(32, 32, 3),
         )
         out = run_model(model, np.random.rand(2, 32, 32, 3).astype("float32"))
         self.assertEqual(tuple(out["logits"].shape), (2, 4))
         self.assertEqual(tuple(out["expert_logits"].shape), (2, 2, 4))
         # 32 -> conv/2 -> 16 -> pool/2 -> 8 (PyTorch: floor((16+2-3)/2)+1).
-        self.assertEqual(model.get_layer("stem_pool").output.shape[1:3], (8, 8))
+        trunk = model.backbone
+        self.assertEqual(trunk.get_layer("stem_pool").output.shape[1:3], (8, 8))
         # Stride on the 3x3 conv (v1.5), 1x1 projection with the same stride.
-        conv1 = model.get_layer("expert_0_stage3_block0_conv1")
-        conv2 = model.get_layer("expert_0_stage3_block0_conv2")
-        proj = model.get_layer("expert_0_stage3_block0_downsample_conv")
+        conv1 = trunk.get_layer("expert_0_stage3_block0_conv1")
+        conv2 = trunk.get_layer("expert_0_stage3_block0_conv2")
+        proj = trunk.get_layer("expert_0_stage3_block0_downsample_conv")
         self.assertEqual(
             (conv1.strides, conv2.strides, proj.strides),
             ((1, 1), (2, 2), (2, 2)),
@@ -70,10 +71,11 @@ class ResNet50Test(TestCase):
 
     @SKIP_ON_JAX
     def test_stem_init_is_fan_out_untruncated(self):
-        model = build_balpoe_resnet50(
-            4, num_experts=1, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
+        model = classifier(
+            "resnet50", 4, 1, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
         )
-        kernel = keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel)
+        kernel = keras.ops.convert_to_numpy(
+            model.backbone.get_layer("stem_conv").kernel)
         # fan_out = 7 * 7 * 64 = 3,136: std sqrt(2 / 3136) = 0.02525.
         std = np.sqrt(2.0 / 3136.0)
         self.assertAllClose(kernel.std(), std, rtol=0.05)
@@ -81,9 +83,9 @@ class ResNet50Test(TestCase):
 
     def test_bad_arguments_raise(self):
         with self.assertRaisesRegex(ValueError, r"shared_stages in \[0, 4\]"):
-            build_balpoe_resnet50(10, num_experts=3, shared_stages=5)
+            classifier("resnet50", 10, 3, shared_stages=5)
         with self.assertRaisesRegex(ValueError, "4 ints >= 1"):
-            build_balpoe_resnet50(10, num_experts=3, blocks_per_stage=(1, 1, 1))
+            classifier("resnet50", 10, 3, blocks_per_stage=(1, 1, 1))
 
     @pytest.mark.large
     @SKIP_ON_JAX
@@ -92,7 +94,7 @@ class ResNet50Test(TestCase):
         # docs/reference.md §1.5: conv1 9,408 + bn1 128 + layer1 215,808 +
         # layer2 1,219,584 + 3 * (7,098,368 + 14,964,736 + 2048 * 1000)
         # = 73,778,240.
-        model = build_balpoe_resnet50(1000, num_experts=3, input_shape=ANY_SIZE)
+        model = classifier("resnet50", 1000, 3, input_shape=ANY_SIZE)
         self.assertEqual(count_params(model.trainable_weights), 73_778_240)
         self.assertEqual(count_params(model.non_trainable_weights), 139_136)
         self.assertEqual(count_layer_params(model, "stage1_"), 215_808)
@@ -115,13 +117,14 @@ class ResNeXt50Test(TestCase):
         # M = 2, C = 4: 9,536 + 63,488 + 349,184
         # + 2 * (1,390,592 + 5,550,080 + 8,192) = 14,319,936.
         self.assertEqual(_bottleneck(64, 128, 256, groups=32), 63_488)
-        model = build_balpoe_resnext50(
-            4, num_experts=2, blocks_per_stage=ONE_BLOCK,
+        model = classifier(
+            "resnext50", 4, 2, blocks_per_stage=ONE_BLOCK,
             input_shape=(32, 32, 3),
         )
         self.assertEqual(count_params(model.trainable_weights), 14_319_936)
         self.assertEqual(
-            model.get_layer("expert_0_stage4_block0_conv2").groups, 32
+            model.backbone.get_layer("expert_0_stage4_block0_conv2").groups,
+            32
         )
         out = run_model(model, np.random.rand(1, 32, 32, 3).astype("float32"))
         self.assertEqual(tuple(out["expert_logits"].shape), (1, 2, 4))
@@ -131,8 +134,7 @@ class ResNeXt50Test(TestCase):
     def test_reference_counts(self):
         # docs/reference.md §1.5: 72,258,880 trainable (layer1 205,824, layer2
         # 1,197,056, layer3s 21,067,776 = 3 * 7,022,592), 178,816 BN stats.
-        model = build_balpoe_resnext50(1000, num_experts=3,
-                                       input_shape=ANY_SIZE)
+        model = classifier("resnext50", 1000, 3, input_shape=ANY_SIZE)
         self.assertEqual(count_params(model.trainable_weights), 72_258_880)
         self.assertEqual(count_params(model.non_trainable_weights), 178_816)
         self.assertEqual(count_layer_params(model, "stage1_"), 205_824)
