@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from balpoe_keras import class_prior
+from balpoe_keras.data.tfdata.decode import decode_pixels
 
 PREPROCESS_MODES = ("resize", "resize_center_crop")
 CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
@@ -362,11 +363,10 @@ def _header_pixels(data):
 
 
 def _decode_and_resize(data, size, channels, mode):
-    """One encoded image -> float32 `(H, W, channels)` in `[0, 1]`."""
-    image = tf.io.decode_image(
-        data, channels=channels, dtype=tf.float32, expand_animations=False
-    )
-    image.set_shape((None, None, channels))
+    """One encoded image -> float32 `(H, W, channels)` in `[0, 1]`,
+    decoded as training decodes it (JPEG: the accurate IDCT of libjpeg and
+    PIL, not TensorFlow's default fast one) and scaled as training does."""
+    image = tf.cast(decode_pixels(data, channels), tf.float32) / 255.0
     if mode == "resize_center_crop":
         short = round(max(size) / CENTER_CROP_FRACTION)
         shape = tf.cast(tf.shape(image)[:2], tf.float32)

@@ -25,6 +25,25 @@ def decode_rgb(data):
     return tf.ensure_shape(image, [None, None, 3])
 
 
+def decode_pixels(data, channels=3):
+    """Encoded bytes -> `(H, W, channels)` uint8, as training decodes them.
+
+    `channels=3`: `decode_rgb` (JPEGs exactly as PIL decodes them).
+    `channels=1`: JPEGs with the same accurate IDCT (their luma), other
+    formats through `decode_image`.
+    """
+    if channels == 3:
+        return decode_rgb(data)
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=channels,
+                                  dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=channels,
+                                   expand_animations=False),
+    )
+    return tf.ensure_shape(image, [None, None, channels])
+
+
 def check_encoded_image(data, path):
     """`data` unchanged, after an in-graph check that names `path`.
 

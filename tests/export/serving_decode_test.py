@@ -1,0 +1,90 @@
+"""The bytes signature decodes as training does: its probabilities equal
+`predict_proba` on the Pillow-decoded images (CIFAR-10 archive JPEGs where
+the archive is at hand, generated JPEGs and PNGs everywhere)."""
+
+import io
+import os
+import tarfile
+
+import numpy as np
+import pytest
+
+from tests.test_case import TestCase
+
+ARCHIVE = os.path.join(os.path.dirname(__file__), "..", "..", "..",
+                       "shared", "data", "cifar10-jpeg.tar.gz")
+COUNTS = [50, 30, 20, 10, 9, 8, 7, 6, 5, 4]
+
+
+def archive_jpegs(count=50):
+    """The first `count` JPEG files of the CIFAR-10 archive (bytes)."""
+    found = []
+    with tarfile.open(ARCHIVE, "r:gz") as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".jpg"):
+                found.append(tar.extractfile(member).read())
+                if len(found) == count:
+                    break
+    return found
+
+
+def generated(fmt, count=20, seed=0):
+    """Noise images (the hardest case for an IDCT) as JPEG q75 or PNG."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    files = []
+    for _ in range(count):
+        data = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(
+            data, format=fmt, **({"quality": 75} if fmt == "JPEG" else {}))
+        files.append(data.getvalue())
+    return files
+
+
+def pillow_pixels(files):
+    from balpoe_keras.data.archive import decode_image
+
+    return np.stack([decode_image(f) for f in files]).astype(
+        "float32") / 255.0
+
+
+@pytest.mark.large
+@pytest.mark.tf_only
+class ServingDecodeTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+
+        import keras
+        import tensorflow as tf
+
+        from balpoe_keras.export import export_saved_model
+        from balpoe_keras.models import build_balpoe_classifier
+
+        keras.utils.set_random_seed(0)
+        cls.model = build_balpoe_classifier("resnet8", COUNTS)
+        paths = export_saved_model(
+            cls.model, tempfile.mkdtemp(),
+            class_names=[f"c{i}" for i in range(10)])
+        cls.serve = tf.saved_model.load(
+            paths["saved_model"]).signatures["serving_bytes"]
+
+    def check(self, files):
+        import tensorflow as tf
+
+        out = self.serve(image_bytes=tf.constant(files))
+        expected = self.model.predict_proba(pillow_pixels(files))
+        np.testing.assert_allclose(out["probabilities"].numpy(), expected,
+                                   atol=2e-6)
+
+    def test_generated_jpegs(self):
+        self.check(generated("JPEG"))
+
+    def test_generated_pngs(self):
+        self.check(generated("PNG"))
+
+    def test_archive_jpegs(self):
+        if not os.path.exists(ARCHIVE):
+            self.skipTest("the CIFAR-10 archive is not at hand")
+        self.check(archive_jpegs())
