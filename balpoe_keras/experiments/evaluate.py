@@ -61,7 +61,7 @@ def main(argv):
         run.fail(f"unexpected arguments {argv[1:]} (see --helpshort).")
     import keras
 
-    import balpoe_keras  # noqa: F401  (registers the custom objects)
+    import balpoe_keras  # Registers the custom objects.
     from balpoe_keras import evaluation
     from balpoe_keras.experiments import inputs
     from balpoe_keras.experiments import runner
@@ -71,12 +71,19 @@ def main(argv):
     config = None
     try:
         model_path, config, report_dir = resolve_inputs(FLAGS.model, FLAGS)
-        model = keras.saving.load_model(model_path)
+        # Evaluation needs no optimizer, loss or metrics.
+        model = keras.saving.load_model(model_path, compile=False)
         experiment_data = inputs.load_data(config)
     except config_lib.ConfigError as e:
         run.fail(str(e))
     except FileNotFoundError as e:
         run.fail(f"data not found: {e}")
+    if not isinstance(model, balpoe_keras.BalPoEClassifier):
+        run.fail(
+            f"{model_path} holds a {type(model).__name__}, not a "
+            "BalPoEClassifier (a plain functional model from an older "
+            "balpoe_keras). Build the classifier with "
+            "build_balpoe_classifier and train it again.")
     counts = getattr(model, "class_counts", None)
     if counts is not None and counts != experiment_data.class_counts:
         print("Note: the flags' training set has other class counts than "
