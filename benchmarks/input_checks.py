@@ -11,23 +11,14 @@ same batch, alternating, medians of `--repeats`.
 
 import argparse
 import os
-import platform
 import statistics
+import sys
 import time
 
 import numpy as np
 
-
-def cpu_model():
-    """The CPU's model name (Linux), else `platform.processor()`."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput  # noqa: E402  (benchmarks/throughput.py: the CPU model)
 
 
 def main():
@@ -85,7 +76,7 @@ def main():
     check, step = (statistics.median(times[k])
                    for k in ("checks", "train_step"))
     print(f"backend {backend}, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs ({cpu_model()})")
+          f"{os.cpu_count()} CPUs ({throughput._cpu_model()})")
     print(f"input checks: {check * 1e3:.3f} ms/step; train step: "
           f"{step * 1e3:.1f} ms; checks are {100 * check / step:.2f}% of "
           "a step")
