@@ -51,7 +51,7 @@ class TfDataShardTest(TestCase):
         def batches(processes, index):
             ds = make_train_dataset(
                 source, global_batch_size=16, recipe="cifar_standard",
-                seed=3, epoch=1, deterministic=True, output_keys=None,
+                seed=3, epoch=1, deterministic=True,
                 drop_remainder=True, num_processes=processes,
                 process_index=index, **kwargs)
             return list(ds.as_numpy_iterator())
@@ -89,7 +89,7 @@ class ArraysShardTest(TestCase):
         def batches(processes, index):
             ds = ArrayDataset((_IMAGES, _LABELS), global_batch_size=16,
                               epoch=2, seed=5, num_classes=5,
-                              drop_remainder=True, dict_targets=False,
+                              drop_remainder=True,
                               num_processes=processes, process_index=index,
                               **kwargs)
             return [tuple(keras.ops.convert_to_numpy(t) for t in ds[k])

@@ -1,10 +1,12 @@
-"""evaluate_model on a fixed-logits model: experts, post-hoc correction."""
+"""evaluate_model on a fixed-logits classifier: experts, post-hoc
+correction."""
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
+from balpoe_keras import class_prior
 from balpoe_keras.evaluation import evaluate
 from tests.evaluation.scores_test import COUNTS
 from tests.evaluation.scores_test import LABELS
@@ -12,19 +14,10 @@ from tests.evaluation.scores_test import LOGITS
 from tests.test_case import TestCase
 
 
-def build_logit_model(num_experts, num_classes):
-    """Stand-in BalPoE model: its "images" `(B, M, C)` are expert logits."""
-    inputs = keras.Input((num_experts, num_classes))
-    expert_logits = keras.layers.Identity(name="expert_logits")(inputs)
-    logits = ops.mean(expert_logits, axis=1)
-    return keras.Model(
-        inputs, {"logits": logits, "expert_logits": expert_logits}
-    )
-
-
-def build_logit_classifier(num_experts, class_counts, lambdas, names):
-    """The same stand-in as a `BalPoEClassifier` that knows its counts,
-    lambdas and class names: expert m's head is the identity on slice m."""
+def build_logit_classifier(num_experts, class_counts, lambdas, names=None):
+    """Stand-in BalPoE model, a `BalPoEClassifier` whose "images"
+    `(B, M, C)` are expert logits: expert m's head is the identity on slice
+    m. It knows its counts, lambdas and class names."""
     from balpoe_keras.models import BalPoEClassifier
 
     num_classes = len(class_counts)
@@ -36,6 +29,24 @@ def build_logit_classifier(num_experts, class_counts, lambdas, names):
         head.set_weights([np.eye(num_classes, dtype="float32"),
                           np.zeros(num_classes, "float32")])
     return model
+
+
+def build_logit_model(num_experts, num_classes):
+    """The stand-in with placeholder counts and lambdas (uniform counts,
+    lambdas averaging to 0), for tests that pass their own."""
+    return build_logit_classifier(num_experts, [1] * num_classes,
+                                  class_prior.spread_lambdas(num_experts))
+
+
+def build_plain_logit_model(num_experts, num_classes):
+    """The stand-in as a plain functional model with BalPoE's outputs (as
+    saved before `BalPoEClassifier`): it stores no counts or lambdas."""
+    inputs = keras.Input((num_experts, num_classes))
+    expert_logits = keras.layers.Identity(name="expert_logits")(inputs)
+    logits = ops.mean(expert_logits, axis=1)
+    return keras.Model(
+        inputs, {"logits": logits, "expert_logits": expert_logits}
+    )
 
 
 def expert_images(logits, num_experts=2):
@@ -89,12 +100,13 @@ class EvaluateModelTest(TestCase):
         self.assertEqual(other["lambdas"], [0.5, -0.5])
 
     def test_a_plain_model_needs_counts_and_lambdas(self):
+        plain = build_plain_logit_model(2, 3)
         with self.assertRaisesRegex(ValueError, "Pass class_counts=.*"
                                     "BalPoEClassifier does"):
-            evaluate.evaluate_model(self.model, (self.images, LABELS),
+            evaluate.evaluate_model(plain, (self.images, LABELS),
                                     lambdas=[1.0, -1.0])
         with self.assertRaisesRegex(ValueError, "Pass lambdas="):
-            evaluate.evaluate_model(self.model, (self.images, LABELS),
+            evaluate.evaluate_model(plain, (self.images, LABELS),
                                     class_counts=COUNTS)
 
     def test_index_subsets_and_batch_iterables_agree(self):
@@ -134,13 +146,20 @@ class EvaluateModelTest(TestCase):
                 class_counts=COUNTS, lambdas=[1.0, -1.0],
             )
 
-    def test_model_without_dict_outputs_is_rejected(self):
+    def test_a_model_that_is_not_a_classifier_is_rejected(self):
         inputs = keras.Input((3,))
         model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-        with self.assertRaisesRegex(ValueError, "'expert_logits'"):
+        with self.assertRaisesRegex(ValueError, "Expected a BalPoEClassifier"):
             evaluate.evaluate_model(
                 model, (np.zeros((2, 3), "float32"), np.array([0, 1])),
                 class_counts=COUNTS, lambdas=[0.0],
+            )
+        # Nor a plain functional model with BalPoE's outputs.
+        with self.assertRaisesRegex(ValueError, "Expected a BalPoEClassifier"
+                                    ".*train it again"):
+            evaluate.evaluate_model(
+                build_plain_logit_model(2, 3), (self.images, LABELS),
+                class_counts=COUNTS, lambdas=[1.0, -1.0],
             )
 
     @pytest.mark.tf_only

@@ -290,10 +290,10 @@ class EvaluateCliTest(TestCase):
         values.unparse_flags()
 
     @pytest.mark.large
-    def test_a_model_saved_before_the_classifier_uses_the_flags(self):
-        # Plain functional models (run directories from before
-        # BalPoEClassifier) know no counts or lambdas: config and data.
-        from balpoe_keras import models
+    def test_a_model_saved_before_the_classifier_is_refused(self):
+        # Plain functional models with `{"logits", "expert_logits"}`
+        # outputs (run directories from before BalPoEClassifier): a clear
+        # error naming the fix.
         from balpoe_keras.experiments import inputs
         from balpoe_keras.experiments import runner
 
@@ -301,14 +301,18 @@ class EvaluateCliTest(TestCase):
                        f"--workdir={self.get_temp_dir()}",
                        "--imbalance_ratio=10", "--notest_distributions",
                        "--lambdas=0.5,0,-0.5")
-        plain = models.build_balpoe_resnet("resnet32", 10, num_experts=3,
-                                           blocks_per_stage=1)
+        images = keras.Input((32, 32, 3))
+        pooled = keras.layers.GlobalAveragePooling2D()(images)
+        expert_logits = keras.layers.Reshape((3, 10))(
+            keras.layers.Dense(30)(pooled))
+        plain = keras.Model(images, {
+            "logits": keras.ops.mean(expert_logits, axis=1),
+            "expert_logits": expert_logits})
         with fake_data():
             experiment_data = inputs.load_data(config)
-        results = runner.evaluate(config, experiment_data, plain)
-        self.assertEqual(results["lambdas"], [0.5, 0.0, -0.5])
-        self.assertEqual(results["class_counts"], experiment_data.class_counts)
-        self.assertEqual(results["class_names"][:2], ["c0", "c1"])
+        with self.assertRaisesRegex(ValueError, "Expected a BalPoEClassifier"
+                                    "(.|\n)*train it again"):
+            runner.evaluate(config, experiment_data, plain)
 
     def test_bad_model_path(self):
         from balpoe_keras.experiments import evaluate

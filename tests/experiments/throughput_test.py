@@ -47,7 +47,8 @@ class ReferenceReplicaTest(TestCase):
         counts = [500 - 4 * c for c in range(100)]
         model, step = reference_torch.make_train_step(counts)
         params = sum(p.numel() for p in model.parameters())
-        # docs/reference.md §1.5 / our build_balpoe_resnet32(100, 3): 1,362,064.
+        # docs/reference.md §1.5 / our build_balpoe_classifier("resnet32")
+        # with 100 classes and 3 experts: 1,362,064.
         self.assertEqual(params, 1362064)
         import torch
 

@@ -12,13 +12,15 @@ import pytest
 from tests.test_case import TestCase
 
 NAMES = ["airplane", "bird", "cat", "dog"]
+COUNTS = [10, 6, 5, 3]
 
 
 def build_tiny_model():
-    from balpoe_keras.models import build_balpoe_resnet32
+    """A classifier that stores no class names."""
+    from balpoe_keras.models import build_balpoe_classifier
 
-    return build_balpoe_resnet32(
-        4, num_experts=3, blocks_per_stage=1, input_shape=(8, 8, 3)
+    return build_balpoe_classifier(
+        "resnet8", COUNTS, (1.0, 0.0, -1.0), input_shape=(8, 8, 3)
     )
 
 
@@ -46,15 +48,15 @@ class ExportArgumentsTest(TestCase):
         with self.assertRaisesRegex(ValueError, "already exists"):
             export_saved_model(model, tmp, **kwargs)
 
-    def test_what_a_plain_model_cannot_tell(self):
+    def test_what_a_model_without_names_or_size_cannot_tell(self):
         from balpoe_keras.export import export_saved_model
-        from balpoe_keras.models import build_balpoe_resnet32
+        from balpoe_keras.models import build_balpoe_classifier
 
         tmp = self.get_temp_dir()
         with self.assertRaisesRegex(ValueError, "Pass class_names"):
             export_saved_model(build_tiny_model(), tmp)
-        any_size = build_balpoe_resnet32(
-            4, num_experts=1, blocks_per_stage=1, input_shape=(None, None, 3))
+        any_size = build_balpoe_classifier(
+            "resnet8", COUNTS, (0.0,), input_shape=(None, None, 3))
         with self.assertRaisesRegex(ValueError, "pass image_size"):
             export_saved_model(any_size, tmp, class_names=NAMES)
 
@@ -99,7 +101,7 @@ class ExportSavedModelTest(TestCase):
         for batch in (1, 3):
             x = np.random.rand(batch, 8, 8, 3).astype("float32")
             out = serve(images=x)
-            expected = softmax(self.model.predict(x, verbose=0)["logits"])
+            expected = softmax(self.model.predict(x, verbose=0))
             self.assertAllClose(out["probabilities"], expected, atol=1e-5)
             top = np.argsort(-expected, axis=-1)[:, :2]
             self.assertAllClose(out["top_k_ids"], top)
@@ -121,13 +123,13 @@ class ExportSavedModelTest(TestCase):
         out = self.load(self.plain)["serving_bytes"](image_bytes=data)
         # PNG is lossless and the size already matches: same pixels / 255.
         x = pixels.astype("float32") / 255.0
-        expected = softmax(self.model.predict(x, verbose=0)["logits"])
+        expected = softmax(self.model.predict(x, verbose=0))
         self.assertAllClose(out["probabilities"], expected, atol=1e-5)
 
     def test_target_prior_equals_adding_log_prior(self):
         x = np.random.rand(3, 8, 8, 3).astype("float32")
         out = self.load(self.shifted)["serving_default"](images=x)
-        logits = self.model.predict(x, verbose=0)["logits"]
+        logits = self.model.predict(x, verbose=0)
         # p_target = [1, 1, 6, 2] / 10.
         expected = softmax(logits + np.log(self.target_counts / 10.0))
         self.assertAllClose(out["probabilities"], expected, atol=1e-5)
@@ -142,7 +144,7 @@ class ExportSavedModelTest(TestCase):
         out = self.load(self.shifted)["serving_bytes"](image_bytes=data)
         resized = tf.image.resize(pixels / 255.0, (9, 12), antialias=True)
         x = resized.numpy()[None, 0:8, 2:10].astype("float32")
-        logits = self.model.predict(x, verbose=0)["logits"]
+        logits = self.model.predict(x, verbose=0)
         expected = softmax(logits + np.log(self.target_counts / 10.0))
         self.assertAllClose(out["probabilities"], expected, atol=1e-4)
 
@@ -298,8 +300,8 @@ class ExportSavedModelTest(TestCase):
         reloaded = keras.saving.load_model(self.plain["keras"])
         x = np.random.rand(2, 8, 8, 3).astype("float32")
         self.assertAllClose(
-            reloaded.predict(x, verbose=0)["logits"],
-            self.model.predict(x, verbose=0)["logits"], atol=1e-5,
+            reloaded.predict(x, verbose=0),
+            self.model.predict(x, verbose=0), atol=1e-5,
         )
         with open(self.shifted["metadata"]) as f:
             metadata = json.load(f)
@@ -332,7 +334,7 @@ class ExportSavedModelTest(TestCase):
              f"images={npy}", "--outdir", outdir],
             capture_output=True, text=True, check=True, env=env,
         )
-        expected = softmax(self.model.predict(x, verbose=0)["logits"])
+        expected = softmax(self.model.predict(x, verbose=0))
         self.assertAllClose(
             np.load(os.path.join(outdir, "probabilities.npy")), expected,
             atol=1e-5,
@@ -350,7 +352,7 @@ _JAX_SCRIPT = textwrap.dedent(
     sigs = tf.saved_model.load(paths["saved_model"]).signatures
     x = np.random.rand(3, 8, 8, 3).astype("float32")
     out = sigs["serving_default"](images=x)["probabilities"].numpy()
-    ref = softmax(model.predict(x, verbose=0)["logits"])
+    ref = softmax(model.predict(x, verbose=0))
     np.testing.assert_allclose(out, ref, atol=1e-5)
     png = tf.io.encode_png(tf.cast(x[0] * 255, tf.uint8))[None]
     probabilities = sigs["serving_bytes"](image_bytes=png)["probabilities"]

@@ -112,9 +112,7 @@ def _keras_step(model, images, labels, mix):
         lam, perm = mix
         images = lam * images + (1 - lam) * images[perm]
         target = lam * target + (1 - lam) * target[perm]
-    result = model.train_on_batch(
-        images, {"logits": target, "expert_logits": target},
-        return_dict=True)
+    result = model.train_on_batch(images, target, return_dict=True)
     return float(result["loss"])
 
 

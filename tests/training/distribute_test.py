@@ -90,8 +90,15 @@ class MultiDeviceTest(TestCase):
         self.assertAllClose(two["kernel"], one["kernel"], atol=1e-5)
         # BalPoE loss + streaming ECE/MCE/balanced/group accuracy: the
         # per-replica metric states are summed, so the values agree.
-        self.assertAllClose(two["balpoe"], one["balpoe"], atol=1e-5)
-        self.assertEqual(len(one["balpoe"]), 6)
+        # The loss, the 5 metrics and the 3 expert losses.
+        self.assertEqual(
+            sorted(one["balpoe"]),
+            ["acc_few", "acc_many", "balanced_accuracy", "ece",
+             "expert_0_loss", "expert_1_loss", "expert_2_loss", "loss",
+             "mce"])
+        self.assertEqual(sorted(two["balpoe"]), sorted(one["balpoe"]))
+        for key, value in one["balpoe"].items():
+            self.assertAllClose(two["balpoe"][key], value, atol=1e-5)
 
     @pytest.mark.large
     @pytest.mark.tf_only
@@ -132,9 +139,8 @@ def _train_once(num_replicas_scope):
 
 def _evaluate_balpoe_metrics():
     """Evaluates BalPoELoss and our metrics on 16 examples, batch 8."""
-    from balpoe_keras import layers
-    from balpoe_keras import losses
     from balpoe_keras import metrics
+    from balpoe_keras.models import add_balpoe_heads
 
     rng = np.random.RandomState(2)
     x = rng.randn(16, 5).astype("float32")
@@ -142,21 +148,15 @@ def _evaluate_balpoe_metrics():
     counts = [150, 50, 10]
     keras.utils.set_random_seed(0)
     inputs = keras.Input((5,))
-    heads = [layers.CosineHead(3, scale=5.0)(inputs) for _ in range(3)]
-    logits, expert_logits = layers.ExpertAverage()(heads)
-    model = keras.Model(inputs, {"logits": logits,
-                                 "expert_logits": expert_logits})
-    model.compile(
-        loss={"logits": None, "expert_logits": losses.BalPoELoss(counts)},
-        metrics={"logits": [
-            metrics.BalancedAccuracy(3), metrics.GroupAccuracy(counts, "few"),
-            metrics.ExpectedCalibrationError(num_bins=5, from_logits=True),
-            metrics.MaximumCalibrationError(num_bins=5, from_logits=True),
-            metrics.GroupAccuracy(counts, "many")]},
-    )
-    values = model.evaluate(x, {"logits": y, "expert_logits": y},
-                            batch_size=8, verbose=0)
-    return [float(v) for v in values]
+    backbone = keras.Model(inputs, keras.layers.Identity()(inputs))
+    model = add_balpoe_heads(backbone, counts, scale=5.0)
+    model.compile(metrics=[
+        metrics.BalancedAccuracy(3), metrics.GroupAccuracy(counts, "few"),
+        metrics.ExpectedCalibrationError(num_bins=5, from_logits=True),
+        metrics.MaximumCalibrationError(num_bins=5, from_logits=True),
+        metrics.GroupAccuracy(counts, "many")])
+    values = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    return {key: float(value) for key, value in values.items()}
 
 
 def _child_main(backend):

@@ -16,13 +16,12 @@ def _build(seed):
     from balpoe_keras import models
     from balpoe_keras import training
 
-    model = models.build_balpoe_resnet32(
-        4, num_experts=3, blocks_per_stage=1, input_shape=(8, 8, 3))
+    model = models.build_balpoe_classifier(
+        "resnet8", [10, 6, 5, 3], (1.0, 0.0, -1.0), input_shape=(8, 8, 3))
     schedule = training.WarmupStepSchedule(0.1, 3, warmup_epochs=1,
                                            step_epochs=(2,))
-    return training.compile_balpoe(
-        model, class_counts=[10, 6, 5, 3], optimizer=training.TorchSGD(
-            schedule), lambdas=(1.0, 0.0, -1.0), jit_compile=True)
+    model.compile(optimizer=training.TorchSGD(schedule), jit_compile=True)
+    return model
 
 
 def _data():

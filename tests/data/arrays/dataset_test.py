@@ -3,6 +3,7 @@ import numpy as np
 
 from balpoe_keras.data.arrays import augment
 from balpoe_keras.data.arrays import dataset
+from balpoe_keras.models import add_balpoe_heads
 from tests.test_case import TestCase
 
 
@@ -39,25 +40,24 @@ class ArrayDatasetTest(TestCase):
         b = dataset.ArrayDataset(data, epoch=3, **kwargs)
         # Random access order does not matter (resumption, workers).
         self.assertAllClose(a[1][0], b[1][0])
-        self.assertAllClose(a[0][1]["logits"], b[0][1]["logits"])
+        self.assertAllClose(a[0][1], b[0][1])
         other = dataset.ArrayDataset(data, epoch=4, **kwargs)
         self.assertFalse(np.array_equal(a.order, other.order))
 
-    def test_no_augment_no_shuffle_gives_float_images_and_dict_targets(self):
+    def test_no_augment_no_shuffle_gives_float_images_and_labels(self):
         images, labels = _data()
         ds = dataset.ArrayDataset((images, labels), global_batch_size=4,
                                   shuffle=False, augment=False)
         x, y = ds[0]
         self.assertAllClose(x, images[:4] / 255.0)
-        self.assertEqual(set(y), {"logits", "expert_logits"})
-        self.assertAllClose(y["logits"], labels[:4])
-        self.assertAllClose(y["expert_logits"], labels[:4])
+        self.assertEqual(tuple(y.shape), (4,))
+        self.assertAllClose(y, labels[:4])
 
     def test_batch_matches_augment_functions_with_its_params(self):
         images, labels = _data()
         ds = dataset.ArrayDataset((images, labels), global_batch_size=4,
                                   seed=2, num_classes=3, mixup_alpha=0.8,
-                                  max_degrees=15.0, dict_targets=False)
+                                  max_degrees=15.0)
         x, y = ds[1]
         p, idx = ds.batch_params(1), ds.batch_indices(1)
         crops = augment.apply_crop_flip(images[idx], p["offsets"],
@@ -108,12 +108,8 @@ class ArrayDatasetTest(TestCase):
         images, labels = _data(n=8, num_classes=2)
         inputs = keras.Input((4, 4, 3))
         flat = keras.layers.Flatten()(inputs)
-        logits = keras.layers.Dense(2, name="logits")(flat)
-        out = {"logits": logits, "expert_logits": keras.layers.Reshape(
-            (1, 2), name="expert_logits")(logits)}
-        model = keras.Model(inputs, out)
-        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-        model.compile("sgd", loss={"logits": loss, "expert_logits": None})
+        model = add_balpoe_heads(keras.Model(inputs, flat), [4, 4], (0.0,))
+        model.compile(optimizer="sgd")
         ds = dataset.ArrayDataset((images, labels), global_batch_size=4,
                                   num_classes=2, mixup_alpha=0.8)
         history = model.fit(ds, epochs=1, verbose=0)

@@ -80,8 +80,7 @@ class CropFlipRotationParityTest(TestCase):
         images = tv.random_images(24, seed=5)
         labels = np.arange(24) % 3
         ds = dataset.ArrayDataset((images, labels), global_batch_size=8,
-                                  seed=7, max_degrees=15.0,
-                                  dict_targets=False)
+                                  seed=7, max_degrees=15.0)
         for k in range(len(ds)):
             x, _ = ds[k]
             ref = _reference(images[ds.batch_indices(k)], ds.batch_params(k))

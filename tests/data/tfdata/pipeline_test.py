@@ -24,21 +24,20 @@ def _batches(ds):
 
 
 class TrainDatasetTest(TestCase):
-    def test_one_epoch_int_labels_and_dict_targets(self):
+    def test_one_epoch_int_labels(self):
         source = _source()
         batches = _batches(make_train_dataset(
             source, global_batch_size=8, recipe="none", seed=1,
             deterministic=True))
         self.assertEqual([len(b[0]) for b in batches], [8, 8, 4])
-        images, targets = batches[0]
-        self.assertEqual(sorted(targets), ["expert_logits", "logits"])
-        self.assertEqual(targets["logits"].dtype, np.int32)
+        images, labels = batches[0]
+        self.assertEqual((labels.shape, labels.dtype), ((8,), np.int32))
         self.assertEqual(images.dtype, np.float32)
         # recipe "none": each image is a source image / 255, label matches.
         flat = source.images.reshape(20, -1) / 255.0
         seen = []
-        for images, targets in batches:
-            for x, y in zip(images, targets["logits"]):
+        for images, labels in batches:
+            for x, y in zip(images, labels):
                 match = np.flatnonzero(
                     np.abs(flat - x.reshape(-1)).max(-1) < 1e-6)
                 self.assertEqual(source.labels[match[0]], y)
@@ -47,7 +46,7 @@ class TrainDatasetTest(TestCase):
 
     def test_deterministic_and_resumable(self):
         kwargs = dict(global_batch_size=6, recipe="cifar_standard", seed=5,
-                      deterministic=True, output_keys=None, mixup_alpha=0.4)
+                      deterministic=True, mixup_alpha=0.4)
         source = _source()
         first = _batches(make_train_dataset(source, **kwargs))
         again = _batches(make_train_dataset(source, **kwargs))
@@ -63,7 +62,7 @@ class TrainDatasetTest(TestCase):
     def test_mixup_soft_labels_and_drop_remainder(self):
         batches = _batches(make_train_dataset(
             _source(), global_batch_size=8, recipe="none", seed=0,
-            mixup_alpha=0.4, drop_remainder=True, output_keys=None))
+            mixup_alpha=0.4, drop_remainder=True))
         self.assertLen(batches, 2)
         labels = batches[0][1]
         self.assertEqual((labels.shape, labels.dtype), ((8, 4), np.float32))
@@ -75,7 +74,7 @@ class TrainDatasetTest(TestCase):
                              images=np.zeros((40, 2, 2, 1), np.uint8))
         out = _batches(make_train_dataset(
             source, global_batch_size=40, recipe="none", seed=0,
-            resample="balanced", output_keys=None))
+            resample="balanced"))
         # 40 draws at p = 0.5: 4.5 std = 4.5 * sqrt(10) = 14.2 around 20.
         self.assertBetween(int((out[0][1] == 1).sum()), 6, 34)
 
@@ -91,7 +90,7 @@ class EvalDatasetTest(TestCase):
     def test_order_and_cache(self):
         source = _source()
         batches = _batches(make_eval_dataset(
-            source, global_batch_size=8, output_keys=None, cache=True))
+            source, global_batch_size=8, cache=True))
         images = np.concatenate([b[0] for b in batches])
         labels = np.concatenate([b[1] for b in batches])
         self.assertAllClose(images, source.images / 255.0)
@@ -116,15 +115,11 @@ class EvalDatasetTest(TestCase):
 class FitTest(TestCase):
     @pytest.mark.large
     def test_fit_balpoe_resnet32_one_epoch(self):
-        from balpoe_keras.losses import BalPoELoss
-        from balpoe_keras.models import build_balpoe_resnet
+        from balpoe_keras.models import build_balpoe_classifier
 
         source = _source(n=16, size=32)
-        model = build_balpoe_resnet("resnet32", 4, num_experts=3,
-                                    blocks_per_stage=1)
-        model.compile(optimizer="sgd", loss={
-            "logits": None,
-            "expert_logits": BalPoELoss(source.class_counts)})
+        model = build_balpoe_classifier("resnet8", source.class_counts)
+        model.compile(optimizer="sgd")
         ds = make_train_dataset(source, global_batch_size=8, seed=0,
                                 mixup_alpha=0.4)
         self.assertEqual(int(ds.cardinality()), 2)
