@@ -118,7 +118,7 @@ def _images_of(batches, labels):
                 f"Received an element of type {type(batch).__name__}."
             )
         labels.append(validate_labels(_to_numpy(batch[1])))
-        yield _to_numpy(batch[0])
+        yield (_to_numpy(batch[0]),)
     if not labels:
         raise ValueError("The test set yielded no batches.")
 

@@ -219,16 +219,12 @@ def _undistributed(group):
 def evaluate(config, experiment_data, model):
     """`evaluate_model` on the run's balanced and test-agnostic test sets.
 
-    A `BalPoEClassifier` brings its class counts, lambdas and class names;
-    a model saved before it (a plain functional model) takes them from
-    `config` and the data.
+    The `BalPoEClassifier` brings its class counts and lambdas, and its
+    class names when it stores them (else the data's).
     """
     from balpoe_keras import evaluation
 
     known = {}
-    if not isinstance(model, models.BalPoEClassifier):
-        known = dict(class_counts=experiment_data.class_counts,
-                     lambdas=config.lambdas)
     if getattr(model, "class_names", None) is None:
         known["class_names"] = experiment_data.train.class_names
     return evaluation.evaluate_model(

@@ -293,8 +293,8 @@ class BalPoEClassifier(keras.Model):
 
         `class_weight` is refused: the logit adjustment already balances
         the classes, and weighting them again would break the loss's Fisher
-        consistency. Labels outside `[0, C)` raise `ValueError`: NumPy
-        labels before training, streamed ones after the first batch or at
+        consistency. Labels outside `[0, C)` and images outside [0, 1]
+        raise `ValueError`: NumPy inputs before training, streamed ones at
         the end of the epoch that saw them.
         """
         if class_weight is not None:
@@ -499,14 +499,17 @@ def _checked_batches(batches):
         images = np.asarray(keras.ops.convert_to_numpy(images)) if not (
             isinstance(images, np.ndarray)) else images
         _check_array_images(images)
-        yield images
+        yield (images,)
 
 
 class _LabelGuard(keras.callbacks.Callback):
     """Raises `ValueError` when a compiled step saw labels outside `[0, C)`
-    or images outside [0, 1]: after the first batch and at every epoch or
-    evaluation end, where it reads the model's counts (no host sync on the
-    other steps)."""
+    or images outside [0, 1]: at the end of the epoch or evaluation that
+    saw them (before any later callback records or checkpoints it), where
+    it reads the model's counts once. It has no batch hooks, so Keras may
+    run the others' off the training thread (`async_safe`)."""
+
+    async_safe = True
 
     def _check(self, when):
         sync = getattr(self.model, "jax_state_sync", None)
@@ -523,14 +526,6 @@ class _LabelGuard(keras.callbacks.Callback):
         if count > 0:
             raise ValueError(_PIXEL_MESSAGE.format(
                 f"{count} image(s) {when} had pixels outside it"))
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == 0:
-            self._check("in the first batch")
-
-    def on_test_batch_end(self, batch, logs=None):
-        if batch == 0:
-            self._check("in the first batch")
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(f"in epoch {epoch + 1}")
