@@ -69,6 +69,7 @@ def evaluate_model(
         (`ensemble`, `experts`, `expert_prior`), `test_agnostic` (per set:
         `plain` and, if enabled, `posthoc` accuracies) and metadata.
     """
+    predict.check_model(model)
     class_counts = _from_model(model, "class_counts", class_counts)
     lambdas = _from_model(model, "lambdas", lambdas)
     if class_names is None:
@@ -122,17 +123,8 @@ def evaluate_model(
 
 
 def _from_model(model, name, value):
-    """`value`, or the model's attribute `name` (a `BalPoEClassifier`)."""
-    if value is not None:
-        return value
-    value = getattr(model, name, None)
-    if value is None:
-        raise ValueError(
-            f"Pass {name}=...: the model does not store it (a "
-            "BalPoEClassifier does; this is a "
-            f"{type(model).__name__})."
-        )
-    return value
+    """`value`, or the classifier's attribute `name`."""
+    return getattr(model, name) if value is None else value
 
 
 def _find_balanced_set(test_sets, balanced_set):

@@ -65,6 +65,19 @@ def _to_numpy(x):
     return np.asarray(x)
 
 
+def check_model(model):
+    """Raises `ValueError` unless `model` has `predict_outputs` (a
+    `BalPoEClassifier`), naming what to do."""
+    if not callable(getattr(model, "predict_outputs", None)):
+        raise ValueError(
+            "Expected a BalPoEClassifier (build_balpoe_classifier or "
+            "add_balpoe_heads). Received a "
+            f"{type(model).__name__}; a .keras file of a plain functional "
+            "model was saved by an older balpoe_keras: build the classifier "
+            "and train it again."
+        )
+
+
 def predict_outputs(model, test_set, *, batch_size=256):
     """Runs `model` once over `test_set` and returns its outputs in NumPy.
 
@@ -80,14 +93,7 @@ def predict_outputs(model, test_set, *, batch_size=256):
         dict with `logits` `(N, C)` float32, `expert_logits` `(N, M, C)`
         float32 and `labels` `(N,)` int64.
     """
-    if not callable(getattr(model, "predict_outputs", None)):
-        raise ValueError(
-            "Expected a BalPoEClassifier (build_balpoe_classifier or "
-            "add_balpoe_heads). Received a "
-            f"{type(model).__name__}; a .keras file of a plain functional "
-            "model was saved by an older balpoe_keras: build the classifier "
-            "and train it again."
-        )
+    check_model(model)
     if isinstance(test_set, (tuple, list)) and len(test_set) == 2:
         images, labels = test_set
         if isinstance(images, np.ndarray):

@@ -99,16 +99,6 @@ class EvaluateModelTest(TestCase):
             classifier, (self.images, LABELS), lambdas=[0.5, -0.5])
         self.assertEqual(other["lambdas"], [0.5, -0.5])
 
-    def test_a_plain_model_needs_counts_and_lambdas(self):
-        plain = build_plain_logit_model(2, 3)
-        with self.assertRaisesRegex(ValueError, "Pass class_counts=.*"
-                                    "BalPoEClassifier does"):
-            evaluate.evaluate_model(plain, (self.images, LABELS),
-                                    lambdas=[1.0, -1.0])
-        with self.assertRaisesRegex(ValueError, "Pass lambdas="):
-            evaluate.evaluate_model(plain, (self.images, LABELS),
-                                    class_counts=COUNTS)
-
     def test_index_subsets_and_batch_iterables_agree(self):
         subset = np.array([0, 2, 4])
         batches = [(self.images[:2], LABELS[:2]), (self.images[2:], LABELS[2:])]
