@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from balpoe_keras.labels import class_ids
+from balpoe_keras.labels import concrete_value
 from balpoe_keras.labels import count_out_of_range
 
 
@@ -170,16 +171,11 @@ def _count_non_probability_rows(y_pred):
         ops.any(ops.logical_or(y_pred < -tol, y_pred > 1.0 + tol), axis=-1),
         ops.abs(ops.sum(y_pred, axis=-1) - 1.0) > 10 * tol)
     count = ops.sum(ops.cast(bad, "int32"))
-    if getattr(getattr(count, "device", None), "type", "cpu") != "cpu":
-        return count  # Reading a GPU value would stall every step.
-    try:
-        value = int(ops.convert_to_numpy(count))
-    except Exception:  # Symbolic / traced: the result turns NaN instead.
-        return count
-    if value:
+    value = concrete_value(count)  # None in compiled steps: NaN instead.
+    if value is not None and int(value):
         raise ValueError(
-            f"{value} rows of y_pred are not probabilities (values outside "
-            "[0, 1] or rows not summing to 1). For logits, such as a "
+            f"{int(value)} rows of y_pred are not probabilities (values "
+            "outside [0, 1] or rows not summing to 1). For logits, such as a "
             "BalPoEClassifier's outputs, create the metric with "
             "from_logits=True."
         )

@@ -144,7 +144,6 @@ class BalPoEClassifier(keras.Model):
         self.head = head
         self.linear_head_initializer = linear_init
         self.expert_layers = expert_layers
-        self._shared_backbone = shared
 
         # Built here, outside the model's name scope, so that variable
         # paths do not depend on the model's name (`expert_0_head/kernel`,
@@ -306,9 +305,7 @@ class BalPoEClassifier(keras.Model):
                 "another class distribution, build the model with those "
                 "class_counts; for per-sample weights, pass sample_weight."
             )
-        self._check_array_labels(y)
-        if self._takes_images:
-            _check_array_images(x)
+        self._check_arrays(x, y)
         with _weights_kept_on_error(self):
             return super().fit(x, y, *args,
                                callbacks=_guarded(callbacks, self), **kwargs)
@@ -316,9 +313,7 @@ class BalPoEClassifier(keras.Model):
     def evaluate(self, x=None, y=None, *args, callbacks=None, **kwargs):
         """`keras.Model.evaluate`; labels outside `[0, C)` raise
         `ValueError` (NumPy labels before the first step)."""
-        self._check_array_labels(y)
-        if self._takes_images:
-            _check_array_images(x)
+        self._check_arrays(x, y)
         with _weights_kept_on_error(self):
             return super().evaluate(x, y, *args,
                                     callbacks=_guarded(callbacks, self),
@@ -332,8 +327,11 @@ class BalPoEClassifier(keras.Model):
         results.pop(_INVALID_IMAGES, None)
         return results
 
-    def _check_array_labels(self, y):
-        """Range of NumPy/list labels, read once before any step."""
+    def _check_arrays(self, x, y):
+        """NumPy images and labels, read once on the host before any step
+        (never from a device, so also where the steps run on a GPU)."""
+        if self._takes_images:
+            _check_array_images(x)
         if y is None or not isinstance(y, (np.ndarray, list, tuple)):
             return
         y = np.asarray(y)
@@ -496,8 +494,7 @@ def _checked_images(x, steps):
 def _checked_batches(batches):
     for batch in batches:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        images = np.asarray(keras.ops.convert_to_numpy(images)) if not (
-            isinstance(images, np.ndarray)) else images
+        images = np.asarray(keras.ops.convert_to_numpy(images))
         _check_array_images(images)
         yield (images,)
 
