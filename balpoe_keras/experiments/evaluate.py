@@ -61,8 +61,9 @@ def main(argv):
         run.fail(f"unexpected arguments {argv[1:]} (see --helpshort).")
     import keras
 
-    import balpoe_keras  # Registers the custom objects.
+    import balpoe_keras  # noqa: F401  (registers the custom objects)
     from balpoe_keras import evaluation
+    from balpoe_keras.evaluation.predict import check_model
     from balpoe_keras.experiments import inputs
     from balpoe_keras.experiments import runner
 
@@ -78,12 +79,10 @@ def main(argv):
         run.fail(str(e))
     except FileNotFoundError as e:
         run.fail(f"data not found: {e}")
-    if not isinstance(model, balpoe_keras.BalPoEClassifier):
-        run.fail(
-            f"{model_path} holds a {type(model).__name__}, not a "
-            "BalPoEClassifier (a plain functional model from an older "
-            "balpoe_keras). Build the classifier with "
-            "build_balpoe_classifier and train it again.")
+    try:
+        check_model(model)
+    except ValueError as e:
+        run.fail(f"{model_path}: {e}")
     counts = getattr(model, "class_counts", None)
     if counts is not None and counts != experiment_data.class_counts:
         print("Note: the flags' training set has other class counts than "

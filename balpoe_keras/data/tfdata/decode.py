@@ -9,31 +9,18 @@ import tensorflow as tf
 
 
 def decode_rgb(data):
-    """Encoded bytes -> `(H, W, 3)` uint8, JPEG decoded exactly as PIL does.
-
-    JPEGs use `dct_method="INTEGER_ACCURATE"` (libjpeg's ISLOW, PIL's
-    default; TF's default fast IDCT differs by ~1 level per pixel);
-    PNG/BMP/GIF go through `decode_image`.
-    """
-    image = tf.cond(
-        tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3,
-                                  dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(data, channels=3,
-                                   expand_animations=False),
-    )
-    return tf.ensure_shape(image, [None, None, 3])
+    """Encoded bytes -> `(H, W, 3)` uint8, JPEG decoded exactly as PIL does
+    (`decode_pixels` with 3 channels)."""
+    return decode_pixels(data, channels=3)
 
 
 def decode_pixels(data, channels=3):
     """Encoded bytes -> `(H, W, channels)` uint8, as training decodes them.
 
-    `channels=3`: `decode_rgb` (JPEGs exactly as PIL decodes them).
-    `channels=1`: JPEGs with the same accurate IDCT (their luma), other
-    formats through `decode_image`.
+    JPEGs use `dct_method="INTEGER_ACCURATE"` (libjpeg's ISLOW, PIL's
+    default; TF's default fast IDCT differs by ~1 level per pixel; with 1
+    channel, their luma); PNG/BMP/GIF go through `decode_image`.
     """
-    if channels == 3:
-        return decode_rgb(data)
     image = tf.cond(
         tf.io.is_jpeg(data),
         lambda: tf.io.decode_jpeg(data, channels=channels,
