@@ -71,10 +71,26 @@ def package_imports():
 
 
 class LayeringTest(TestCase):
+    def test_the_scan_finds_the_package_imports(self):
+        # Not vacuous: known imports of the package are read.
+        found = package_imports()
+        for edge in [("balpoe_keras.models.heads", "models", "layers"),
+                     ("balpoe_keras.data.tfdata.mixup", "data.tfdata",
+                      "data"),
+                     ("balpoe_keras.export.saved_model", "export",
+                      "data.tfdata")]:
+            self.assertIn(edge, found)
+        self.assertEqual(unit_of("balpoe_keras.data.tfdata.mixup"),
+                         "data.tfdata")
+        self.assertEqual(unit_of("balpoe_keras.models.heads"), "models")
+
     def test_every_unit_is_placed(self):
         units = {unit for _, unit, _ in package_imports()}
         units |= {target for _, _, target in package_imports()}
         self.assertEqual(sorted(units - set(_LAYER)), [])
+        # And every placed unit exists (a renamed one would leave a stale
+        # entry that places nothing).
+        self.assertEqual(sorted(set(_LAYER) - units), [])
 
     def test_no_import_runs_back_up(self):
         upward = [f"{module} imports {target}"
@@ -86,7 +102,7 @@ class LayeringTest(TestCase):
         # The runner validates its flags before Keras loads (its start-up
         # sets TensorFlow's options): the config's imports stay NumPy-only.
         light = ("class_prior", "architectures", "data")
-        heavy = []
+        heavy, scanned = [], set()
         for folder, _, files in os.walk(ROOT):
             for name in files:
                 path = os.path.join(folder, name)
@@ -95,6 +111,7 @@ class LayeringTest(TestCase):
                     ".__init__")
                 if not name.endswith(".py") or unit_of(module) not in light:
                     continue
+                scanned.add(module)
                 with open(path) as f:
                     tree = ast.parse(f.read())
                 for node in tree.body:  # Module level only.
@@ -106,3 +123,7 @@ class LayeringTest(TestCase):
                               if n and n.split(".")[0] in (
                                   "keras", "tensorflow", "jax", "torch")]
         self.assertEqual(heavy, [])
+        self.assertTrue({"balpoe_keras.class_prior", "balpoe_keras.data",
+                         "balpoe_keras.data.mixing",
+                         "balpoe_keras.data.sampling"} <= scanned, scanned)
+        self.assertNotIn("balpoe_keras.data.tfdata.mixup", scanned)

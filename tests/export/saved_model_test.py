@@ -249,18 +249,33 @@ class ExportSavedModelTest(TestCase):
         import tensorflow as tf
         from PIL import Image
 
+        from balpoe_keras.data.archive import decode_image
+
+        rng = np.random.default_rng(3)
         encoded = []
         for shape, fmt in (((20, 30, 3), "PNG"), ((40, 10, 3), "JPEG"),
                            ((8, 8), "PNG"), ((9, 9, 3), "BMP")):
             data = io.BytesIO()
-            Image.fromarray(np.random.randint(0, 256, shape, np.uint8)).save(
+            Image.fromarray(rng.integers(0, 256, shape, np.uint8)).save(
                 data, format=fmt)
             encoded.append(data.getvalue())
         out = self.load(self.plain)["serving_bytes"](
             image_bytes=tf.constant(encoded))
-        self.assertEqual(tuple(out["probabilities"].shape), (4, 4))
-        self.assertAllClose(out["probabilities"].numpy().sum(-1), np.ones(4),
-                            atol=1e-5)
+        # Each image decoded as training decodes it (Pillow: gray -> RGB;
+        # JPEG with the accurate IDCT), then the "resize" policy: an
+        # antialiased bilinear resize to 8x8. The probabilities are
+        # predict_proba of those images, row by row.
+        x = np.stack([
+            tf.clip_by_value(tf.image.resize(
+                decode_image(d).astype("float32") / 255.0, (8, 8),
+                antialias=True), 0.0, 1.0).numpy()
+            for d in encoded])
+        expected = self.model.predict_proba(x)
+        self.assertAllClose(out["probabilities"], expected, atol=1e-5)
+        # The images give different predictions, so a row mix-up shows.
+        self.assertGreater(np.ptp(expected, axis=0).max(), 1e-3)
+        top = np.argsort(-expected, axis=-1)[:, :2]
+        np.testing.assert_array_equal(out["top_k_ids"], top)
 
     def test_classifier_exports_from_what_it_stores(self):
         # No class names, image size or channels passed: the classifier's
@@ -354,9 +369,13 @@ _JAX_SCRIPT = textwrap.dedent(
     out = sigs["serving_default"](images=x)["probabilities"].numpy()
     ref = softmax(model.predict(x, verbose=0))
     np.testing.assert_allclose(out, ref, atol=1e-5)
-    png = tf.io.encode_png(tf.cast(x[0] * 255, tf.uint8))[None]
-    probabilities = sigs["serving_bytes"](image_bytes=png)["probabilities"]
-    assert probabilities.shape == (1, 4)
+    pixels = tf.cast(x[0] * 255, tf.uint8)
+    png = tf.io.encode_png(pixels)[None]
+    out = sigs["serving_bytes"](image_bytes=png)["probabilities"].numpy()
+    # PNG is lossless and already 8x8: the same pixels / 255.
+    ref = softmax(model.predict(pixels.numpy()[None] / np.float32(255.0),
+                                verbose=0))
+    np.testing.assert_allclose(out, ref, atol=1e-5)
     print("JAX_EXPORT_OK")
     """
 )

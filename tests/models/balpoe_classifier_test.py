@@ -17,6 +17,7 @@ from balpoe_keras.models import BalPoEClassifier
 from balpoe_keras.models import add_balpoe_heads
 from balpoe_keras.models import build_balpoe_backbone
 from balpoe_keras.models import build_balpoe_classifier
+from tests.models.helpers import assert_experts_wired
 from tests.models.helpers import count_params
 from tests.models.helpers import run_model
 from tests.test_case import TestCase
@@ -68,12 +69,12 @@ class BalPoEClassifierTest(TestCase):
             [math.log(8 / 15), math.log(4 / 15), math.log(2 / 15),
              math.log(1 / 15)], atol=1e-6)
         self.assertIs(model.get_layer("tiny"), model.backbone)
-        out = run_model(model, _images())
+        # Expert m: the pooled features through its own head (the three
+        # differ); the ensemble is their mean.
+        out = assert_experts_wired(self, model, _images(), atol=1e-6)
         self.assertEqual(set(out), {"logits", "expert_logits"})
         self.assertEqual(out["logits"].shape, (3, 4))
         self.assertEqual(out["expert_logits"].shape, (3, 3, 4))
-        self.assertAllClose(out["logits"], out["expert_logits"].mean(1),
-                            atol=1e-6)
         self.assertLessEqual(np.abs(out["expert_logits"]).max(), 30 + 1e-4)
         # Backbone 112 + per expert a (6, 6, 4) pool and a 4 x 4 head.
         self.assertEqual(count_params(model.trainable_weights), 112 + 3 * 16)

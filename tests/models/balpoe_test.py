@@ -36,6 +36,16 @@ class BuildBalPoEClassifierByNameTest(TestCase):
                                         input_shape=(8, 8, 3))
         self.assertEqual(model.name, "balpoe_resnet8")
         self.assertEqual(model.backbone.name, "resnet8")
+        # The same weights, in the same order, as the explicit build: one
+        # block per stage, not the 5 of ResNet-32.
+        explicit = build_balpoe_classifier(
+            "resnet32", _COUNTS, blocks_per_stage=1, input_shape=(8, 8, 3))
+        self.assertEqual(
+            [(w.path, tuple(w.shape)) for w in model.weights],
+            [(w.path, tuple(w.shape)) for w in explicit.weights])
+        names = {layer.name for layer in model.backbone.layers}
+        self.assertIn("stage1_block0_conv1", names)
+        self.assertNotIn("stage1_block1_conv1", names)
 
     def test_unknown_architecture_raises(self):
         with self.assertRaisesRegex(

@@ -12,6 +12,7 @@ from balpoe_keras.models import LOGITS
 from balpoe_keras.models import BalPoEClassifier
 from balpoe_keras.models import add_balpoe_heads
 from tests.models.helpers import SKIP_ON_JAX
+from tests.models.helpers import assert_experts_wired
 from tests.models.helpers import count_params
 from tests.models.helpers import run_model
 from tests.test_case import TestCase
@@ -34,13 +35,14 @@ class AddBalPoEHeadsTest(TestCase):
         self.assertIsInstance(model, BalPoEClassifier)
         self.assertEqual(model.class_counts, _COUNTS5)
         self.assertEqual(model.lambdas, [1.0, 0.0, -1.0])
-        out = run_model(model, np.random.rand(2, 16, 16, 3).astype("float32"))
+        # Expert m: the pooled features through head m (the three differ);
+        # the ensemble is their mean.
+        out = assert_experts_wired(
+            self, model, np.random.rand(2, 16, 16, 3).astype("float32"))
         self.assertEqual(tuple(out[LOGITS].shape), (2, 5))
         self.assertEqual(tuple(out[EXPERT_LOGITS].shape), (2, 3, 5))
         # Backbone 224 + 3 cosine heads of 8 * 5 = 344.
         self.assertEqual(count_params(model.trainable_weights), 224 + 120)
-        experts = out[EXPERT_LOGITS]
-        self.assertAllClose(out[LOGITS], experts.mean(axis=1), atol=1e-5)
         self.assertIs(model.get_layer("tiny"), model.backbone)
 
     def test_dense_expert_layers(self):
@@ -50,7 +52,14 @@ class AddBalPoEHeadsTest(TestCase):
         # 224 + 2 * (Dense 8 * 6 + 6 + head 6 * 4) = 224 + 2 * 78 = 380.
         self.assertEqual(count_params(model.trainable_weights), 380)
         self.assertEqual(model.expert_layers, [6])
-        self.assertIsNotNone(model.get_layer("expert_1_dense0"))
+        self.assertEqual(
+            [[layer.name for layer in block] for block in model.expert_blocks],
+            [["expert_0_pool", "expert_0_dense0"],
+             ["expert_1_pool", "expert_1_dense0"]])
+        # Each expert's logits: pool -> its own Dense(6) -> its own head.
+        out = assert_experts_wired(
+            self, model, np.random.rand(2, 16, 16, 3).astype("float32"))
+        self.assertEqual(tuple(out[EXPERT_LOGITS].shape), (2, 2, 4))
 
     def test_per_expert_layers_before_pooling_go_in_the_backbone(self):
         # A callable `expert_layers` (which the model could not save) is

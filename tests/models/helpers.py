@@ -62,3 +62,37 @@ def run_model(model, x):
         predict = getattr(model, "predict_outputs", model.predict)
         return predict(x, verbose=0, batch_size=len(x))
     return keras.tree.map_structure(keras.ops.convert_to_numpy, model(x))
+
+
+def expert_logits_by_hand(model, x):
+    """`(B, M, C)` logits of a `BalPoEClassifier`, expert by expert: expert
+    `m`'s backbone feature through its own block layers and head, each
+    layer called on its own."""
+    features = run_model(model.backbone, x)
+    if not isinstance(features, (list, tuple)):
+        features = [features] * model.num_experts  # One shared feature.
+    logits = []
+    for feature, block, head in zip(features, model.expert_blocks,
+                                    model.expert_heads):
+        for layer in block:
+            feature = layer(feature)
+        logits.append(keras.ops.convert_to_numpy(head(feature)))
+    return np.stack(logits, axis=1)
+
+
+def assert_experts_wired(test, model, x, atol=1e-5):
+    """The model's `expert_logits[:, m]` is expert `m`'s feature, block and
+    head (`expert_logits_by_hand`), its `logits` their mean, and the experts
+    differ from each other, so a swap or a shared head would show. Returns
+    the model's outputs."""
+    out = run_model(model, x)
+    by_hand = expert_logits_by_hand(model, x)
+    test.assertEqual(out["expert_logits"].shape, by_hand.shape)
+    test.assertAllClose(out["expert_logits"], by_hand, atol=atol)
+    test.assertAllClose(out["logits"], by_hand.mean(axis=1), atol=atol)
+    for a in range(model.num_experts):
+        for b in range(a):
+            test.assertGreater(
+                np.abs(by_hand[:, a] - by_hand[:, b]).max(), 1e-2,
+                f"experts {b} and {a} give the same logits")
+    return out

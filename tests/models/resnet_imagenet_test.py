@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from tests.models.helpers import SKIP_ON_JAX
+from tests.models.helpers import assert_experts_wired
 from tests.models.helpers import classifier
 from tests.models.helpers import count_layer_params
 from tests.models.helpers import count_params
-from tests.models.helpers import run_model
 from tests.test_case import TestCase
 
 ONE_BLOCK = (1, 1, 1, 1)
@@ -47,6 +47,14 @@ class ResNet50Test(TestCase):
             count_layer_params(model, "expert_1_stage4_"), 6_039_552
         )
         self.assertEqual(count_layer_params(model, "stage2_"), 379_392)
+        # The stem's init (same build): fan_out = 7 * 7 * 64 = 3,136, std
+        # sqrt(2 / 3136) = 0.02525, untruncated (a truncated normal has
+        # nothing beyond 2 std; a normal 4.55%).
+        kernel = keras.ops.convert_to_numpy(
+            model.backbone.get_layer("stem_conv").kernel)
+        std = np.sqrt(2.0 / 3136.0)
+        self.assertAllClose(kernel.std(), std, rtol=0.05)
+        self.assertGreater(np.mean(np.abs(kernel) > 2 * std), 0.03)
 
     @SKIP_ON_JAX
     def test_outputs_and_stem(self):
@@ -54,7 +62,9 @@ class ResNet50Test(TestCase):
             "resnet50", 4, 2, blocks_per_stage=ONE_BLOCK,
             input_shape=(32, 32, 3),
         )
-        out = run_model(model, np.random.rand(2, 32, 32, 3).astype("float32"))
+        # Expert m: its own stage 3-4 branch and head (the experts differ).
+        out = assert_experts_wired(
+            self, model, np.random.rand(2, 32, 32, 3).astype("float32"))
         self.assertEqual(tuple(out["logits"].shape), (2, 4))
         self.assertEqual(tuple(out["expert_logits"].shape), (2, 2, 4))
         # 32 -> conv/2 -> 16 -> pool/2 -> 8 (PyTorch: floor((16+2-3)/2)+1).
@@ -68,18 +78,6 @@ class ResNet50Test(TestCase):
             (conv1.strides, conv2.strides, proj.strides),
             ((1, 1), (2, 2), (2, 2)),
         )
-
-    @SKIP_ON_JAX
-    def test_stem_init_is_fan_out_untruncated(self):
-        model = classifier(
-            "resnet50", 4, 1, blocks_per_stage=ONE_BLOCK, input_shape=ANY_SIZE
-        )
-        kernel = keras.ops.convert_to_numpy(
-            model.backbone.get_layer("stem_conv").kernel)
-        # fan_out = 7 * 7 * 64 = 3,136: std sqrt(2 / 3136) = 0.02525.
-        std = np.sqrt(2.0 / 3136.0)
-        self.assertAllClose(kernel.std(), std, rtol=0.05)
-        self.assertGreater(np.mean(np.abs(kernel) > 2 * std), 0.03)
 
     def test_bad_arguments_raise(self):
         with self.assertRaisesRegex(ValueError, r"shared_stages in \[0, 4\]"):
@@ -126,7 +124,8 @@ class ResNeXt50Test(TestCase):
             model.backbone.get_layer("expert_0_stage4_block0_conv2").groups,
             32
         )
-        out = run_model(model, np.random.rand(1, 32, 32, 3).astype("float32"))
+        out = assert_experts_wired(
+            self, model, np.random.rand(1, 32, 32, 3).astype("float32"))
         self.assertEqual(tuple(out["expert_logits"].shape), (1, 2, 4))
 
     @pytest.mark.large

@@ -140,13 +140,30 @@ class DrawTest(TestCase):
     def test_augment_batch_outputs(self):
         images = np.random.randint(0, 256, (4, 8, 8, 3)).astype("uint8")
         labels = np.array([0, 1, 2, 1])
-        seed = np.random.default_rng(0)
-        x, y = augment.augment_batch(images, labels, seed, num_classes=3,
-                                     mixup_alpha=0.8, max_degrees=15.0)
-        self.assertEqual(tuple(x.shape), (4, 8, 8, 3))
-        self.assertAllClose(_np(y).sum(axis=1), np.ones(4), atol=1e-6)
+        x, y = augment.augment_batch(images, labels, np.random.default_rng(1),
+                                     num_classes=3, mixup_alpha=0.8,
+                                     max_degrees=15.0)
+        # The batch is the apply_* functions of the draws, in order: crop /
+        # flip / rotation parameters, then the Mixup weight and partners.
+        rng = np.random.default_rng(1)
+        p = augment.draw_crop_flip_params(4, rng, 4, 15.0, (8, 8))
+        lam, perm = augment.draw_mixup_params(4, 0.8, rng)
+        crops = augment.apply_crop_flip(images, p["offsets"], p["flips"],
+                                        p["rotations"])
+        self.assertBetween(float(lam), 0.05, 0.95)  # seed 1: really mixed
+        self.assertFalse(np.array_equal(perm, np.arange(4)))
+        eye = np.eye(3)
+        crops = _np(crops)
+        self.assertAllClose(x, lam * crops + (1 - lam) * crops[perm],
+                            atol=1e-6)
+        self.assertAllClose(y, lam * eye[labels] + (1 - lam)
+                            * eye[labels[perm]], atol=1e-6)
         self.assertTrue(_np(x).min() >= 0.0 and _np(x).max() <= 1.0)
+        # Mixup off: the crops of the same draws, int labels unchanged.
         x, y = augment.augment_batch(images, labels, 0)
+        p = augment.draw_crop_flip_params(4, 0)
+        self.assertAllClose(x, augment.apply_crop_flip(
+            images, p["offsets"], p["flips"]))
         self.assertAllClose(y, labels)
         with self.assertRaisesRegex(ValueError, "num_classes"):
             augment.augment_batch(images, labels, 0, mixup_alpha=0.5)

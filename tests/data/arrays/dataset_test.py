@@ -114,3 +114,6 @@ class ArrayDatasetTest(TestCase):
                                   num_classes=2, mixup_alpha=0.8)
         history = model.fit(ds, epochs=1, verbose=0)
         self.assertTrue(np.isfinite(history.history["loss"][0]))
+        # Every batch of the epoch was a training step (8 images / 4).
+        self.assertEqual(int(model.optimizer.iterations), len(ds))
+        self.assertEqual(len(ds), 2)

@@ -59,24 +59,67 @@ class TrainDatasetTest(TestCase):
         self.assertAllClose(first[0][0], again[0][0])
         self.assertFalse(np.allclose(first[0][0], resumed[0][0]))
 
-    def test_mixup_soft_labels_and_drop_remainder(self):
-        batches = _batches(make_train_dataset(
-            _source(), global_batch_size=8, recipe="none", seed=0,
-            mixup_alpha=0.4, drop_remainder=True))
-        self.assertLen(batches, 2)
-        labels = batches[0][1]
-        self.assertEqual((labels.shape, labels.dtype), ((8, 4), np.float32))
-        self.assertAllClose(labels.sum(-1), np.ones(8))
+    def test_mixup_blends_partner_images_with_the_label_weights(self):
+        # One image per class, so a soft label names the two images of a
+        # mix and their weights. Mixing leaves the order alone: the same
+        # seed without Mixup gives each row's own image (int labels).
+        source = _source(n=20, num_classes=20)
+        kwargs = dict(global_batch_size=8, recipe="none", seed=4,
+                      deterministic=True, drop_remainder=True)
+        plain = _batches(make_train_dataset(source, **kwargs))
+        mixed = _batches(make_train_dataset(source, mixup_alpha=0.4,
+                                            **kwargs))
+        self.assertLen(mixed, 2)
+        lams = []
+        for (own, labels), (images, soft) in zip(plain, mixed):
+            # Mixup off: the unmixed batch, source images and int labels.
+            self.assertEqual(labels.dtype, np.int32)
+            self.assertAllClose(own, source.images[labels] / 255.0)
+            self.assertEqual((soft.shape, soft.dtype), ((8, 20), np.float32))
+            lam = soft[np.arange(8), labels]
+            others = soft.copy()
+            others[np.arange(8), labels] = -1
+            partner_label = np.where(lam < 1 - 1e-6, others.argmax(-1),
+                                     labels)
+            partner = np.array([np.flatnonzero(labels == c)[0]
+                                for c in partner_label])
+            self.assertEqual(sorted(partner), list(range(8)))
+            eye = np.eye(20)
+            for i in range(8):
+                # Soft label lam e_i + (1 - lam) e_j, image lam x_i +
+                # (1 - lam) x_j, with the lam read from the label.
+                self.assertAllClose(
+                    soft[i], lam[i] * eye[labels[i]]
+                    + (1 - lam[i]) * eye[partner_label[i]], atol=1e-6)
+                self.assertAllClose(
+                    images[i], lam[i] * own[i] + (1 - lam[i]) * own[
+                        partner[i]], atol=1e-5)
+            moved = partner != np.arange(8)
+            self.assertAllClose(lam[moved], np.full(moved.sum(),
+                                                    lam[moved][0]))
+            lams.append(float(lam[moved][0]))
+        # Seed 4 really mixes: lam is well inside (0, 1) in both batches
+        # (Beta(0.4, 0.4) draws near 0 or 1 hide a missing blend).
+        self.assertTrue(all(0.05 < v < 0.95 for v in lams), lams)
 
     def test_resample_balanced(self):
-        labels = np.repeat(np.arange(2), [36, 4])
-        source = ImageSource(labels, "ab",
-                             images=np.zeros((40, 2, 2, 1), np.uint8))
+        # 360 images of class 0, 40 of class 1 (pixels: the image index).
+        labels = np.repeat(np.arange(2), [360, 40])
+        index = np.arange(400)
+        images = np.stack([index // 256, index % 256], -1).astype(np.uint8)
+        source = ImageSource(labels, "ab", images=images[:, None, None])
         out = _batches(make_train_dataset(
-            source, global_batch_size=40, recipe="none", seed=0,
+            source, global_batch_size=400, recipe="none", seed=0,
             resample="balanced"))
-        # 40 draws at p = 0.5: 4.5 std = 4.5 * sqrt(10) = 14.2 around 20.
-        self.assertBetween(int((out[0][1] == 1).sum()), 6, 34)
+        x, y = out[0]
+        drawn = np.round(x[:, 0, 0] * 255).astype(int) @ [256, 1]
+        np.testing.assert_array_equal(labels[drawn], y)
+        # 400 draws at p = 0.5: sd sqrt(400 / 4) = 10; 4.5 sd = 45 around
+        # 200. Uniform over images would draw ~40 (sd 6) of class 1.
+        self.assertBetween(int((y == 1).sum()), 155, 245)
+        # Within class 1, the draws spread over its 40 images (~200 draws:
+        # all but ~0.3 of them expected).
+        self.assertGreaterEqual(len(np.unique(drawn[y == 1])), 36)
 
     def test_bad_batch_sizes(self):
         with self.assertRaisesRegex(ValueError, "num_replicas=4"):
@@ -125,3 +168,4 @@ class FitTest(TestCase):
         self.assertEqual(int(ds.cardinality()), 2)
         history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
         self.assertTrue(np.isfinite(history.history["loss"][0]))
+        self.assertEqual(int(model.optimizer.iterations), 2)  # both batches
