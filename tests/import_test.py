@@ -1,5 +1,6 @@
-"""`import balpoe_keras` has no side effects; the command-line tools quiet
-TensorFlow's start-up and turn its oneDNN kernels on themselves."""
+"""`import balpoe_keras` has no side effects (nor have building and
+compiling a model on the caller's global state); the command-line tools
+quiet TensorFlow's start-up and turn its oneDNN kernels on themselves."""
 
 import os
 import subprocess
@@ -25,6 +26,50 @@ print("OK", balpoe_keras.BalPoELoss.__name__)
 """
 
 
+# Import, build and compile change none of the caller's global state.
+# (Keras' own unseeded initializers draw from Python's `random`: not ours.)
+_STATE_PROBE = """
+import keras, numpy as np
+backend = keras.backend.backend()
+if backend == "tensorflow":
+    import tensorflow as tf
+    tf_generator = tf.random.get_global_generator()
+if backend == "torch":
+    import torch
+
+def state():
+    numpy = np.random.get_state()
+    found = {"dtype policy": keras.config.dtype_policy().name,
+             "distribution": keras.distribution.distribution(),
+             "NumPy RNG": (numpy[0], numpy[1].tobytes(), *numpy[2:])}
+    if backend == "tensorflow":
+        generator = tf.random.get_global_generator()
+        found["tf.random global generator"] = (
+            generator is tf_generator, generator.state.numpy().tobytes())
+        found["tf.random global seed"] = tf.compat.v1.random.get_seed(None)
+    if backend == "torch":
+        found["torch RNG"] = torch.get_rng_state().numpy().tobytes()
+        if torch.cuda.is_available():
+            found["torch CUDA RNG"] = [
+                s.numpy().tobytes() for s in torch.cuda.get_rng_state_all()]
+    return found
+
+before = state()
+changed = {}
+import balpoe_keras
+changed["import"] = state()
+model = balpoe_keras.build_balpoe_classifier(
+    "resnet32", [50, 20, 5], blocks_per_stage=1)
+changed["build"] = state()
+model.compile()
+changed["compile"] = state()
+for step, after in changed.items():
+    diff = sorted(k for k in before if before[k] != after[k])
+    assert not diff, f"{step} changed {diff}"
+print("OK", backend, sorted(before))
+"""
+
+
 def _run(args, **env_updates):
     env = {k: v for k, v in os.environ.items()
            if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
@@ -37,6 +82,14 @@ def test_import_changes_no_environment_or_file_descriptor():
     out = _run(["-c", _PROBE])
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK BalPoELoss" in out.stdout
+
+
+def test_import_build_compile_change_no_global_state():
+    # dtype policy, distribution, NumPy's global RNG; torch's RNG on torch,
+    # tf.random's global generator and seed on TensorFlow.
+    out = _run(["-c", _STATE_PROBE])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OK" in out.stdout, out.stdout
 
 
 def test_tool_environment_defaults_and_user_settings():

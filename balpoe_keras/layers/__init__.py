@@ -1,5 +1,5 @@
-"""BalPoE layers (keras.ops; `BatchNorm` and `Conv2D` add TensorFlow /
-PyTorch kernels)."""
+"""BalPoE layers (keras.ops; `BatchNorm` and `Conv2D` use TensorFlow /
+PyTorch kernels where they apply: `fast_path`, `*_fast_path.py`)."""
 
 from balpoe_keras.layers.batch_norm import BatchNorm
 from balpoe_keras.layers.conv import Conv2D

@@ -1,24 +1,22 @@
-"""BatchNormalization with PyTorch's running-variance update and a fused path.
+"""BatchNormalization with PyTorch's running-variance update.
 
-`keras.layers.BatchNormalization` computes batch norm as about ten separate
-element-wise and reduction ops on every backend (`ops.moments` then
-`ops.batch_normalization`), each a pass over the activation in the forward
-and again in the backward pass. XLA (JAX, TF with jit) fuses them; the plain
-TensorFlow graph that is our fastest CPU path does not. `BatchNorm` keeps the
-layer's weights, config and inference maths, and on TensorFlow runs rank-4
-channels-last inputs through TensorFlow's fused kernel
-(`balpoe_keras/layers/tf_fused_batch_norm.py`; one op forward, one backward,
-oneDNN on CPUs), and on PyTorch through `torch.nn.functional.batch_norm`
-(`torch_batch_norm.py`). On JAX it uses keras.ops, which XLA fuses.
+`BatchNorm` keeps the weights, config and inference maths of
+`keras.layers.BatchNormalization` and matches PyTorch's `BatchNorm2d`: the
+moving variance is updated with the *unbiased* batch variance
+(`var * n / (n - 1)`, n the number of values per channel) on every backend,
+while the batch itself is normalised with the biased variance, as both
+frameworks do.
 
-It also matches PyTorch's `BatchNorm2d`: the moving variance
-is updated with the *unbiased* batch variance (`var * n / (n - 1)`, n the
-number of values per channel) on every backend, while the batch itself is
-normalised with the biased variance, as both frameworks do.
+Its maths is keras.ops (about ten element-wise and reduction ops, which XLA
+fuses on JAX). On TensorFlow and PyTorch it first offers the call to the
+backend's fused kernel (`fast_path.find`: `tensorflow_fast_path.batch_norm`,
+`torch_fast_path.batch_norm`), which computes the same in one op.
 """
 
 import keras
 from keras import ops
+
+from balpoe_keras.layers import fast_path
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
@@ -50,53 +48,15 @@ class BatchNorm(keras.layers.BatchNormalization):
         kwargs.pop("renorm_momentum", None)
         super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
 
-    def _use_fused(self, inputs, mask):
-        if mask is not None or keras.backend.backend() != "tensorflow":
-            return False
-        return len(inputs.shape) == 4 and self.axis in (-1, 3)
-
-    def _use_torch_kernel(self, inputs):
-        # PyTorch refuses epsilon <= 0 when training: keras.ops then.
-        rank = len(inputs.shape)
-        if (keras.backend.backend() != "torch" or self.epsilon <= 0
-                or rank < 2 or self.axis not in (-1, rank - 1)):
-            return False
-        dtype = keras.backend.standardize_dtype(inputs.dtype)
-        if dtype not in ("float32", "bfloat16"):
-            return False
-        from balpoe_keras.layers import torch_batch_norm
-
-        return torch_batch_norm.is_concrete(inputs)
-
     def call(self, inputs, training=None, mask=None):
         training = bool(training) and self.trainable
-        if self._use_fused(inputs, mask):
-            from balpoe_keras.layers import tf_fused_batch_norm
-
-            # The fused kernel takes float16/bfloat16 activations as they
-            # are (statistics in float32): no casts under mixed precision.
-            gamma = self.gamma if self.scale else None
-            beta = self.beta if self.center else None
-            outputs, mean, unbiased = tf_fused_batch_norm.fused_batch_norm(
-                inputs, gamma, beta, self.moving_mean, self.moving_variance,
-                self.epsilon, training,
-            )
-            if training:
-                self._update_moving(mean, unbiased)
-            return ops.cast(outputs, self.compute_dtype)
+        outputs = fast_path.run("balpoe_keras.layers", "batch_norm", self,
+                                inputs, training, mask)
+        if outputs is not None:
+            return outputs
         if mask is not None:
             # Masked statistics: defer to Keras (biased running variance).
             return super().call(inputs, training=training, mask=mask)
-        if self._use_torch_kernel(inputs):
-            from balpoe_keras.layers import torch_batch_norm
-
-            # Also takes bfloat16/float16 activations with float32 stats.
-            outputs = torch_batch_norm.batch_norm(
-                inputs, self.gamma.value if self.scale else None,
-                self.beta.value if self.center else None,
-                self.moving_mean.value, self.moving_variance.value,
-                self.momentum, self.epsilon, training)
-            return ops.cast(outputs, self.compute_dtype)
         x = ops.cast(inputs, "float32")
         axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
         if training:

@@ -11,6 +11,8 @@ dampening 0 on all parameters (reference `train.py`); `TorchSGD` reproduces it.
 import keras
 from keras import ops
 
+from balpoe_keras.layers import fast_path
+
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
 class TorchSGD(keras.optimizers.Optimizer):
@@ -82,21 +84,15 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def _backend_update_step(self, grads, trainable_variables,
                              learning_rate):
-        """On PyTorch, one `torch._foreach_*` update of all variables
-        (`torch_sgd_update.py`); elsewhere Keras' per-variable path."""
-        if keras.backend.backend() != "torch":
-            return super()._backend_update_step(grads, trainable_variables,
-                                                learning_rate)
-        from balpoe_keras.optimizers import torch_sgd_update
-
-        bufs = None
-        if self.momentum != 0:
-            bufs = [self.momentums[self._get_variable_index(v)].value
-                    for v in trainable_variables]
-        torch_sgd_update.foreach_sgd_update(
-            [v.value for v in trainable_variables], list(grads), bufs,
-            ops.convert_to_tensor(learning_rate), self.momentum,
-            self.nesterov, self.l2_weight_decay)
+        """Keras' private hook for one step of all variables (Keras' own
+        torch optimizers override it for speed too). On PyTorch the step
+        is `optimizers.torch_fast_path.sgd_update` (`torch._foreach_*`);
+        elsewhere Keras' default, the public `update_step` per variable
+        (and, on TensorFlow, its `tf.distribute` handling)."""
+        if fast_path.run("balpoe_keras.optimizers", "sgd_update", self,
+                         grads, trainable_variables, learning_rate) is None:
+            super()._backend_update_step(grads, trainable_variables,
+                                         learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
         """One PyTorch SGD step for `variable` (see the class docstring)."""

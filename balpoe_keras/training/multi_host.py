@@ -206,17 +206,37 @@ def local_saving():
     return contextlib.nullcontext()
 
 
-def _client():
-    from jax._src import distributed
+def _coordination_client():
+    """JAX's coordination-service client, or None.
 
-    return distributed.global_state.client
+    None unless `jax.distributed.is_initialized()` (public). The client
+    itself has no public accessor in JAX (0.10): it is the one thing here
+    read from `jax._src`, because only it offers a barrier with a timeout
+    (`wait_at_barrier`) and the list of live processes (`get_live_nodes`),
+    which name a lost process (JAX's own `multihost_utils.live_devices`
+    reads the same attribute). Should a JAX release move it, `barrier`
+    falls back to the public `multihost_utils.sync_global_devices` (no
+    timeout) and `lost_processes` to `[]`.
+    """
+    import jax
+
+    if not jax.distributed.is_initialized():
+        return None
+    try:
+        from jax._src import distributed
+
+        return distributed.global_state.client
+    except (ImportError, AttributeError):
+        return None
 
 
 def lost_processes(group=None):
     """The indices of the processes the runtime no longer hears from."""
     group = group or current_group()
-    client = _client()
-    if client is None or not group.multi_process:
+    if not group.multi_process:
+        return []
+    client = _coordination_client()
+    if client is None:
         return []
     try:
         live = client.get_live_nodes(list(range(group.num_processes)))
@@ -235,9 +255,15 @@ def barrier(name, timeout_seconds=600, group=None):
     group = group or current_group()
     if not group.multi_process:
         return
+    client = _coordination_client()
     try:
-        _client().wait_at_barrier(f"balpoe_keras/{name}",
-                                  int(timeout_seconds * 1000))
+        if client is None:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"balpoe_keras/{name}")
+        else:
+            client.wait_at_barrier(f"balpoe_keras/{name}",
+                                   int(timeout_seconds * 1000))
     except Exception as e:
         raise ProcessLostError(describe_failure(e, group)) from None
 

@@ -1,11 +1,20 @@
 """BatchNorm: PyTorch's running-variance update; fused TF = generic path."""
 
+import contextlib
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
 
 from balpoe_keras import layers
+from balpoe_keras.layers import fast_path
 from tests.test_case import TestCase
+
+
+def _generic_only():
+    """Inside the block the layers run their keras.ops code only."""
+    return mock.patch.object(fast_path, "run", return_value=None)
 
 
 def _batch():
@@ -85,7 +94,6 @@ class FusedPathTest(TestCase):
                         "float32")
         fused = layers.BatchNorm()
         generic = layers.BatchNorm()
-        generic._use_fused = lambda *args: False
         for bn in (fused, generic):
             bn.build(x.shape)
             bn.gamma.assign([1.5, 0.5, 2.0])
@@ -94,15 +102,21 @@ class FusedPathTest(TestCase):
 
     def test_forward_backward_and_statistics_match(self):
         tf, x, fused, generic = self._pair()
+        self.assertIsNotNone(fast_path.run(  # The fused op applies here.
+            "balpoe_keras.layers", "batch_norm", fused, x, False, None))
         results = []
         for bn in (fused, generic):
-            with tf.GradientTape() as tape:
+            scope = (_generic_only() if bn is generic
+                     else contextlib.nullcontext())
+            with scope, tf.GradientTape() as tape:
                 tape.watch(x)
                 y = bn(x, training=True)
                 loss = tf.reduce_sum(y * tf.range(3, dtype=tf.float32) * x)
             grads = tape.gradient(loss, [x, bn.gamma, bn.beta])
+            with scope:
+                inference = bn(x, training=False)
             results.append((y, grads, bn.moving_mean, bn.moving_variance,
-                            bn(x, training=False)))
+                            inference))
         (y_f, g_f, m_f, v_f, i_f), (y_g, g_g, m_g, v_g, i_g) = results
         self.assertAllClose(y_f, y_g, atol=1e-5)
         for a, b in zip(g_f, g_g):
@@ -124,19 +138,22 @@ class TorchKernelTest(TestCase):
         results = []
         for use_kernel in (True, False):
             bn = layers.BatchNorm()
-            if not use_kernel:
-                bn._use_torch_kernel = lambda *args: False
             bn.build((4, 5, 5, 3))
             bn.gamma.assign([1.5, 0.5, 2.0])
             bn.beta.assign([0.1, -0.2, 0.3])
             x = torch.tensor(x0, dtype=torch.float32, requires_grad=True)
-            y = bn(x, training=True)
-            weights = torch.arange(3, dtype=torch.float32)
-            (y * weights * x).sum().backward()
-            results.append([t.detach().numpy().copy() for t in (
-                y, x.grad, bn.gamma.value.grad, bn.beta.value.grad,
-                bn.moving_mean.value, bn.moving_variance.value,
-                bn(x, training=False))])
+            if use_kernel:  # The kernel applies here.
+                self.assertIsNotNone(fast_path.run(
+                    "balpoe_keras.layers", "batch_norm", bn, x, False, None))
+            with (contextlib.nullcontext() if use_kernel
+                  else _generic_only()):
+                y = bn(x, training=True)
+                weights = torch.arange(3, dtype=torch.float32)
+                (y * weights * x).sum().backward()
+                results.append([t.detach().numpy().copy() for t in (
+                    y, x.grad, bn.gamma.value.grad, bn.beta.value.grad,
+                    bn.moving_mean.value, bn.moving_variance.value,
+                    bn(x, training=False))])
         for a, b in zip(*results):
             self.assertAllClose(a, b, atol=1e-4, rtol=1e-4)
 
@@ -159,3 +176,18 @@ class MixedPrecisionTest(TestCase):
                 bn.moving_variance.dtype), "float32")
         self.assertAllClose(outputs[1], outputs[0], atol=0.05, rtol=0.02)
         self.assertAllClose(stats[1], stats[0], atol=0.02, rtol=0.01)
+
+
+class FastPathDispatchTest(TestCase):
+    def test_each_backend_gets_its_own_fast_paths_only(self):
+        expected = {"tensorflow": ["batch_norm"],
+                    "torch": ["batch_norm", "conv2d"]}
+        found = [name for name in ("batch_norm", "conv2d")
+                 if fast_path.find("balpoe_keras.layers", name)]
+        self.assertEqual(found, expected.get(keras.backend.backend(), []))
+        # Not applicable (a mask): None, and the layer's generic code runs.
+        bn = layers.BatchNorm()
+        x = keras.ops.ones((2, 3, 3, 2))
+        bn.build(x.shape)
+        self.assertIsNone(fast_path.run("balpoe_keras.layers", "batch_norm",
+                                        bn, x, False, keras.ops.ones(x.shape)))

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from balpoe_keras import layers
+from balpoe_keras.layers import fast_path
 from tests.test_case import TestCase
 
 
@@ -109,6 +110,10 @@ class Conv2DTest(TestCase):
             keras.utils.set_random_seed(3)
             conv = cls(5, 3, strides=2, padding="valid")
             x = torch.tensor(x0, dtype=torch.float32, requires_grad=True)
+            if cls is layers.Conv2D:  # The copy-free kernel applies here.
+                conv.build(x.shape)
+                self.assertIsNotNone(fast_path.run(
+                    "balpoe_keras.layers", "conv2d", conv, x))
             (conv(x) ** 2).sum().backward()
             grads.append((x.grad.numpy(),
                           conv.kernel.value.grad.numpy().copy()))

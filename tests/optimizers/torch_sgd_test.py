@@ -1,11 +1,13 @@
 """Tests for `TorchSGD` against hand-computed and torch.optim.SGD steps."""
 
 import os
+from unittest import mock
 
 import keras
 import numpy as np
 import torch
 
+from balpoe_keras.layers import fast_path
 from balpoe_keras.optimizers import TorchSGD
 from balpoe_keras.optimizers import WarmupStepSchedule
 from tests.test_case import TestCase
@@ -70,6 +72,21 @@ class TorchSGDTest(TestCase):
             expected = _torch_steps(steps, **kwargs)
             actual = _keras_steps(TorchSGD(0.1, **kwargs), steps)
             self.assertAllClose(actual, expected, atol=1e-6)
+
+    def test_fast_path_equals_the_public_update_step(self):
+        # On PyTorch the step is `optimizers.torch_fast_path.sgd_update`
+        # (torch._foreach_*); elsewhere, and with it off, Keras calls the
+        # public `update_step` per variable. Both give PyTorch's step.
+        found = fast_path.find("balpoe_keras.optimizers", "sgd_update")
+        self.assertEqual(found is not None,
+                         keras.backend.backend() == "torch")
+        steps = [(_G1, 0.1), (_G2, 0.05)]
+        for kwargs in [dict(momentum=0.9, nesterov=True, weight_decay=5e-4),
+                       dict(momentum=0.0, nesterov=False, weight_decay=0.1)]:
+            fast = _keras_steps(TorchSGD(0.1, **kwargs), steps)
+            with mock.patch.object(fast_path, "run", return_value=None):
+                generic = _keras_steps(TorchSGD(0.1, **kwargs), steps)
+            self.assertAllClose(fast, generic, atol=1e-7, rtol=1e-7)
 
     def test_loss_scale_optimizer_wraps_it(self):
         # LossScaleOptimizer (mixed_float16) scales the loss by 2**15 and
