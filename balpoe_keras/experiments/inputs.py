@@ -122,8 +122,10 @@ def resolve_input_pipeline(config, experiment_data):
 
 def make_train_dataset_fn(config, experiment_data, num_replicas,
                           num_processes=1, process_index=0):
-    """`epoch -> dataset` of the chosen input pipeline, a function of
-    `(seed, epoch)` only.
+    """`epoch -> data` of the chosen input pipeline for `training.fit`, a
+    function of `(seed, epoch)` only: the in-memory executor's
+    `ArrayDataset` of that epoch, or one tf.data pipeline of that epoch
+    and all after it.
 
     Args:
         config, experiment_data: the run's.
@@ -158,9 +160,11 @@ def make_train_dataset_fn(config, experiment_data, num_replicas,
             mixup_alpha=config.mixup_alpha,
             cutmix_alpha=config.cutmix_alpha,
             mix_mode=config.mix_mode,
-            seed=config.seed, epoch=epoch, deterministic=True,
+            seed=config.seed, epoch=epoch, repeat=True, deterministic=True,
             drop_remainder=drop_remainder, num_replicas=num_replicas,
-            image_size=config.spec.image_size, **shard,
+            image_size=config.spec.image_size,
+            steps_per_epoch=config.max_train_steps_per_epoch or None,
+            **shard,
         )  # fmt: skip
 
     return dataset_fn

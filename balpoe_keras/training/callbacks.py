@@ -142,45 +142,44 @@ def _stopped(model):
     return model is not None and bool(getattr(model, "stop_training", False))
 
 
-class EpochTensorBoard(keras.callbacks.Callback):
-    """Per-epoch scalars of every log key into ONE TensorBoard event file.
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' `TensorBoard` callback for epoch scalars, without step hooks.
 
-    Keras' `TensorBoard` callback opens new writers on every `model.fit`
-    call, i.e. every epoch of `balpoe_keras.training.fit`; this one opens a
-    single writer (lazily, at the first epoch end) for the whole run
-    invocation. Needs TensorFlow installed (any Keras backend; TensorFlow
-    is then kept off the GPUs). `train/<key>` for training logs,
-    `test/...` keys as they are.
+    Every log key of an epoch becomes the scalar `epoch_<key>` in
+    `log_dir/train/` (`val_...` keys in `log_dir/validation/`), as with
+    `keras.callbacks.TensorBoard(log_dir, update_freq="epoch")`. Keras'
+    callback also has per-step hooks that, at `update_freq="epoch"`, write
+    nothing yet make JAX and PyTorch wait for every step (a callback with
+    step hooks turns off Keras' asynchronous dispatch); this one has none.
+    Needs TensorFlow installed (any Keras backend; on JAX and PyTorch
+    TensorFlow is then kept off the GPUs unless it already started).
 
     Args:
         log_dir: str, the event folder.
     """
 
+    async_safe = True  # No step hooks at all.
+
     def __init__(self, log_dir):
-        super().__init__()
-        self.log_dir = log_dir
-        self._writer = None
+        if keras.backend.backend() != "tensorflow":
+            import tensorflow as tf
+
+            try:
+                tf.config.set_visible_devices([], "GPU")
+            except RuntimeError:  # TensorFlow already chose its devices.
+                pass
+        super().__init__(log_dir, write_graph=False, update_freq="epoch",
+                         profile_batch=0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
 
     def on_epoch_end(self, epoch, logs=None):
-        if _stopped(self.model):
-            return
-        import tensorflow as tf
-
-        if self._writer is None:
-            if keras.backend.backend() != "tensorflow":
-                tf.config.set_visible_devices([], "GPU")
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        with self._writer.as_default():
-            for key, value in (logs or {}).items():
-                name = key if "/" in key else f"train/{key}"
-                if value is not None:
-                    tf.summary.scalar(name, _scalar(value), step=epoch + 1)
-        self._writer.flush()
-
-    def close(self):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if not _stopped(self.model):  # Not a partial epoch.
+            super().on_epoch_end(epoch, logs)
 
 
 class EpochEvaluation(keras.callbacks.Callback):
@@ -251,24 +250,3 @@ def _duration(seconds):
         return f"{max(minutes, 1)} min" if seconds >= 60 else \
             f"{int(seconds)} s"
     return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-class RunProgbarLogger(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, showing `Epoch e/<total epochs of the run>`.
-
-    `fit` calls `model.fit` once per epoch, whose `epochs` argument is
-    `e + 1`; this logger displays the run's total instead.
-
-    Args:
-        total_epochs: int, epochs of the whole run.
-    """
-
-    # As Keras' own default progress bar, which it dispatches asynchronously.
-    async_safe = True
-
-    def __init__(self, total_epochs):
-        super().__init__()
-        self.total_epochs = int(total_epochs)
-
-    def set_params(self, params):
-        super().set_params({**params, "epochs": self.total_epochs})

@@ -1,19 +1,23 @@
-"""`fit`: per-epoch training with atomic checkpoints and exact resumption.
+"""`fit`: one `model.fit` call over the run, with exact resumption.
 
-Each epoch is one `model.fit(train_dataset_fn(epoch), initial_epoch=epoch,
-epochs=epoch + 1)` call, followed by a checkpoint (`checkpoint.py`). After a
-crash, rerunning the same call restores the last committed epoch (weights,
-optimizer incl. `iterations`, so the LR schedule position, and layer RNG
-states) and rebuilds exactly that epoch's data from `train_dataset_fn`, so
-the run continues as if uninterrupted. A finished run is not retrained.
+`fit` trains the way a user's own code does, with one `model.fit(data,
+initial_epoch=start, epochs=epochs, steps_per_epoch=steps)` call over the
+whole schedule and callbacks doing the rest: Keras' own `TensorBoard`, and
+small ones of ours where a guarantee needs more than Keras' (see
+docs/training.md, "What `fit` adds to `model.fit`"). After every
+`checkpoint_every` epochs a checkpoint is committed (`checkpoint.py`);
+after a crash, rerunning the same call restores it (weights, optimizer
+incl. `iterations`, so the LR schedule position, and layer RNG states) and
+asks `train_dataset_fn` for the data from that epoch on, so the run
+continues as if uninterrupted. A finished run is not retrained.
 
 Faults (docs/reliability.md): a second process on the same workdir is
 refused (`workdir_lock`); the first SIGINT/SIGTERM ends the epoch at the
 next step boundary, writes a mid-epoch checkpoint and raises
-`TrainingInterrupted` (a rerun resumes exactly there, skipping the batches
-already trained); a NaN/Inf loss raises `NonFiniteLossError` without
-checkpointing; an unreadable latest checkpoint falls back to the previous
-one.
+`TrainingInterrupted` (a rerun first finishes that epoch from the next
+batch, in a `model.fit` call of its own, then trains the rest in one); a
+NaN/Inf loss raises `NonFiniteLossError` without checkpointing; an
+unreadable latest checkpoint falls back to the previous one.
 
 Files in `workdir` (a `RunFolder`): `checkpoints/` (see
 `CheckpointManager`), `train_log.csv` (one row per completed epoch,
@@ -35,7 +39,6 @@ from balpoe_keras.training.callbacks import EpochProgress
 from balpoe_keras.training.callbacks import EpochTensorBoard
 from balpoe_keras.training.callbacks import ImagesPerSecond
 from balpoe_keras.training.callbacks import LearningRateLogger
-from balpoe_keras.training.callbacks import RunProgbarLogger
 from balpoe_keras.training.guards import NonFiniteLossError
 from balpoe_keras.training.guards import NonFiniteLossGuard
 from balpoe_keras.training.guards import StopOnRequest
@@ -74,8 +77,8 @@ def fit(
     train_dataset_fn,
     *,
     epochs,
+    steps_per_epoch,
     workdir,
-    steps_per_epoch=None,
     eval_dataset=None,
     eval_fn=None,
     eval_every=1,
@@ -94,39 +97,44 @@ def fit(
     Args:
         model: a compiled `keras.Model` (a `BalPoEClassifier` after its
             `compile()`).
-        train_dataset_fn: `epoch -> data` for the 0-based epoch; `data` is
-            anything `model.fit` accepts as `x` with targets included
-            (`tf.data.Dataset`, `keras.utils.PyDataset`, an iterable of
-            `(x, y)` batches). It must depend only on `(seed, epoch)` for
+        train_dataset_fn: `epoch -> data` for the 0-based epoch: that
+            epoch's `steps_per_epoch` batches, as anything `model.fit`
+            takes with the targets included (`tf.data.Dataset`,
+            `keras.utils.PyDataset`, an iterable of `(x, y)` batches);
+            `fit` asks for the next epoch's data when one ends. A
+            `tf.data.Dataset` of infinite cardinality is taken as the
+            data of `epoch` and of every epoch after it
+            (`data.tfdata.make_train_dataset(..., epoch=epoch,
+            repeat=True)`), so tf.data runs one pipeline for the whole
+            run. The data must depend only on `(seed, epoch)` for
             resumption to be exact.
         epochs: int, total number of epochs of the run.
+        steps_per_epoch: int, batches per epoch (the LR schedule's).
         workdir: the output folder (checkpoints, CSV and TB logs): a path
             or a `RunFolder` (a non-writing one in the processes of a
             multi-process run that do not write).
-        steps_per_epoch: optional int, batches per epoch (default: until
-            the epoch's data is exhausted).
         eval_dataset: optional validation data (Keras `val_*` logs),
             evaluated every `eval_every` epochs and after the last one.
         eval_fn: optional `model -> {key: float}` (e.g. test-set metrics
             named `"test/..."`), called on the same epochs; its values go
             to the CSV, TensorBoard and the progress line.
         eval_every: int >= 1.
-        callbacks: extra `keras.callbacks.Callback`s (they see one
-            `on_train_begin`/`on_train_end` pair per epoch).
+        callbacks: extra `keras.callbacks.Callback`s; they see one
+            `on_train_begin`/`on_train_end` pair per call (two when the
+            call first finishes an interrupted epoch).
         checkpoint_every: int >= 1; the last epoch is always saved.
         keep_every: optional int, also keep the checkpoints of multiples of
             this epoch (the reference's `save_period`).
         overwrite: bool, delete this workdir's checkpoints and logs first.
-        seed: optional int; if set, `keras.utils.set_random_seed(seed +
-            start_epoch)` runs once before training (Python, NumPy, TF,
-            torch and the global Keras RNG). Not per epoch: on TensorFlow
-            every `set_random_seed` forces the train step to be traced
-            again (seconds per epoch). Exact resumption rests on the
-            per-`(seed, epoch)` data and the checkpointed layer RNG states.
+        seed: optional int, recorded in the checkpoints. `fit` sets no
+            global random state: exact resumption rests on the
+            per-`(seed, epoch)` data and the checkpointed layer RNG
+            states.
         global_batch_size: optional int, for the images/s log.
         examples_per_epoch: optional int, exact images/s numerator.
         tensorboard: `"auto"` (when TensorFlow and tensorboard are
-            installed), True or False. One event file per call.
+            installed), True or False: Keras' `TensorBoard` callback
+            writing to `workdir/tensorboard/`.
         verbose: 0 silent; 1 Keras' progress bar plus one summary line per
             epoch (with the run's ETA); 2 the summary line only (for logs
             written to files: no `\r` updates); `"auto"`: 1 when stdout is
@@ -136,7 +144,8 @@ def fit(
         A `FitResult`. The model holds the final weights in all cases (a
         finished run's last checkpoint is loaded into it).
     """
-    _validate_args(epochs, checkpoint_every, eval_every, model)
+    _validate_args(epochs, steps_per_epoch, checkpoint_every, eval_every,
+                   model)
     folder = workdir if isinstance(workdir, RunFolder) else RunFolder(
         workdir)
     with folder.lock(), StopRequest() as request:
@@ -149,74 +158,60 @@ def fit(
         folder.truncate_log(start)
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
-        epoch_callbacks = _make_callbacks(
+        run = _Run(model, manager, request, int(steps_per_epoch), epochs,
+                   checkpoint_every, seed, eval_every)
+        writers = _make_callbacks(
             folder, callbacks, tensorboard, verbose,
-            global_batch_size, examples_per_epoch, epochs,
-            eval_fn and EpochEvaluation(eval_fn, eval_every, epochs),
+            global_batch_size, examples_per_epoch,
+            epochs, eval_fn and EpochEvaluation(eval_fn, eval_every, epochs),
         )  # fmt: skip
-        if seed is not None:
-            keras.utils.set_random_seed(int(seed) + start)
-        run = _EpochRunner(model, train_dataset_fn, steps_per_epoch,
-                           epoch_callbacks, verbose, request)
-        try:
-            for epoch in range(start, epochs):
-                evaluate = eval_dataset is not None and _is_due(
-                    epoch, eval_every, epochs)
-                offset = step if epoch == start else 0
-                finished = run(epoch, offset,
-                               eval_dataset if evaluate else None)
-                if not finished:  # Interrupted mid-epoch.
-                    done = offset + run.stopper.steps_done
-                    path = manager.save(model, epoch, epochs, seed, done)
-                    raise TrainingInterrupted(request.signum, epoch, done,
-                                              path)
-                if request.signum is not None or _is_due(
-                        epoch, checkpoint_every, epochs):
-                    path = manager.save(model, epoch + 1, epochs, seed)
-                if request.signum is not None:
-                    raise TrainingInterrupted(request.signum, epoch + 1, 0,
-                                              path)
-        finally:
-            for callback in epoch_callbacks:
-                if isinstance(callback, EpochTensorBoard):
-                    callback.close()
+        first = start
+        if step:  # Finish the interrupted epoch first, from its next batch.
+            data = _skip_batches(train_dataset_fn(start), step)
+            run.fit(data, start, start + 1, step, eval_dataset, writers,
+                    verbose)
+            first = start + 1
+        if first < epochs:
+            data = _stream(train_dataset_fn, first, epochs,
+                           int(steps_per_epoch))
+            run.fit(data, first, epochs, 0, eval_dataset, writers, verbose)
     return FitResult(start, epochs, run.history)
 
 
-class _EpochRunner:
-    """One `model.fit` call per epoch, with the stop and NaN guards.
+class _Run:
+    """`model.fit` calls with the stop, NaN and checkpoint callbacks."""
 
-    Calling it trains epoch `epoch` from batch `offset`; it returns False
-    if a stop request ended the epoch early, and raises
-    `NonFiniteLossError` on a NaN/Inf loss.
-    """
-
-    def __init__(self, model, dataset_fn, steps_per_epoch, callbacks,
-                 verbose, request):
-        self.model, self.dataset_fn = model, dataset_fn
-        self.steps_per_epoch, self.callbacks = steps_per_epoch, callbacks
-        self.verbose, self.request = verbose, request
-        self.stopper = StopOnRequest(request)
+    def __init__(self, model, manager, request, steps_per_epoch, epochs,
+                 checkpoint_every, seed, eval_every):
+        self.model, self.manager, self.request = model, manager, request
+        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
+        self.checkpoint_every, self.seed = checkpoint_every, seed
+        self.eval_every = eval_every
         self.history = {}
 
-    def __call__(self, epoch, offset, eval_dataset):
-        data = self.dataset_fn(epoch)
-        steps = self.steps_per_epoch
-        if offset:
-            data = _skip_batches(data, offset)
-            steps = steps and steps - offset
+    def fit(self, data, first, last, offset, eval_dataset, writers,
+            verbose):
+        """Trains epochs `[first, last)`, the first from batch `offset`."""
+        stopper = StopOnRequest(self.request, self.steps_per_epoch,
+                                step_offset=offset)
         guard = NonFiniteLossGuard(step_offset=offset)
+        saver = _EpochCheckpoint(self, stopper, guard)
+        due = [e + 1 for e in range(first, last)
+               if _is_due(e, self.eval_every, self.epochs)]
         result = self.model.fit(
             data,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            steps_per_epoch=steps,
-            validation_data=eval_dataset,
-            callbacks=[guard, self.stopper, *self.callbacks],
-            verbose=1 if self.verbose == 1 else 0,
+            initial_epoch=first,
+            epochs=last,
+            steps_per_epoch=self.steps_per_epoch - offset,
+            validation_data=eval_dataset if due else None,
+            validation_freq=due or 1,
+            callbacks=[stopper, guard, *writers, saver],
+            verbose=1 if verbose == 1 else 0,
             shuffle=False,  # The order is train_dataset_fn's business.
         )
         self.model.stop_training = False
+        for key, values in result.history.items():
+            self.history.setdefault(key, []).extend(values)
         if guard.found:
             raise NonFiniteLossError(
                 f"The training loss became {guard.found[2]} at epoch "
@@ -224,11 +219,111 @@ class _EpochRunner:
                 "and no checkpoint was written, so the last good one stays "
                 "the latest. Lower the learning rate, check the data for "
                 "non-finite values, or train in float32.")
-        for key, values in result.history.items():
-            self.history.setdefault(key, []).extend(values)
-        interrupted = self.request.signum is not None
-        return not (interrupted and (steps is None or
-                                     self.stopper.steps_done < steps))
+        if self.request.signum is None:
+            return
+        if stopper.epoch_complete:
+            epoch, step, path = stopper.epoch + 1, 0, saver.last_path
+        else:  # Interrupted mid-epoch.
+            epoch, step = stopper.epoch, stopper.steps_done
+            path = self.manager.save(self.model, epoch, self.epochs,
+                                     self.seed, step)
+        raise TrainingInterrupted(self.request.signum, epoch, step, path)
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Commits a checkpoint after due, complete epochs (the last callback).
+
+    Due: every `checkpoint_every` epochs, the last one, and any epoch a
+    stop was requested in. An epoch cut short (a stop request, a NaN/Inf
+    loss) writes nothing here; `_Run.fit` saves the interrupted one.
+    """
+
+    def __init__(self, run, stopper, guard):
+        super().__init__()
+        self.run, self.stopper, self.guard = run, stopper, guard
+        self.last_path = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.found or not self.stopper.epoch_complete:
+            return
+        run = self.run
+        requested = run.request.signum is not None
+        if requested or _is_due(epoch, run.checkpoint_every, run.epochs):
+            self.last_path = run.manager.save(self.model, epoch + 1,
+                                              run.epochs, run.seed)
+        if requested:
+            self.model.stop_training = True
+
+
+def _stream(train_dataset_fn, epoch, epochs, steps_per_epoch):
+    """The first `steps_per_epoch` batches of epochs `[epoch, epochs)`, for
+    one `model.fit` call (an infinite tf.data stream as it is)."""
+    data = train_dataset_fn(epoch)
+    if _is_infinite_tf_dataset(data):
+        return data
+    if isinstance(data, keras.utils.PyDataset):
+        return EpochStream(train_dataset_fn, epoch, epochs, steps_per_epoch,
+                           first=data)
+
+    def batches():  # Keras takes generators (not other iterators) as data.
+        for e in range(epoch, epochs):
+            epoch_data = data if e == epoch else train_dataset_fn(e)
+            yield from itertools.islice(epoch_data, steps_per_epoch)
+
+    return batches()
+
+
+def _is_infinite_tf_dataset(data):
+    if not type(data).__module__.startswith("tensorflow"):
+        return False
+    import tensorflow as tf
+
+    return bool(data.cardinality() == tf.data.INFINITE_CARDINALITY)
+
+
+class EpochStream(keras.utils.PyDataset):
+    """The per-epoch `PyDataset`s of `dataset_fn` as one, for `model.fit`.
+
+    Batch `i` is batch `i % steps_per_epoch` of epoch `epoch + i //
+    steps_per_epoch`, so `model.fit(stream, steps_per_epoch=...,
+    epochs=...)` reads epoch after epoch from one iterator; each epoch's
+    dataset is built when its first batch is read. (Keras also calls a
+    `PyDataset`'s `on_epoch_end` before training, after taking a batch to
+    build the model, so that hook cannot count epochs.)
+
+    Args:
+        dataset_fn: `epoch -> keras.utils.PyDataset` of one epoch.
+        epoch: int, the 0-based first epoch.
+        epochs: int, the epoch to stop before.
+        steps_per_epoch: int, the first `steps_per_epoch` batches of every
+            epoch are read; every epoch must have at least as many.
+        first: optional, `dataset_fn(epoch)` if already built.
+    """
+
+    def __init__(self, dataset_fn, epoch, epochs, steps_per_epoch,
+                 first=None):
+        super().__init__()
+        self.dataset_fn, self.epoch = dataset_fn, int(epoch)
+        self.epochs, self.steps_per_epoch = int(epochs), int(steps_per_epoch)
+        self._current = (self.epoch, first) if first is not None else None
+
+    def __len__(self):
+        return (self.epochs - self.epoch) * self.steps_per_epoch
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} out of range [0, {len(self)}).")
+        epoch, step = divmod(index, self.steps_per_epoch)
+        epoch += self.epoch
+        if self._current is None or self._current[0] != epoch:
+            self._current = (epoch, self.dataset_fn(epoch))
+        data = self._current[1]
+        if len(data) < self.steps_per_epoch:
+            raise ValueError(
+                f"Epoch {epoch} has {len(data)} batches, fewer than "
+                f"steps_per_epoch={self.steps_per_epoch}. Pass the number "
+                "of batches per epoch as steps_per_epoch.")
+        return data[step]
 
 
 def _skip_batches(data, count):
@@ -260,13 +355,15 @@ def _is_due(epoch, every, epochs):
     return epoch + 1 == epochs or (epoch + 1) % every == 0
 
 
-def _validate_args(epochs, checkpoint_every, eval_every, model):
+def _validate_args(epochs, steps_per_epoch, checkpoint_every, eval_every,
+                   model):
     for name, value in [
         ("epochs", epochs),
+        ("steps_per_epoch", steps_per_epoch),
         ("checkpoint_every", checkpoint_every),
         ("eval_every", eval_every),
     ]:
-        if int(value) != value or value < 1:
+        if value is None or int(value) != value or value < 1:
             raise ValueError(
                 f"Expected {name} to be an integer >= 1. Received: "
                 f"{name}={value}"
@@ -332,8 +429,6 @@ def _make_callbacks(
         if _use_tensorboard(tensorboard):
             result.append(EpochTensorBoard(folder.tensorboard_dir))
     result += list(callbacks)
-    if verbose == 1:
-        result.append(RunProgbarLogger(epochs))
     if verbose in (1, 2):
         result.append(EpochProgress(epochs))
     return result

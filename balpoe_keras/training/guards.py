@@ -113,15 +113,38 @@ class _AsyncStopper(keras.callbacks.Callback):
 class StopOnRequest(_AsyncStopper):
     """Ends the epoch at the next step boundary once a stop is requested.
 
+    A stop requested in the last step of an epoch lets that epoch end as a
+    complete one (the callbacks after this one log it; `fit` checkpoints
+    it), then training stops.
+
+    Args:
+        request: the `StopRequest`.
+        steps_per_epoch: optional int, batches per epoch (without it every
+            stopped epoch counts as cut short).
+        step_offset: int, batches of the first epoch trained before this
+            `model.fit` call (a mid-epoch resume).
+
     Attributes:
-        steps_done: batches finished in the current `model.fit` call.
+        epoch: the 0-based epoch in progress (or last ended).
+        steps_done: its batches finished, `step_offset` included in the
+            first epoch of the call.
     """
 
-    def __init__(self, request):
+    def __init__(self, request, steps_per_epoch=None, step_offset=0):
         super().__init__()
         self.request = request
+        self.steps_per_epoch = steps_per_epoch
+        self.step_offset = int(step_offset)
+        self.epoch = None
         self.steps_done = 0
+        self._first_epoch = None
         self._lock = threading.Lock()
+
+    @property
+    def epoch_complete(self):
+        """True when the current epoch has run all its batches."""
+        return (self.steps_per_epoch is not None
+                and self.steps_done >= self.steps_per_epoch)
 
     def on_train_begin(self, logs=None):
         # The signal handler stops `fit` after the step it interrupts: the
@@ -132,13 +155,25 @@ class StopOnRequest(_AsyncStopper):
         self.request.on_request = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.steps_done = 0
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+        self.epoch = epoch
+        self.steps_done = self._offset(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         with self._lock:
-            self.steps_done = max(self.steps_done, batch + 1)
+            self.steps_done = max(self.steps_done,
+                                  self._offset(self.epoch) + batch + 1)
         if self.request.signum is not None:
             self.stop_training()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras' asynchronous batch hooks have all run by now.
+        if self.request.signum is not None and self.epoch_complete:
+            self._trained_model.stop_training = False  # Log it as complete.
+
+    def _offset(self, epoch):
+        return self.step_offset if epoch == self._first_epoch else 0
 
 
 class NonFiniteLossGuard(_AsyncStopper):
@@ -168,6 +203,10 @@ class NonFiniteLossGuard(_AsyncStopper):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.found is not None:  # Even if a stop request let it end.
+            self.stop_training()
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")

@@ -40,6 +40,7 @@ fit_lib = importlib.import_module("balpoe_keras.training.fit")
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 _NUM_EXAMPLES, _BATCH, _EPOCHS = 16, 4, 3
 _STEPS = _NUM_EXAMPLES // _BATCH
+_QUIET = dict(steps_per_epoch=_STEPS, verbose=0)
 
 
 def _make_model():
@@ -100,12 +101,12 @@ class FitTest(TestCase):
     def test_finished_run_is_a_no_op_unless_overwrite(self):
         workdir = self.get_temp_dir()
         model = _make_model()
-        first = fit(model, _dataset_fn, epochs=1, workdir=workdir, verbose=0)
+        first = fit(model, _dataset_fn, epochs=1, workdir=workdir, **_QUIET)
         self.assertEqual((first.initial_epoch, first.final_epoch), (0, 1))
         self.assertAllClose(first.history["learning_rate"], [0.05])
         trained = _weights(model)
         fresh = _make_model()
-        again = fit(fresh, _dataset_fn, epochs=1, workdir=workdir, verbose=0)
+        again = fit(fresh, _dataset_fn, epochs=1, workdir=workdir, **_QUIET)
         self.assertTrue(again.already_finished)
         self.assertEqual(again.history, {})
         self.assertEqual(int(fresh.optimizer.iterations), _STEPS)
@@ -114,7 +115,7 @@ class FitTest(TestCase):
         self.assertLen(_read_csv(workdir), 1)
         redo = fit(
             _make_model(), _dataset_fn, epochs=1, workdir=workdir,
-            overwrite=True, verbose=0,
+            overwrite=True, **_QUIET,
         )  # fmt: skip
         self.assertEqual(redo.initial_epoch, 0)
         self.assertLen(_read_csv(workdir), 1)
@@ -122,10 +123,57 @@ class FitTest(TestCase):
     def test_bad_arguments(self):
         inputs = keras.Input((2,))
         model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        workdir = self.get_temp_dir()
         with self.assertRaisesRegex(ValueError, "not compiled"):
-            fit(model, _dataset_fn, epochs=1, workdir=self.get_temp_dir())
+            fit(model, _dataset_fn, epochs=1, workdir=workdir, **_QUIET)
         with self.assertRaisesRegex(ValueError, "epochs"):
-            fit(model, _dataset_fn, epochs=0, workdir=self.get_temp_dir())
+            fit(model, _dataset_fn, epochs=0, workdir=workdir, **_QUIET)
+        with self.assertRaisesRegex(ValueError, "steps_per_epoch"):
+            fit(model, _dataset_fn, epochs=1, workdir=workdir,
+                steps_per_epoch=None)
+
+
+class OneFitCallTest(TestCase):
+    def test_the_whole_schedule_is_one_model_fit_call(self):
+        calls = []
+
+        class Spy(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                calls.append("begin")
+
+            def on_epoch_begin(self, epoch, logs=None):
+                calls.append(epoch)
+
+        result = fit(_make_model(), _dataset_fn, epochs=_EPOCHS,
+                     workdir=self.get_temp_dir(), callbacks=[Spy()],
+                     **_QUIET)
+        self.assertEqual(calls, ["begin", 0, 1, 2])
+        self.assertLen(result.history["loss"], _EPOCHS)
+
+    def test_per_epoch_pydatasets_are_read_in_epoch_order(self):
+        # Keras takes a batch to build the model and calls the dataset's
+        # on_epoch_end before training: the stream must not skip an epoch.
+        fetched = []
+
+        class Epoch(keras.utils.PyDataset):
+            def __init__(self, epoch):
+                super().__init__()
+                self.epoch = epoch
+                self.x, self.y = _arrays(epoch)
+
+            def __len__(self):
+                return _STEPS + 1  # More than the steps used per epoch.
+
+            def __getitem__(self, index):
+                fetched.append((self.epoch, index))
+                rows = slice(index * _BATCH % _NUM_EXAMPLES, None)
+                return self.x[rows][:_BATCH], self.y[rows][:_BATCH]
+
+        fit(_make_model(), Epoch, epochs=_EPOCHS,
+            workdir=self.get_temp_dir(), **_QUIET)
+        self.assertEqual(fetched[-_EPOCHS * _STEPS:],
+                         [(e, i) for e in range(_EPOCHS)
+                          for i in range(_STEPS)])
 
 
 class CheckpointManagerTest(TestCase):

@@ -71,7 +71,7 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
                        epoch=0, repeat=False, resample=None,
                        deterministic=False, drop_remainder=False,
                        num_replicas=1, image_size=224, num_processes=1,
-                       process_index=0):
+                       process_index=0, steps_per_epoch=None):
     """The training `tf.data.Dataset` of a source.
 
     Args:
@@ -104,6 +104,9 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
             mixing, their partners); seeds stay those of the global batch,
             so the processes' batches, in process order, equal the batch
             of a one-process run.
+        steps_per_epoch: optional int, keep only the first
+            `steps_per_epoch` batches of every epoch (a shortened run);
+            None keeps them all.
 
     Returns:
         `tf.data.Dataset` of `(images (b, H, W, ch) float32 in [0, 1],
@@ -211,11 +214,15 @@ def make_train_dataset(source, *, global_batch_size, recipe="cifar_standard",
         return ds.map(lambda x, y, k: (x, y))
 
     last = _MAX_EPOCHS if repeat else epoch + 1
-    ds = tf.data.Dataset.range(epoch, last).flat_map(
-        one_epoch if num_processes == 1 else one_epoch_rows)
+    epoch_fn = one_epoch if num_processes == 1 else one_epoch_rows
+    steps = compute_steps_per_epoch(count, global_batch_size, drop_remainder)
+    if steps_per_epoch is not None and steps_per_epoch < steps:
+        steps = int(steps_per_epoch)
+        ds = tf.data.Dataset.range(epoch, last).flat_map(
+            lambda e: epoch_fn(e).take(steps))
+    else:
+        ds = tf.data.Dataset.range(epoch, last).flat_map(epoch_fn)
     if not repeat:  # Lets Keras know the epoch length (progress bar, fit).
-        steps = compute_steps_per_epoch(count, global_batch_size,
-                                        drop_remainder)
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
