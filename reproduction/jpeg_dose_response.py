@@ -149,13 +149,14 @@ def commands(args, found):
 
 
 def collect(args, found):
-    """`{quality: {seed: summary}}` of the finished runs."""
+    """`{quality: {seed: summary}}` of the finished runs, accuracies and
+    ECE in % (`paired.collect`'s units)."""
     results = {}
     for quality, seed, report, _ in commands(args, found):
         if os.path.exists(report):
             with open(report) as f:
-                results.setdefault(quality, {})[seed] = json.load(f)[
-                    "summary"]
+                results.setdefault(quality, {})[seed] = paired._percent(
+                    json.load(f)["summary"])
     return results
 
 

@@ -23,8 +23,11 @@ run; NOTE: free text, may contain commas):
   `train_log*.csv` without test columns): the final scores, no curve.
 
 A run that has not finished is recorded with the epochs it completed and
-its curve so far (final scores null). Accuracies, ECE and MCE in %, NLL in
-nats. `--results_md` also writes the final scores side by side between the
+its curve so far (final scores null). Accuracies, ECE and MCE are
+fractions in [0, 1] in the record (percent in the Markdown table), NLL in
+nats. Folders written before scores became fractions hold percent: name
+each with `--percent_run=FOLDER` and its values are divided by 100.
+`--results_md` also writes the final scores side by side between the
 `long-run` markers of that file.
 """
 
@@ -80,7 +83,8 @@ def _report(folder):
 
 
 def read_curve(folder):
-    """`[{"epoch", "balanced_accuracy", "ece"}]` (1-based epochs, %)."""
+    """`[{"epoch", "balanced_accuracy", "ece"}]` (1-based epochs, as
+    logged)."""
     eval_log = os.path.join(folder, "eval_log.csv")
     if os.path.exists(eval_log):  # The replica.
         return [{"epoch": int(r["epoch"]) + 1,
@@ -115,8 +119,9 @@ def _seed(folder, report):
     return int(config["seed"]) if "seed" in config else None
 
 
-def record(run):
-    """One entry of the record for a `parse_run` dict."""
+def record(run, percent=False):
+    """One entry of the record for a `parse_run` dict; `percent`: the
+    folder logged percent (divided by 100 here)."""
     folder = run["folder"]
     report = _report(folder)
     summary = (report or {}).get("summary", {})
@@ -128,10 +133,16 @@ def record(run):
     entry = {"implementation": run["implementation"],
              "backend": run["backend"], "seed": seed,
              "epochs": epochs_done(folder), "finished": report is not None}
+    scale = 0.01 if percent else 1.0
     for key, name in _FINAL.items():
         value = summary.get(name)
-        entry[key] = None if value is None else round(float(value), 4)
-    entry["curve"] = read_curve(folder)
+        if value is not None and key != "nll":
+            value = scale * float(value)
+        entry[key] = None if value is None else round(float(value), 6)
+    entry["curve"] = [
+        {"epoch": p["epoch"], **{k: None if p[k] is None else scale * p[k]
+                                 for k in ("balanced_accuracy", "ece")}}
+        for p in read_curve(folder)]
     entry["commit"] = run["commit"]
     if run["note"]:
         entry["note"] = run["note"]
@@ -147,22 +158,27 @@ _COLUMNS = (("balanced_accuracy", "Bal. acc"), ("many", "Many"),
 def format_table(entries):
     """Markdown: the final scores side by side, one row per run (for a
     run still training: its last test so far)."""
-    lines = ["| run | backend | seed | epochs | "
+    lines = ["Accuracies, ECE and MCE in %, NLL in nats.", "",
+             "| run | backend | seed | epochs | "
              + " | ".join(label for _, label in _COLUMNS) + " | commit |",
              "|" + "---|" * (5 + len(_COLUMNS))]
     for e in entries:
-        cells = ["–" if e[key] is None else f"{e[key]:.2f}"
+        cells = ["–" if e[key] is None else _cell(key, e[key])
                  for key, _ in _COLUMNS]
         if not e["finished"] and e["curve"]:  # The last test so far.
             last = e["curve"][-1]
-            cells[0] = f"{last['balanced_accuracy']:.2f} (epoch " \
+            cells[0] = f"{100 * last['balanced_accuracy']:.2f} (epoch " \
                        f"{last['epoch']})"
-            cells[4] = f"{last['ece']:.2f} (epoch {last['epoch']})"
+            cells[4] = f"{100 * last['ece']:.2f} (epoch {last['epoch']})"
         epochs = str(e["epochs"]) + ("" if e["finished"] else " (running)")
         lines.append(f"| {e['implementation']} | {e['backend']} | "
                      f"{e['seed']} | {epochs} | " + " | ".join(cells)
                      + f" | {e['commit'][:7]} |")
     return "\n".join(lines)
+
+
+def _cell(key, value):
+    return f"{value:.2f}" if key == "nll" else f"{100 * value:.2f}"
 
 
 def plot(entries, path):
@@ -179,10 +195,10 @@ def plot(entries, path):
         for ax, key in zip(axes, ("balanced_accuracy", "ece")):
             if entry["curve"]:
                 ax.plot([p["epoch"] for p in entry["curve"]],
-                        [p[key] for p in entry["curve"]], marker=".",
+                        [100 * p[key] for p in entry["curve"]], marker=".",
                         label=label)
             elif entry[key] is not None:  # A run logged without a curve.
-                ax.plot([entry["epochs"]], [entry[key]], marker="*",
+                ax.plot([entry["epochs"]], [100 * entry[key]], marker="*",
                         markersize=10, ls="none", label=f"{label}, final")
     for ax, title in zip(axes, ("Balanced accuracy (%)", "ECE (%)")):
         ax.set_xlabel("epoch")
@@ -201,12 +217,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="append", required=True,
                         help="IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]")
+    parser.add_argument("--percent_run", action="append", default=[],
+                        help="FOLDER of a --run written before scores "
+                        "became fractions (its values are in percent).")
     parser.add_argument("--out", required=True, help="The JSON record.")
     parser.add_argument("--plot", default=None, help="PNG of the curves.")
     parser.add_argument("--results_md", default=None, help="Markdown file "
                         "whose long-run markers receive the table.")
     args = parser.parse_args(argv)
-    entries = [record(parse_run(text)) for text in args.run]
+    runs = [parse_run(text) for text in args.run]
+    percent = {os.path.realpath(p) for p in args.percent_run}
+    unknown = percent - {os.path.realpath(r["folder"]) for r in runs}
+    if unknown:
+        raise SystemExit(f"--percent_run names no --run folder: "
+                         f"{sorted(unknown)}")
+    entries = [record(r, os.path.realpath(r["folder"]) in percent)
+               for r in runs]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(entries, f, indent=1)

@@ -137,10 +137,18 @@ def load_reports(args):
 
 
 def collect(args, reports=None):
-    """`{(pipeline, method): {seed: summary}}` of the finished runs."""
+    """`{(pipeline, method): {seed: summary}}` of the finished runs, with
+    accuracies, ECE and MCE in % (the reports hold fractions) for the
+    tables, NLL in nats."""
     reports = load_reports(args) if reports is None else reports
-    return {key: {seed: report["summary"] for seed, report in runs.items()}
+    return {key: {seed: _percent(report["summary"])
+                  for seed, report in runs.items()}
             for key, runs in reports.items()}
+
+
+def _percent(summary):
+    return {k: v if v is None or k == "test/nll" else 100.0 * v
+            for k, v in summary.items()}
 
 
 def _reliability(pipeline, report):

@@ -232,14 +232,14 @@ def scores(logits, labels, counts, num_bins=15):
                                 if inside.any() else 0.0)
         gaps.append(abs(bins["confidence"][-1] - bins["accuracy"][-1]))
     nll = -np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-300))
-    summary = {"test/accuracy": 100 * hit.mean(),
-               "test/balanced_accuracy": 100 * np.nanmean(per_class)}
+    summary = {"test/accuracy": float(hit.mean()),
+               "test/balanced_accuracy": float(np.nanmean(per_class))}
     for name, mask in groups.items():
         values = per_class[mask & ~np.isnan(per_class)]
-        summary[f"test/acc_{name}"] = (100 * values.mean() if values.size
+        summary[f"test/acc_{name}"] = (float(values.mean()) if values.size
                                        else None)
-    summary.update({"test/ece": 100 * float(np.dot(weights, gaps)),
-                    "test/mce": 100 * float(max(gaps)), "test/nll": nll})
+    summary.update({"test/ece": float(np.dot(weights, gaps)),
+                    "test/mce": float(max(gaps)), "test/nll": nll})
     return summary, bins
 
 
@@ -313,8 +313,8 @@ def main(argv=None):
                                 counts)
             _append_eval_row(eval_path, epoch, summary)
             print(f"epoch {epoch + 1} test: balanced accuracy "
-                  f"{summary['test/balanced_accuracy']:.2f} %, ECE "
-                  f"{summary['test/ece']:.2f} %", flush=True)
+                  f"{summary['test/balanced_accuracy']:.2%}, ECE "
+                  f"{summary['test/ece']:.2%}", flush=True)
         if (epoch + 1) % args.checkpoint_every == 0 or epoch + 1 == \
                 args.epochs:
             save_checkpoint(ckpt, epoch + 1, model, optimizer, scheduler)

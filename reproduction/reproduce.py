@@ -90,7 +90,8 @@ def copy_figures(methods, args):
 
 
 def format_table(reports, args, figures=None):
-    """Markdown table of the methods' `summary` numbers (all in %).
+    """Markdown table of the methods' `summary` numbers (fractions in the
+    reports, shown in %).
 
     `figures`: optional `{method: markdown}` for the reliability column
     (default: the run's own `reliability.png` path).
@@ -115,7 +116,8 @@ def format_table(reports, args, figures=None):
 
 
 def _fmt(value):
-    return "–" if value is None else f"{value:.1f}"
+    """A fraction from a report as percent for the table."""
+    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def update_markdown(path, block, markers=MARKERS):

@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from balpoe_keras.evaluation.report import PERCENT_KEYS
 from balpoe_keras.evaluation.report import format_number
 from balpoe_keras.evaluation.report import format_table
 
@@ -43,9 +44,11 @@ def compute_mean_std(values):
     return float(np.mean(values)), std, len(values)
 
 
-def format_mean_std(values, digits=2):
-    """`"52.03 ± 0.45"` (or `"52.03"` for one run, `"–"` for none)."""
-    mean, std, _ = compute_mean_std(values)
+def format_mean_std(values, digits=2, scale=1.0):
+    """`"52.03 ± 0.45"` (or `"52.03"` for one run, `"–"` for none) of the
+    values times `scale` (100 shows fractions as percent)."""
+    mean, std, _ = compute_mean_std(
+        [None if v is None else scale * float(v) for v in values])
     if mean is None:
         return "–"
     if std is None:
@@ -124,7 +127,8 @@ def format_aggregate_markdown(aggregated, sources=()):
     parts = [f"# BalPoE results: mean ± std over {n} run(s)"]
     if sources:
         parts.append("Runs: " + ", ".join(f"`{s}`" for s in sources))
-    rows = [[label, format_mean_std(aggregated["ensemble"][k])]
+    rows = [[label, format_mean_std(aggregated["ensemble"][k],
+                                    scale=_scale(k))]
             for k, label in _ENSEMBLE_ROWS]
     parts += ["## Ensemble (balanced test set)",
               format_table(["metric", "value"], rows)]
@@ -133,7 +137,8 @@ def format_aggregate_markdown(aggregated, sources=()):
     for m, expert in enumerate(aggregated["experts"]):
         for view in ("raw", "adjusted"):
             rows.append([str(m), format_number(expert["lambda"]), view] + [
-                format_mean_std(expert[view][k]) for k, _ in _ENSEMBLE_ROWS])
+                format_mean_std(expert[view][k], scale=_scale(k))
+                for k, _ in _ENSEMBLE_ROWS])
     parts += ["## Experts (balanced test set)", format_table(header, rows)]
     rows = [[str(m), format_number(e["lambda"]), format_mean_std(e["kl"], 4)]
             for m, e in enumerate(aggregated["experts"])]
@@ -149,8 +154,14 @@ def _agnostic_table(aggregated):
         for variant, groups in variants.items():
             label = "+ log p_test" if variant == "posthoc" else "plain"
             rows.append([name, label] +
-                        [format_mean_std(groups[g]) for g in _GROUP_KEYS])
+                        [format_mean_std(groups[g], scale=100.0)
+                         for g in _GROUP_KEYS])
     return format_table(header, rows)
+
+
+def _scale(key):
+    """100 for the fractions shown as percent, else 1."""
+    return 100.0 if key in PERCENT_KEYS else 1.0
 
 
 def main(argv=None):

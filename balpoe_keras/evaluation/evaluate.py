@@ -4,8 +4,9 @@
 everything from the collected logits in NumPy (`scores.py`), so it works on
 every Keras backend. The result is a JSON-ready dict that `write_report`
 turns into `report.json`, `report.md` and plots. Conventions: accuracies and
-ECE/MCE in %, NLL and KL in nats (as the reference's `test_all_cifar.py`
-and `utils/calibration_metrics.py`).
+ECE/MCE are fractions in [0, 1] (the reference's `test_all_cifar.py` and
+`utils/calibration_metrics.py` print percent; so do our Markdown tables),
+NLL and KL in nats.
 """
 
 import numpy as np
@@ -209,7 +210,7 @@ def evaluate_balanced(outputs, class_counts, lambdas, *, num_bins=15):
 
 
 def evaluate_test_agnostic(logits, labels, class_counts, test_prior_correction):
-    """All/many/medium/few accuracy (%) on one (long-tailed) test set.
+    """All/many/medium/few accuracy (fractions) on one (long-tailed) test set.
 
     Args:
         logits: `(N, C)` ensemble logits.

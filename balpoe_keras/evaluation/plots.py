@@ -28,7 +28,8 @@ def plot_reliability_diagram(reliability, path, *, ece, mce, title=None):
         reliability: dict with lists `edges` `(B + 1,)`, `accuracy`,
             `confidence`, `count` `(B,)` (fractions).
         path: output PNG path.
-        ece: float, ECE in %; mce: float, MCE in % (shown in the title).
+        ece: float, ECE; mce: float, MCE (fractions, shown in % in the
+            title).
         title: optional title prefix.
     """
     plt = _pyplot()
@@ -42,7 +43,7 @@ def plot_reliability_grid(panels, path):
 
     Args:
         panels: rows of panels; each panel a dict with `reliability` (as in
-            `plot_reliability_diagram`), `ece` and `mce` (in %) and
+            `plot_reliability_diagram`), `ece` and `mce` (fractions) and
             `title`, or None for an empty cell.
         path: output PNG path.
     """
@@ -77,7 +78,7 @@ def _draw_reliability(ax, reliability, *, ece, mce, title=None):
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="Perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence", ylabel="Accuracy")
     prefix = f"{title}\n" if title else ""
-    ax.set_title(f"{prefix}ECE = {ece:.2f}%, MCE = {mce:.2f}%",
+    ax.set_title(f"{prefix}ECE = {100 * ece:.2f}%, MCE = {100 * mce:.2f}%",
                  fontsize="medium")
     ax.legend(loc="upper left")
 
@@ -86,13 +87,14 @@ def plot_per_class_accuracy(per_class_accuracy, class_counts, path):
     """Per-class test accuracy (%) vs training count (log x axis).
 
     Args:
-        per_class_accuracy: `C` floats in %, None for classes without test
+        per_class_accuracy: `C` fractions, None for classes without test
             images (not drawn).
         class_counts: `C` training counts.
         path: output PNG path.
     """
     plt = _pyplot()
-    acc = np.array([np.nan if v is None else v for v in per_class_accuracy])
+    acc = np.array([np.nan if v is None else 100.0 * v
+                    for v in per_class_accuracy])
     counts = np.asarray(class_counts, np.float64)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(counts, acc, s=12, alpha=0.7)

@@ -18,15 +18,19 @@ from balpoe_keras.version import __version__
 
 _PACKAGES = ("keras", "numpy", "tensorflow", "jax", "torch", "matplotlib")
 _METRIC_COLUMNS = (
-    ("accuracy", "Acc"),
-    ("balanced_accuracy", "Bal. acc"),
-    ("acc_many", "Many"),
-    ("acc_medium", "Medium"),
-    ("acc_few", "Few"),
-    ("ece", "ECE"),
-    ("mce", "MCE"),
+    ("accuracy", "Acc (%)"),
+    ("balanced_accuracy", "Bal. acc (%)"),
+    ("acc_many", "Many (%)"),
+    ("acc_medium", "Medium (%)"),
+    ("acc_few", "Few (%)"),
+    ("ece", "ECE (%)"),
+    ("mce", "MCE (%)"),
     ("nll", "NLL"),
 )
+# Fractions in report.json, shown as percent in the tables for people.
+PERCENT_KEYS = frozenset(("accuracy", "balanced_accuracy", "acc_many",
+                          "acc_medium", "acc_few", "ece", "mce", "all",
+                          "many", "medium", "few"))
 
 
 def get_software_versions():
@@ -103,6 +107,19 @@ def format_number(value, digits=2):
     return f"{value:.{digits}f}"
 
 
+def format_percent(fraction, digits=2):
+    """`0.123456` -> `"12.35"` (percent, for tables); None/NaN -> `"–"`."""
+    return format_number(None if fraction is None else 100.0 * fraction,
+                         digits)
+
+
+def format_value(key, value, digits=2):
+    """A report value for a table: percent for `PERCENT_KEYS`."""
+    if key in PERCENT_KEYS:
+        return format_percent(value, digits)
+    return format_number(value, digits)
+
+
 def format_table(header, rows):
     """Markdown table from a header list and row lists of strings."""
     lines = ["| " + " | ".join(header) + " |"]
@@ -124,8 +141,9 @@ def format_markdown(report, paths=None):
         f"(mean {format_number(float(np.mean(report['lambdas'])))}). "
         f"Training-count groups: many {groups['many']}, medium "
         f"{groups['medium']}, few {groups['few']} classes. Accuracies, ECE "
-        f"and MCE in % ({report['num_bins']} bins), NLL and KL in nats; – "
-        "means the group has no class.",
+        f"and MCE in % in these tables ({report['num_bins']} bins; "
+        "fractions in report.json), NLL and KL in nats; – means the group "
+        "has no class.",
         "## Ensemble (balanced test set)",
         format_metric_table([("ensemble", balanced["ensemble"])]),
         "## Experts (balanced test set)",
@@ -159,7 +177,7 @@ def format_metric_table(named_metrics):
     """Markdown table of `[(name, metrics dict)]` rows (accuracies, ECE...)."""
     header = ["predictor"] + [label for _, label in _METRIC_COLUMNS]
     rows = [
-        [name] + [format_number(m[key]) for key, _ in _METRIC_COLUMNS]
+        [name] + [format_value(key, m[key]) for key, _ in _METRIC_COLUMNS]
         for name, m in named_metrics
     ]
     return format_table(header, rows)
@@ -189,15 +207,17 @@ def _prior_table(expert_prior):
 
 def _agnostic_table(test_agnostic):
     has_posthoc = any("posthoc" in r for r in test_agnostic.values())
-    header = ["test set", "images", "All", "Many", "Medium", "Few"]
+    header = ["test set", "images", "All (%)", "Many (%)", "Medium (%)",
+              "Few (%)"]
     if has_posthoc:
-        header += ["All +log p", "Many +log p", "Medium +log p", "Few +log p"]
+        header += ["All +log p (%)", "Many +log p (%)", "Medium +log p (%)",
+                   "Few +log p (%)"]
     rows, notes = [], []
     for name, result in test_agnostic.items():
         row = [name, str(result["num_examples"])]
         for variant in ("plain", "posthoc") if has_posthoc else ("plain",):
             acc = result.get(variant, {})
-            row += [format_number(acc.get(k))
+            row += [format_percent(acc.get(k))
                     for k in ("all", "many", "medium", "few")]
         rows.append(row)
         missing = result["num_classes_without_test_images"]

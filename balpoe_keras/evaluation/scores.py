@@ -2,7 +2,8 @@
 
 Conventions (reference `test_all_cifar.py`, `calibration_metrics.py`):
 
-- accuracies, ECE and MCE are percentages in `[0, 100]`; NLL and KL are in
+- accuracies, ECE and MCE are fractions in `[0, 1]` (the unit of the Keras
+  metrics; only tables written for people show percent); NLL and KL are in
   nats;
 - per-class accuracy is `correct_c / n_c` over the test images of class `c`;
   a class without test images has no accuracy (NaN internally) and is
@@ -33,7 +34,7 @@ def compute_softmax(logits):
 
 
 def compute_per_class_accuracy(predictions, labels, num_classes):
-    """Per-class accuracy (%) and test count.
+    """Per-class accuracy (a fraction) and test count.
 
     Args:
         predictions: `(N,)` int predicted class ids.
@@ -41,23 +42,23 @@ def compute_per_class_accuracy(predictions, labels, num_classes):
         num_classes: int `C`.
 
     Returns:
-        `(accuracy, counts)`: `(C,)` float64 accuracy in %, NaN where a class
-        has no test image, and `(C,)` int64 test counts.
+        `(accuracy, counts)`: `(C,)` float64 accuracy in [0, 1], NaN where
+        a class has no test image, and `(C,)` int64 test counts.
     """
     labels = np.asarray(labels, np.int64)
     correct = (np.asarray(predictions, np.int64) == labels).astype(np.float64)
     counts = np.bincount(labels, minlength=num_classes)
     hits = np.bincount(labels, weights=correct, minlength=num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.where(counts > 0, 100.0 * hits / counts, np.nan)
+        accuracy = np.where(counts > 0, hits / counts, np.nan)
     return accuracy, counts
 
 
 def compute_group_accuracies(per_class_accuracy, class_counts):
-    """Mean per-class accuracy (%) in the many/medium/few-shot groups.
+    """Mean per-class accuracy in the many/medium/few-shot groups.
 
     Args:
-        per_class_accuracy: `(C,)` accuracy in %, NaN for classes without
+        per_class_accuracy: `(C,)` accuracy in [0, 1], NaN for classes without
             test images (skipped).
         class_counts: `(C,)` *training* counts defining the groups.
 
@@ -79,7 +80,7 @@ def compute_group_accuracies(per_class_accuracy, class_counts):
 
 
 def compute_accuracy_summary(logits, labels, class_counts):
-    """Micro ("All"), balanced and many/medium/few accuracy (%) of logits.
+    """Micro ("All"), balanced and many/medium/few accuracy of logits.
 
     Args:
         logits: `(N, C)` logits (any additive bias already applied).
@@ -102,7 +103,7 @@ def compute_accuracy_summary(logits, labels, class_counts):
     present = per_class[counts > 0]
     return {
         "num_examples": int(labels.size),
-        "accuracy": float(100.0 * np.mean(predictions == labels)),
+        "accuracy": float(np.mean(predictions == labels)),
         "balanced_accuracy": float(present.mean()) if present.size else None,
         "acc_many": groups["many"]["accuracy"],
         "acc_medium": groups["medium"]["accuracy"],
@@ -121,10 +122,10 @@ def compute_nll(logits, labels):
 
 
 def compute_calibration(logits, labels, num_bins=15):
-    """ECE and MCE (%) of `softmax(logits)`, plus the reliability bins.
+    """ECE and MCE (fractions) of `softmax(logits)`, plus the reliability bins.
 
     Returns:
-        dict with `ece`, `mce` (in %) and `reliability`: lists `edges`
+        dict with `ece`, `mce` (in [0, 1]) and `reliability`: lists `edges`
         `(num_bins + 1,)`, `confidence`, `accuracy` (fractions, 0 where a bin
         is empty) and `count` `(num_bins,)`.
     """
@@ -133,8 +134,8 @@ def compute_calibration(logits, labels, num_bins=15):
     )
     keys = ("edges", "confidence", "accuracy", "count")
     return {
-        "ece": 100.0 * float(bins["ece"]),
-        "mce": 100.0 * float(bins["mce"]),
+        "ece": float(bins["ece"]),
+        "mce": float(bins["mce"]),
         "reliability": {k: np.asarray(bins[k]).tolist() for k in keys},
     }
 

@@ -193,7 +193,8 @@ def make_test_sets(config, experiment_data):
 
 def make_test_eval_fn(config, experiment_data):
     """`model -> {"test/<metric>": value}` on the balanced test set, for
-    `--eval_every` (balanced accuracy, many/medium/few, ECE, in %)."""
+    `--eval_every` (balanced accuracy, many/medium/few and ECE as
+    fractions, NLL in nats)."""
     from balpoe_keras.evaluation import predict
     from balpoe_keras.evaluation import scores
 

@@ -238,7 +238,7 @@ class EpochProgress(keras.callbacks.Callback):
         left = self.total_epochs - epoch - 1
         if left:
             parts.append("ETA " + _duration(left * np.mean(self._times)))
-        tests = [f"{k} {_scalar(v):.2f}" for k, v in sorted(logs.items())
+        tests = [f"{k} {_scalar(v):.4f}" for k, v in sorted(logs.items())
                  if k.startswith("test/") and v is not None]
         line = f"Epoch {epoch + 1}/{self.total_epochs}: " + ", ".join(parts)
         print(line + ("; " + ", ".join(tests) if tests else ""), flush=True)

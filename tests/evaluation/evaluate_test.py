@@ -65,8 +65,8 @@ class EvaluateModelTest(TestCase):
             self.model, (self.images, LABELS), class_counts=COUNTS,
             lambdas=[1.0, -1.0], batch_size=2,
         )
-        self.assertAllClose(results["summary"]["test/accuracy"], 60.0, 1e-4)
-        self.assertAllClose(results["summary"]["test/ece"], 35.4, atol=1e-3)
+        self.assertAllClose(results["summary"]["test/accuracy"], 0.6, 1e-6)
+        self.assertAllClose(results["summary"]["test/ece"], 0.354, atol=1e-5)
         self.assertEqual(results["taus"], [0.0, 2.0])
         head, tail = results["balanced"]["experts"]
         # tau = 0: the adjusted view is the raw view.
@@ -74,15 +74,15 @@ class EvaluateModelTest(TestCase):
         # tau = 2 adds 2 log pi: class 0 beats class 1 by 2 ln 4 = 2.77 and
         # class 2 by 2 ln 20 = 5.99 more than before, which outweighs every
         # logit gap here (largest: ln(.75/.15) = 1.61), so all 5 images are
-        # predicted as class 0 -> 3/5 right; many 100, medium 0, few 0.
+        # predicted as class 0 -> 3/5 right; many 1, medium 0, few 0.
         adjusted = tail["adjusted"]
-        self.assertAllClose(adjusted["accuracy"], 60.0, atol=1e-4)
+        self.assertAllClose(adjusted["accuracy"], 0.6, atol=1e-6)
         self.assertAllClose(
             [adjusted["acc_many"], adjusted["acc_medium"], adjusted["acc_few"]],
-            [100.0, 0.0, 0.0],
-            atol=1e-4,
+            [1.0, 0.0, 0.0],
+            atol=1e-6,
         )
-        self.assertAllClose(tail["raw"]["accuracy"], 60.0, atol=1e-4)
+        self.assertAllClose(tail["raw"]["accuracy"], 0.6, atol=1e-6)
 
     def test_a_balpoe_classifier_brings_its_counts_lambdas_and_names(self):
         names = ["cat", "dog", "owl"]
@@ -113,7 +113,7 @@ class EvaluateModelTest(TestCase):
         self.assertEqual(list(agnostic), ["uniform", "head", "head_copy"])
         self.assertEqual(agnostic["head"], agnostic["head_copy"])
         # Images 0, 2, 4 are all predicted right; class 2 has no image.
-        self.assertAllClose(agnostic["head"]["plain"]["all"], 100.0)
+        self.assertAllClose(agnostic["head"]["plain"]["all"], 1.0)
         self.assertIsNone(agnostic["head"]["plain"]["few"])
         self.assertEqual(agnostic["head"]["num_classes_without_test_images"], 1)
 
@@ -162,7 +162,7 @@ class EvaluateModelTest(TestCase):
         results = evaluate.evaluate_model(
             self.model, dataset, class_counts=COUNTS, lambdas=[1.0, -1.0]
         )
-        self.assertAllClose(results["summary"]["test/accuracy"], 60.0, 1e-4)
+        self.assertAllClose(results["summary"]["test/accuracy"], 0.6, 1e-6)
 
 
 class TestAgnosticTest(TestCase):
@@ -178,11 +178,11 @@ class TestAgnosticTest(TestCase):
             logits, labels, [200, 10], True)
         self.assertEqual(
             result["plain"],
-            {"all": 75.0, "many": 200 / 3, "medium": None, "few": 100.0},
+            {"all": 0.75, "many": 2 / 3, "medium": None, "few": 1.0},
         )
         self.assertEqual(
             result["posthoc"],
-            {"all": 100.0, "many": 100.0, "medium": None, "few": 100.0},
+            {"all": 1.0, "many": 1.0, "medium": None, "few": 1.0},
         )
 
     def test_zero_count_class_gets_minus_inf_bias_without_nan(self):
@@ -192,8 +192,8 @@ class TestAgnosticTest(TestCase):
             logits, np.array([0, 1]), COUNTS, True
         )
         self.assertEqual(result["num_classes_without_test_images"], 1)
-        self.assertEqual(result["plain"]["all"], 50.0)
-        self.assertEqual(result["posthoc"]["all"], 100.0)
+        self.assertEqual(result["plain"]["all"], 0.5)
+        self.assertEqual(result["posthoc"]["all"], 1.0)
         self.assertIsNone(result["posthoc"]["few"])
         self.assertNotIn("posthoc", evaluate.evaluate_test_agnostic(
             logits, np.array([0, 1]), COUNTS, False))

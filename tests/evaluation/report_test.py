@@ -76,7 +76,7 @@ class AggregateTest(TestCase):
         tmp = self.get_temp_dir()
         first = report.to_json_ready(make_results())
         second = copy.deepcopy(first)
-        second["balanced"]["ensemble"]["accuracy"] = 64.0  # first: 60.
+        second["balanced"]["ensemble"]["accuracy"] = 0.64  # first: 0.6.
         paths = []
         for i, rep in enumerate((first, second)):
             paths.append(os.path.join(tmp, f"report{i}.json"))
@@ -86,7 +86,7 @@ class AggregateTest(TestCase):
         aggregate.main(paths + ["--out", out])
         with open(out) as f:
             table = f.read()
-        # 60 and 64 -> 62.00 ± 2.83.
+        # 0.60 and 0.64 -> in percent 62.00 ± 2.83.
         self.assertIn("| Top-1 accuracy (%) | 62.00 ± 2.83 |", table)
         self.assertIn("| Few-shot (%) | – |", table)
         self.assertIn("| forward2 | + log p_test |", table)

@@ -26,19 +26,19 @@ class ClassificationMetricsTest(TestCase):
         m = scores.compute_classification_metrics(
             LOGITS, LABELS, class_counts=COUNTS
         )
-        # micro: 3 of 5 right = 60 %.
-        self.assertAllClose(m["accuracy"], 60.0)
-        # per class: c0 2/3, c1 1/1, c2 0/1 -> mean (66.67 + 100 + 0) / 3.
-        self.assertAllClose(m["per_class_accuracy"], [200 / 3, 100.0, 0.0])
-        self.assertAllClose(m["balanced_accuracy"], (200 / 3 + 100) / 3)
+        # micro: 3 of 5 right = 0.6 (fractions, as the Keras metrics).
+        self.assertAllClose(m["accuracy"], 0.6)
+        # per class: c0 2/3, c1 1/1, c2 0/1 -> mean (2/3 + 1 + 0) / 3.
+        self.assertAllClose(m["per_class_accuracy"], [2 / 3, 1.0, 0.0])
+        self.assertAllClose(m["balanced_accuracy"], (2 / 3 + 1) / 3)
         self.assertAllClose(
             [m["acc_many"], m["acc_medium"], m["acc_few"]],
-            [200 / 3, 100.0, 0.0],
+            [2 / 3, 1.0, 0.0],
         )
         # 15 bins of width 1/15, one sample per bin, weight 1/5 each:
         # gaps .30, .50, .25, .62, .10 -> ECE = 1.77 / 5 = .354; MCE = .62.
-        self.assertAllClose(m["ece"], 35.4, atol=1e-4)
-        self.assertAllClose(m["mce"], 62.0, atol=1e-4)
+        self.assertAllClose(m["ece"], 0.354, atol=1e-6)
+        self.assertAllClose(m["mce"], 0.62, atol=1e-6)
         self.assertAllClose(
             np.nonzero(m["reliability"]["count"])[0], [7, 9, 10, 11, 13]
         )
@@ -63,7 +63,7 @@ class ClassificationMetricsTest(TestCase):
         summary = scores.compute_accuracy_summary(
             LOGITS[keep], LABELS[keep], COUNTS
         )
-        self.assertAllClose(summary["balanced_accuracy"], (200 / 3 + 100) / 2)
+        self.assertAllClose(summary["balanced_accuracy"], (2 / 3 + 1) / 2)
         self.assertIsNone(summary["acc_few"])
         self.assertEqual(summary["groups"]["few"]["num_classes"], 1)
         self.assertEqual(summary["groups"]["few"]["num_classes_evaluated"], 0)

@@ -136,7 +136,19 @@ class EndToEndTest(TestCase):
         )
         results, out = run(config)
         summary = results["summary"]
-        self.assertTrue(0.0 <= summary["test/balanced_accuracy"] <= 100.0)
+        # One unit, one path: the report's fractions are what a user's
+        # evaluate() of the saved model reports on the same test set.
+        from balpoe_keras.experiments import inputs
+
+        with fake_data():
+            test = inputs.load_data(config).test
+        model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+        scores = model.evaluate(test.images.astype("float32") / 255.0,
+                                test.labels, batch_size=128, verbose=0,
+                                return_dict=True)
+        for key in ("balanced_accuracy", "accuracy", "ece"):
+            self.assertAlmostEqual(scores[key], summary[f"test/{key}"], 5,
+                                   key)
         # Counts 500..50 at ratio 10: the few-shot group is empty -> null.
         self.assertIsNone(summary["test/acc_few"])
         names = ["config.json", "model.keras", "train_log.csv",
@@ -192,7 +204,8 @@ class EndToEndTest(TestCase):
         self.assertTrue(all(float(r["test/balanced_accuracy"]) >= 0
                             for r in rows))
         if keras.backend.backend() == "tensorflow":
-            events = os.listdir(os.path.join(workdir, "tensorboard"))
+            events = os.listdir(os.path.join(workdir, "tensorboard",
+                                             "train"))
             self.assertEqual(len(events), 2)  # one per invocation
 
         # --overwrite starts over.

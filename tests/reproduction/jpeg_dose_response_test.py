@@ -57,8 +57,9 @@ class JpegDoseResponseTest(TestCase):
                 [plan[0], plan[1], plan[4]], [(60, 9), (62, 11), (51, 12)]):
             os.makedirs(os.path.dirname(report))
             with open(report, "w") as f:
-                json.dump({"summary": {"test/balanced_accuracy": acc,
-                                       "test/ece": ece}}, f)
+                json.dump({"summary": {  # Fractions, as in the reports.
+                    "test/balanced_accuracy": acc / 100,
+                    "test/ece": ece / 100}}, f)
         results = dose.collect(args, found)
         self.assertEqual(sorted(results), [30, 75])
         # Means 61 at q75 and 51 at q30: (51 - 61) / (30 - 75) * 10.

@@ -59,9 +59,16 @@ class LongRunRecordTest(TestCase):
         shutil.copytree(ours, unfinished)
         shutil.rmtree(os.path.join(unfinished, "report"))
 
+        # A run written before scores became fractions: percent values.
+        legacy = os.path.join(tmp, "legacy")
+        shutil.copytree(ours, legacy)
+        _to_percent(legacy)
+
         out = os.path.join(tmp, "record.json")
         plot = os.path.join(tmp, "curves.png")
         record.main([
+            f"--run=balpoe_keras,tensorflow,fff0000,{legacy}",
+            f"--percent_run={legacy}",
             f"--run=balpoe_keras,tensorflow,abc1234,{ours}",
             f"--run=replica,torch,abc1234,{replica}",
             f"--run=balpoe_keras,jax,def5678,{unfinished},,a note, with comma",
@@ -70,7 +77,15 @@ class LongRunRecordTest(TestCase):
         with open(out) as f:
             entries = json.load(f)
         self.assertTrue(os.path.getsize(plot) > 10_000)
-        mine, theirs, running, copied = entries
+        old, mine, theirs, running, copied = entries
+        for key in ("balanced_accuracy", "ece", "mce", "nll"):
+            self.assertAlmostEqual(old[key], mine[key], 5, key)  # % / 100.
+        self.assertEqual(len(old["curve"]), len(mine["curve"]))
+        for a, b in zip(old["curve"], mine["curve"]):
+            self.assertEqual(a["epoch"], b["epoch"])
+            self.assertAlmostEqual(a["ece"], b["ece"], 9)
+        self.assertTrue(0 <= mine["balanced_accuracy"] <= 1)
+        self.assertTrue(0 <= theirs["balanced_accuracy"] <= 1)
         with open(os.path.join(ours, "report", "report.json")) as f:
             summary = json.load(f)["summary"]
         self.assertEqual(
@@ -106,11 +121,42 @@ class LongRunRecordTest(TestCase):
         table = record.format_table(entries)
         self.assertIn("| replica | torch | 1 | 2 | ", table)
         self.assertIn("| balpoe_keras | jax | 1 | 2 (running) | "
-                      f"{running['curve'][-1]['balanced_accuracy']:.2f} "
+                      f"{100 * running['curve'][-1]['balanced_accuracy']:.2f} "
                       "(epoch 2) | – |", table)
 
     def test_bad_run_argument(self):
+        with self.assertRaisesRegex(SystemExit, "--percent_run names no"):
+            record.main([f"--run=replica,torch,abc,{self.get_temp_dir()}",
+                         "--percent_run=/elsewhere", "--out=/dev/null"])
         with self.assertRaisesRegex(ValueError, "IMPLEMENTATION,BACKEND"):
             record.parse_run("ours,tf")
         with self.assertRaisesRegex(FileNotFoundError, "no folder"):
             record.parse_run("replica,torch,abc,/no/such/folder")
+
+
+def _to_percent(folder):
+    """Rewrites a run folder's scores as percent (as logged before)."""
+    keys = ("accuracy", "balanced_accuracy", "acc_many", "acc_medium",
+            "acc_few", "ece", "mce")
+    path = os.path.join(folder, "report", "report.json")
+    with open(path) as f:
+        report = json.load(f)
+    for key in keys:
+        value = report["summary"].get(f"test/{key}")
+        if value is not None:
+            report["summary"][f"test/{key}"] = 100 * value
+    with open(path, "w") as f:
+        json.dump(report, f)
+    path = os.path.join(folder, "train_log.csv")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames, list(reader)
+    for row in rows:
+        for key in keys:
+            if row.get(f"test/{key}") not in (None, "NA", ""):
+                row[f"test/{key}"] = repr(100 * float(row[f"test/{key}"]))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, header)
+        writer.writeheader()
+        writer.writerows(rows)
+

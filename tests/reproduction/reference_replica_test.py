@@ -113,8 +113,8 @@ class ScheduleAndScoresTest(TestCase):
         logits = np.log(p)
         out, bins = reference_train.scores(logits, np.array([0, 1, 0, 1]),
                                            [200, 200])
-        self.assertAllClose(out["test/ece"], 25.75, atol=1e-9)
-        self.assertAllClose(out["test/mce"], 45.0, atol=1e-9)
+        self.assertAllClose(out["test/ece"], 0.2575, atol=1e-12)
+        self.assertAllClose(out["test/mce"], 0.45, atol=1e-12)
         # Counts: .55 and .58 in bin 8 ((.5333, .6]), the .95s in bin 14.
         want = [0] * 15
         want[8], want[14] = 2, 2

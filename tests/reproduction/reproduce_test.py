@@ -35,9 +35,9 @@ class ReproduceTest(TestCase):
         self.assertEqual(ce.lambdas, (1.0,))
 
     def test_table_and_markers(self):
-        summary = {"test/balanced_accuracy": 80.54, "test/acc_many": 90.0,
-                   "test/acc_medium": 60.0, "test/acc_few": None,
-                   "test/ece": 3.21, "test/mce": 10.0}
+        summary = {"test/balanced_accuracy": 0.8054, "test/acc_many": 0.9,
+                   "test/acc_medium": 0.6, "test/acc_few": None,
+                   "test/ece": 0.0321, "test/mce": 0.1}  # Fractions.
         table = reproduce.format_table({"balpoe": {"summary": summary}},
                                        Args())
         self.assertIn("| balpoe | 80.5 | 80.5 | 90.0 | 60.0 | – | 3.2 | 10.0",
@@ -66,7 +66,7 @@ class ReproduceTest(TestCase):
         with open(os.path.join(args.figures_dir, "la_reliability.png"),
                   "rb") as f:
             self.assertEqual(f.read(), b"png bytes")
-        summary = {"test/balanced_accuracy": 40.0}
+        summary = {"test/balanced_accuracy": 0.4}
         table = reproduce.format_table({"la": {"summary": summary}}, args,
                                        links)
         self.assertIn("| ![la](../docs/img/la_reliability.png) |", table)

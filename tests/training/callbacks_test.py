@@ -132,7 +132,7 @@ class EpochProgressTest(TestCase):
         lines = out.getvalue().splitlines()
         # Mean epoch 15 s x 2 epochs left = 30 s.
         self.assertEqual(lines[1], "Epoch 2/4: loss 1.5000, acc 25.00%, "
-                         "20.0 s, ETA 30 s; test/ece 3.46")
+                         "20.0 s, ETA 30 s; test/ece 3.4560")
         self.assertIn("ETA 30 s", lines[0])  # 10 s x 3 left
 
 
