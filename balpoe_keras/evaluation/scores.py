@@ -16,9 +16,13 @@ Conventions (reference `test_all_cifar.py`, `calibration_metrics.py`):
 """
 
 import numpy as np
+from keras import ops
 
 from balpoe_keras import class_prior
+from balpoe_keras.labels import raise_out_of_range
 from balpoe_keras.metrics import reliability_bins
+from balpoe_keras.metrics.group_accuracy import mean_class_accuracy
+from balpoe_keras.metrics.group_accuracy import per_class_counts
 
 
 def compute_log_softmax(logits):
@@ -36,30 +40,42 @@ def compute_softmax(logits):
 def compute_per_class_accuracy(predictions, labels, num_classes):
     """Per-class accuracy (a fraction) and test count.
 
+    Computed from the state of the Keras metrics
+    (`metrics.group_accuracy.per_class_counts`), so the report and
+    `BalancedAccuracy`/`GroupAccuracy` count the same hits.
+
     Args:
         predictions: `(N,)` int predicted class ids.
-        labels: `(N,)` int true class ids.
+        labels: `(N,)` int true class ids in `[0, C)`.
         num_classes: int `C`.
 
     Returns:
         `(accuracy, counts)`: `(C,)` float64 accuracy in [0, 1], NaN where
         a class has no test image, and `(C,)` int64 test counts.
     """
-    labels = np.asarray(labels, np.int64)
-    correct = (np.asarray(predictions, np.int64) == labels).astype(np.float64)
-    counts = np.bincount(labels, minlength=num_classes)
-    hits = np.bincount(labels, weights=correct, minlength=num_classes)
+    correct, total = _per_class_counts(predictions, labels, num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.where(counts > 0, hits / counts, np.nan)
-    return accuracy, counts
+        accuracy = np.where(total > 0, correct / total, np.nan)
+    return accuracy, total.astype(np.int64)
 
 
-def compute_group_accuracies(per_class_accuracy, class_counts):
-    """Mean per-class accuracy in the many/medium/few-shot groups.
+def _per_class_counts(predictions, labels, num_classes):
+    """`(correct, total)` `(C,)` float64 of `per_class_counts`."""
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise_out_of_range(labels, num_classes)
+    counts = per_class_counts(labels, np.asarray(predictions, np.int64),
+                              num_classes)
+    return tuple(np.asarray(ops.convert_to_numpy(x), np.float64)
+                 for x in counts)
+
+
+def compute_group_accuracies(correct, total, class_counts):
+    """Mean per-class accuracy in the many/medium/few-shot groups
+    (`metrics.group_accuracy.mean_class_accuracy`, as `GroupAccuracy`).
 
     Args:
-        per_class_accuracy: `(C,)` accuracy in [0, 1], NaN for classes without
-            test images (skipped).
+        correct, total: `(C,)` hits and test images per class.
         class_counts: `(C,)` *training* counts defining the groups.
 
     Returns:
@@ -67,16 +83,24 @@ def compute_group_accuracies(per_class_accuracy, class_counts):
         "num_classes_evaluated": int}`; `accuracy` is None when no class of
         the group has a test image (e.g. few-shot on CIFAR-10-LT).
     """
-    per_class_accuracy = np.asarray(per_class_accuracy, np.float64)
     groups = {}
     for name, mask in class_prior.compute_shot_groups(class_counts).items():
-        values = per_class_accuracy[mask & ~np.isnan(per_class_accuracy)]
+        evaluated = int(np.sum(mask & (total > 0)))
         groups[name] = {
-            "accuracy": float(values.mean()) if values.size else None,
+            "accuracy": _mean_class_accuracy(correct, total, mask)
+            if evaluated else None,
             "num_classes": int(mask.sum()),
-            "num_classes_evaluated": int(values.size),
+            "num_classes_evaluated": evaluated,
         }
     return groups
+
+
+def _mean_class_accuracy(correct, total, mask=None):
+    value = mean_class_accuracy(
+        ops.convert_to_tensor(correct, "float32"),
+        ops.convert_to_tensor(total, "float32"),
+        None if mask is None else ops.convert_to_tensor(mask, "float32"))
+    return float(ops.convert_to_numpy(value))
 
 
 def compute_accuracy_summary(logits, labels, class_counts):
@@ -96,21 +120,22 @@ def compute_accuracy_summary(logits, labels, class_counts):
     logits = np.asarray(logits)
     labels = np.asarray(labels, np.int64)
     predictions = np.argmax(logits, axis=-1)
-    per_class, counts = compute_per_class_accuracy(
-        predictions, labels, logits.shape[-1]
-    )
-    groups = compute_group_accuracies(per_class, class_counts)
-    present = per_class[counts > 0]
+    correct, total = _per_class_counts(predictions, labels,
+                                       logits.shape[-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(total > 0, correct / total, np.nan)
+    groups = compute_group_accuracies(correct, total, class_counts)
     return {
         "num_examples": int(labels.size),
         "accuracy": float(np.mean(predictions == labels)),
-        "balanced_accuracy": float(present.mean()) if present.size else None,
+        "balanced_accuracy": _mean_class_accuracy(correct, total)
+        if np.any(total > 0) else None,
         "acc_many": groups["many"]["accuracy"],
         "acc_medium": groups["medium"]["accuracy"],
         "acc_few": groups["few"]["accuracy"],
         "groups": groups,
         "per_class_accuracy": per_class,
-        "num_classes_without_test_images": int(np.sum(counts == 0)),
+        "num_classes_without_test_images": int(np.sum(total == 0)),
     }
 
 

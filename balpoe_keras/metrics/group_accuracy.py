@@ -9,6 +9,45 @@ from balpoe_keras.labels import class_ids
 from balpoe_keras.labels import count_out_of_range
 
 
+def per_class_counts(labels, predictions, num_classes, sample_weight=None):
+    """Weighted hits and samples of each class: the state of the metrics.
+
+    Args:
+        labels: `(B,)` int class ids in `[0, C)`.
+        predictions: `(B,)` int predicted class ids.
+        num_classes: int `C`.
+        sample_weight: optional `(B,)` non-negative weights.
+
+    Returns:
+        `(correct, total)`: two `(C,)` float32 tensors.
+    """
+    onehot = ops.one_hot(ops.cast(labels, "int32"), num_classes)
+    if sample_weight is not None:
+        weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
+        onehot = onehot * weight
+    hit = ops.equal(ops.cast(predictions, "int32"), ops.cast(labels, "int32"))
+    hit = ops.expand_dims(ops.cast(hit, "float32"), 1)
+    return ops.sum(onehot * hit, 0), ops.sum(onehot, 0)
+
+
+def mean_class_accuracy(correct, total, mask=None):
+    """Mean per-class accuracy `correct_c / total_c` (a fraction) over the
+    classes with `total_c > 0` (and `mask_c` set); 0 when there is none.
+
+    Args:
+        correct, total: `(C,)` from `per_class_counts`, summed over
+            batches.
+        mask: optional `(C,)` 0/1 floats, the classes of a shot group.
+    """
+    seen = ops.cast(total > 0, correct.dtype)
+    if mask is not None:
+        seen = seen * ops.cast(mask, correct.dtype)
+    # Exact for any non-negative sample weights (a class's total may be
+    # below 1).
+    accuracy = ops.divide_no_nan(correct, total)
+    return ops.divide_no_nan(ops.sum(accuracy * seen), ops.sum(seen))
+
+
 class _PerClassAccuracy(keras.metrics.Metric):
     """Streams per-class correct counts and totals: two `(C,)` vectors."""
 
@@ -37,22 +76,15 @@ class _PerClassAccuracy(keras.metrics.Metric):
         labels = class_ids(y_true, self.num_classes)
         self.invalid_labels.assign_add(ops.cast(
             count_out_of_range(labels, self.num_classes), self.dtype))
-        pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
-        onehot = ops.one_hot(labels, self.num_classes)
-        if sample_weight is not None:
-            weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
-            onehot = onehot * weight
-        hit = ops.expand_dims(ops.cast(ops.equal(pred, labels), "float32"), 1)
-        self.total.assign_add(ops.cast(ops.sum(onehot, 0), self.dtype))
-        self.correct.assign_add(ops.cast(ops.sum(onehot * hit, 0), self.dtype))
+        correct, total = per_class_counts(
+            labels, ops.argmax(y_pred, axis=-1), self.num_classes,
+            sample_weight)
+        self.total.assign_add(ops.cast(total, self.dtype))
+        self.correct.assign_add(ops.cast(correct, self.dtype))
 
     def _mean_accuracy(self, mask):
         """Mean per-class accuracy over `mask` classes seen at least once."""
-        seen = ops.cast(self.total > 0, self.dtype) * mask
-        # Exact for any non-negative sample weights (a class's total may
-        # be below 1); no class seen gives 0.
-        acc = ops.divide_no_nan(self.correct, self.total)
-        value = ops.divide_no_nan(ops.sum(acc * seen), ops.sum(seen))
+        value = mean_class_accuracy(self.correct, self.total, mask)
         return ops.where(self.invalid_labels > 0, float("nan"), value)
 
 
