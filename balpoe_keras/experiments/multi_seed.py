@@ -79,13 +79,13 @@ def _jsonable(value):
 def _write_aggregate(workdir, aggregated, per_seed):
     from balpoe_keras import evaluation
 
-    out = os.path.join(workdir, "report")
+    out = RunFolder(workdir).report_dir
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "aggregate.json"), "w") as f:
         json.dump(aggregated, f, indent=1, default=_jsonable)
     text = evaluation.format_aggregate_markdown(
-        aggregated, [os.path.join(c.workdir, "report", "report.json")
-                     for c in per_seed])
+        aggregated, [os.path.join(RunFolder(c.workdir).report_dir,
+                                  "report.json") for c in per_seed])
     with open(os.path.join(out, "aggregate.md"), "w") as f:
         f.write(text + "\n")
     print(text)

@@ -168,7 +168,7 @@ def _train_and_report(config, experiment_data, devices, dry_run,
         multi_host.barrier("report", timeout_seconds=_REPORT_TIMEOUT,
                            group=group)
         return None
-    report_path = os.path.join(config.workdir, "report", "report.json")
+    report_path = os.path.join(folder.report_dir, "report.json")
     if result.already_finished and os.path.exists(report_path):
         print(f"{config.workdir}: this run already finished all "
               f"{config.epochs} epochs and wrote {report_path}; nothing to "
@@ -254,9 +254,9 @@ def evaluate_and_export(config, experiment_data, model, timing=None,
     results["dtype_policy"] = model.dtype_policy.name
     config_dict = json.loads(config.to_json())
     paths = evaluation.write_report(
-        results, os.path.join(config.workdir, "report"), config=config_dict
+        results, RunFolder(config.workdir).report_dir, config=config_dict
     )
-    model_path = os.path.join(config.workdir, "model.keras")
+    model_path = RunFolder(config.workdir).model_path
     with multi_host.local_saving():
         model.save(model_path)
     if config.export:
@@ -283,7 +283,7 @@ def export_run(config, model, class_names=None):
               "(model.keras can be exported later where it is; "
               "docs/serving.md).")
         return None
-    export_dir = os.path.join(config.workdir, "export")
+    export_dir = RunFolder(config.workdir).export_dir
     kwargs = dict(preprocess=config.spec.export_preprocess, overwrite=True)
     if getattr(model, "class_names", None) is None:
         kwargs["class_names"] = list(class_names)
@@ -294,7 +294,7 @@ def export_run(config, model, class_names=None):
         path = path["saved_model"]
     else:
         path = _export_in_subprocess(
-            os.path.join(config.workdir, "model.keras"), export_dir, kwargs)
+            RunFolder(config.workdir).model_path, export_dir, kwargs)
     print(f"SavedModel for TF Serving: {path}")
     return path
 
