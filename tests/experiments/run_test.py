@@ -99,6 +99,12 @@ class DryRunTest(TestCase):
             self.assertIn(f"({config.global_batch_size}, {side}, {side}, "
                           f"{config.spec.channels}) <dtype: 'float32'>", out,
                           path)
+            # Mixup (or CutMix) gives soft labels, otherwise class ids.
+            mixing = config.mixup_alpha > 0 or config.cutmix_alpha > 0
+            batch, classes = config.global_batch_size, config.spec.num_classes
+            labels = (f"labels ({batch}, {classes}) <dtype: 'float32'>"
+                      if mixing else f"labels ({batch},) <dtype: 'int32'>")
+            self.assertIn(labels, out, path)
         self.assertGreaterEqual(len(seen), 12)
 
     def test_console_names_the_settings_file_instead_of_printing_it(self):

@@ -63,8 +63,33 @@ class StrategyTest(TestCase):
                 distribute.get_data_parallel()
 
     def test_scope_on_current_backend(self):
+        # The exact device count, and the scope's state gone after it.
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            expected = jax.device_count()
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            expected = max(1, len(tf.config.list_logical_devices("GPU")))
+        else:
+            import torch
+
+            expected = max(1, torch.cuda.device_count())
+        before = keras.distribution.distribution()
         with distribute.data_parallel_scope() as num_replicas:
-            self.assertGreaterEqual(num_replicas, 1)
+            self.assertEqual(num_replicas, expected)
+            if backend == "jax":
+                self.assertIsInstance(keras.distribution.distribution(),
+                                      keras.distribution.DataParallel)
+            if backend == "tensorflow":
+                import tensorflow as tf
+
+                self.assertEqual(
+                    tf.distribute.get_strategy().num_replicas_in_sync,
+                    expected)
+        self.assertIs(keras.distribution.distribution(), before)
 
 
 def _run_child(backend, extra_env=None):
