@@ -84,6 +84,32 @@ class EvaluateModelTest(TestCase):
         )
         self.assertAllClose(tail["raw"]["accuracy"], 0.6, atol=1e-6)
 
+    def test_each_expert_is_scored_on_its_own_logits(self):
+        # Expert 0 sees LOGITS (3/5 right), expert 1 always says class 2
+        # (1/5 right): swapped or shared experts would show.
+        from balpoe_keras.evaluation import scores
+
+        other = np.zeros_like(LOGITS)
+        other[:, 2] = 3.0
+        images = np.stack([LOGITS, other], 1).astype("float32")
+        results = evaluate.evaluate_model(
+            self.model, (images, LABELS), class_counts=COUNTS,
+            lambdas=[1.0, -1.0])
+        first, second = results["balanced"]["experts"]
+        self.assertAllClose(first["raw"]["accuracy"], 0.6)
+        self.assertAllClose(second["raw"]["accuracy"], 0.2)
+        log_prior = np.log(class_prior.compute_prior(COUNTS))
+        want = scores.compute_accuracy_summary(other + 2.0 * log_prior,
+                                               LABELS, COUNTS)
+        self.assertAllClose(second["adjusted"]["accuracy"], want["accuracy"])
+        ensemble = scores.compute_accuracy_summary(images.mean(1), LABELS,
+                                                   COUNTS)
+        self.assertAllClose(results["balanced"]["ensemble"]["accuracy"],
+                            ensemble["accuracy"])
+        self.assertAllClose(
+            results["balanced"]["ensemble"]["balanced_accuracy"],
+            ensemble["balanced_accuracy"])
+
     def test_a_balpoe_classifier_brings_its_counts_lambdas_and_names(self):
         names = ["cat", "dog", "owl"]
         classifier = build_logit_classifier(2, COUNTS, [1.0, -1.0], names)
