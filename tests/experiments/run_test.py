@@ -408,13 +408,22 @@ class MultiSeedRunTest(TestCase):
         with fake_data(), contextlib.redirect_stdout(io.StringIO()):
             aggregated = multi_seed.run_multi_seed(config)
         self.assertEqual(aggregated["num_runs"], 2)
+        reports = []
         for seed in (4, 5):
             path = os.path.join(workdir, f"seed_{seed}", "report",
                                 "report.json")
             with open(path) as f:
-                self.assertEqual(json.load(f)["config"]["seed"], seed)
+                reports.append(json.load(f))
+            self.assertEqual(reports[-1]["config"]["seed"], seed)
+        # Two seeds, two models; the aggregate collects each one's value.
+        nll = [r["balanced"]["ensemble"]["nll"] for r in reports]
+        self.assertNotEqual(nll[0], nll[1])
+        self.assertAllClose(aggregated["ensemble"]["nll"], nll)
         with open(os.path.join(workdir, "report", "aggregate.md")) as f:
-            self.assertIn("mean ± std over 2 run(s)", f.read())
+            text = f.read()
+        self.assertIn("mean ± std over 2 run(s)", text)
+        self.assertIn(f"| NLL (nats) | {np.mean(nll):.2f} ± "
+                      f"{np.std(nll, ddof=1):.2f} |", text)
 
     def test_seeds_need_jax(self):
         if keras.backend.backend() == "jax":
