@@ -54,9 +54,13 @@ def compute_per_class_accuracy(predictions, labels, num_classes):
         a class has no test image, and `(C,)` int64 test counts.
     """
     correct, total = _per_class_counts(predictions, labels, num_classes)
+    return _per_class_accuracy(correct, total), total.astype(np.int64)
+
+
+def _per_class_accuracy(correct, total):
+    """`correct / total` per class, NaN where a class has no image."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.where(total > 0, correct / total, np.nan)
-    return accuracy, total.astype(np.int64)
+        return np.where(total > 0, correct / total, np.nan)
 
 
 def _per_class_counts(predictions, labels, num_classes):
@@ -122,8 +126,7 @@ def compute_accuracy_summary(logits, labels, class_counts):
     predictions = np.argmax(logits, axis=-1)
     correct, total = _per_class_counts(predictions, labels,
                                        logits.shape[-1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(total > 0, correct / total, np.nan)
+    per_class = _per_class_accuracy(correct, total)
     groups = compute_group_accuracies(correct, total, class_counts)
     return {
         "num_examples": int(labels.size),

@@ -158,7 +158,8 @@ def fit(
         folder.truncate_log(start)
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2
-        run = _Run(model, manager, request, int(steps_per_epoch), epochs,
+        steps = int(steps_per_epoch)
+        run = _Run(model, manager, request, steps, epochs,
                    checkpoint_every, seed, eval_every)
         writers = _make_callbacks(
             folder, callbacks, tensorboard, verbose,
@@ -172,8 +173,7 @@ def fit(
                     verbose)
             first = start + 1
         if first < epochs:
-            data = _stream(train_dataset_fn, first, epochs,
-                           int(steps_per_epoch))
+            data = _stream(train_dataset_fn, first, epochs, steps)
             run.fit(data, first, epochs, 0, eval_dataset, writers, verbose)
     return FitResult(start, epochs, run.history)
 
@@ -273,8 +273,12 @@ def _stream(train_dataset_fn, epoch, epochs, steps_per_epoch):
     return batches()
 
 
+def _is_tf_dataset(data):
+    return type(data).__module__.startswith("tensorflow")
+
+
 def _is_infinite_tf_dataset(data):
-    if not type(data).__module__.startswith("tensorflow"):
+    if not _is_tf_dataset(data):
         return False
     import tensorflow as tf
 
@@ -330,7 +334,7 @@ def _skip_batches(data, count):
     """`data` without its first `count` batches (a mid-epoch resume)."""
     if isinstance(data, keras.utils.PyDataset):
         return _OffsetPyDataset(data, count)
-    if type(data).__module__.startswith("tensorflow"):
+    if _is_tf_dataset(data):
         return data.skip(count)
     # Keras takes generators (not other iterators) as data.
     return (batch for batch in itertools.islice(iter(data), count, None))
