@@ -8,17 +8,17 @@ in sorted path order, so the arrays are deterministic. The decoded arrays
 are cached as one `.npz` per archive (keyed by the archive's size and
 mtime) in the user cache; a cached load takes well under a second.
 
-`decode_image` is the one TensorFlow-free image decoder of the package
-(archives and in-memory image folders).
+Images decode with `balpoe_keras.data.image_file.decode_image`, the one
+TensorFlow-free image decoder of the package.
 """
 
 import concurrent.futures
-import io
 import os
 import tarfile
 
 import numpy as np
 
+from balpoe_keras.data.image_file import decode_image
 from balpoe_keras.data.source import ImageSource
 from balpoe_keras.data.source import default_cache_dir
 from balpoe_keras.data.source import find_data_file
@@ -118,25 +118,6 @@ def _parse_member_name(name):
     if len(parts) < 3:
         return ("", "")
     return parts[-3], parts[-2]
-
-
-def decode_image(data):
-    """Encoded bytes -> `(H, W, 3)` uint8, or None if undecodable.
-
-    As `tf.io.decode_image(channels=3)`: CMYK and palette images are
-    converted to RGB, and 16-bit grayscale keeps its top 8 bits (PIL's
-    own conversion would clip it to 255).
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                gray = (np.asarray(image, np.int64) >> 8).clip(0, 255)
-                return np.repeat(gray.astype(np.uint8)[..., None], 3, -1)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except Exception:  # PIL raises many types for corrupt files.
-        return None
 
 
 def _stack(images, archive):

@@ -74,3 +74,34 @@ DATASETS = {
         pixel_mean=(0.466, 0.471, 0.380), pixel_std=(0.195, 0.194, 0.192),
         test_split="val"),
 }
+
+# A user's own `root/train/<class>/*` folder (`balpoe_keras.data.image_folder`):
+# its spec depends on the chosen input size and channels.
+IMAGE_FOLDER = "image_folder"
+DATASET_NAMES = tuple(DATASETS) + (IMAGE_FOLDER,)
+# Image folders with inputs up to this side are decoded into memory (and
+# trained on CIFAR's recipe and ResNet-32); larger ones stream from the
+# files through tf.data (ImageNet's recipe).
+IN_MEMORY_MAX_SIDE = 64
+
+
+def image_folder_spec(image_size, channels):
+    """The `DatasetSpec` of an image folder at `image_size` px, `channels`.
+
+    `num_classes` is 0 (read from the folder); the pixel statistics are
+    ImageNet's (their mean over RGB for one channel); small images
+    (`<= IN_MEMORY_MAX_SIDE`) get the CIFAR recipe and ResNet-32, larger
+    ones ImageNet's recipe and ResNet-50 at 224 px (its fixed 7x7 pooling),
+    ResNet-32 at other sizes. Counts are the folder's (`imbalance_ratio`
+    0), and the test set is `test/` or `val/` (or a hold-out).
+    """
+    small = image_size <= IN_MEMORY_MAX_SIDE
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if channels == 1:
+        mean = (round(sum(mean) / 3, 4),)
+        std = (round(sum(std) / 3, 4),)
+    return DatasetSpec(
+        IMAGE_FOLDER, 0, image_size, channels,
+        train_recipe="cifar_standard" if small else "imagenet_standard",
+        pixel_mean=mean, pixel_std=std, imbalance_ratio=0.0,
+        architecture="resnet50" if image_size == 224 else "resnet32")

@@ -1,14 +1,19 @@
 """Image-folder sources (`root/<split>/<class>/*.jpg|png`), NumPy + Pillow.
 
-Small images (CIFAR-size) are decoded once, in parallel with Pillow, and
-cached as an uncompressed `.npz` in a cache folder outside the repository,
-so later runs load in about a second. Corrupt files and empty class folders
-raise an error that lists them; `skip_corrupt=True` skips corrupt files
+`scan_image_folder` checks a folder's layout and reads every training
+file's header (size, grayscale) before anything is decoded, so a bad
+folder fails at once with the folder or file named. Small images are
+decoded once, in parallel with Pillow, resized to the model's input
+(`balpoe_keras.data.image_file`) and cached as an uncompressed `.npz` in
+a cache folder outside the repository, so later runs load in about a
+second. Corrupt files and empty class folders raise an error that lists
+them; `skip_corrupt=True` skips corrupt files
 with a logged warning instead. Paths are sorted, so the order is
 deterministic; classes are in alphabetical folder order.
 """
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import logging
 import os
@@ -16,12 +21,14 @@ import tarfile
 
 import numpy as np
 
-from balpoe_keras.data.archive import decode_image
+from balpoe_keras.data import image_file
+from balpoe_keras.data.image_file import IMAGE_EXTENSIONS
 from balpoe_keras.data.source import ImageSource
 from balpoe_keras.data.source import default_cache_dir
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-_CACHE_VERSION = 3  # bump when decoding changes (3: Pillow)
+TEST_SPLITS = ("test", "val")  # Searched in this order for the test set.
+_CACHE_VERSION = 4  # bump when decoding changes (4: resize, channels)
+_MAX_LISTED = 10  # Files named in an error message.
 
 
 def extract_archive(archive, cache_dir=None, sha256=None):
@@ -66,6 +73,95 @@ def extract_archive(archive, cache_dir=None, sha256=None):
     return target
 
 
+@dataclasses.dataclass(frozen=True)
+class FolderLayout:
+    """What `scan_image_folder` found in `root`.
+
+    Attributes:
+        root: the dataset folder.
+        class_names: tuple of `C` class folder names, sorted.
+        train_counts: tuple of `C` ints, training images per class.
+        test_split: `"test"`, `"val"` or None (no test folder).
+        grayscale: True if every training image has one channel.
+        typical_side: int, median of the training images' longer sides in
+            pixels.
+    """
+
+    root: str
+    class_names: tuple
+    train_counts: tuple
+    test_split: object
+    grayscale: bool
+    typical_side: int
+
+
+def scan_image_folder(root, num_threads=None):
+    """Checks `root/train/<class>/*` (and `test/` or `val/`) and reads every
+    training image's header, without decoding pixels.
+
+    Args:
+        root: dataset folder.
+        num_threads: header-reading threads; default `min(8, cpus)`.
+
+    Returns:
+        `FolderLayout`.
+
+    Raises:
+        FileNotFoundError: no `root/train` folder.
+        ValueError: naming the folder or files and the fix: fewer than two
+            classes, an empty class folder, files Pillow cannot read, or a
+            test split whose classes differ from training's.
+    """
+    train_dir = os.path.join(root, "train")
+    if not os.path.isdir(train_dir):
+        raise FileNotFoundError(
+            f"No folder {train_dir}. An image folder dataset is laid out as "
+            "DIR/train/<class>/<image> (and DIR/test/<class>/<image> or "
+            "DIR/val/...); pass that DIR.")
+    names = _class_folders(train_dir)
+    if len(names) < 2:
+        raise ValueError(
+            f"{train_dir} has {len(names)} class folder(s) {names}; a "
+            "classifier needs at least 2. Put each class's images in its "
+            "own sub-folder.")
+    paths, labels, names = list_image_folder(root, "train", names)
+    test_split = next((s for s in TEST_SPLITS
+                       if os.path.isdir(os.path.join(root, s))), None)
+    if test_split is not None:
+        test_names = _class_folders(os.path.join(root, test_split))
+        if test_names != list(names):
+            missing = sorted(set(names) - set(test_names))
+            extra = sorted(set(test_names) - set(names))
+            raise ValueError(
+                f"{os.path.join(root, test_split)} and {train_dir} hold "
+                f"different classes (missing from {test_split}: {missing}; "
+                f"not in train: {extra}). Give both splits the same class "
+                "folders.")
+        list_image_folder(root, test_split, names)  # No empty class.
+    threads = num_threads or min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        headers = list(pool.map(image_file.read_header, paths))
+    bad = [str(p) for p, h in zip(paths, headers) if h is None]
+    if bad:
+        raise ValueError(
+            f"{len(bad)} file(s) are not readable images: "
+            f"{bad[:_MAX_LISTED]}{' ...' if len(bad) > _MAX_LISTED else ''}"
+            ". Delete or replace them (JPEG, PNG, BMP, GIF or WebP).")
+    return FolderLayout(
+        root=root, class_names=tuple(names),
+        train_counts=tuple(int(n) for n in np.bincount(labels, None,
+                                                       len(names))),
+        test_split=test_split,
+        grayscale=all(h[2] for h in headers),
+        typical_side=int(np.median([max(h[:2]) for h in headers])),
+    )
+
+
+def _class_folders(split_dir):
+    return sorted(e.name for e in os.scandir(split_dir)
+                  if e.is_dir() and not e.name.startswith("."))
+
+
 def list_image_folder(root, split="train", class_names=None):
     """Sorted image paths and labels of `root/<split>/<class>/*`.
 
@@ -90,9 +186,7 @@ def list_image_folder(root, split="train", class_names=None):
             "root/<split>/<class>/<image>.jpg|png."
         )
     if class_names is None:
-        class_names = sorted(
-            e.name for e in os.scandir(split_dir) if e.is_dir()
-        )
+        class_names = _class_folders(split_dir)
     if not class_names:
         raise FileNotFoundError(f"{split_dir} has no class folders.")
     paths, labels, empty = [], [], []
@@ -117,26 +211,35 @@ def list_image_folder(root, split="train", class_names=None):
     return np.asarray(paths), np.asarray(labels, np.int64), tuple(class_names)
 
 
-def decode_images(paths, skip_corrupt=False, num_threads=None):
-    """Decodes same-size image files into one uint8 array (Pillow).
+def decode_images(paths, skip_corrupt=False, num_threads=None,
+                  image_size=None, channels=3):
+    """Decodes image files into one uint8 array (Pillow).
 
     Args:
         paths: `(N,)` file paths.
         skip_corrupt: if False, unreadable files raise; if True they are
             skipped with a logged warning listing them.
         num_threads: decoding threads; default `min(8, os.cpu_count())`.
+        image_size: if set, every image is resized to `image_size` squared
+            (`image_file.resize_image`, bilinear, antialiased; rounded to
+            uint8); if None all images must have one size.
+        channels: 3 (RGB) or 1 (grayscale).
 
     Returns:
-        `(images, kept)`: `(K, H, W, 3)` uint8 and the `(K,)` int64 indices
-        of `paths` that decoded.
+        `(images, kept)`: `(K, H, W, channels)` uint8 and the `(K,)` int64
+        indices of `paths` that decoded.
 
     Raises:
         ValueError: listing unreadable files (unless `skip_corrupt`) or
             images whose size differs from the first one.
     """
     threads = num_threads or min(8, os.cpu_count() or 1)
+
+    def read(path):
+        return _read_and_decode(path, image_size, channels)
+
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        decoded = list(pool.map(_read_and_decode, paths))
+        decoded = list(pool.map(read, paths))
     kept = np.asarray([i for i, im in enumerate(decoded) if im is not None],
                       np.int64)
     bad = [str(paths[i]) for i, im in enumerate(decoded) if im is None]
@@ -152,14 +255,21 @@ def decode_images(paths, skip_corrupt=False, num_threads=None):
     if len(shapes) > 1:
         raise ValueError(
             f"Images have different shapes {sorted(shapes)}; in-memory "
-            "folders need one size. Use in_memory=False (paths)."
+            "folders need one size. Pass image_size to resize them, or "
+            "in_memory=False (paths)."
         )
-    return np.stack(images) if images else np.zeros((0, 1, 1, 3), "u1"), kept
+    if not images:
+        return np.zeros((0, 1, 1, channels), np.uint8), kept
+    return np.stack(images), kept
 
 
-def _read_and_decode(path):
+def _read_and_decode(path, image_size=None, channels=3):
     with open(path, "rb") as f:
-        return decode_image(f.read())
+        image = image_file.decode_image(f.read(), channels)
+    if image is None or image_size is None:
+        return image
+    resized = image_file.resize_image(image, (image_size, image_size))
+    return np.round(resized).astype(np.uint8)
 
 
 def _fingerprint(paths):
@@ -178,8 +288,10 @@ def load_image_folder(
     cache_dir=None,
     skip_corrupt=False,
     name="image_folder",
+    image_size=None,
+    channels=3,
 ):
-    """An `ImageSource` from `root/<split>/<class>/*.jpg|png`.
+    """An `ImageSource` from `root/<split>/<class>/*.jpg|png|bmp|gif|webp`.
 
     Args:
         root: dataset folder.
@@ -192,9 +304,13 @@ def load_image_folder(
         skip_corrupt: skip unreadable files with a warning instead of
             raising.
         name: the source's name.
+        image_size: in memory, resize every image to this side in pixels
+            (bilinear, antialiased, as the SavedModel's `"resize"`); None:
+            keep the size (all images must share it).
+        channels: in memory, 3 (RGB) or 1 (grayscale) channels.
 
     Returns:
-        `ImageSource` with images `(N, H, W, 3)` uint8 or paths.
+        `ImageSource` with images `(N, H, W, channels)` uint8 or paths.
     """
     paths, labels, class_names = list_image_folder(root, split, class_names)
     if not in_memory:
@@ -205,7 +321,8 @@ def load_image_folder(
         os.makedirs(cache_dir, exist_ok=True)
         cache = os.path.join(
             cache_dir,
-            f"{name}-{split}-{_fingerprint(paths)}-v{_CACHE_VERSION}.npz",
+            f"{name}-{split}-{_fingerprint(paths)}-{image_size}-{channels}"
+            f"-v{_CACHE_VERSION}.npz",
         )
         if os.path.exists(cache):
             with np.load(cache) as data:
@@ -213,7 +330,8 @@ def load_image_folder(
                 return ImageSource(data["labels"], class_names,
                                    images=data["images"], name=name,
                                    split=split)
-    images, kept = decode_images(paths, skip_corrupt=skip_corrupt)
+    images, kept = decode_images(paths, skip_corrupt=skip_corrupt,
+                                 image_size=image_size, channels=channels)
     if cache is not None:
         skipped = np.setdiff1d(paths, paths[kept]).astype(str)
         np.savez(cache + ".tmp.npz", images=images, labels=labels[kept],
@@ -233,3 +351,29 @@ def _check_cached_skips(skipped, skip_corrupt):
     if skipped.size:
         logging.warning("Skipping %d unreadable image(s): %s",
                         skipped.size, skipped.tolist())
+
+
+def holdout_indices(labels, num_classes, per_class, seed=0):
+    """A balanced, seeded hold-out: `per_class` indices of each class.
+
+    Args:
+        labels: `(N,)` int class ids in file order.
+        num_classes: `C`.
+        per_class: int >= 1, images held out per class; every class must
+            have more (so that it keeps a training image).
+        seed: int; the runner uses 0, so every run tests on the same images.
+
+    Returns:
+        `(C * per_class,)` int64 indices into `labels`, sorted.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.RandomState(seed)
+    held = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        if members.size <= per_class:
+            raise ValueError(
+                f"class {c} has {members.size} images; holding out "
+                f"{per_class} would leave none for training.")
+        held.append(rng.permutation(members)[:per_class])
+    return np.sort(np.concatenate(held)).astype(np.int64)

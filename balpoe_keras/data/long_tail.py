@@ -152,3 +152,37 @@ def make_long_tailed(images, labels, num_classes, imbalance_ratio, seed=0):
         num_classes, len(labels) // num_classes, imbalance_ratio)
     index = long_tail_subsample(labels, counts, seed=seed)
     return images[index], labels[index], counts
+
+
+def largest_long_tail_counts(class_counts, imbalance_ratio):
+    """The largest exponential long tail that `class_counts` can supply.
+
+    `long_tail_counts(C, n, imbalance_ratio)` with the largest head count
+    `n` for which every class has enough images; for a balanced set of `N`
+    images that is `N / C`, the reference's choice.
+
+    Args:
+        class_counts: `C` ints, images available per class.
+        imbalance_ratio: float >= 1, the tail's max/min count.
+
+    Returns:
+        `list[int]` of length `C`, each `<= class_counts[c]`.
+
+    Raises:
+        ValueError: if the tail class would get no image.
+    """
+    available = np.asarray(class_counts, np.int64)
+    last = available.size - 1
+    factors = (1.0 / imbalance_ratio) ** (np.arange(available.size) / last)
+    head = int(np.min(np.floor(available / factors)))
+    while head >= 1:
+        counts = long_tail_counts(available.size, head, imbalance_ratio)
+        if np.all(np.asarray(counts) <= available):
+            break
+        head -= 1  # Float round-up at a boundary.
+    if head < 1 or counts[-1] < 1:
+        raise ValueError(
+            f"An exponential long tail with max/min {imbalance_ratio} leaves "
+            f"the last class no image from counts {available.tolist()}; use "
+            "a smaller ratio.")
+    return counts

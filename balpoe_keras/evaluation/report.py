@@ -14,6 +14,7 @@ import platform
 import keras
 import numpy as np
 
+from balpoe_keras import class_prior
 from balpoe_keras.version import __version__
 
 _PACKAGES = ("keras", "numpy", "tensorflow", "jax", "torch", "matplotlib")
@@ -139,8 +140,11 @@ def format_markdown(report, paths=None):
         f"{balanced['num_examples']} images, {report['num_classes']} "
         f"classes, {report['num_experts']} experts, lambdas [{lams}] "
         f"(mean {format_number(float(np.mean(report['lambdas'])))}). "
-        f"Training-count groups: many {groups['many']}, medium "
-        f"{groups['medium']}, few {groups['few']} classes. Accuracies, ECE "
+        f"Training-count groups: many {groups['many']} (more than "
+        f"{class_prior.MANY_SHOT_MIN} training images), medium "
+        f"{groups['medium']} ({class_prior.FEW_SHOT_MAX}-"
+        f"{class_prior.MANY_SHOT_MIN}), few {groups['few']} (fewer than "
+        f"{class_prior.FEW_SHOT_MAX}) classes. Accuracies, ECE "
         f"and MCE in % in these tables ({report['num_bins']} bins; "
         "fractions in report.json), NLL and KL in nats; – means the group "
         "has no class.",

@@ -14,10 +14,17 @@ import dataclasses
 import json
 import math
 
+import numpy as np
+
 from balpoe_keras import class_prior
 from balpoe_keras.architectures import ARCHITECTURES
+from balpoe_keras.data import image_folder
 from balpoe_keras.data import mixing
+from balpoe_keras.data.datasets import DATASET_NAMES
 from balpoe_keras.data.datasets import DATASETS
+from balpoe_keras.data.datasets import IMAGE_FOLDER
+from balpoe_keras.data.datasets import IN_MEMORY_MAX_SIDE
+from balpoe_keras.data.datasets import image_folder_spec
 from balpoe_keras.data.recipes import IN_MEMORY_RECIPES
 from balpoe_keras.data.recipes import RECIPES
 
@@ -54,8 +61,11 @@ class ExperimentConfig:
     """Settings of one training run; `resolve()` fills the None defaults."""
 
     # === Data ===
-    dataset: str = _field("cifar100_lt", "Long-tailed benchmark "
-                          "(docs/data.md).", "Data", choices=tuple(DATASETS))
+    dataset: str = _field("cifar100_lt", "Long-tailed benchmark, or "
+                          "image_folder: your own DIR/train/<class>/<image> "
+                          "with --data_dir=DIR (docs/data.md, "
+                          "docs/your_data.md).", "Data",
+                          choices=DATASET_NAMES)
     data_dir: str = _field(None, "Folder holding the dataset (meaning per "
                            "dataset, docs/data.md); an error if it does not "
                            "exist. Default: $BALPOE_KERAS_DATA, then the "
@@ -63,8 +73,23 @@ class ExperimentConfig:
     imbalance_ratio: float = _field(
         None, "max/min class count of the long-tailed train set (the "
         "reference's imb_factor is its inverse). Default: 100 for CIFAR and "
-        "Fashion-MNIST; 0 (as distributed) for ImageNet-LT and iNat.",
-        "Data")
+        "Fashion-MNIST; 0 (as distributed) for ImageNet-LT, iNat and "
+        "image_folder (there, a ratio keeps the largest exponential profile "
+        "the folder's counts allow).", "Data")
+    image_size: int = _field(
+        None, "image_folder: side of the square model input in pixels; "
+        "images are resized to it when read (up to 64: decoded into "
+        "memory; larger: streamed from the files). Default: the training "
+        "images' median longer side if at most 64, else 224. Fixed for the "
+        "benchmarks.", "Data")
+    channels: int = _field(
+        0, "image_folder: 1 (grayscale) or 3 (RGB) input channels; 0 = 1 "
+        "when every training image is grayscale and images are held in "
+        "memory, else 3. Fixed for the benchmarks.", "Data")
+    holdout_per_class: int = _field(
+        0, "image_folder without a test/ or val/ folder: hold out this many "
+        "training images of every class (seed 0) as the balanced test "
+        "set.", "Data")
     recipe: str = _field(None, "Augmentation recipe; default the "
                          "dataset's standard one.", "Data",
                          choices=tuple(RECIPES))
@@ -173,7 +198,10 @@ class ExperimentConfig:
 
     @property
     def spec(self):
-        """The `DatasetSpec` of `dataset`."""
+        """The `DatasetSpec` of `dataset` (of a resolved config for
+        image_folder, whose spec depends on its size and channels)."""
+        if self.dataset == IMAGE_FOLDER:
+            return image_folder_spec(self.image_size, self.channels)
         return DATASETS[self.dataset]
 
     @property
@@ -200,9 +228,14 @@ class ExperimentConfig:
         Raises:
             ConfigError: naming the flag and the fix.
         """
-        _require(self.dataset in DATASETS, "--dataset",
-                 f"unknown {self.dataset!r}; use one of {sorted(DATASETS)}")
-        spec = DATASETS[self.dataset]
+        _require(self.dataset in DATASET_NAMES, "--dataset",
+                 f"unknown {self.dataset!r}; use one of "
+                 f"{sorted(DATASET_NAMES)}")
+        if self.dataset == IMAGE_FOLDER:
+            inputs = self._resolve_image_folder()
+        else:
+            inputs = self._resolve_benchmark_inputs()
+        spec = dataclasses.replace(self, **inputs).spec
         architecture = self.architecture or spec.architecture
         _require(architecture in ARCHITECTURES, "--architecture",
                  f"unknown {architecture!r}; use one of "
@@ -218,10 +251,67 @@ class ExperimentConfig:
                            else self.shared_stages),
             lambdas=self._resolve_lambdas(),
             lr_step_epochs=tuple(int(e) for e in self.lr_step_epochs),
+            **inputs,
         )
         config = dataclasses.replace(self, **values)
         validate_config(config)
         return config
+
+    def _resolve_benchmark_inputs(self):
+        spec = DATASETS[self.dataset]
+        for flag, value, fixed in (("--image_size", self.image_size,
+                                    spec.image_size),
+                                   ("--channels", self.channels,
+                                    spec.channels)):
+            _require(value in (None, 0, fixed), flag,
+                     f"{self.dataset} images are {spec.image_size}x"
+                     f"{spec.image_size}x{spec.channels}; the flag applies "
+                     "to --dataset=image_folder")
+        _require(not self.holdout_per_class, "--holdout_per_class",
+                 f"{self.dataset} has its own test set; the flag applies "
+                 "to --dataset=image_folder")
+        return dict(image_size=spec.image_size, channels=spec.channels)
+
+    def _resolve_image_folder(self):
+        """Checks the folder (layout, classes, every training file's
+        header) and fills the input size and channels from it."""
+        _require(bool(self.data_dir), "--data_dir", "--dataset=image_folder "
+                 "reads DIR/train/<class>/<image>; pass --data_dir=DIR")
+        try:
+            layout = image_folder.scan_image_folder(self.data_dir)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--data_dir: {e}") from None
+        size = self.image_size or (
+            layout.typical_side
+            if layout.typical_side <= IN_MEMORY_MAX_SIDE else 224)
+        _require(size >= 8, "--image_size", f"{size} px is too small; use "
+                 ">= 8")
+        channels = self.channels or (
+            1 if layout.grayscale and size <= IN_MEMORY_MAX_SIDE else 3)
+        _require(channels in (1, 3), "--channels", "use 1 or 3")
+        _require(channels == 3 or size <= IN_MEMORY_MAX_SIDE, "--channels",
+                 f"images larger than {IN_MEMORY_MAX_SIDE} px stream through "
+                 "tf.data as RGB; use --channels=3")
+        holdout = self.holdout_per_class
+        _require(holdout >= 0, "--holdout_per_class", "must be >= 0")
+        if layout.test_split is None:
+            _require(holdout > 0, "--holdout_per_class",
+                     f"{self.data_dir} has no test/ or val/ folder; add one "
+                     "(same class folders as train/) or pass "
+                     "--holdout_per_class=N to test on N held-out training "
+                     "images per class")
+            fewest = int(np.argmin(layout.train_counts))
+            _require(holdout < layout.train_counts[fewest],
+                     "--holdout_per_class",
+                     f"class {layout.class_names[fewest]!r} has "
+                     f"{layout.train_counts[fewest]} training images; hold "
+                     "out fewer, so that every class keeps at least one")
+        else:
+            _require(holdout == 0, "--holdout_per_class",
+                     f"{self.data_dir} has a {layout.test_split}/ folder, "
+                     "used as the test set; drop the flag (or move that "
+                     "folder away to hold out training images instead)")
+        return dict(image_size=size, channels=channels)
 
     def _resolve_lambdas(self):
         _require(self.num_experts >= 1, "--num_experts", "must be >= 1")
@@ -370,14 +460,18 @@ def _check_choices(config):
 
 
 def _check_dataset(config):
-    spec = config.spec
-    if spec.imbalance_ratio:
-        _require(config.imbalance_ratio >= 1 and math.isfinite(
-            config.imbalance_ratio), "--imbalance_ratio",
-            "must be >= 1 (max/min class count; the reference's imb_factor "
-            "is its inverse, e.g. 0.01 -> 100)")
+    ratio = config.imbalance_ratio
+    valid = ratio >= 1 and math.isfinite(ratio)
+    if config.dataset == IMAGE_FOLDER:
+        _require(ratio == 0 or valid, "--imbalance_ratio",
+                 "must be 0 (the folder's counts as they are) or >= 1 (the "
+                 "largest exponential profile with that max/min ratio)")
+    elif config.spec.imbalance_ratio:
+        _require(valid, "--imbalance_ratio",
+                 "must be >= 1 (max/min class count; the reference's "
+                 "imb_factor is its inverse, e.g. 0.01 -> 100)")
     else:
-        _require(config.imbalance_ratio in (0, 1), "--imbalance_ratio",
+        _require(ratio in (0, 1), "--imbalance_ratio",
                  f"{config.dataset} is long-tailed as distributed; leave it "
                  "unset")
 

@@ -17,11 +17,15 @@ import numpy as np
 
 from balpoe_keras import class_prior
 from balpoe_keras.data import batching
+from balpoe_keras.data import image_folder
 from balpoe_keras.data import long_tail
 from balpoe_keras.data import sources
 from balpoe_keras.data import test_distributions
+from balpoe_keras.data.datasets import IMAGE_FOLDER
+from balpoe_keras.data.datasets import IN_MEMORY_MAX_SIDE
 from balpoe_keras.data.recipes import IN_MEMORY_RECIPES
 from balpoe_keras.data.recipes import get_recipe
+from balpoe_keras.data.source import default_cache_dir
 from balpoe_keras.experiments.config import ConfigError
 from balpoe_keras.tensorflow_check import is_tensorflow_installed
 
@@ -44,7 +48,9 @@ def check_data_dir(config):
 
 
 def load_source(config, split):
-    """An `ImageSource` of the dataset (`balpoe_keras.data.get_source`)."""
+    """An `ImageSource` of the dataset (`balpoe_keras.data.get_source`);
+    an image folder is decoded into memory at the run's size and
+    channels, or kept as paths when its images are large."""
     spec = config.spec
     check_data_dir(config)
     if spec.source in sources.TFDS_SOURCES and not is_tensorflow_installed():
@@ -53,31 +59,48 @@ def load_source(config, split):
             "which needs TensorFlow: pip install 'balpoe_keras[tf]', or use "
             "an in-memory dataset read without it (cifar10_lt_folder, "
             "fashion_mnist_lt).")
-    return sources.get_source(spec.source, split, config.data_dir)
+    kwargs = {}
+    if config.dataset == IMAGE_FOLDER:
+        kwargs = dict(in_memory=config.image_size <= IN_MEMORY_MAX_SIDE,
+                      image_size=config.image_size, channels=config.channels,
+                      cache_dir=default_cache_dir())
+    return sources.get_source(spec.source, split, config.data_dir, **kwargs)
 
 
 def load_data(config):
     """Loads the train/test sources and builds the long-tailed train set."""
-    spec = config.spec
-    train = load_source(config, "train")
-    test = load_source(config, spec.test_split)
-    if spec.imbalance_ratio:
-        counts = long_tail.long_tail_counts(
-            train.num_classes, len(train) // train.num_classes,
-            config.imbalance_ratio,
-        )  # fmt: skip
+    if config.dataset == IMAGE_FOLDER:
+        train, test = _load_image_folder(config)
+    else:
+        train = load_source(config, "train")
+        test = load_source(config, config.spec.test_split)
+    if config.imbalance_ratio and (config.spec.imbalance_ratio
+                                   or config.dataset == IMAGE_FOLDER):
+        counts = long_tail.largest_long_tail_counts(train.class_counts,
+                                                    config.imbalance_ratio)
         # The reference fixes the subset with seed 0 for every run.
         train = train.subset(long_tail.long_tail_subsample(train.labels,
                                                            counts))
     class_counts = class_prior.validate_class_counts(
-        train.class_counts, spec.num_classes
-    )
+        train.class_counts, train.num_classes)
     distributions = {}
     if config.test_distributions:
         distributions = test_distributions.make_test_distributions(
-            test.labels, spec.num_classes
-        )
+            test.labels, test.num_classes)
     return ExperimentData(train, test, class_counts, distributions)
+
+
+def _load_image_folder(config):
+    """Train and test sources of an image folder: its `test/` (or `val/`),
+    or `--holdout_per_class` training images per class (seed 0)."""
+    layout = image_folder.scan_image_folder(config.data_dir)
+    train = load_source(config, "train")
+    if layout.test_split is not None:
+        return train, load_source(config, layout.test_split)
+    held = image_folder.holdout_indices(train.labels, train.num_classes,
+                                        config.holdout_per_class)
+    rest = np.setdiff1d(np.arange(len(train)), held)
+    return train.subset(rest), train.subset(held, split="holdout")
 
 
 def steps_per_epoch(config, num_train, num_replicas):
@@ -144,7 +167,7 @@ def make_train_dataset_fn(config, experiment_data, num_replicas,
         return dataset.make_train_dataset_fn(
             train.images, train.labels,
             global_batch_size=config.global_batch_size, seed=config.seed,
-            num_classes=config.spec.num_classes,
+            num_classes=train.num_classes,
             mixup_alpha=config.mixup_alpha,
             augment=recipe.crop_padding is not None,
             padding=recipe.crop_padding or 0,
@@ -156,7 +179,7 @@ def make_train_dataset_fn(config, experiment_data, num_replicas,
     def dataset_fn(epoch):
         return tfdata.make_train_dataset(
             train, global_batch_size=config.global_batch_size,
-            recipe=config.recipe, num_classes=config.spec.num_classes,
+            recipe=config.recipe, num_classes=train.num_classes,
             mixup_alpha=config.mixup_alpha,
             cutmix_alpha=config.cutmix_alpha,
             mix_mode=config.mix_mode,

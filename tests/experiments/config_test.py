@@ -34,7 +34,7 @@ class FlagsFromFieldsTest(TestCase):
 
     def test_enum_flags_list_the_registry(self):
         self.assertEqual(sorted(run.FLAGS["dataset"].parser.enum_values),
-                         sorted(config_lib.DATASETS))
+                         sorted(config_lib.DATASET_NAMES))
         self.assertEqual(
             sorted(run.FLAGS["architecture"].parser.enum_values),
             sorted(config_lib.ARCHITECTURES))

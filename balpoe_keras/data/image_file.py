@@ -1,0 +1,121 @@
+"""One image file as the model sees it: decode, resize (NumPy + Pillow).
+
+The TensorFlow-free twin of the serving signature's preprocessing
+(`balpoe_keras.export.saved_model`, `serving_bytes`): JPEGs decode with
+libjpeg's accurate integer IDCT (Pillow's default, and what
+`balpoe_keras.data.tfdata.decode.decode_pixels` asks TensorFlow for), and
+the bilinear, antialiased resize runs in float32 (Pillow's `"F"` mode
+equals `tf.image.resize(..., antialias=True)` to ~1e-5 of a level), so
+`predict`, in-memory image folders and the SavedModel see the same pixels.
+"""
+
+import io
+
+import numpy as np
+
+# The file types image folders and `predict` read.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+RESIZE_MODES = ("resize", "resize_center_crop")
+CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
+_GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def decode_image(data, channels=3):
+    """Encoded bytes -> `(H, W, channels)` uint8, or None if undecodable.
+
+    As `tf.io.decode_image`: CMYK, palette and alpha images are converted
+    to RGB, 16-bit grayscale keeps its top 8 bits (PIL's own conversion
+    would clip it to 255); with `channels=1` a JPEG gives its luma (as
+    libjpeg's grayscale output), other images their `L` conversion.
+
+    Args:
+        data: the bytes of a JPEG, PNG, BMP, GIF or WebP file.
+        channels: 3 (RGB) or 1 (grayscale).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                gray = (np.asarray(image, np.int64) >> 8).clip(0, 255)
+                gray = gray.astype(np.uint8)[..., None]
+                return gray if channels == 1 else np.repeat(gray, 3, -1)
+            if channels == 1:
+                if image.format == "JPEG":
+                    image.draft("L", image.size)  # libjpeg's own luma.
+                return np.asarray(image.convert("L"), np.uint8)[..., None]
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except Exception:  # PIL raises many types for corrupt files.
+        return None
+
+
+def read_header(path):
+    """`(width, height, grayscale)` of an image file from its header, or
+    None if Pillow cannot identify it (reads a few bytes, not the pixels).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size[0], image.size[1], (
+                image.mode in _GRAYSCALE_MODES)
+    except Exception:  # PIL raises many types for bad files.
+        return None
+
+
+def resize_image(image, size, mode="resize"):
+    """Resizes like the SavedModel's `serving_bytes`, in float32.
+
+    Args:
+        image: `(H, W, C)` uint8 or float pixels in `[0, 255]`.
+        size: `(height, width)` of the result.
+        mode: `"resize"` (bilinear, antialiased, aspect ratio not kept) or
+            `"resize_center_crop"` (shorter side to `size / 0.875`, then
+            the central `size`: the ImageNet evaluation transform).
+
+    Returns:
+        `(height, width, C)` float32 in `[0, 255]`; `image` itself (as
+        float32) when it already has that size and mode is `"resize"`.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}. Got {mode!r}")
+    image = np.asarray(image, np.float32)
+    height, width = (int(s) for s in size)
+    if mode == "resize":
+        return _resize(image, height, width)
+    short = round(max(height, width) / CENTER_CROP_FRACTION)
+    scale = short / min(image.shape[:2])
+    new_h = max(round(image.shape[0] * scale), height)
+    new_w = max(round(image.shape[1] * scale), width)
+    image = _resize(image, new_h, new_w)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    return image[top:top + height, left:left + width]
+
+
+def _resize(image, height, width):
+    from PIL import Image
+
+    if image.shape[:2] == (height, width):
+        return image
+    return np.stack([
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]),
+                                   mode="F").resize((width, height),
+                                                    Image.BILINEAR))
+        for c in range(image.shape[-1])
+    ], axis=-1).clip(0.0, 255.0)
+
+
+def load_image(data, size, channels=3, mode="resize"):
+    """Encoded bytes -> the model's input: float32 `(H, W, channels)` in
+    `[0, 1]`, or None if the bytes are not a readable image.
+
+    Args:
+        data: the file's bytes.
+        size: `(H, W)` of the model's input.
+        channels: the model's input channels, 1 or 3.
+        mode: resize policy (`resize_image`).
+    """
+    image = decode_image(data, channels)
+    if image is None:
+        return None
+    return resize_image(image, size, mode) / np.float32(255.0)
