@@ -49,9 +49,8 @@ class DatasetSpec:
 
     @property
     def export_preprocess(self):
-        """SavedModel resizing: small images are resized whole, large ones
-        resized and centre-cropped (the reference's test transform)."""
-        return "resize" if self.image_size < 64 else "resize_center_crop"
+        """SavedModel resizing (`preprocess_for_size`)."""
+        return preprocess_for_size(self.image_size)
 
 
 _CIFAR = dict(image_size=32, channels=3, train_recipe="cifar_standard",
@@ -74,6 +73,17 @@ DATASETS = {
         pixel_mean=(0.466, 0.471, 0.380), pixel_std=(0.195, 0.194, 0.192),
         test_split="val"),
 }
+
+def preprocess_for_size(image_size):
+    """How a new image of any size becomes a model input of `image_size`
+    px (`balpoe_keras.data.image_file.resize_image` modes): small inputs
+    (`<= IN_MEMORY_MAX_SIDE`) are resized whole, larger ones resized and
+    centre-cropped (the reference's test transform). Used by the SavedModel
+    export and `predict`."""
+    if image_size <= IN_MEMORY_MAX_SIDE:
+        return "resize"
+    return "resize_center_crop"
+
 
 # A user's own `root/train/<class>/*` folder (`balpoe_keras.data.image_folder`):
 # its spec depends on the chosen input size and channels.
