@@ -1,0 +1,269 @@
+"""`--dataset=image_folder`: a user's own folder of images, end to end."""
+
+import contextlib
+import io
+import json
+import os
+from unittest import mock
+
+import keras
+import numpy as np
+import pytest
+
+from balpoe_keras.data import long_tail
+from balpoe_keras.experiments import inputs
+from balpoe_keras.experiments.config import ConfigError
+from tests.experiments.flags_util import parse
+from tests.test_case import TestCase
+
+
+def write_folder(root, train_counts, test_per_class=3, sides=(30, 34),
+                 grayscale=False, seed=0, splits=("train", "test")):
+    """Writes `root/<split>/<class>/*.png|jpg` of random images whose
+    height and width are drawn from `sides` (inclusive); class `c` is
+    named `class_<c>` and brighter for larger `c`. Returns the names."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    names = [f"class_{c}" for c in range(len(train_counts))]
+    for split in splits:
+        for c, name in enumerate(names):
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            count = train_counts[c] if split == "train" else test_per_class
+            for k in range(count):
+                h, w = rng.integers(sides[0], sides[1] + 1, 2)
+                shape = (h, w) if grayscale else (h, w, 3)
+                pixels = rng.normal(40 + 60 * c, 25, shape)
+                image = Image.fromarray(pixels.clip(0, 255).astype("uint8"))
+                ext = "png" if k % 2 else "jpg"
+                image.save(os.path.join(folder, f"{k:04d}.{ext}"))
+    return names
+
+
+def folder_config(root, *overrides, workdir="unused"):
+    return parse("--dataset=image_folder", f"--data_dir={root}",
+                 f"--workdir={workdir}", *overrides)
+
+
+class FolderSettingsTest(TestCase):
+    """Sizes, channels and defaults come from the images."""
+
+    def test_small_grayscale_folder(self):
+        root = self.get_temp_dir()
+        write_folder(root, [6, 4, 2], sides=(27, 29), grayscale=True)
+        config = folder_config(root)
+        self.assertEqual((config.image_size, config.channels), (28, 1))
+        self.assertEqual((config.architecture, config.recipe),
+                         ("resnet32", "cifar_standard"))
+        self.assertEqual(config.imbalance_ratio, 0.0)
+        self.assertEqual(config.spec.export_preprocess, "resize")
+        forced = folder_config(root, "--channels=3", "--image_size=40")
+        self.assertEqual((forced.image_size, forced.channels), (40, 3))
+
+    def test_large_images_stream_at_224_on_resnet50(self):
+        root = self.get_temp_dir()
+        write_folder(root, [2, 2], sides=(90, 110), grayscale=True)
+        config = folder_config(root)
+        self.assertEqual((config.image_size, config.channels), (224, 3))
+        self.assertEqual((config.architecture, config.recipe),
+                         ("resnet50", "imagenet_standard"))
+        self.assertEqual(config.spec.export_preprocess, "resize_center_crop")
+        self.assertEqual(folder_config(root, "--image_size=96").architecture,
+                         "resnet32")
+
+    def test_bad_folders_fail_before_training_naming_the_fix(self):
+        def case(name, build, pattern, *flags):
+            root = self.get_temp_dir()
+            build(root)
+            with self.subTest(name), self.assertRaisesRegex(ConfigError,
+                                                            pattern):
+                folder_config(root, *flags)
+
+        def corrupt(root):
+            write_folder(root, [3, 3])
+            with open(os.path.join(root, "train", "class_1", "bad.jpg"),
+                      "wb") as f:
+                f.write(b"not an image")
+
+        def empty_class(root):
+            write_folder(root, [3, 3])
+            os.makedirs(os.path.join(root, "train", "class_2"))
+            os.makedirs(os.path.join(root, "test", "class_2"))
+
+        def other_test_classes(root):
+            write_folder(root, [3, 3])
+            os.rename(os.path.join(root, "test", "class_1"),
+                      os.path.join(root, "test", "dog"))
+
+        case("no train folder", lambda r: None, r"No folder .*train")
+        case("one class", lambda r: write_folder(r, [3]),
+             r"1 class folder\(s\) \['class_0'\].*at least 2")
+        case("empty class", empty_class,
+             r"hold no images.*class_2.*remove the folders")
+        case("unreadable file", corrupt, r"not readable images.*bad\.jpg")
+        case("class sets differ", other_test_classes,
+             r"missing from test: \['class_1'\]; not in train: \['dog'\]")
+        case("no test split",
+             lambda r: write_folder(r, [3, 3], splits=("train",)),
+             r"no test/ or val/ folder.*--holdout_per_class=N")
+        case("hold-out leaves no training image",
+             lambda r: write_folder(r, [5, 2], splits=("train",)),
+             r"class 'class_1' has 2 training images",
+             "--holdout_per_class=2")
+        case("hold-out beside a test folder",
+             lambda r: write_folder(r, [3, 3]),
+             r"has a test/ folder.*drop the flag", "--holdout_per_class=1")
+        case("bad ratio", lambda r: write_folder(r, [3, 3]),
+             r"--imbalance_ratio: must be 0", "--imbalance_ratio=0.5")
+        with self.assertRaisesRegex(ConfigError, r"--data_dir=DIR"):
+            parse("--dataset=image_folder", "--workdir=w")
+        with self.assertRaisesRegex(ConfigError, r"--image_size.*applies "
+                                    "to --dataset=image_folder"):
+            parse("--dataset=cifar10_lt", "--workdir=w", "--image_size=64")
+
+
+class FolderDataTest(TestCase):
+    """What the runner reads from a folder."""
+
+    def setUp(self):
+        super().setUp()
+        cache = self.get_temp_dir()
+        patch = mock.patch.dict(os.environ, {"BALPOE_KERAS_CACHE": cache})
+        patch.start()
+        self.addCleanup(patch.stop)
+
+    def test_counts_as_they_are_and_resized_pixels(self):
+        from PIL import Image
+
+        root = self.get_temp_dir()
+        names = write_folder(root, [7, 4, 2], sides=(20, 40))
+        data = inputs.load_data(folder_config(root, "--image_size=24"))
+        self.assertEqual(data.train.class_names, tuple(names))
+        self.assertEqual(data.class_counts, [7, 4, 2])
+        self.assertEqual(data.test.class_counts, (3, 3, 3))
+        self.assertEqual(data.train.images.shape, (13, 24, 24, 3))
+        # Each file is its bilinear, antialiased resize (Pillow "F").
+        path = os.path.join(root, "train", "class_2", "0001.png")
+        with Image.open(path) as image:
+            pixels = np.asarray(image, np.float32)
+        expected = np.stack([np.asarray(
+            Image.fromarray(pixels[..., c], "F").resize((24, 24),
+                                                        Image.BILINEAR))
+            for c in range(3)], -1)
+        np.testing.assert_array_equal(data.train.images[-1],
+                                      np.round(expected.clip(0, 255)))
+
+    def test_grayscale_at_native_size_is_exact(self):
+        from PIL import Image
+
+        root = self.get_temp_dir()
+        write_folder(root, [3, 3], sides=(28, 28), grayscale=True)
+        data = inputs.load_data(folder_config(root))
+        with Image.open(os.path.join(root, "train", "class_0",
+                                     "0001.png")) as image:
+            expected = np.asarray(image)[..., None]
+        np.testing.assert_array_equal(data.train.images[1], expected)
+
+    def test_holdout_is_balanced_seeded_and_disjoint(self):
+        root = self.get_temp_dir()
+        write_folder(root, [9, 6, 4], splits=("train",))
+        config = folder_config(root, "--holdout_per_class=2")
+        self.assertIn('"holdout_per_class": 2', config.to_json())
+        first, again = inputs.load_data(config), inputs.load_data(config)
+        self.assertEqual(first.test.class_counts, (2, 2, 2))
+        self.assertEqual(first.class_counts, [7, 4, 2])
+        np.testing.assert_array_equal(first.test.images, again.test.images)
+        train = {im.tobytes() for im in first.train.images}
+        self.assertFalse(train & {im.tobytes() for im in first.test.images})
+        self.assertEqual(first.test.split, "holdout")
+
+    def test_imbalance_ratio_keeps_the_largest_exponential_tail(self):
+        root = self.get_temp_dir()
+        write_folder(root, [20, 20, 20, 12], sides=(8, 8))
+        data = inputs.load_data(folder_config(root, "--imbalance_ratio=10"))
+        # Class 3 (12 images) bounds the head: 12 / 10**-1 = 120 > 20.
+        self.assertEqual(data.class_counts,
+                         long_tail.long_tail_counts(4, 20, 10.0))
+        tail = long_tail.largest_long_tail_counts([20, 20, 20, 1], 10)
+        self.assertEqual(tail, long_tail.long_tail_counts(4, 10, 10.0))
+
+    def test_cifar_archive_as_folders_equals_the_archive_source(self):
+        from balpoe_keras.data.image_folder import extract_archive
+        from tests.cifar_archive import write_cifar_archive
+
+        archive_dir = self.get_temp_dir()
+        write_cifar_archive(archive_dir, train_per_class=12,
+                            test_per_class=3)
+        root = extract_archive(os.path.join(archive_dir,
+                                            "cifar10-jpeg.tar.gz"),
+                               self.get_temp_dir())
+        folder = inputs.load_data(folder_config(root, "--imbalance_ratio=6"))
+        archive = inputs.load_data(parse(
+            "--dataset=cifar10_lt_folder", f"--data_dir={archive_dir}",
+            "--workdir=unused", "--imbalance_ratio=6"))
+        self.assertEqual(folder.class_counts, archive.class_counts)
+        self.assertEqual(folder.class_counts[0] / folder.class_counts[-1], 6)
+        for split in ("train", "test"):
+            ours, theirs = getattr(folder, split), getattr(archive, split)
+            self.assertEqual(ours.class_names, theirs.class_names)
+            np.testing.assert_array_equal(ours.labels, theirs.labels)
+            np.testing.assert_array_equal(ours.images, theirs.images)
+
+
+def _run(config):
+    from balpoe_keras.experiments import runner
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        result = runner.run_experiment(config)
+    return result, stdout.getvalue()
+
+
+@pytest.mark.large
+class FolderRunTest(TestCase):
+    """A tiny run from a folder on this backend: report and model."""
+
+    def setUp(self):
+        super().setUp()
+        patch = mock.patch.dict(os.environ,
+                                {"BALPOE_KERAS_CACHE": self.get_temp_dir()})
+        patch.start()
+        self.addCleanup(patch.stop)
+
+    def _short(self, root, *flags):
+        workdir = self.get_temp_dir()
+        return folder_config(
+            root, "--epochs=1", "--warmup_epochs=1", "--lr_step_epochs=1",
+            "--max_train_steps_per_epoch=2", "--batch_size=8",
+            "--eval_batch_size=16", "--notest_distributions", *flags,
+            workdir=workdir)
+
+    def test_in_memory_grayscale_with_holdout(self):
+        root = self.get_temp_dir()
+        names = write_folder(root, [30, 10, 3], sides=(26, 30),
+                             grayscale=True, splits=("train",))
+        config = self._short(root, "--holdout_per_class=2", "--noexport")
+        results, out = _run(config)
+        self.assertIn("many/medium/few classes: 0/1/2", out)
+        self.assertEqual(results["num_classes"], 3)
+        with open(os.path.join(config.workdir, "config.json")) as f:
+            self.assertEqual(json.load(f)["holdout_per_class"], 2)
+        with open(os.path.join(config.workdir, "report",
+                               "report.md")) as f:
+            self.assertIn("few 2 (fewer than 20)", f.read())
+        model = keras.saving.load_model(os.path.join(config.workdir,
+                                                     "model.keras"))
+        self.assertEqual(tuple(model.class_names), tuple(names))
+        self.assertEqual(model.input_shape[1:],
+                         (config.image_size, config.image_size, 1))
+
+    def test_large_images_stream_from_the_files(self):
+        pytest.importorskip("tensorflow")
+        root = self.get_temp_dir()
+        write_folder(root, [6, 4], test_per_class=2, sides=(70, 90))
+        config = self._short(root, "--image_size=72", "--noexport")
+        self.assertFalse(inputs.load_data(config).train.in_memory)
+        results, out = _run(config)
+        self.assertIn("input tfdata", out)
+        self.assertEqual(results["num_classes"], 2)
