@@ -13,6 +13,7 @@ import pytest
 from balpoe_keras.data import long_tail
 from balpoe_keras.experiments import inputs
 from balpoe_keras.experiments.config import ConfigError
+from tests.experiments.flags_util import FLAGFILE_DIR
 from tests.experiments.flags_util import parse
 from tests.test_case import TestCase
 
@@ -71,6 +72,21 @@ class FolderSettingsTest(TestCase):
         self.assertEqual(config.spec.export_preprocess, "resize_center_crop")
         self.assertEqual(folder_config(root, "--image_size=96").architecture,
                          "resnet32")
+
+    def test_the_flagfile_reads_any_folder(self):
+        root = self.get_temp_dir()
+        write_folder(root, [6, 2], sides=(32, 32))
+        path = os.path.join(FLAGFILE_DIR, "image_folder.flags")
+        config = parse(f"--flagfile={path}", f"--data_dir={root}",
+                       "--workdir=unused")
+        self.assertEqual((config.dataset, config.image_size,
+                          config.architecture), ("image_folder", 32,
+                                                 "resnet32"))
+        self.assertEqual(np.mean(config.lambdas), 0.0)
+        with open(path) as f:
+            self.assertIn("Command:  python -m balpoe_keras.experiments.run "
+                          "--flagfile=experiments/image_folder.flags "
+                          "--data_dir=DIR", f.read())
 
     def test_bad_folders_fail_before_training_naming_the_fix(self):
         def case(name, build, pattern, *flags):
