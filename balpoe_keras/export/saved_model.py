@@ -5,7 +5,7 @@ watches) with three signatures:
 
 - `serving_default`: float32 `images` `(batch, H, W, C)` in `[0, 1]`;
 - `serving_bytes`: `image_bytes` `(batch,)` `tf.string` of encoded
-  JPEG/PNG/GIF/BMP files, decoded, scaled to `[0, 1]` and resized in-graph;
+  JPEG/PNG/GIF/BMP/WebP files, decoded, scaled to `[0, 1]` and resized in-graph;
 - `raw_outputs`: float32 `images` -> the model's `logits` `(batch, C)` and
   `expert_logits` `(batch, M, C)`.
 
@@ -41,6 +41,7 @@ _MAGIC = (  # Leading bytes of the formats tf.io.decode_image reads.
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"GIF8", "GIF"),
     (b"BM", "BMP"),
+    (b"RIFF", "WebP"),  # And "WEBP" at byte 8 (`_is_webp`).
 )
 
 
@@ -81,7 +82,7 @@ def export_saved_model(
             `"resize_center_crop"` (shorter side to `round(max(H, W) /
             0.875)`, e.g. 256 for 224, then a central `(H, W)` crop).
         max_pixels: int, the largest encoded image `serving_bytes` decodes
-            (height x width, read from the JPEG/PNG/GIF/BMP header); larger
+            (height x width, read from the JPEG/PNG/GIF/BMP/WebP header); larger
             ones are refused with an error naming their size.
         overwrite: bool. If False, an existing version directory is an error.
 
@@ -294,7 +295,10 @@ def _make_bytes_endpoint(logits_fn, postprocess, size, channels, mode,
         known = tf.zeros_like(image_bytes, tf.bool)
         for magic, _ in _MAGIC:
             head = tf.strings.substr(image_bytes, 0, len(magic))
-            known = tf.logical_or(known, tf.equal(head, magic))
+            match = tf.equal(head, magic)
+            if magic == b"RIFF":
+                match = tf.logical_and(match, _is_webp(image_bytes))
+            known = tf.logical_or(known, match)
         check = tf.debugging.Assert(
             tf.reduce_all(known),
             [
@@ -333,7 +337,8 @@ def _header_pixels(data):
 
     JPEG via `extract_jpeg_shape`; PNG: big-endian width/height at bytes
     16-23; GIF: little-endian uint16 at 6-9; BMP: little-endian int32 at
-    18-25 (height may be negative: bottom-up rows).
+    18-25 (height may be negative: bottom-up rows); WebP: its first
+    chunk's (`_webp_pixels`).
     """
 
     def numbers(offset, count, dtype, little_endian):
@@ -359,6 +364,35 @@ def _header_pixels(data):
         (tf.equal(head, b"GIF8"), product(6, tf.uint16, True)),
         (tf.equal(tf.strings.substr(data, 0, 2), b"BM"),
          product(18, tf.int32, True)),
+        (_is_webp(data), lambda: _webp_pixels(data)),
+    ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
+
+
+def _is_webp(data):
+    """`RIFF....WEBP`: a WebP file (elementwise over a string tensor)."""
+    return tf.logical_and(
+        tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+        tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))
+
+
+def _webp_pixels(data):
+    """Height x width of a WebP from its first chunk: `VP8X` (24-bit
+    canvas sizes minus 1 at bytes 24-29), `VP8L` (14-bit sizes minus 1
+    packed at 21-24) or `VP8 ` (14-bit sizes at 26-29); 0 if truncated."""
+    raw = tf.strings.substr(data, 20, 10)
+    raw = tf.cond(tf.strings.length(raw) == 10, lambda: raw,
+                  lambda: tf.constant(b"\0" * 10))
+    b = tf.cast(tf.io.decode_raw(raw, tf.uint8), tf.int64)
+    chunk = tf.strings.substr(data, 12, 4)
+    extended = ((b[4] + b[5] * 256 + b[6] * 65536 + 1)
+                * (b[7] + b[8] * 256 + b[9] * 65536 + 1))
+    bits = b[1] + b[2] * 256 + b[3] * 65536 + b[4] * 16777216
+    lossless = ((bits % 16384 + 1) * ((bits // 16384) % 16384 + 1))
+    lossy = ((b[6] + b[7] * 256) % 16384) * ((b[8] + b[9] * 256) % 16384)
+    return tf.case([
+        (tf.equal(chunk, b"VP8X"), lambda: extended),
+        (tf.equal(chunk, b"VP8L"), lambda: lossless),
+        (tf.equal(chunk, b"VP8 "), lambda: lossy),
     ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
 
 

@@ -178,7 +178,8 @@ class ExportSavedModelTest(TestCase):
         png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8))
         with self.assertRaisesRegex(
             tf.errors.InvalidArgumentError,
-            r"expects encoded JPEG/PNG/GIF/BMP images; these batch positions "
+            r"expects encoded JPEG/PNG/GIF/BMP/WebP images; these batch "
+            r"positions "
             r"hold something else:\] \[1\]",
         ):
             signatures["serving_bytes"](
@@ -239,11 +240,17 @@ class ExportSavedModelTest(TestCase):
         from balpoe_keras.export import saved_model
 
         pixels = np.random.randint(0, 256, (30, 50, 3), np.uint8)
-        for fmt in ("JPEG", "PNG", "GIF", "BMP"):
+        alpha = np.concatenate([pixels, pixels[..., :1]], -1)
+        for fmt, kw in (("JPEG", {}), ("PNG", {}), ("GIF", {}), ("BMP", {}),
+                        ("WEBP", dict(quality=80)),  # "VP8 " chunk
+                        ("WEBP", dict(lossless=True)),  # "VP8L"
+                        ("WEBP", dict(lossless=True, image=alpha,
+                                      exif=b"Exif\0\0"))):  # "VP8X"
             data = io.BytesIO()
-            Image.fromarray(pixels).save(data, format=fmt)
+            Image.fromarray(kw.pop("image", pixels)).save(data, format=fmt,
+                                                          **kw)
             count = saved_model._header_pixels(tf.constant(data.getvalue()))
-            self.assertEqual(int(count), 1500, fmt)
+            self.assertEqual(int(count), 1500, (fmt, kw))
 
     def test_batch_of_mixed_sizes_and_formats(self):
         import tensorflow as tf
@@ -254,7 +261,8 @@ class ExportSavedModelTest(TestCase):
         rng = np.random.default_rng(3)
         encoded = []
         for shape, fmt in (((20, 30, 3), "PNG"), ((40, 10, 3), "JPEG"),
-                           ((8, 8), "PNG"), ((9, 9, 3), "BMP")):
+                           ((8, 8), "PNG"), ((9, 9, 3), "BMP"),
+                           ((11, 7, 3), "WEBP")):
             data = io.BytesIO()
             Image.fromarray(rng.integers(0, 256, shape, np.uint8)).save(
                 data, format=fmt)
