@@ -116,6 +116,7 @@ class ShellCommandsTest(TestCase):
                         continue  # A fragment (e.g. flags after ...).
                     if not any(a.startswith("--workdir") for a in argv):
                         argv.append("--workdir=/tmp/unused")
+                    argv = self._with_a_folder(argv)
                     try:
                         parse(*argv)
                     except Exception as e:
@@ -124,3 +125,16 @@ class ShellCommandsTest(TestCase):
                             f"{argv}: {e}") from e
                     checked += 1
         self.assertGreaterEqual(checked, 5)
+
+    def _with_a_folder(self, argv):
+        """An image-folder command reads a folder the docs name (e.g.
+        `my_images/...`); it is checked against a generated one."""
+        if not any(a.startswith("--flagfile") and a.endswith(
+                "image_folder.flags") for a in argv):
+            return argv
+        from tests.experiments.image_folder_test import write_folder
+
+        root = self.get_temp_dir()
+        write_folder(root, [4, 2], sides=(32, 32))
+        return [f"--data_dir={root}" if a.startswith("--data_dir=") else a
+                for a in argv]
