@@ -511,6 +511,9 @@ def _reason(error):
 
 
 def main(argv):
+    """The command: `argv` is `[program, *inputs]` (`parse_flags`); the
+    flags are this module's `FLAGS`. Writes the output, reports unreadable
+    files on stderr; exits 2 on a usage error, 1 if no file was read."""
     _quiet_python_logging()
     inputs = argv[1:]
     if not FLAGS.model:

@@ -46,9 +46,9 @@ def _runner_args(data_dir, workdir, epochs=3):
             "--test_distributions=false", "--input_pipeline=arrays"]
 
 
-def _processes(data_dir, workdir, num_processes, epochs=3):
+def _processes(data_dir, workdir, num_processes, epochs=3, extra=()):
     def command(index, address):
-        return [*_runner_args(data_dir, workdir, epochs),
+        return [*_runner_args(data_dir, workdir, epochs), *extra,
                 f"--coordinator_address={address}",
                 f"--num_processes={num_processes}", f"--process_id={index}"]
 
@@ -126,6 +126,27 @@ class MultiProcessRunTest(TestCase):
         self.assertIn("Resuming from", outputs[0][1])
         for got, want in zip(_weights(killed), uninterrupted):
             np.testing.assert_array_equal(got, want)
+
+    def test_an_image_folder_in_two_processes_equals_one(self):
+        from balpoe_keras.data.image_folder import extract_archive
+
+        root = extract_archive(os.path.join(self.tmp, "cifar10-jpeg.tar.gz"),
+                               os.path.join(self.tmp, "folders"))
+        folder = ["--dataset=image_folder"]
+        one = os.path.join(self.tmp, "folder_one")
+        done = subprocess.run(
+            [sys.executable, *_runner_args(root, one), *folder],
+            env=process_env(), capture_output=True, text=True,
+            timeout=_TIMEOUT)
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        two = os.path.join(self.tmp, "folder_two")
+        outputs = run_processes(_processes(root, two, 2, extra=folder), 2,
+                                process_env(), timeout=_TIMEOUT)
+        _assert_ok(outputs)
+        self.assertIn("Processes: 2 (this is process 0", outputs[0][1])
+        self.assertAllClose(_losses(two), _losses(one), atol=1e-5)
+        for got, want in zip(_weights(two), _weights(one)):
+            self.assertAllClose(got, want, atol=1e-5)
 
     def test_two_processes_with_two_devices_each(self):
         # (d) 4 devices in all, 4 images of every global batch each.

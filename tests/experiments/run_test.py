@@ -178,9 +178,12 @@ class EndToEndTest(TestCase):
         self.assertEqual(again["summary"], json.loads(json.dumps(summary)))
 
         # Different settings: refused, naming the flags; the record stays.
+        # (Output-only flags may change: no export or shifted test sets
+        # in the calls below, which the first call tested.)
         other = short_run_config(
             workdir, "--epochs=1", "--max_train_steps_per_epoch=2",
-            "--batch_size=32", "--mixup_alpha=0.2", "--lambdas=2,0,-2")
+            "--batch_size=32", "--mixup_alpha=0.2", "--lambdas=2,0,-2",
+            "--noexport", "--notest_distributions")
         with self.assertRaisesRegex(
                 workdir_lib.WorkdirError, r"--mixup_alpha=0.2 \(the run used "
                 r"0.8\), --lambdas=2,0,-2 \(the run used 1,0,-1\).*"
@@ -193,7 +196,8 @@ class EndToEndTest(TestCase):
         # More epochs extend the run: one more CSV row, test columns kept.
         extended = short_run_config(
             workdir, "--epochs=2", "--max_train_steps_per_epoch=2",
-            "--batch_size=32", "--eval_batch_size=128", "--eval_every=1")
+            "--batch_size=32", "--eval_batch_size=128", "--eval_every=1",
+            "--noexport", "--notest_distributions")
         results, out = run(extended)
         self.assertIn("Resuming from ckpt-0001.keras: 1/2 epochs", out)
         # images/s counts only this invocation's epoch (not all 2).
