@@ -31,10 +31,11 @@ import numpy as np
 import tensorflow as tf
 
 from balpoe_keras import class_prior
+from balpoe_keras.data.datasets import preprocess_for_size
+from balpoe_keras.data.image_file import CENTER_CROP_FRACTION
+from balpoe_keras.data.image_file import RESIZE_MODES as PREPROCESS_MODES
 from balpoe_keras.data.tfdata.decode import decode_pixels
 
-PREPROCESS_MODES = ("resize", "resize_center_crop")
-CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
 DEFAULT_MAX_PIXELS = 2**25  # 33.5 megapixels: ~400 MB as decoded floats.
 _MAGIC = (  # Leading bytes of the formats tf.io.decode_image reads.
     (b"\xff\xd8\xff", "JPEG"),
@@ -55,7 +56,7 @@ def export_saved_model(
     channels=None,
     target_prior=None,
     top_k=5,
-    preprocess="resize",
+    preprocess=None,
     max_pixels=DEFAULT_MAX_PIXELS,
     overwrite=False,
 ):
@@ -80,7 +81,10 @@ def export_saved_model(
         preprocess: resize policy of `serving_bytes`: `"resize"` (bilinear,
             antialiased resize to `(H, W)`, aspect ratio not kept) or
             `"resize_center_crop"` (shorter side to `round(max(H, W) /
-            0.875)`, e.g. 256 for 224, then a central `(H, W)` crop).
+            0.875)`, e.g. 256 for 224, then a central `(H, W)` crop);
+            default by the input size as the runner and `predict` choose
+            (`balpoe_keras.data.datasets.preprocess_for_size`: `"resize"`
+            up to 64 px).
         max_pixels: int, the largest encoded image `serving_bytes` decodes
             (height x width, read from the JPEG/PNG/GIF/BMP/WebP header); larger
             ones are refused with an error naming their size.
@@ -98,8 +102,10 @@ def export_saved_model(
         model, class_names, image_size, channels
     )
     height, width = _validate_args(
-        model, class_names, image_size, channels, top_k, preprocess, version
+        model, class_names, image_size, channels, top_k,
+        preprocess or PREPROCESS_MODES[0], version
     )
+    preprocess = preprocess or preprocess_for_size(max(height, width))
     version_dir = os.path.join(os.fspath(export_dir), str(int(version)))
     if os.path.exists(version_dir):
         if not overwrite:
