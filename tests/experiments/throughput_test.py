@@ -56,3 +56,23 @@ class ReferenceReplicaTest(TestCase):
         y = torch.tensor([0, 1, 2, 99])
         loss = float(step(x, y))
         self.assertTrue(0.0 < loss < 50.0)
+
+
+@pytest.mark.tf_only
+class ImageFolderBenchmarkTest(TestCase):
+    """benchmarks/input_pipeline.py --image_folders on tiny inputs."""
+
+    def test_load_times_and_streaming_run(self):
+        from tests.cifar_archive import write_cifar_archive
+
+        bench = load_script(BENCHMARKS_DIR, "input_pipeline")
+        data_dir = self.get_temp_dir()
+        write_cifar_archive(data_dir, train_per_class=3, test_per_class=1)
+        times = bench.load_times(data_dir, 1, self.get_temp_dir())
+        self.assertEqual(sorted(times), sorted([
+            "image folder, decoded", "archive, decoded",
+            "image folder, cached", "archive, cached"]))
+        self.assertTrue(all(len(v) == 1 and v[0] > 0
+                            for v in times.values()))
+        folder = bench.write_large_jpegs(self.get_temp_dir(), 8)
+        self.assertGreater(bench.streaming_rate(folder, 2, 4), 0)
