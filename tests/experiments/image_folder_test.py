@@ -252,7 +252,8 @@ class FolderRunTest(TestCase):
         return folder_config(
             root, "--epochs=1", "--warmup_epochs=1", "--lr_step_epochs=1",
             "--max_train_steps_per_epoch=2", "--batch_size=8",
-            "--eval_batch_size=16", "--notest_distributions", *flags,
+            "--eval_batch_size=16", "--notest_distributions",
+            "--architecture=resnet8", *flags,
             workdir=workdir)
 
     def test_in_memory_grayscale_with_holdout(self):
