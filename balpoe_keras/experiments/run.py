@@ -17,6 +17,7 @@ after a crash resumes it; a rerun with different settings is refused.
 """
 
 import dataclasses
+import gc
 import os
 import sys
 
@@ -176,15 +177,23 @@ def main(argv):
         fail(str(e))
     except guards.TrainingInterrupted as e:
         print(e, file=sys.stderr)
-        raise SystemExit(e.exit_code)
+        status = e.exit_code
     except (guards.NonFiniteLossError, checkpoint.CheckpointWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1)
+        status = 1
     except Exception as e:
         if group is None or not group.multi_process:
             raise
         # A collective failed: another process died or broke off.
         fail_now(multi_host.describe_failure(e, group))
+    else:
+        return
+    # Training stopped (a signal, a NaN loss, a full disk), the state
+    # saved. The exception's frames (the input pipeline's iterator, the
+    # model) are freed here, while the runtime is whole: left to the
+    # interpreter's teardown, tf.data's threads could deadlock it.
+    gc.collect()
+    raise SystemExit(status)
 
 
 def start_processes(config):

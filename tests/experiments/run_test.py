@@ -364,9 +364,9 @@ class CommandLineFaultTest(TestCase):
         args = [sys.executable, "-m", "balpoe_keras.experiments.run",
                 f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
                 f"--data_dir={tmp}", f"--workdir={workdir}",
-                "--imbalance_ratio=10", "--epochs=30", "--batch_size=16",
+                "--imbalance_ratio=10", "--epochs=1000", "--batch_size=16",
                 "--eval_batch_size=40", "--notest_distributions",
-                "--noexport"]
+                "--noexport", "--architecture=resnet8"]
         env = dict(os.environ, BALPOE_KERAS_CACHE=os.path.join(tmp, "c"))
         first = subprocess.Popen(args, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True,
