@@ -29,6 +29,9 @@ from balpoe_keras.data.source import default_cache_dir
 TEST_SPLITS = ("test", "val")  # Searched in this order for the test set.
 _CACHE_VERSION = 4  # bump when decoding changes (4: resize, channels)
 _MAX_LISTED = 10  # Files named in an error message.
+# Training files whose headers give a folder's typical size and whether it
+# is grayscale (evenly spaced in sorted order).
+HEADER_SAMPLE = 2000
 
 
 def extract_archive(archive, cache_dir=None, sha256=None):
@@ -82,9 +85,9 @@ class FolderLayout:
         class_names: tuple of `C` class folder names, sorted.
         train_counts: tuple of `C` ints, training images per class.
         test_split: `"test"`, `"val"` or None (no test folder).
-        grayscale: True if every training image has one channel.
-        typical_side: int, median of the training images' longer sides in
-            pixels.
+        grayscale: True if every sampled training image has one channel.
+        typical_side: int, median of the sampled training images' longer
+            sides in pixels.
     """
 
     root: str
@@ -96,8 +99,10 @@ class FolderLayout:
 
 
 def scan_image_folder(root, num_threads=None):
-    """Checks `root/train/<class>/*` (and `test/` or `val/`) and reads every
-    training image's header, without decoding pixels.
+    """Checks `root/train/<class>/*` (and `test/` or `val/`) and reads the
+    headers of up to `HEADER_SAMPLE` training images (evenly spaced),
+    without decoding pixels. Every file is checked when it is decoded into
+    memory, or by `check_image_files` for a streamed folder.
 
     Args:
         root: dataset folder.
@@ -109,8 +114,8 @@ def scan_image_folder(root, num_threads=None):
     Raises:
         FileNotFoundError: no `root/train` folder.
         ValueError: naming the folder or files and the fix: fewer than two
-            classes, an empty class folder, files Pillow cannot read, or a
-            test split whose classes differ from training's.
+            classes, an empty class folder, sampled files Pillow cannot
+            read, or a test split whose classes differ from training's.
     """
     train_dir = os.path.join(root, "train")
     if not os.path.isdir(train_dir):
@@ -138,6 +143,26 @@ def scan_image_folder(root, num_threads=None):
                 f"not in train: {extra}). Give both splits the same class "
                 "folders.")
         list_image_folder(root, test_split, names)  # No empty class.
+    picks = np.linspace(0, len(paths) - 1, min(len(paths), HEADER_SAMPLE))
+    headers = read_headers(paths[np.unique(np.round(picks).astype(int))],
+                           num_threads)
+    return FolderLayout(
+        root=root, class_names=tuple(names),
+        train_counts=tuple(int(n) for n in np.bincount(labels, None,
+                                                       len(names))),
+        test_split=test_split,
+        grayscale=all(h[2] for h in headers),
+        typical_side=int(np.median([max(h[:2]) for h in headers])),
+    )
+
+
+def read_headers(paths, num_threads=None):
+    """`(width, height, grayscale)` of every file in `paths`, read from
+    the headers (`image_file.read_header`), in order.
+
+    Raises:
+        ValueError: listing the files that are not readable images.
+    """
     threads = num_threads or min(8, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         headers = list(pool.map(image_file.read_header, paths))
@@ -147,14 +172,19 @@ def scan_image_folder(root, num_threads=None):
             f"{len(bad)} file(s) are not readable images: "
             f"{bad[:_MAX_LISTED]}{' ...' if len(bad) > _MAX_LISTED else ''}"
             ". Delete or replace them (JPEG, PNG, BMP, GIF or WebP).")
-    return FolderLayout(
-        root=root, class_names=tuple(names),
-        train_counts=tuple(int(n) for n in np.bincount(labels, None,
-                                                       len(names))),
-        test_split=test_split,
-        grayscale=all(h[2] for h in headers),
-        typical_side=int(np.median([max(h[:2]) for h in headers])),
-    )
+    return headers
+
+
+def check_image_files(root, splits, num_threads=None):
+    """Reads the header of every image of `root/<split>/...` for each
+    split: a file that is not an image fails now, naming it, rather than
+    when a streaming input pipeline reaches it.
+
+    Raises:
+        ValueError: listing the files that are not readable images.
+    """
+    for split in splits:
+        read_headers(list_image_folder(root, split)[0], num_threads)
 
 
 def _class_folders(split_dir):
@@ -246,7 +276,7 @@ def decode_images(paths, skip_corrupt=False, num_threads=None,
     if bad and not skip_corrupt:
         raise ValueError(
             f"{len(bad)} image file(s) could not be decoded: {bad}. Replace "
-            "or delete them, or pass skip_corrupt=True to skip them."
+            "or delete them (from Python, skip_corrupt=True skips them)."
         )
     if bad:
         logging.warning("Skipping %d unreadable image(s): %s", len(bad), bad)
@@ -266,7 +296,8 @@ def decode_images(paths, skip_corrupt=False, num_threads=None,
 def _read_and_decode(path, image_size=None, channels=3):
     with open(path, "rb") as f:
         image = image_file.decode_image(f.read(), channels)
-    if image is None or image_size is None:
+    if image is None or image_size is None or image.shape[:2] == (
+            image_size, image_size):
         return image
     resized = image_file.resize_image(image, (image_size, image_size))
     return np.round(resized).astype(np.uint8)
@@ -345,8 +376,8 @@ def _check_cached_skips(skipped, skip_corrupt):
     if skipped.size and not skip_corrupt:
         raise ValueError(
             f"{skipped.size} image file(s) could not be decoded: "
-            f"{skipped.tolist()}. Replace or delete them, or pass "
-            "skip_corrupt=True to skip them."
+            f"{skipped.tolist()}. Replace or delete them (from Python, "
+            "skip_corrupt=True skips them)."
         )
     if skipped.size:
         logging.warning("Skipping %d unreadable image(s): %s",

@@ -273,8 +273,9 @@ class ExperimentConfig:
         return dict(image_size=spec.image_size, channels=spec.channels)
 
     def _resolve_image_folder(self):
-        """Checks the folder (layout, classes, every training file's
-        header) and fills the input size and channels from it."""
+        """Checks the folder (layout, classes, sampled headers; every
+        file's header when it is streamed) and fills the input size and
+        channels from it."""
         _require(bool(self.data_dir), "--data_dir", "--dataset=image_folder "
                  "reads DIR/train/<class>/<image>; pass --data_dir=DIR")
         try:
@@ -292,6 +293,14 @@ class ExperimentConfig:
         _require(channels == 3 or size <= IN_MEMORY_MAX_SIDE, "--channels",
                  f"images larger than {IN_MEMORY_MAX_SIDE} px stream through "
                  "tf.data as RGB; use --channels=3")
+        if size > IN_MEMORY_MAX_SIDE:  # Streamed: check every file now.
+            try:
+                image_folder.check_image_files(
+                    self.data_dir, ("train",) + ((layout.test_split,)
+                                                 if layout.test_split
+                                                 else ()))
+            except ValueError as e:
+                raise ConfigError(f"--data_dir: {e}") from None
         holdout = self.holdout_per_class
         _require(holdout >= 0, "--holdout_per_class", "must be >= 0")
         if layout.test_split is None:

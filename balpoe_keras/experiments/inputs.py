@@ -59,12 +59,16 @@ def load_source(config, split):
             "which needs TensorFlow: pip install 'balpoe_keras[tf]', or use "
             "an in-memory dataset read without it (cifar10_lt_folder, "
             "fashion_mnist_lt).")
-    kwargs = {}
-    if config.dataset == IMAGE_FOLDER:
-        kwargs = dict(in_memory=config.image_size <= IN_MEMORY_MAX_SIDE,
-                      image_size=config.image_size, channels=config.channels,
-                      cache_dir=default_cache_dir())
-    return sources.get_source(spec.source, split, config.data_dir, **kwargs)
+    if config.dataset != IMAGE_FOLDER:
+        return sources.get_source(spec.source, split, config.data_dir)
+    try:  # Decoding checks every file of an in-memory folder.
+        return sources.get_source(
+            spec.source, split, config.data_dir,
+            in_memory=config.image_size <= IN_MEMORY_MAX_SIDE,
+            image_size=config.image_size, channels=config.channels,
+            cache_dir=default_cache_dir())
+    except ValueError as e:
+        raise ConfigError(f"--data_dir: {e}") from None
 
 
 def load_data(config):

@@ -181,6 +181,22 @@ class FolderDataTest(TestCase):
             expected = np.asarray(image)[..., None]
         np.testing.assert_array_equal(data.train.images[1], expected)
 
+    def test_a_bad_file_outside_the_header_sample_fails_before_training(
+            self):
+        from balpoe_keras.data import image_folder
+
+        for side, stage in ((30, "decoding"), (80, "the header check")):
+            root = self.get_temp_dir()
+            write_folder(root, [6, 4], sides=(side, side))
+            bad = os.path.join(root, "train", "class_1", "0002.png")
+            with open(bad, "wb") as f:
+                f.write(b"\x89PNG\r\n\x1a\n truncated")
+            with self.subTest(stage), mock.patch.object(
+                    image_folder, "HEADER_SAMPLE", 2), self.assertRaisesRegex(
+                    ConfigError, r"--data_dir: 1 .*0002\.png.*Replace|"
+                    r"--data_dir: 1 .*0002\.png.*Delete or replace"):
+                inputs.load_data(folder_config(root))
+
     def test_holdout_is_balanced_seeded_and_disjoint(self):
         root = self.get_temp_dir()
         write_folder(root, [9, 6, 4], splits=("train",))
