@@ -130,6 +130,29 @@ def load_times(data_dir, repeats, cache_root):
     return times
 
 
+def folder_equals_archive(data_dir, root, imbalance_ratio=100):
+    """Whether `--dataset=image_folder` on the archive extracted to `root`
+    gives the class counts, labels and pixels of `cifar10_lt_folder`:
+    `{"counts": bool, "train": bool, "test": bool}`."""
+    from balpoe_keras.experiments import config as config_lib
+    from balpoe_keras.experiments import inputs
+
+    def data(dataset, folder):
+        return inputs.load_data(config_lib.ExperimentConfig(
+            dataset=dataset, data_dir=folder, workdir="unused",
+            imbalance_ratio=imbalance_ratio).resolve())
+
+    ours, theirs = data("image_folder", root), data("cifar10_lt_folder",
+                                                    data_dir)
+    same = {"counts": ours.class_counts == theirs.class_counts}
+    for split in ("train", "test"):
+        a, b = getattr(ours, split), getattr(theirs, split)
+        same[split] = (a.class_names == b.class_names
+                       and np.array_equal(a.labels, b.labels)
+                       and np.array_equal(a.images, b.images))
+    return same
+
+
 def write_large_jpegs(folder, count, seed=0):
     """`count` 320x288 JPEG files (q90) in 4 class folders of `folder`:
     smooth random scenes, so they compress like photographs."""
@@ -184,6 +207,14 @@ def image_folders(args):
     for name, values in times.items():
         print(f"{name:28s} median {statistics.median(values):6.1f} s "
               f"({', '.join(f'{v:.1f}' for v in values)})")
+    from balpoe_keras.data import archive as archive_lib
+    from balpoe_keras.data import image_folder
+
+    root = image_folder.extract_archive(
+        archive_lib.find_cifar10_archive(args.data_dir), cache_root)
+    same = folder_equals_archive(args.data_dir, root)
+    print("image_folder --imbalance_ratio=100 equals cifar10_lt_folder "
+          f"(counts, labels, pixels): {same}")
     folder = write_large_jpegs(os.path.join(cache_root, "large_jpeg"),
                                args.large_images)
     stream = streaming_rate(folder, args.batches, args.stream_batch_size)

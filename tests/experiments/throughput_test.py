@@ -1,5 +1,6 @@
 """benchmarks/throughput.py windows and the reference replica's size."""
 
+import os
 
 import pytest
 
@@ -74,5 +75,11 @@ class ImageFolderBenchmarkTest(TestCase):
             "image folder, cached", "archive, cached"]))
         self.assertTrue(all(len(v) == 1 and v[0] > 0
                             for v in times.values()))
+        from balpoe_keras.data.image_folder import extract_archive
+
+        root = extract_archive(os.path.join(data_dir, "cifar10-jpeg.tar.gz"),
+                               self.get_temp_dir())
+        self.assertEqual(bench.folder_equals_archive(data_dir, root, 3),
+                         {"counts": True, "train": True, "test": True})
         folder = bench.write_large_jpegs(self.get_temp_dir(), 8)
         self.assertGreater(bench.streaming_rate(folder, 2, 4), 0)
