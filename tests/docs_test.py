@@ -135,6 +135,6 @@ class ShellCommandsTest(TestCase):
         from tests.experiments.image_folder_test import write_folder
 
         root = self.get_temp_dir()
-        write_folder(root, [4, 2], sides=(32, 32))
+        write_folder(root, [100, 100], test_per_class=1, sides=(8, 8))
         return [f"--data_dir={root}" if a.startswith("--data_dir=") else a
                 for a in argv]

@@ -365,9 +365,10 @@ def load_image_folder(
                                  image_size=image_size, channels=channels)
     if cache is not None:
         skipped = np.setdiff1d(paths, paths[kept]).astype(str)
-        np.savez(cache + ".tmp.npz", images=images, labels=labels[kept],
+        temporary = f"{cache}.{os.getpid()}.tmp.npz"  # One per process.
+        np.savez(temporary, images=images, labels=labels[kept],
                  skipped=skipped)
-        os.replace(cache + ".tmp.npz", cache)
+        os.replace(temporary, cache)
     return ImageSource(labels[kept], class_names, images=images, name=name,
                        split=split)
 

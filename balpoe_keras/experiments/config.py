@@ -19,6 +19,7 @@ import numpy as np
 from balpoe_keras import class_prior
 from balpoe_keras.architectures import ARCHITECTURES
 from balpoe_keras.data import image_folder
+from balpoe_keras.data import long_tail
 from balpoe_keras.data import mixing
 from balpoe_keras.data.datasets import DATASET_NAMES
 from balpoe_keras.data.datasets import DATASETS
@@ -222,8 +223,14 @@ class ExperimentConfig:
         """None (no mixing), "mixup", "cutmix" or "mixup_cutmix"."""
         return mixing.mix_mode(self.mixup_alpha, self.cutmix_alpha)
 
-    def resolve(self):
+    def resolve(self, check_data=True):
         """A copy with every None default filled in and validated.
+
+        Args:
+            check_data: for `--dataset=image_folder`, check the folder and
+                read its defaults from it. False for a recorded config
+                (`from_json`), whose size and channels are already set:
+                a run resumes even if its folder has moved.
 
         Raises:
             ConfigError: naming the flag and the fix.
@@ -231,8 +238,11 @@ class ExperimentConfig:
         _require(self.dataset in DATASET_NAMES, "--dataset",
                  f"unknown {self.dataset!r}; use one of "
                  f"{sorted(DATASET_NAMES)}")
-        if self.dataset == IMAGE_FOLDER:
+        if self.dataset == IMAGE_FOLDER and (
+                check_data or not (self.image_size and self.channels)):
             inputs = self._resolve_image_folder()
+        elif self.dataset == IMAGE_FOLDER:
+            inputs = dict(image_size=self.image_size, channels=self.channels)
         else:
             inputs = self._resolve_benchmark_inputs()
         spec = dataclasses.replace(self, **inputs).spec
@@ -315,11 +325,19 @@ class ExperimentConfig:
                      f"class {layout.class_names[fewest]!r} has "
                      f"{layout.train_counts[fewest]} training images; hold "
                      "out fewer, so that every class keeps at least one")
+            counts = [n - holdout for n in layout.train_counts]
         else:
+            counts = list(layout.train_counts)
             _require(holdout == 0, "--holdout_per_class",
                      f"{self.data_dir} has a {layout.test_split}/ folder, "
                      "used as the test set; drop the flag (or move that "
                      "folder away to hold out training images instead)")
+        if self.imbalance_ratio and self.imbalance_ratio >= 1:
+            try:
+                long_tail.largest_long_tail_counts(counts,
+                                                   self.imbalance_ratio)
+            except ValueError as e:
+                raise ConfigError(f"--imbalance_ratio: {e}") from None
         return dict(image_size=size, channels=channels)
 
     def _resolve_lambdas(self):
@@ -366,7 +384,7 @@ class ExperimentConfig:
         for name, value in values.items():
             if isinstance(value, list):
                 values[name] = tuple(value)
-        return cls(**values).resolve()
+        return cls(**values).resolve(check_data=False)
 
     @classmethod
     def from_flags(cls, flag_values):

@@ -88,6 +88,20 @@ class FolderSettingsTest(TestCase):
                           "--flagfile=experiments/image_folder.flags "
                           "--data_dir=DIR", f.read())
 
+    def test_a_recorded_run_resumes_after_its_folder_moved(self):
+        from balpoe_keras.experiments.config import ExperimentConfig
+
+        root = self.get_temp_dir()
+        write_folder(root, [6, 4], sides=(30, 30), grayscale=True)
+        config = folder_config(root)
+        path = os.path.join(self.get_temp_dir(), "config.json")
+        with open(path, "w") as f:
+            f.write(config.to_json())
+        os.rename(os.path.join(root, "train"), os.path.join(root, "moved"))
+        self.assertEqual(ExperimentConfig.from_json(path), config)
+        with self.assertRaisesRegex(ConfigError, "No folder"):
+            folder_config(root)
+
     def test_bad_folders_fail_before_training_naming_the_fix(self):
         def case(name, build, pattern, *flags):
             root = self.get_temp_dir()
@@ -132,6 +146,10 @@ class FolderSettingsTest(TestCase):
              r"has a test/ folder.*drop the flag", "--holdout_per_class=1")
         case("bad ratio", lambda r: write_folder(r, [3, 3]),
              r"--imbalance_ratio: must be 0", "--imbalance_ratio=0.5")
+        case("a ratio the counts cannot give",
+             lambda r: write_folder(r, [5, 5, 5]),
+             r"--imbalance_ratio: .*leaves the last class no image",
+             "--imbalance_ratio=10")
         with self.assertRaisesRegex(ConfigError, r"--data_dir=DIR"):
             parse("--dataset=image_folder", "--workdir=w")
         with self.assertRaisesRegex(ConfigError, r"--image_size.*applies "

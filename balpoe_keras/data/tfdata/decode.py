@@ -19,16 +19,36 @@ def decode_pixels(data, channels=3):
 
     JPEGs use `dct_method="INTEGER_ACCURATE"` (libjpeg's ISLOW, PIL's
     default; TF's default fast IDCT differs by ~1 level per pixel; with 1
-    channel, their luma); PNG/BMP/GIF go through `decode_image`.
+    channel, their luma); PNG/BMP/GIF/WebP go through `decode_image`
+    (with 1 channel: the luma of their RGB pixels, as Pillow's `L`).
+    Equal to `balpoe_keras.data.image_file.decode_image`, pixel for pixel.
     """
+    def other():
+        if channels != 1:
+            return tf.io.decode_image(data, channels=channels,
+                                      expand_animations=False)
+        # TensorFlow decodes GIF and WebP to RGB only, and its PNG and BMP
+        # luma differs by a level: the luma of the RGB pixels as Pillow's
+        # `L` conversion computes it (a gray image keeps its values).
+        return _luma(tf.io.decode_image(data, channels=3,
+                                        expand_animations=False))
+
     image = tf.cond(
         tf.io.is_jpeg(data),
         lambda: tf.io.decode_jpeg(data, channels=channels,
                                   dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(data, channels=channels,
-                                   expand_animations=False),
+        other,
     )
     return tf.ensure_shape(image, [None, None, channels])
+
+
+def _luma(rgb):
+    """uint8 RGB -> `(H, W, 1)` uint8 luma, exactly as Pillow's `L`
+    conversion: `(19595 R + 38470 G + 7471 B + 2**15) >> 16`."""
+    weights = tf.constant([19595, 38470, 7471], tf.int32)
+    total = tf.reduce_sum(tf.cast(rgb, tf.int32) * weights, -1,
+                          keepdims=True)
+    return tf.cast(tf.bitwise.right_shift(total + 32768, 16), tf.uint8)
 
 
 def check_encoded_image(data, path):
