@@ -79,3 +79,10 @@ def start(argv=None):
         import keras  # noqa: F401
 
         balpoe_keras._load_core()
+
+
+def fail(message):
+    """Prints a one-line error (no usage dump) and exits with status 2:
+    how every tool reports a usage error."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

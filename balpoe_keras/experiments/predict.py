@@ -90,10 +90,7 @@ _PRIOR_FORMATS = ("a JSON list, a JSON object mapping every class name to "
 _MAX_LISTED = 10  # Names listed in an error before "... (N in all)".
 
 
-def fail(message):
-    """Prints a one-line error (no usage dump) and exits with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+fail = cli.fail  # One-line usage errors, status 2.
 
 
 def parse_flags(argv):
@@ -395,6 +392,7 @@ def predict_files(model, paths, *, batch_size=64, top_k=5,
     import numpy as np
 
     from balpoe_keras.data.image_file import load_image
+    from balpoe_keras.evaluation import scores
     from balpoe_keras.evaluation.predict import check_model
 
     check_model(model)
@@ -431,20 +429,12 @@ def predict_files(model, paths, *, batch_size=64, top_k=5,
             batch[:len(images)] = images
             logits = np.asarray(model.predict_on_batch(batch),
                                 np.float64)[:len(images)]
-            probabilities = _softmax(logits if bias is None else logits + bias)
+            probabilities = scores.compute_softmax(
+                logits if bias is None else logits + bias).astype("float32")
             for path, p in zip(kept, probabilities):
                 rows.append(_row(path, p, names, k))
         bar.update(min(start + batch_size, len(paths)))
     return rows, unreadable
-
-
-def _softmax(logits):
-    """Row softmax of `(N, C)` float64 logits that may hold `-inf`."""
-    import numpy as np
-
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def _row(path, probabilities, names, k):

@@ -122,10 +122,7 @@ def parse_flags(argv):
         fail(f"{e} (see --helpshort)")
 
 
-def fail(message):
-    """Prints a one-line error (no usage dump) and exits with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+fail = cli.fail  # One-line usage errors, status 2.
 
 
 def quiet_python_logging():
