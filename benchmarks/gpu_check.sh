@@ -26,8 +26,9 @@
 #   GPU_OUT                 the output folder (see above).
 #   GPU_DATA                folder of cifar10-jpeg.tar.gz (default
 #                           .gpu_data/, else the runner's usual places).
-#   GPU_CHECK_TINY=1        1 epoch of 3 steps, batch 32, no throughput
-#                           tables (a CPU smoke test of the whole script).
+#   GPU_CHECK_TINY=1        1 epoch of 3 steps of ResNet-8, batch 32, no
+#                           throughput tables (a CPU smoke test of the
+#                           whole script).
 #   GPU_CHECK_TRAIN_ARGS    extra runner flags (e.g. "--epochs=100").
 #   GPU_CHECK_BACKEND       Keras backend for training (default jax).
 #   GPU_CHECK_CONFIGS       throughput configs (default jax,jax_bf16,torch).
@@ -71,7 +72,8 @@ if [[ "${GPU_CHECK_SKIP_TRAIN:-0}" != 1 ]]; then
   args=(--flagfile=experiments/cifar10_folder_ir100_standard.flags
         --workdir="${WORK}/train")
   [[ -n "${DATA}" ]] && args+=(--data_dir="${DATA}")
-  [[ "${TINY}" == 1 ]] && args+=(--epochs=1 --warmup_epochs=1
+  [[ "${TINY}" == 1 ]] && args+=(--architecture=resnet8 --epochs=1
+    --warmup_epochs=1
     --lr_step_epochs= --max_train_steps_per_epoch=3 --batch_size=32
     --eval_batch_size=100 --notest_distributions)
   # shellcheck disable=SC2206

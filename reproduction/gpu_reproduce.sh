@@ -43,7 +43,8 @@
 #                           scale_step_schedule).
 #   GPU_REPRO_BUDGET        seconds of training per invocation (default 500).
 #   GPU_REPRO_COMPILE=1     torch.compile the replica (default 1 on CUDA).
-#   GPU_REPRO_TINY=1        2 epochs on a few batches, small budget (CPU).
+#   GPU_REPRO_TINY=1        2 epochs on a few batches, small budget, one
+#                           block per stage on both paths (a CPU smoke test).
 #   GPU_SKIP_INSTALL=1      use the keras already importable.
 set -uo pipefail
 # A relative GPU_OUT is relative to the caller's folder.
@@ -90,7 +91,8 @@ tiny_replica=(); tiny_runner=()
 if [[ "${TINY}" == 1 ]]; then
   tiny_replica=(--tiny=256 --blocks_per_stage=1 --threads=1
                 --imbalance_ratio=10)
-  tiny_runner=(--max_train_steps_per_epoch=2 --batch_size=32
+  tiny_runner=(--architecture=resnet8 --max_train_steps_per_epoch=2
+               --batch_size=32
                --eval_batch_size=250 --notest_distributions
                --imbalance_ratio=10)
 fi

@@ -3,7 +3,10 @@
 A 2-process run trains, checkpoints, resumes and reports like a 1-process
 run of the same global batch; a process that dies makes the other stop
 with an error naming it; rerunning resumes from the checkpoint process 0
-wrote, bitwise equal to an uninterrupted run.
+wrote, bitwise equal to an uninterrupted run. Both sources are read by
+every process: a folder of images (`--dataset=image_folder`, the synthetic
+CIFAR archive extracted; each process scans, checks and decodes it) and the
+archive itself (`cifar10_lt_folder`, in the 2 x 2-device run).
 """
 
 import csv
@@ -32,7 +35,7 @@ pytestmark = [
 _TIMEOUT = 240
 
 
-def _runner_args(data_dir, workdir, epochs=3):
+def _runner_args(data_dir, workdir, epochs=3, folder=True):
     return ["-m", "balpoe_keras.experiments.run",
             f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
             f"--data_dir={data_dir}", f"--workdir={workdir}",
@@ -43,12 +46,13 @@ def _runner_args(data_dir, workdir, epochs=3):
             # A small step keeps 8 steps in float noise: at 0.1 the tiny
             # model on random pixels amplifies 1e-7 to 1e-3.
             "--learning_rate=0.005",
-            "--test_distributions=false", "--input_pipeline=arrays"]
+            "--test_distributions=false", "--input_pipeline=arrays",
+            *(["--dataset=image_folder"] if folder else [])]
 
 
-def _processes(data_dir, workdir, num_processes, epochs=3, extra=()):
+def _processes(data_dir, workdir, num_processes, epochs=3, folder=True):
     def command(index, address):
-        return [*_runner_args(data_dir, workdir, epochs), *extra,
+        return [*_runner_args(data_dir, workdir, epochs, folder),
                 f"--coordinator_address={address}",
                 f"--num_processes={num_processes}", f"--process_id={index}"]
 
@@ -77,11 +81,16 @@ class MultiProcessRunTest(TestCase):
         super().setUpClass()
         import tempfile
 
+        from balpoe_keras.data.image_folder import extract_archive
+
         cls.tmp = tempfile.mkdtemp()
         write_cifar_archive(cls.tmp, train_per_class=30, test_per_class=4)
+        cls.root = extract_archive(
+            os.path.join(cls.tmp, "cifar10-jpeg.tar.gz"),
+            os.path.join(cls.tmp, "folders"))
         one = os.path.join(cls.tmp, "one")
         done = subprocess.run(
-            [sys.executable, *_runner_args(cls.tmp, one)],
+            [sys.executable, *_runner_args(cls.root, one)],
             env=process_env(), capture_output=True, text=True,
             timeout=_TIMEOUT)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -90,7 +99,7 @@ class MultiProcessRunTest(TestCase):
     def test_two_processes_equal_one_and_resume_exactly_after_a_death(self):
         # (a) 2 processes x 1 CPU device: the same run as 1 process.
         two = os.path.join(self.tmp, "two")
-        outputs = run_processes(_processes(self.tmp, two, 2), 2,
+        outputs = run_processes(_processes(self.root, two, 2), 2,
                                 process_env(), timeout=_TIMEOUT)
         _assert_ok(outputs)
         self.assertIn("Processes: 2 (this is process 0", outputs[0][1])
@@ -107,7 +116,7 @@ class MultiProcessRunTest(TestCase):
         # it; the rerun resumes from process 0's checkpoint and ends
         # bitwise equal to the uninterrupted run.
         killed = os.path.join(self.tmp, "killed")
-        procs = Processes(_processes(self.tmp, killed, 2), 2,
+        procs = Processes(_processes(self.root, killed, 2), 2,
                           process_env()).start()
         state = os.path.join(killed, "checkpoints", "state.json")
         deadline = time.time() + _TIMEOUT
@@ -120,48 +129,34 @@ class MultiProcessRunTest(TestCase):
                         multi_host.DEFAULT_HEARTBEAT_TIMEOUT_SECONDS + 30)
         self.assertNotEqual(code, 0)
         self.assertRegex(err, r"error: process\(es\) 1 of 2 stopped")
-        outputs = run_processes(_processes(self.tmp, killed, 2), 2,
+        outputs = run_processes(_processes(self.root, killed, 2), 2,
                                 process_env(), timeout=_TIMEOUT)
         _assert_ok(outputs)
         self.assertIn("Resuming from", outputs[0][1])
         for got, want in zip(_weights(killed), uninterrupted):
             np.testing.assert_array_equal(got, want)
 
-    def test_an_image_folder_in_two_processes_equals_one(self):
-        from balpoe_keras.data.image_folder import extract_archive
-
-        root = extract_archive(os.path.join(self.tmp, "cifar10-jpeg.tar.gz"),
-                               os.path.join(self.tmp, "folders"))
-        folder = ["--dataset=image_folder"]
-        one = os.path.join(self.tmp, "folder_one")
+    def test_two_processes_with_two_devices_each(self):
+        # (d) 4 devices in all, 4 images of every global batch each, reading
+        # the archive: the same run as 1 process.
+        one = os.path.join(self.tmp, "archive_one")
         done = subprocess.run(
-            [sys.executable, *_runner_args(root, one), *folder],
+            [sys.executable, *_runner_args(self.tmp, one, folder=False)],
             env=process_env(), capture_output=True, text=True,
             timeout=_TIMEOUT)
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])
-        two = os.path.join(self.tmp, "folder_two")
-        outputs = run_processes(_processes(root, two, 2, extra=folder), 2,
-                                process_env(), timeout=_TIMEOUT)
-        _assert_ok(outputs)
-        self.assertIn("Processes: 2 (this is process 0", outputs[0][1])
-        self.assertAllClose(_losses(two), _losses(one), atol=1e-5)
-        for got, want in zip(_weights(two), _weights(one)):
-            self.assertAllClose(got, want, atol=1e-5)
-
-    def test_two_processes_with_two_devices_each(self):
-        # (d) 4 devices in all, 4 images of every global batch each.
         four = os.path.join(self.tmp, "four")
-        outputs = run_processes(_processes(self.tmp, four, 2), 2,
-                                process_env(devices_per_process=2),
-                                timeout=_TIMEOUT)
+        outputs = run_processes(
+            _processes(self.tmp, four, 2, folder=False), 2,
+            process_env(devices_per_process=2), timeout=_TIMEOUT)
         _assert_ok(outputs)
         self.assertIn("4 devices in all; each process feeds 8 images",
                       outputs[0][1])
-        for got, want in zip(_weights(four), _weights(self.one)):
+        for got, want in zip(_weights(four), _weights(one)):
             self.assertAllClose(got, want, atol=1e-5)
 
     def test_bad_settings_fail_in_one_line(self):
-        args = _runner_args(self.tmp, os.path.join(self.tmp, "bad"))
+        args = _runner_args(self.root, os.path.join(self.tmp, "bad"))
         launch = ["--coordinator_address=127.0.0.1:1", "--num_processes=2"]
         for extra, message, backend in (
                 (["--num_processes=2", "--process_id=0"], "go together",
