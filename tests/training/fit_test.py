@@ -398,14 +398,13 @@ class CrashResumeTest(TestCase):
         # Child 2 reruns the same command (resumes), then, unless another
         # test did, the uninterrupted run (saves a process).
         if "folder" in _UNINTERRUPTED:
-            returncode, output = _run_child(crashed, "none")
-        else:
-            straight = tempfile.mkdtemp()
-            returncode, output = _run_child(crashed, f"reference={straight}")
-            if returncode == 0:
-                _UNINTERRUPTED["folder"] = straight
+            option = "none"
+        else:  # (teardown_module removes the folder.)
+            _UNINTERRUPTED["folder"] = tempfile.mkdtemp()
+            option = f"reference={_UNINTERRUPTED['folder']}"
+        returncode, output = _run_child(crashed, option)
         self.assertEqual(returncode, 0, output)
-        straight = _uninterrupted_run()
+        straight = _UNINTERRUPTED["folder"]
         self.assertIn("Resuming from ckpt-0001.keras: 1/3 epochs", output)
         self.assertEqual(state.read_state()["iterations"], _EPOCHS * _STEPS)
         # Same LR per epoch and the same losses, epoch by epoch (the CSV of
