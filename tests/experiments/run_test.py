@@ -177,6 +177,20 @@ class EndToEndTest(TestCase):
         self.assertIn("Epoch 1/1: loss", out)  # one line, no \r updates
         self.assertNotIn("\r", out)
 
+        # The seed fixes the run, initial weights included: the same
+        # settings in another folder, in this process whose global RNG the
+        # first run has moved on, train the same weights bit for bit.
+        twin_dir = self.get_temp_dir()
+        twin = short_run_config(
+            twin_dir, "--epochs=1", "--max_train_steps_per_epoch=2",
+            "--batch_size=32", "--eval_batch_size=128", "--eval_every=1",
+            "--noexport", "--notest_distributions")
+        run(twin)
+        twin_model = keras.saving.load_model(
+            os.path.join(twin_dir, "model.keras"))
+        for got, want in zip(twin_model.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(got, want)
+
         again, out = run(config)
         self.assertIn("already finished all 1 epochs", out)
         self.assertEqual(again["summary"], json.loads(json.dumps(summary)))
