@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import dataclasses
 import glob
 import io
 import json
@@ -183,11 +184,8 @@ class EndToEndTest(TestCase):
         # here; the tolerance only allows for multi-threaded float sums,
         # far below what other initial weights give).
         twin_dir = self.get_temp_dir()
-        twin = short_run_config(
-            twin_dir, "--epochs=1", "--max_train_steps_per_epoch=2",
-            "--batch_size=32", "--eval_batch_size=128", "--eval_every=1",
-            "--noexport", "--notest_distributions")
-        run(twin)
+        run(dataclasses.replace(config, workdir=twin_dir, export=False,
+                                test_distributions=False))
         twin_model = keras.saving.load_model(
             os.path.join(twin_dir, "model.keras"))
         for got, want in zip(twin_model.get_weights(), model.get_weights()):
