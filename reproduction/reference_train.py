@@ -96,7 +96,9 @@ def parse_args(argv=None):
     add("--compile", action="store_true", help="torch.compile the model "
         "(off = as the reference ships).")
     add("--threads", type=int, default=0, help="torch CPU threads (0: "
-        "torch's default).")
+        "torch's default). The count sets the order of float sums, so runs "
+        "with other counts take other trajectories; the checkpoint keeps "
+        "the count and a resume with another one says so.")
     add("--checkpoint_every", type=int, default=1)
     add("--eval_every", type=int, default=0, help="Also score the test set "
         "after every N-th epoch into eval_log.csv (0: only at the end). "
@@ -244,7 +246,8 @@ def scores(logits, labels, counts, num_bins=15):
 
 
 def save_checkpoint(path, epoch, model, optimizer, scheduler):
-    state = {"epoch": epoch, "model": model.state_dict(),
+    state = {"epoch": epoch, "threads": torch.get_num_threads(),
+             "model": model.state_dict(),
              "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(),
              "torch_rng": torch.get_rng_state(),
@@ -261,6 +264,13 @@ def restore(path, model, optimizer, scheduler):
     if not os.path.exists(path):
         return 0
     state = torch.load(path, weights_only=False)
+    threads = torch.get_num_threads()
+    if state.get("threads", threads) != threads:
+        print(f"replica: {path} trained on {state['threads']} torch "
+              f"threads, this run uses {threads}: the float sums take "
+              "another order, so from here on the run differs from one "
+              "that keeps the count (pass --threads="
+              f"{state['threads']} to keep it).", flush=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -296,7 +306,7 @@ def main(argv=None):
     _truncate_log(eval_path, done)
     print(f"replica: {len(y)} train images (counts {counts}), "
           f"{len(y_test)} test; {args.device}, augment={augment_kind}, "
-          f"compile={args.compile}"
+          f"compile={args.compile}, {torch.get_num_threads()} threads"
           + (f"; resuming after epoch {done}" if done else ""), flush=True)
     start = time.time()
     for epoch in range(done, args.epochs):

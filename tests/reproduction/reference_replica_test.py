@@ -135,16 +135,19 @@ class TinyTrainingTest(TestCase):
                   "--blocks_per_stage=1", "--batch_size=32",
                   "--imbalance_ratio=10", "--threads=1"]
 
+        printed = []
+
         def run(out, epochs, *extra):
             code = ("import runpy, sys; sys.argv = sys.argv[1:]; "
                     "runpy.run_path(sys.argv[0], run_name='__main__'); "
                     "bad = [m for m in ('keras', 'balpoe_keras', "
                     "'tensorflow') if m in sys.modules]; "
                     "assert not bad, bad")
-            subprocess.run([sys.executable, "-c", code, *common,
-                            f"--out={os.path.join(tmp, out)}",
-                            f"--epochs={epochs}", *extra], check=True,
-                           capture_output=True)
+            done = subprocess.run(
+                [sys.executable, "-c", code, *common,
+                 f"--out={os.path.join(tmp, out)}", f"--epochs={epochs}",
+                 *extra], check=True, capture_output=True, text=True)
+            printed.append(done.stdout)
             with open(os.path.join(tmp, out, "report.json")) as f:
                 import json
                 return json.load(f)["summary"]
@@ -154,6 +157,12 @@ class TinyTrainingTest(TestCase):
         run("resumed", 1)
         resumed = run("resumed", 3)
         self.assertEqual(whole, resumed)
+        self.assertIn("1 threads; resuming after epoch 1", printed[-1])
+        self.assertNotIn("torch threads", printed[-1])
+        # Resuming on another thread count says so (another float order).
+        run("resumed", 4, "--threads=2")
+        self.assertIn("trained on 1 torch threads, this run uses 2",
+                      printed[-1])
         with open(os.path.join(tmp, "whole", "eval_log.csv")) as f:
             rows = list(csv.DictReader(f))
         self.assertEqual([r["epoch"] for r in rows], ["0", "1", "2"])
