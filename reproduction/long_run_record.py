@@ -28,7 +28,9 @@ fractions in [0, 1] in the record (percent in the Markdown table), NLL in
 nats. Folders written before scores became fractions hold percent: name
 each with `--percent_run=FOLDER` and its values are divided by 100.
 `--results_md` also writes the final scores side by side between the
-`long-run` markers of that file.
+`long-run` markers of that file, then the test marks of balpoe_keras and
+the replica of the same seed side by side with their difference, and its
+mean in each learning-rate phase (`--lr_step_epochs`).
 """
 
 import argparse
@@ -177,12 +179,75 @@ def format_table(entries):
     return "\n".join(lines)
 
 
+def paired_marks(entries):
+    """The first balpoe_keras run with a curve and the replica run of its
+    seed: `(ours, replica, [(epoch, ours point, replica point)])` over the
+    epochs both scored, or None without such a pair."""
+    ours = next((e for e in entries if e["implementation"] == "balpoe_keras"
+                 and e["curve"]), None)
+    replica = ours and next(
+        (e for e in entries if e["implementation"] == "replica"
+         and e["seed"] == ours["seed"] and e["curve"]), None)
+    if not replica:
+        return None
+    theirs = {p["epoch"]: p for p in replica["curve"]}
+    return ours, replica, [(p["epoch"], p, theirs[p["epoch"]])
+                           for p in ours["curve"] if p["epoch"] in theirs]
+
+
+def format_curves(entries, milestones=(160, 180)):
+    """Markdown: the paired test marks (`paired_marks`) side by side, ours
+    minus the replica's in points at each, and the mean ± standard
+    deviation of that difference in each learning-rate phase (the epochs
+    up to each of `milestones`, then the rest). Empty without a pair."""
+    pair = paired_marks(entries)
+    if not pair or not pair[2]:
+        return ""
+    ours, replica, marks = pair
+    lines = [f"Test marks of seed {ours['seed']}: balpoe_keras "
+             f"({ours['backend']}) and the replica; Δ = balpoe_keras − "
+             "replica, in points.", "",
+             "| epoch | Bal. acc | replica | Δ | ECE | replica | Δ |",
+             "|---|---|---|---|---|---|---|"]
+    deltas = []
+    for epoch, a, b in marks:
+        row = [str(epoch)]
+        delta = {}
+        for key in ("balanced_accuracy", "ece"):
+            delta[key] = 100 * (a[key] - b[key])
+            row += [f"{100 * a[key]:.2f}", f"{100 * b[key]:.2f}",
+                    f"{delta[key]:+.2f}"]
+        deltas.append((epoch, delta))
+        lines.append("| " + " | ".join(row) + " |")
+    bounds = [0, *milestones, max(epoch for epoch, _ in deltas)]
+    phases = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        inside = [d for epoch, d in deltas if lo < epoch <= hi]
+        if not inside or hi <= lo:
+            continue
+        parts = []
+        for key, label in (("balanced_accuracy", "balanced accuracy"),
+                           ("ece", "ECE")):
+            values = [d[key] for d in inside]
+            mean = sum(values) / len(values)
+            sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+                  ) ** 0.5 if len(values) > 1 else 0.0
+            parts.append(f"{label} {mean:+.2f} ± {sd:.2f}")
+        span = f"epoch {hi}" if hi == lo + 1 else f"epochs {lo + 1}–{hi}"
+        phases.append(f"{span}: " + ", ".join(parts)
+                      + f" ({len(inside)} marks)")
+    lines += ["", "Mean Δ ± standard deviation over the marks of each "
+              "learning-rate phase: " + "; ".join(phases) + "."]
+    return "\n".join(lines)
+
+
 def _cell(key, value):
     return f"{value:.2f}" if key == "nll" else f"{100 * value:.2f}"
 
 
-def plot(entries, path):
-    """Balanced accuracy and ECE against epoch, one line per run."""
+def plot(entries, path, milestones=(160, 180)):
+    """Balanced accuracy and ECE against epoch, one line per run, dotted
+    lines at the learning-rate `milestones`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,7 +269,7 @@ def plot(entries, path):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        for drop in (160, 180):
+        for drop in milestones:
             ax.axvline(drop, color="grey", lw=0.8, ls=":")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
@@ -223,9 +288,14 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="The JSON record.")
     parser.add_argument("--plot", default=None, help="PNG of the curves.")
     parser.add_argument("--results_md", default=None, help="Markdown file "
-                        "whose long-run markers receive the table.")
+                        "whose long-run markers receive the tables.")
+    parser.add_argument("--lr_step_epochs", default="160,180",
+                        help="The recipe's learning-rate drops (epochs): "
+                        "the plot's marks and the phases of the mean "
+                        "differences.")
     args = parser.parse_args(argv)
     runs = [parse_run(text) for text in args.run]
+    milestones = [int(m) for m in args.lr_step_epochs.split(",") if m]
     percent = {os.path.realpath(p) for p in args.percent_run}
     unknown = percent - {os.path.realpath(r["folder"]) for r in runs}
     if unknown:
@@ -238,12 +308,14 @@ def main(argv=None):
         json.dump(entries, f, indent=1)
         f.write("\n")
     if args.plot:
-        plot(entries, args.plot)
+        plot(entries, args.plot, milestones)
     if args.results_md:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from reproduce import update_markdown
 
-        update_markdown(args.results_md, format_table(entries), MARKERS)
+        curves = format_curves(entries, milestones)
+        update_markdown(args.results_md, format_table(entries)
+                        + ("\n\n" + curves if curves else ""), MARKERS)
     for e in entries:
         print(f"{e['implementation']:13s} {e['backend']:10s} seed {e['seed']}"
               f" epochs {e['epochs']:3d} bal. acc {e['balanced_accuracy']} "

@@ -66,7 +66,11 @@ class LongRunRecordTest(TestCase):
 
         out = os.path.join(tmp, "record.json")
         plot = os.path.join(tmp, "curves.png")
+        results_md = os.path.join(tmp, "RESULTS.md")
+        with open(results_md, "w") as f:
+            f.write("before\n" + "\n".join(record.MARKERS) + "\nafter\n")
         record.main([
+            f"--results_md={results_md}", "--lr_step_epochs=1",
             f"--run=balpoe_keras,tensorflow,fff0000,{legacy}",
             f"--percent_run={legacy}",
             f"--run=balpoe_keras,tensorflow,abc1234,{ours}",
@@ -118,6 +122,19 @@ class LongRunRecordTest(TestCase):
                          (False, 2, None, "a note, with comma"))
         self.assertEqual(len(running["curve"]), 2)
         self.assertEqual((copied["finished"], copied["epochs"]), (True, 2))
+        with open(results_md) as f:
+            written = f.read()
+        self.assertIn(record.format_table(entries), written)
+        # The first balpoe_keras run (legacy, seed 1) against the replica,
+        # at both epochs; one phase on each side of the drop at epoch 1.
+        self.assertIn("Test marks of seed 1: balpoe_keras (tensorflow)",
+                      written)
+        delta = 100 * (old["curve"][1]["balanced_accuracy"]
+                       - theirs["curve"][1]["balanced_accuracy"])
+        self.assertIn(f"epoch 2: balanced accuracy {delta:+.2f} ± 0.00",
+                      written)
+        self.assertTrue(written.startswith("before\n")
+                        and written.endswith("after\n"))
         table = record.format_table(entries)
         self.assertIn("| replica | torch | 1 | 2 | ", table)
         self.assertIn("| balpoe_keras | jax | 1 | 2 (running) | "
@@ -132,6 +149,46 @@ class LongRunRecordTest(TestCase):
             record.parse_run("ours,tf")
         with self.assertRaisesRegex(FileNotFoundError, "no folder"):
             record.parse_run("replica,torch,abc,/no/such/folder")
+
+
+class CurveComparisonTest(TestCase):
+    """`format_curves`: the paired marks and their per-phase differences,
+    against values worked out by hand."""
+
+    @staticmethod
+    def _entry(implementation, seed, marks, ece):
+        return {"implementation": implementation, "backend": "b",
+                "seed": seed, "curve": [
+                    {"epoch": e, "balanced_accuracy": v, "ece": ece}
+                    for e, v in marks]}
+
+    def test_marks_side_by_side_and_phase_means(self):
+        ours = self._entry("balpoe_keras", 1, [
+            (5, 0.3), (10, 0.50), (160, 0.70), (170, 0.80), (180, 0.82),
+            (190, 0.84), (200, 0.85)], 0.10)
+        replica = self._entry("replica", 1, [
+            (10, 0.52), (15, 0.6), (160, 0.69), (170, 0.78), (180, 0.80),
+            (190, 0.84), (200, 0.83)], 0.05)
+        other_seed = self._entry("replica", 2, [(10, 0.9)], 0.0)
+        no_curve = self._entry("balpoe_keras", 0, [], 0.0)
+        text = record.format_curves([no_curve, other_seed, ours, replica])
+        rows = [line for line in text.splitlines()
+                if line.startswith("| 1") or line.startswith("| 2")]
+        self.assertEqual([row.split(" | ")[0] for row in rows],
+                         ["| 10", "| 160", "| 170", "| 180", "| 190",
+                          "| 200"])  # Epochs 5 and 15: one side only.
+        self.assertEqual(rows[0], "| 10 | 50.00 | 52.00 | -2.00 | 10.00 | "
+                         "5.00 | +5.00 |")
+        # Δ balanced accuracy: -2, +1 | +2, +2 | 0, +2 points.
+        self.assertIn("epochs 1–160: balanced accuracy -0.50 ± 2.12, ECE "
+                      "+5.00 ± 0.00 (2 marks); epochs 161–180: balanced "
+                      "accuracy +2.00 ± 0.00, ECE +5.00 ± 0.00 (2 marks); "
+                      "epochs 181–200: balanced accuracy +1.00 ± 1.41, ECE "
+                      "+5.00 ± 0.00 (2 marks).", text)
+        # Another schedule: one drop at 100.
+        self.assertIn("epochs 1–100: balanced accuracy -2.00 ± 0.00",
+                      record.format_curves([ours, replica], (100,)))
+        self.assertEqual(record.format_curves([ours, other_seed]), "")
 
 
 def _to_percent(folder):
