@@ -25,8 +25,10 @@ run; NOTE: free text, may contain commas):
 A run that has not finished is recorded with the epochs it completed and
 its curve so far (final scores null). Accuracies, ECE and MCE are
 fractions in [0, 1] in the record (percent in the Markdown table), NLL in
-nats. Folders written before scores became fractions hold percent: name
-each with `--percent_run=FOLDER` and its values are divided by 100.
+nats; `median_images_per_sec` is the median training speed over the
+logged epochs (what the run's machine and its neighbours allowed).
+Folders written before scores became fractions hold percent: name each
+with `--percent_run=FOLDER` and its values are divided by 100.
 `--results_md` also writes the final scores side by side between the
 `long-run` markers of that file, then the test marks of balpoe_keras and
 the replica of the same seed side by side with their difference, and its
@@ -112,6 +114,23 @@ def epochs_done(folder):
     return max((int(r["epoch"]) + 1 for r in rows), default=0)
 
 
+def median_images_per_sec(folder):
+    """Median training speed over the logged epochs (images/s; the last
+    row of each epoch), or None without an `images_per_sec` column."""
+    rates = {}
+    for path in sorted(glob.glob(os.path.join(folder, "train_log*.csv"))):
+        for row in _read_csv(path):
+            value = _number(row.get("images_per_sec"))
+            if value is not None:
+                rates[int(row["epoch"])] = value
+    values = sorted(rates.values())
+    if not values:
+        return None
+    middle = len(values) // 2
+    return (values[middle] if len(values) % 2
+            else (values[middle - 1] + values[middle]) / 2)
+
+
 def _seed(folder, report):
     path = os.path.join(folder, "config.json")
     if os.path.exists(path):
@@ -145,6 +164,7 @@ def record(run, percent=False):
         {"epoch": p["epoch"], **{k: None if p[k] is None else scale * p[k]
                                  for k in ("balanced_accuracy", "ece")}}
         for p in read_curve(folder)]
+    entry["median_images_per_sec"] = median_images_per_sec(folder)
     entry["commit"] = run["commit"]
     if run["note"]:
         entry["note"] = run["note"]

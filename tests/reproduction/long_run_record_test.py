@@ -102,6 +102,12 @@ class LongRunRecordTest(TestCase):
         self.assertAlmostEqual(mine["ece"], summary["test/ece"], places=3)
         self.assertAlmostEqual(mine["nll"], summary["test/nll"], places=3)
         self.assertIsNone(mine["many"])  # No class has > 100 images here.
+        with open(os.path.join(ours, "train_log.csv")) as f:
+            rates = sorted(float(r["images_per_sec"])
+                           for r in csv.DictReader(f))
+        self.assertAlmostEqual(mine["median_images_per_sec"],
+                               (rates[0] + rates[1]) / 2)  # Two epochs.
+        self.assertGreater(theirs["median_images_per_sec"], 0)
         # The curve is the --eval_every columns of train_log.csv; its last
         # point is the final evaluation of the same weights.
         self.assertEqual([p["epoch"] for p in mine["curve"]], [1, 2])
