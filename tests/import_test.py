@@ -73,7 +73,7 @@ print("OK", backend, sorted(before))
 def _run(args, **env_updates):
     env = {k: v for k, v in os.environ.items()
            if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
-    env.update(env_updates, PYTHONPATH=_ROOT)
+    env.update({"PYTHONPATH": _ROOT, **env_updates})
     return subprocess.run([sys.executable, *args], env=env, cwd=_ROOT,
                           capture_output=True, text=True, timeout=300)
 
@@ -116,3 +116,28 @@ def test_tools_turn_onednn_on_before_tensorflow_loads(user, enabled):
     # Quiet start-up: none of TensorFlow's C++ INFO lines.
     assert "I0000" not in out.stderr and "oneDNN custom" not in out.stderr, (
         out.stderr[-3000:])
+
+
+_LOADED_AT_EXIT = """
+import atexit, sys
+atexit.register(lambda: print("loaded at exit:", sorted(
+    {"keras", "tensorflow", "jax", "torch"} & set(sys.modules))))
+"""
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("run", ["--no_such_flag=1"]),
+    ("run", ["--flagfile=experiments/quickstart.flags", "--epochs=0"]),
+    ("evaluate", []),
+    ("predict", ["image.jpg"]),
+])
+def test_tool_usage_errors_come_before_keras_loads(tool, args, tmp_path):
+    # A mistyped flag is reported at once, not after the seconds Keras and
+    # its backend take to import. (A `sitecustomize` prints the modules
+    # loaded when the process exits.)
+    (tmp_path / "sitecustomize.py").write_text(_LOADED_AT_EXIT)
+    out = _run(["-m", f"balpoe_keras.experiments.{tool}", *args],
+               PYTHONPATH=f"{tmp_path}{os.pathsep}{_ROOT}")
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "error: " in out.stderr, out.stderr[-3000:]
+    assert "loaded at exit: []" in out.stdout, out.stdout

@@ -1,23 +1,27 @@
 """Start-up of the command-line tools: TensorFlow's settings, quiet import.
 
 Each tool (`python -m balpoe_keras.experiments.run`, `... .evaluate`,
-`... .info`) calls `start()` before anything imports Keras. It then:
+`... .predict`, `... .info`) calls `start()` before anything imports
+Keras, checks its flags, then calls `load_keras()`, so a usage error is
+reported at once, without the seconds TensorFlow takes to load:
 
-1. turns TensorFlow's oneDNN CPU kernels on unless the user chose
-   (`TF_ENABLE_ONEDNN_OPTS` unset -> `1`): TensorFlow enables them only on
-   some CPUs, and on AVX2 CPUs they train the ResNet-32 about 2x faster
-   (benchmarks/RESULTS.md); TensorFlow reads the variable once, at import;
-2. imports Keras (and with it TensorFlow on the TensorFlow backend) and the
-   package with file descriptor 2 sent to /dev/null, unless `--verbosity`
-   (absl's flag) is given: TensorFlow 2.19+ prints C++ INFO lines at import
-   that `TF_CPP_MIN_LOG_LEVEL` no longer silences (tensorflow/tensorflow
-   #100442); Python errors still surface, raised after stderr is restored;
-3. sets `TF_CPP_MIN_LOG_LEVEL=3` unless set, for this process's later C++
-   logging and for the tools' subprocesses (the SavedModel export).
+1. `start()` turns TensorFlow's oneDNN CPU kernels on unless the user
+   chose (`TF_ENABLE_ONEDNN_OPTS` unset -> `1`): TensorFlow enables them
+   only on some CPUs, and on AVX2 CPUs they train the ResNet-32 about 2x
+   faster (benchmarks/RESULTS.md); TensorFlow reads the variable once, at
+   import. It also sets `TF_CPP_MIN_LOG_LEVEL=3` unless set, for this
+   process's later C++ logging and for the tools' subprocesses (the
+   SavedModel export).
+2. `load_keras()` imports Keras (and with it TensorFlow on the TensorFlow
+   backend) and the package with file descriptor 2 sent to /dev/null,
+   unless `--verbosity` (absl's flag) is given: TensorFlow 2.19+ prints C++
+   INFO lines at import that `TF_CPP_MIN_LOG_LEVEL` no longer silences
+   (tensorflow/tensorflow#100442); Python errors still surface, raised
+   after stderr is restored.
 
 `import balpoe_keras` itself does none of this (it changes no environment
 variable and no file descriptor); while Python locates a tool's module it
-leaves the core for `start()` to import.
+leaves the core for `load_keras()` to import.
 """
 
 import contextlib
@@ -63,19 +67,30 @@ def stderr_silenced(enabled=True):
 
 
 def start(argv=None):
-    """Prepares and imports Keras and balpoe_keras for a command-line tool.
-
-    Call it first in a tool's module, before any import of Keras.
+    """Sets TensorFlow's start-up variables for a command-line tool
+    (`tensorflow_environment`); call it first in a tool's module, before
+    any import of Keras.
 
     Args:
         argv: the command line (default `sys.argv`), read for
             `--verbosity`.
     """
-    verbose = verbose_requested(argv)
-    os.environ.update(tensorflow_environment(verbose=verbose))
+    os.environ.update(tensorflow_environment(
+        verbose=verbose_requested(argv)))
+
+
+def load_keras(argv=None):
+    """Imports Keras and balpoe_keras's core for a tool, quietly unless
+    `--verbosity` is given; call it once the flags are checked (a no-op
+    when they are already imported).
+
+    Args:
+        argv: the command line (default `sys.argv`), read for
+            `--verbosity`.
+    """
     import balpoe_keras
 
-    with stderr_silenced(not verbose):
+    with stderr_silenced(not verbose_requested(argv)):
         import keras  # noqa: F401
 
         balpoe_keras._load_core()

@@ -59,6 +59,9 @@ def resolve_inputs(model_arg, flags_values):
 def main(argv):
     if len(argv) > 1:
         run.fail(f"unexpected arguments {argv[1:]} (see --helpshort).")
+    if not FLAGS.model:
+        run.fail("--model: give a run directory or .keras file.")
+    cli.load_keras()  # Flags checked: now the seconds TensorFlow takes.
     import keras
 
     import balpoe_keras  # noqa: F401  (registers the custom objects)
@@ -67,8 +70,6 @@ def main(argv):
     from balpoe_keras.experiments import inputs
     from balpoe_keras.experiments import runner
 
-    if not FLAGS.model:
-        run.fail("--model: give a run directory or .keras file.")
     config = None
     try:
         model_path, config, report_dir = resolve_inputs(FLAGS.model, FLAGS)

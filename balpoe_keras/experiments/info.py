@@ -52,6 +52,7 @@ def _devices(backend):
 
 
 def main():
+    cli.load_keras()
     for name, value in describe():
         print(f"{name}: {value}")
 

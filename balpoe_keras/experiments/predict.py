@@ -524,6 +524,7 @@ def main(argv):
         if not os.path.isdir(folder):
             fail(f"--output={FLAGS.output}: the folder {folder} does not "
                  "exist.")
+    cli.load_keras()  # Flags checked: now the seconds TensorFlow takes.
     import keras
 
     import balpoe_keras  # noqa: F401  (registers the custom objects)

@@ -143,6 +143,11 @@ def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value"
              " (see --helpshort).")
+    try:
+        config = config_lib.ExperimentConfig.from_flags(FLAGS)
+    except config_lib.ConfigError as e:
+        fail(str(e))
+    cli.load_keras()  # Flags checked: now the seconds TensorFlow takes.
     from balpoe_keras.experiments import runner
     from balpoe_keras.experiments import workdir
     from balpoe_keras.training import checkpoint
@@ -152,7 +157,6 @@ def main(argv):
 
     group = None
     try:
-        config = config_lib.ExperimentConfig.from_flags(FLAGS)
         group = start_processes(config)
         if config.seeds and not FLAGS.dry_run:
             from balpoe_keras.experiments import multi_seed
