@@ -8,8 +8,8 @@ r"""Evaluates a trained BalPoE model and writes the full report.
 flags are then not needed) or a `.keras` file together with flags naming
 the dataset (`--flagfile`), which give the test sets. The training class
 counts (the prior, the many/medium/few groups), the lambdas and the class
-names come from the model file (a `BalPoEClassifier`); only for models
-saved before it (plain functional models) from the flags and the data. The
+names come from the model file (a `BalPoEClassifier`; a plain functional
+model saved by an older version is refused, saying what to do). The
 report (`report.json`, `report.md`, PNGs) goes to `--report_dir` (default:
 the run directory's `report/`).
 """
