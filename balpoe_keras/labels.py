@@ -6,10 +6,27 @@ its value is at hand (eager steps, in host memory), and is counted where
 it is not (compiled TensorFlow and JAX steps, PyTorch tensors on a GPU,
 whose reading would stall every step). The count makes a metric's result
 NaN and `BalPoEClassifier.fit`/`evaluate` raise the same error.
+
+One-hot and soft label rows `(B, C)` must be distributions: a row with a
+negative value or a sum away from 1 -- such as the all-zero row `one_hot`
+gives for an id outside `[0, C)` -- has the id -1, and is caught by the
+same range check.
 """
 
 import numpy as np
 from keras import ops
+
+# A label row is a distribution within this: float32 Mixup, CutMix and
+# label-smoothing rows sum to 1 within ~1e-6, bfloat16 ones within ~0.4 %;
+# an all-zero or a multi-hot row is off by 1 or more.
+_ROW_SUM_TOLERANCE = 1e-2
+
+
+def is_soft(y, num_classes):
+    """True for one-hot / soft labels: rank 2 with `num_classes > 1`
+    columns (ids are `(B,)` or `(B, 1)`)."""
+    return len(y.shape) == 2 and y.shape[-1] == num_classes and (
+        num_classes > 1)
 
 
 def class_ids(y, num_classes):
@@ -17,14 +34,23 @@ def class_ids(y, num_classes):
 
     Args:
         y: ids `(B,)` / `(B, 1)`, or one-hot / soft labels `(B, C)` (their
-            argmax: the dominant class of a Mixup image).
+            argmax: the dominant class of a Mixup image; -1 for a row that
+            is not a distribution, see the module docstring).
         num_classes: int `C`.
     """
     y = ops.convert_to_tensor(y)
-    if len(y.shape) == 2 and y.shape[-1] == num_classes and (
-            num_classes > 1):
-        return ops.cast(ops.argmax(y, axis=-1), "int32")
+    if is_soft(y, num_classes):
+        ids = ops.cast(ops.argmax(y, axis=-1), "int32")
+        return ops.where(_is_distribution(y), ids, -1)
     return ops.cast(ops.reshape(y, (-1,)), "int32")
+
+
+def _is_distribution(y):
+    """`(B,)` bool: rows of `(B, C)` with no negative value, summing to 1."""
+    y = ops.cast(y, "float32")
+    return ops.logical_and(
+        ops.all(y >= -_ROW_SUM_TOLERANCE, axis=-1),
+        ops.abs(ops.sum(y, axis=-1) - 1.0) <= _ROW_SUM_TOLERANCE)
 
 
 def count_out_of_range(ids, num_classes):
@@ -46,10 +72,14 @@ def raise_out_of_range(values, num_classes):
     """The error for labels outside `[0, num_classes)`; `values`: NumPy."""
     values = np.asarray(values).reshape(-1)
     bad = values[(values < 0) | (values >= num_classes)]
+    rows = (" (-1 also marks one-hot or soft label rows that are not "
+            "distributions: a negative value or a sum away from 1, such as "
+            "the all-zero row keras.ops.one_hot gives for an id outside "
+            f"[0, {num_classes}))" if -1 in bad else "")
     raise ValueError(
         f"Labels must be class ids in [0, {num_classes}). Found "
-        f"{np.unique(bad)[:10].tolist()}. Check the dataset's label map "
-        "and the class counts (one per class)."
+        f"{np.unique(bad)[:10].tolist()}{rows}. Check the dataset's label "
+        "map and the class counts (one per class)."
     )
 
 

@@ -219,6 +219,34 @@ class LabelRangeTest(TestCase):
         after = keras.ops.convert_to_numpy(model.trainable_weights[0])
         self.assertAllClose(after, before[0])  # No step was taken.
 
+    def test_one_hot_rows_without_a_class_refused(self):
+        # keras.ops.one_hot gives an all-zero row for an id outside [0, C):
+        # as the id itself, it neither trains nor scores (it used to count
+        # as class 0 with a loss of 0); a multi-hot row is refused too.
+        x, y = self._bad()
+        zero_row = np.eye(4, dtype="float32")[y % 4]
+        zero_row[y >= 4] = 0.0  # one_hot of the id 9 on TensorFlow and JAX.
+        multi_hot = np.eye(4, dtype="float32")[y % 4]
+        multi_hot[3, 1] = 1.0
+        for labels in (zero_row, multi_hot):
+            model = _model()
+            model.compile()
+            with self.assertRaisesRegex(ValueError, r"\[0, 4\).*\[-1\]"
+                                        r".*not distributions"):
+                model.fit(x, labels, batch_size=16, verbose=0)
+            with self.assertRaisesRegex(ValueError,
+                                        r"\[0, 4\).*not distributions"):
+                model.evaluate(self._stream(x, labels), steps=2, verbose=0)
+            with self.assertRaisesRegex(ValueError, r"\[-1\]"):
+                bk.BalPoELoss(_COUNTS)(labels, np.zeros((32, 3, 4)))
+            with self.assertRaisesRegex(ValueError, r"\[-1\]"):
+                bk.BalancedAccuracy(4).update_state(labels, labels)
+        # Mixup rows (sums of 1) stay valid labels.
+        mixed = 0.3 * np.eye(4)[y % 4] + 0.7 * np.eye(4)[(y + 1) % 4]
+        model = _model()
+        model.compile()
+        model.fit(x, mixed.astype("float32"), batch_size=16, verbose=0)
+
     def _stream(self, x, y):
         def batches():
             while True:

@@ -214,7 +214,7 @@ def evaluate_test_agnostic(logits, labels, class_counts, test_prior_correction):
 
     Args:
         logits: `(N, C)` ensemble logits.
-        labels: `(N,)` int class ids.
+        labels: `(N,)` or `(N, 1)` int class ids.
         class_counts: `(C,)` training counts (for the groups).
         test_prior_correction: bool. Also score `logits + log p_test`, with
             `p_test` the test set's own label frequencies (`-inf` for absent
@@ -226,6 +226,7 @@ def evaluate_test_agnostic(logits, labels, class_counts, test_prior_correction):
         `posthoc`, each `{"all", "many", "medium", "few"}` (None for a group
         with no evaluable class).
     """
+    logits, labels = scores.checked_outputs(logits, labels)
     num_classes = logits.shape[-1]
     result = {"num_examples": int(labels.size)}
     variants = {"plain": logits}

@@ -8,6 +8,10 @@ TensorFlow is only needed when the caller already holds a
 """
 
 import numpy as np
+from keras import ops
+
+from balpoe_keras.labels import class_ids
+from balpoe_keras.labels import raise_out_of_range
 
 
 def is_index_array(value):
@@ -20,10 +24,21 @@ def is_index_array(value):
 
 
 def validate_labels(labels, num_classes=None):
-    """Int class ids `(N,)` from `(N,)`, `(N, 1)` ids or `(N, C)` one-hot."""
+    """Int class ids `(N,)` from `(N,)`, `(N, 1)` ids or `(N, C)` one-hot
+    / soft rows (each a distribution, `balpoe_keras.labels`)."""
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[-1] > 1:
-        labels = np.argmax(labels, axis=-1)
+        if num_classes and labels.shape[-1] != num_classes:
+            raise ValueError(
+                f"Expected one-hot labels with {num_classes} columns, one "
+                f"per class. Received shape {labels.shape}.")
+        ids = ops.convert_to_numpy(class_ids(labels, labels.shape[-1]))
+        if ids.size and ids.min() < 0:
+            raise_out_of_range(ids, labels.shape[-1])
+        labels = ids
+    elif labels.ndim > 2 or (labels.ndim == 2 and labels.shape[-1] != 1):
+        raise ValueError("Expected labels of shape (N,), (N, 1) or (N, C). "
+                         f"Received shape {labels.shape}.")
     labels = labels.reshape(-1)
     if labels.size and not np.all(labels == np.round(labels)):
         raise ValueError("Expected integer class ids as labels.")

@@ -19,10 +19,29 @@ import numpy as np
 from keras import ops
 
 from balpoe_keras import class_prior
+from balpoe_keras.evaluation.predict import validate_labels
 from balpoe_keras.labels import raise_out_of_range
 from balpoe_keras.metrics import reliability_bins
+from balpoe_keras.metrics.calibration import check_finite
 from balpoe_keras.metrics.group_accuracy import mean_class_accuracy
 from balpoe_keras.metrics.group_accuracy import per_class_counts
+
+
+def checked_outputs(logits, labels):
+    """`logits` as `(N, C)` NumPy and `labels` as `(N,)` int64 class ids,
+    or `ValueError`: logits not `(N, C)` or holding NaN or +infinity (a
+    diverged model; `metrics.calibration.check_finite`),
+    labels of another shape or count (`(N,)`, `(N, 1)` ids and `(N, C)`
+    one-hot rows are accepted), ids outside `[0, C)`."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"Expected (N, C) logits. Received {logits.shape}.")
+    check_finite(logits, "logits")
+    labels = validate_labels(labels, logits.shape[-1])
+    if labels.size != len(logits):
+        raise ValueError(f"Expected {len(logits)} labels, one per row of "
+                         f"logits. Received {labels.size}.")
+    return logits, labels
 
 
 def compute_log_softmax(logits):
@@ -121,8 +140,7 @@ def compute_accuracy_summary(logits, labels, class_counts):
         `per_class_accuracy` (`(C,)` NaN for absent classes) and
         `num_classes_without_test_images`.
     """
-    logits = np.asarray(logits)
-    labels = np.asarray(labels, np.int64)
+    logits, labels = checked_outputs(logits, labels)
     predictions = np.argmax(logits, axis=-1)
     correct, total = _per_class_counts(predictions, labels,
                                        logits.shape[-1])
@@ -143,8 +161,9 @@ def compute_accuracy_summary(logits, labels, class_counts):
 
 
 def compute_nll(logits, labels):
-    """Mean negative log-likelihood `-log softmax(logits)_y` in nats."""
-    labels = np.asarray(labels, np.int64)
+    """Mean negative log-likelihood `-log softmax(logits)_y` in nats
+    (inputs as `checked_outputs`)."""
+    logits, labels = checked_outputs(logits, labels)
     log_probs = compute_log_softmax(logits)
     return float(-np.mean(log_probs[np.arange(labels.size), labels]))
 
@@ -157,6 +176,7 @@ def compute_calibration(logits, labels, num_bins=15):
         `(num_bins + 1,)`, `confidence`, `accuracy` (fractions, 0 where a bin
         is empty) and `count` `(num_bins,)`.
     """
+    logits, labels = checked_outputs(logits, labels)
     bins = reliability_bins(
         labels, compute_softmax(logits), num_bins=num_bins, from_logits=False
     )
@@ -174,10 +194,10 @@ def compute_classification_metrics(
     """Accuracy, balanced/group accuracy, ECE, MCE and NLL of `(N, C)` logits.
 
     Args:
-        logits: `(N, C)` logits.
-        labels: `(N,)` int class ids.
+        logits: `(N, C)` finite logits.
+        labels: `(N,)` or `(N, 1)` int class ids (or `(N, C)` one-hot).
         class_counts: `(C,)` training counts.
-        num_bins: int, calibration bins.
+        num_bins: int >= 1, calibration bins.
         details: bool. If True, also return `per_class_accuracy` (a list
             with None for absent classes) and the `reliability` bins.
 

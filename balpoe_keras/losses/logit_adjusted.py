@@ -9,7 +9,9 @@ import keras
 from keras import ops
 
 from balpoe_keras import class_prior
+from balpoe_keras.labels import class_ids
 from balpoe_keras.labels import count_out_of_range
+from balpoe_keras.labels import is_soft
 
 
 def to_soft_labels(y_true, num_classes, dtype="float32"):
@@ -20,10 +22,12 @@ def to_soft_labels(y_true, num_classes, dtype="float32"):
     raise `ValueError` whenever their values are concrete and in host
     memory (`balpoe_keras.labels`); inside compiled steps they give one-hot
     rows of zeros, and `BalPoEClassifier.fit`/`evaluate` raise the same
-    error from their count.
+    error from their count. Soft label rows must be distributions (no
+    negative value, summing to 1), checked the same way.
     """
     y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
+    if is_soft(y_true, num_classes):
+        count_out_of_range(class_ids(y_true, num_classes), num_classes)
         return ops.cast(y_true, dtype)
     if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, axis=-1)

@@ -18,6 +18,15 @@ from keras import ops
 from balpoe_keras.labels import class_ids
 from balpoe_keras.labels import concrete_value
 from balpoe_keras.labels import count_out_of_range
+from balpoe_keras.labels import raise_out_of_range
+
+
+def check_num_bins(num_bins):
+    """`num_bins` as an int >= 1, else `ValueError`."""
+    if isinstance(num_bins, bool) or int(num_bins) != num_bins or (
+            num_bins < 1):
+        raise ValueError(f"Expected num_bins >= 1. Received: {num_bins}")
+    return int(num_bins)
 
 
 def _bin_edges(num_bins, dtype):
@@ -34,9 +43,7 @@ class _CalibrationMetric(keras.metrics.Metric):
 
     def __init__(self, num_bins=15, from_logits=False, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if int(num_bins) != num_bins or num_bins < 1:
-            raise ValueError(f"Expected num_bins >= 1. Received: {num_bins}")
-        self.num_bins = int(num_bins)
+        self.num_bins = check_num_bins(num_bins)
         self.from_logits = bool(from_logits)
         self._interior_edges = _bin_edges(self.num_bins, "float32")[1:-1]
         kw = dict(shape=(self.num_bins,), initializer="zeros")
@@ -163,13 +170,15 @@ _PROBABILITY_TOLERANCE = 1e-3  # on each value; 1e-2 on row sums
 
 def _count_non_probability_rows(y_pred):
     """Rows of `y_pred` `(B, C)` that are not probabilities (a value outside
-    [0, 1] or a sum away from 1); raises `ValueError` when the values are
-    concrete (eager), else returns the count for the metric's NaN guard."""
+    [0, 1], NaN included, or a sum away from 1); raises `ValueError` when
+    the values are concrete (eager), else returns the count for the
+    metric's NaN guard."""
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
     tol = _PROBABILITY_TOLERANCE
+    inside = ops.logical_and(y_pred >= -tol, y_pred <= 1.0 + tol)
     bad = ops.logical_or(
-        ops.any(ops.logical_or(y_pred < -tol, y_pred > 1.0 + tol), axis=-1),
-        ops.abs(ops.sum(y_pred, axis=-1) - 1.0) > 10 * tol)
+        ops.logical_not(ops.all(inside, axis=-1)),
+        ops.logical_not(ops.abs(ops.sum(y_pred, axis=-1) - 1.0) <= 10 * tol))
     count = ops.sum(ops.cast(bad, "int32"))
     value = concrete_value(count)  # None in compiled steps: NaN instead.
     if value is not None and int(value):
@@ -182,6 +191,24 @@ def _count_non_probability_rows(y_pred):
     return count
 
 
+def check_finite(values, name):
+    """Raises `ValueError` if the NumPy `(N, C)` `values` hold NaN or
+    +infinity, or a row holds no finite value: scores of such outputs (a
+    diverged model, a broken input) would look plausible and mean nothing.
+    A -infinity among finite values is a valid logit (probability 0, as a
+    test-prior correction gives the classes absent from a test set)."""
+    values = np.asarray(values)
+    bad = np.isnan(values) | np.isposinf(values)
+    rows = np.any(bad, axis=-1) | ~np.any(np.isfinite(values), axis=-1)
+    if rows.any():
+        first = np.nonzero(rows)[0]
+        raise ValueError(
+            f"{name} holds NaN or infinite values in {first.size} of "
+            f"{len(values)} rows, first rows {first[:5].tolist()}: the "
+            "model diverged or was given invalid inputs, and no score of "
+            "these outputs would mean anything.")
+
+
 def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):
     """Per-bin statistics for a reliability diagram (NumPy).
 
@@ -192,24 +219,39 @@ def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):
     Args:
         y_true: `(N,)` int class ids or `(N, C)` soft labels.
         y_pred: `(N, C)` probabilities (or logits with `from_logits=True`).
-        num_bins: int, number of equal-width bins.
+        num_bins: int >= 1, number of equal-width bins.
         from_logits: bool.
+
+    Raises:
+        ValueError: non-finite predictions (a diverged model), rows of
+            `y_pred` that are not probabilities (without `from_logits`),
+            labels not matching the predictions in number, or `num_bins`
+            below 1.
 
     Returns:
         dict of NumPy arrays: `edges` `(num_bins + 1,)`, `confidence`,
         `accuracy` (mean per bin, 0 where empty) and `count` `(num_bins,)`,
         plus floats `ece` and `mce` (fractions).
     """
+    num_bins = check_num_bins(num_bins)
     y_pred = np.asarray(y_pred, np.float32)
     if y_pred.ndim != 2:
         raise ValueError(f"Expected (N, C) predictions. Got {y_pred.shape}.")
+    check_finite(y_pred, "y_pred")
+    if not from_logits:
+        _count_non_probability_rows(y_pred)  # Raises here (NumPy values).
     if from_logits:
         shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
         y_pred = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
-    y_true = np.asarray(y_true)
-    if y_true.ndim == 2 and y_true.shape[-1] == y_pred.shape[-1]:
-        y_true = y_true.argmax(-1)
+    num_classes = y_pred.shape[-1]
+    y_true = np.asarray(ops.convert_to_numpy(class_ids(np.asarray(y_true),
+                                                       num_classes)))
     y_true = y_true.reshape(-1).astype(np.int64)
+    if y_true.size != len(y_pred):
+        raise ValueError(f"Expected {len(y_pred)} labels, one per row of "
+                         f"y_pred. Received {y_true.size}.")
+    if y_true.size and (y_true.min() < 0 or y_true.max() >= num_classes):
+        raise_out_of_range(y_true, num_classes)
     conf = y_pred.max(-1).astype(np.float32)
     hit = (y_pred.argmax(-1) == y_true).astype(np.float64)
     edges = _bin_edges(num_bins, "float32")

@@ -335,9 +335,9 @@ class BalPoEClassifier(keras.Model):
         if y is None or not isinstance(y, (np.ndarray, list, tuple)):
             return
         y = np.asarray(y)
-        if y.ndim == 2 and y.shape[-1] == self.num_classes and (
-                self.num_classes > 1):
-            return  # One-hot / soft labels.
+        if labels.is_soft(y, self.num_classes):  # Each row a distribution.
+            y = keras.ops.convert_to_numpy(
+                labels.class_ids(y, self.num_classes))
         if y.size and (y.min() < 0 or y.max() >= self.num_classes):
             labels.raise_out_of_range(y, self.num_classes)
 
@@ -516,8 +516,12 @@ class _LabelGuard(keras.callbacks.Callback):
         if count > 0:
             raise ValueError(
                 f"Labels must be class ids in [0, {self.model.num_classes}):"
-                f" {count} label(s) outside that range {when}. Check the "
-                "dataset's label map and the class counts (one per class)."
+                f" {count} label(s) outside that range {when} (or one-hot "
+                "/ soft label rows that are not distributions: a negative "
+                "value or a sum away from 1, such as the all-zero row "
+                "keras.ops.one_hot gives for an id outside the range). Check "
+                "the dataset's label map and the class counts (one per "
+                "class)."
             )
         count = _read(self.model.invalid_images)
         if count > 0:

@@ -46,6 +46,46 @@ class ClassificationMetricsTest(TestCase):
         #     = (.356675 + .916291 + .287682 + 2.302585 + .105361) / 5.
         self.assertAllClose(m["nll"], 3.968594 / 5, atol=1e-5)
 
+    def test_column_labels_and_one_hot_score_as_ids(self):
+        # (N, 1) labels, as keras.datasets gives them, used to broadcast
+        # against (N,) predictions: accuracy and NLL were silently wrong.
+        ids = scores.compute_classification_metrics(
+            LOGITS, LABELS, class_counts=COUNTS)
+        for labels in (LABELS[:, None], np.eye(3)[LABELS]):
+            other = scores.compute_classification_metrics(
+                LOGITS, labels, class_counts=COUNTS)
+            self.assertEqual(other, ids)
+        self.assertAllClose(
+            scores.compute_nll(LOGITS, LABELS[:, None]), 3.968594 / 5,
+            atol=1e-5)
+
+    def test_outputs_that_mean_nothing_are_refused(self):
+        # A diverged model: NaN or +inf logits, or a row with no finite
+        # value, used to score as confident and well calibrated (ECE 0).
+        for bad in (np.nan, np.inf):
+            logits = LOGITS.copy()
+            logits[3, 1] = bad
+            with self.assertRaisesRegex(ValueError,
+                                        r"logits holds NaN or infinite "
+                                        r"values in 1 of 5 rows.*\[3\]"):
+                scores.compute_classification_metrics(
+                    logits, LABELS, class_counts=COUNTS)
+        logits = LOGITS.copy()
+        logits[0] = -np.inf
+        with self.assertRaisesRegex(ValueError, r"first rows \[0\]"):
+            scores.compute_nll(logits, LABELS)
+        # -inf beside finite logits is a probability of 0, not an error.
+        logits = LOGITS.copy()
+        logits[:, 2] = -np.inf
+        self.assertAllClose(
+            scores.compute_accuracy_summary(logits, LABELS, COUNTS)[
+                "accuracy"], 0.6)
+        with self.assertRaisesRegex(ValueError, "Expected 5 labels"):
+            scores.compute_nll(LOGITS, LABELS[:4])
+        with self.assertRaisesRegex(ValueError, "num_bins >= 1"):
+            scores.compute_classification_metrics(
+                LOGITS, LABELS, class_counts=COUNTS, num_bins=0)
+
     def test_empty_group_is_none_not_nan(self):
         # Counts [200, 150, 120]: every class is many-shot.
         m = scores.compute_classification_metrics(

@@ -77,6 +77,20 @@ class CalibrationTest(TestCase):
     def test_bad_inputs(self):
         with self.assertRaisesRegex(ValueError, "num_bins >= 1"):
             metrics.ExpectedCalibrationError(num_bins=0)
+        probs = np.array([[0.9, 0.1], [0.6, 0.4]], "float32")
+        with self.assertRaisesRegex(ValueError, "num_bins >= 1"):
+            metrics.reliability_bins([0, 1], probs, num_bins=0)
+        # NaN probabilities used to drop out of the bins (ECE 0).
+        nan = probs.copy()
+        nan[0, 0] = np.nan
+        with self.assertRaisesRegex(ValueError, "NaN or infinite"):
+            metrics.reliability_bins([0, 1], nan)
+        with self.assertRaisesRegex(ValueError, "not probabilities"):
+            metrics.ExpectedCalibrationError().update_state([0, 1], nan)
+        with self.assertRaisesRegex(ValueError, "not probabilities"):
+            metrics.reliability_bins([0, 1], 2 * probs)
+        with self.assertRaisesRegex(ValueError, r"class ids in \[0, 2\)"):
+            metrics.reliability_bins([0, 2], probs)
         with self.assertRaisesRegex(ValueError, "ensemble 'logits'"):
             metrics.ExpectedCalibrationError().update_state(
                 np.zeros(2), np.zeros((2, 3, 4))
