@@ -7,7 +7,9 @@ Usage:
 
 The standard deviation is the sample std (ddof=1) over runs, as for the
 paper's "mean ± std over 5 seeds"; it is omitted for a single run. Groups
-with no class (None in the reports) stay "–".
+with no class (None in the reports) stay "–"; a number that only some
+runs report is marked with how many ("(2 of 3 runs)"). Runs of other
+training sets (class counts), lambdas, bins or test sets are refused.
 """
 
 import argparse
@@ -46,14 +48,18 @@ def compute_mean_std(values):
 
 def format_mean_std(values, digits=2, scale=1.0):
     """`"52.03 ± 0.45"` (or `"52.03"` for one run, `"–"` for none) of the
-    values times `scale` (100 shows fractions as percent)."""
-    mean, std, _ = compute_mean_std(
+    values times `scale` (100 shows fractions as percent), with
+    `" (n of N runs)"` when only n of the N values are numbers."""
+    mean, std, n = compute_mean_std(
         [None if v is None else scale * float(v) for v in values])
     if mean is None:
         return "–"
-    if std is None:
-        return format_number(mean, digits)
-    return f"{format_number(mean, digits)} ± {format_number(std, digits)}"
+    text = format_number(mean, digits)
+    if std is not None:
+        text += f" ± {format_number(std, digits)}"
+    if n < len(values):
+        text += f" ({n} of {len(values)} runs)"
+    return text
 
 
 def aggregate_reports(reports):
@@ -108,10 +114,11 @@ def aggregate_reports(reports):
 
 
 def _check_compatible(reports):
-    keys = ("num_classes", "num_experts", "lambdas", "balanced_test_set")
+    keys = ("num_classes", "num_experts", "lambdas", "class_counts",
+            "num_bins", "balanced_test_set")
     for i, report in enumerate(reports[1:], start=1):
         for key in keys + ("test_agnostic",):
-            a, b = reports[0][key], report[key]
+            a, b = reports[0].get(key), report.get(key)
             if key == "test_agnostic":
                 a, b = list(a), list(b)
             if a != b:

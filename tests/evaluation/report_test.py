@@ -71,6 +71,11 @@ class AggregateTest(TestCase):
                          "52.00 ± 2.83")
         self.assertEqual(aggregate.format_mean_std([50.0]), "50.00")
         self.assertEqual(aggregate.format_mean_std([None, None]), "–")
+        # A number only some runs report says over how many it is taken.
+        self.assertEqual(aggregate.format_mean_std([1.0, 1.2, None]),
+                         "1.10 ± 0.14 (2 of 3 runs)")
+        self.assertEqual(aggregate.format_mean_std([float("nan"), 2.0]),
+                         "2.00 (1 of 2 runs)")
 
     def test_cli_writes_markdown_table(self):
         tmp = self.get_temp_dir()
@@ -97,3 +102,8 @@ class AggregateTest(TestCase):
         second["lambdas"] = [1.0, -1.0]
         with self.assertRaisesRegex(ValueError, "differs from report 0"):
             aggregate.aggregate_reports([first, second])
+        for key, value in (("class_counts", [1, 2, 3]), ("num_bins", 10)):
+            second = copy.deepcopy(first)
+            second[key] = value
+            with self.assertRaisesRegex(ValueError, f"report 0 in '{key}'"):
+                aggregate.aggregate_reports([first, second])
