@@ -224,3 +224,25 @@ class TestAgnosticTest(TestCase):
         self.assertIsNone(result["posthoc"]["few"])
         self.assertNotIn("posthoc", evaluate.evaluate_test_agnostic(
             logits, np.array([0, 1]), COUNTS, False))
+
+
+class SampleWeightTest(TestCase):
+    def test_weighted_metrics_equal_the_kept_rows(self):
+        # As in Keras, `metrics=` ignore sample_weight; the same metrics as
+        # `weighted_metrics=` give the scores of the rows weighted 1.
+        from balpoe_keras.models.compile_defaults import make_ensemble_metrics
+
+        z = np.array([[2, 0], [2, 0], [0, 2], [2, 0]], "float32")
+        x, y = np.repeat(z[:, None], 2, axis=1), np.array([0, 1, 1, 1])
+        weights = np.array([1.0, 0.0, 1.0, 0.0])
+        model = build_logit_classifier(2, [10, 5], [1.0, -1.0])
+        model.compile(metrics=[],
+                      weighted_metrics=make_ensemble_metrics([10, 5]))
+        weighted = model.evaluate(x, y, sample_weight=weights, verbose=0,
+                                  return_dict=True)
+        kept = model.evaluate(x[[0, 2]], y[[0, 2]], verbose=0,
+                              return_dict=True)
+        for key in ("accuracy", "balanced_accuracy", "ece"):
+            self.assertAllClose(weighted[key], kept[key], atol=1e-6)
+        # Both kept rows are right at confidence sigmoid(2) = 0.8808.
+        self.assertAllClose(kept["ece"], 1 - 0.880797, atol=1e-5)
