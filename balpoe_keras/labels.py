@@ -53,6 +53,20 @@ def _is_distribution(y):
         ops.abs(ops.sum(y, axis=-1) - 1.0) <= _ROW_SUM_TOLERANCE)
 
 
+def host_class_ids(y, num_classes):
+    """Class ids `(N,)` NumPy of labels already on the host (NumPy, lists),
+    as `class_ids`; raises `ValueError` (`raise_out_of_range`) for an id
+    outside `[0, num_classes)`, rows that are not distributions included.
+    Integer ids are checked as given, without a trip through a device."""
+    y = np.asarray(y)
+    if is_soft(y, num_classes):
+        y = np.asarray(ops.convert_to_numpy(class_ids(y, num_classes)))
+    y = y.reshape(-1)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise_out_of_range(y, num_classes)
+    return y
+
+
 def count_out_of_range(ids, num_classes):
     """Number of ids outside `[0, num_classes)`, a scalar int32 tensor.
 

@@ -8,10 +8,8 @@ TensorFlow is only needed when the caller already holds a
 """
 
 import numpy as np
-from keras import ops
 
-from balpoe_keras.labels import class_ids
-from balpoe_keras.labels import raise_out_of_range
+from balpoe_keras.labels import host_class_ids
 
 
 def is_index_array(value):
@@ -32,10 +30,7 @@ def validate_labels(labels, num_classes=None):
             raise ValueError(
                 f"Expected one-hot labels with {num_classes} columns, one "
                 f"per class. Received shape {labels.shape}.")
-        ids = ops.convert_to_numpy(class_ids(labels, labels.shape[-1]))
-        if ids.size and ids.min() < 0:
-            raise_out_of_range(ids, labels.shape[-1])
-        labels = ids
+        labels = host_class_ids(labels, labels.shape[-1])
     elif labels.ndim > 2 or (labels.ndim == 2 and labels.shape[-1] != 1):
         raise ValueError("Expected labels of shape (N,), (N, 1) or (N, C). "
                          f"Received shape {labels.shape}.")

@@ -18,7 +18,7 @@ from keras import ops
 from balpoe_keras.labels import class_ids
 from balpoe_keras.labels import concrete_value
 from balpoe_keras.labels import count_out_of_range
-from balpoe_keras.labels import raise_out_of_range
+from balpoe_keras.labels import host_class_ids
 
 
 def check_num_bins(num_bins):
@@ -244,14 +244,10 @@ def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):
         shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
         y_pred = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
     num_classes = y_pred.shape[-1]
-    y_true = np.asarray(ops.convert_to_numpy(class_ids(np.asarray(y_true),
-                                                       num_classes)))
-    y_true = y_true.reshape(-1).astype(np.int64)
+    y_true = host_class_ids(y_true, num_classes).astype(np.int64)
     if y_true.size != len(y_pred):
         raise ValueError(f"Expected {len(y_pred)} labels, one per row of "
                          f"y_pred. Received {y_true.size}.")
-    if y_true.size and (y_true.min() < 0 or y_true.max() >= num_classes):
-        raise_out_of_range(y_true, num_classes)
     conf = y_pred.max(-1).astype(np.float32)
     hit = (y_pred.argmax(-1) == y_true).astype(np.float64)
     edges = _bin_edges(num_bins, "float32")

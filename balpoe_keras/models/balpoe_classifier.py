@@ -334,12 +334,7 @@ class BalPoEClassifier(keras.Model):
             _check_array_images(x)
         if y is None or not isinstance(y, (np.ndarray, list, tuple)):
             return
-        y = np.asarray(y)
-        if labels.is_soft(y, self.num_classes):  # Each row a distribution.
-            y = keras.ops.convert_to_numpy(
-                labels.class_ids(y, self.num_classes))
-        if y.size and (y.min() < 0 or y.max() >= self.num_classes):
-            labels.raise_out_of_range(y, self.num_classes)
+        labels.host_class_ids(y, self.num_classes)
 
 
 
