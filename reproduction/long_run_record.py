@@ -243,7 +243,7 @@ def format_curves(entries, milestones=(160, 180)):
     phases = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         inside = [d for epoch, d in deltas if lo < epoch <= hi]
-        if not inside or hi <= lo:
+        if not inside:
             continue
         parts = []
         for key, label in (("balanced_accuracy", "balanced accuracy"),
