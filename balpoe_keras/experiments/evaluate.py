@@ -9,7 +9,9 @@ flags are then not needed) or a `.keras` file together with flags naming
 the dataset (`--flagfile`), which give the test sets. The training class
 counts (the prior, the many/medium/few groups), the lambdas and the class
 names come from the model file (a `BalPoEClassifier`; a plain functional
-model saved by an older version is refused, saying what to do). The
+model saved by an older version is refused, saying what to do); an image
+folder is read at the model's input size, and data whose classes or input
+shape differ from the model's is refused (`check_data_matches_model`). The
 report (`report.json`, `report.md`, PNGs) goes to `--report_dir` (default:
 the run directory's `report/`).
 """
@@ -20,6 +22,7 @@ import os
 from absl import app
 from absl import flags
 
+from balpoe_keras.data.datasets import IMAGE_FOLDER
 from balpoe_keras.experiments import cli
 from balpoe_keras.experiments import config as config_lib
 from balpoe_keras.experiments import run  # (run's flags and parser)
@@ -31,29 +34,84 @@ flags.DEFINE_string("report_dir", None,
 FLAGS = flags.FLAGS
 
 
-def resolve_inputs(model_arg, flags_values):
-    """`(model_path, config, report_dir)` from `--model` and the flags."""
+def resolve_inputs(model_arg, flags_values, input_shape=None):
+    """`(model_path, config, report_dir)` from `--model` and the flags.
+
+    `input_shape`: the model's `(None, H, W, channels)`, when loaded; an
+    image folder given by flags is then read at the model's size and
+    channels unless `--image_size` / `--channels` say otherwise.
+    """
+    model_path = model_path_of(model_arg)
     if os.path.isdir(model_arg):
-        model_path = os.path.join(model_arg, "model.keras")
-        config_path = os.path.join(model_arg, "config.json")
-        if not os.path.exists(model_path) or not os.path.exists(config_path):
-            raise config_lib.ConfigError(
-                f"--model={model_arg} is a directory without model.keras and "
-                "config.json; pass a finished run directory or a .keras file "
-                "with --flagfile."
-            )
-        config = config_lib.ExperimentConfig.from_json(config_path)
+        config = config_lib.ExperimentConfig.from_json(
+            os.path.join(model_arg, "config.json"))
         default_report = os.path.join(model_arg, "report")
     else:
-        if not os.path.exists(model_arg):
-            raise config_lib.ConfigError(
-                f"--model={model_arg} does not exist.")
-        model_path = model_arg
         if not flags_values.workdir:
             flags_values.workdir = os.path.dirname(os.path.abspath(model_arg))
+        if (input_shape is not None and len(input_shape) == 4
+                and flags_values.dataset == IMAGE_FOLDER):
+            for name, value in (("image_size", input_shape[1]),
+                                ("channels", input_shape[3])):
+                if not flags_values[name].present and value is not None:
+                    flags_values[name].value = int(value)
         config = config_lib.ExperimentConfig.from_flags(flags_values)
         default_report = os.path.join(config.workdir, "report")
     return model_path, config, flags_values.report_dir or default_report
+
+
+def model_path_of(model_arg):
+    """The `.keras` file `--model` names (a run directory's model.keras).
+
+    Raises:
+        ConfigError: it does not exist, or the directory is not a finished
+            run's.
+    """
+    if os.path.isdir(model_arg):
+        model_path = os.path.join(model_arg, "model.keras")
+        if not os.path.exists(model_path) or not os.path.exists(
+                os.path.join(model_arg, "config.json")):
+            raise config_lib.ConfigError(
+                f"--model={model_arg} is a directory without model.keras and "
+                "config.json; pass a finished run directory or a .keras file "
+                "with --flagfile.")
+        return model_path
+    if not os.path.exists(model_arg):
+        raise config_lib.ConfigError(f"--model={model_arg} does not exist.")
+    return model_arg
+
+
+def check_data_matches_model(model, config, experiment_data):
+    """Refuses a test set the model cannot be scored on correctly.
+
+    Raises:
+        ConfigError: the classes (number or names, in order) or the input
+            shape of the data differ from the model's, naming both.
+    """
+    data_names = experiment_data.train.class_names
+    num_classes = len(experiment_data.class_counts)
+    if num_classes != model.num_classes:
+        raise config_lib.ConfigError(
+            f"the data has {num_classes} classes, the model "
+            f"{model.num_classes}; evaluate on the dataset (or folder) the "
+            "model was trained on.")
+    model_names = getattr(model, "class_names", None)
+    if model_names is not None and data_names is not None and [
+            str(n) for n in model_names] != [str(n) for n in data_names]:
+        moved = [f"{i}: model {m!r}, data {d!r}" for i, (m, d) in
+                 enumerate(zip(model_names, data_names)) if str(m) != str(d)]
+        raise config_lib.ConfigError(
+            "the data's classes are not the model's, so its labels would "
+            f"score the wrong outputs ({'; '.join(moved[:5])}"
+            f"{'; ...' if len(moved) > 5 else ''}); class folders are "
+            "sorted by name: name them as in the training folder.")
+    expected = (config.spec.image_size, config.spec.image_size,
+                config.spec.channels)
+    if tuple(model.input_shape[1:]) != expected:
+        raise config_lib.ConfigError(
+            f"the model takes {tuple(model.input_shape[1:])} inputs, the "
+            f"flags give {expected} images; drop --image_size/--channels "
+            "(the model's are used) or pass the model's.")
 
 
 def main(argv):
@@ -70,20 +128,25 @@ def main(argv):
     from balpoe_keras.experiments import inputs
     from balpoe_keras.experiments import runner
 
-    config = None
     try:
-        model_path, config, report_dir = resolve_inputs(FLAGS.model, FLAGS)
-        # Evaluation needs no optimizer, loss or metrics.
-        model = keras.saving.load_model(model_path, compile=False)
-        experiment_data = inputs.load_data(config)
+        model_path = model_path_of(FLAGS.model)
     except config_lib.ConfigError as e:
         run.fail(str(e))
-    except FileNotFoundError as e:
-        run.fail(f"data not found: {e}")
+    # Evaluation needs no optimizer, loss or metrics.
+    model = keras.saving.load_model(model_path, compile=False)
     try:
         check_model(model)
     except ValueError as e:
         run.fail(f"{model_path}: {e}")
+    try:
+        model_path, config, report_dir = resolve_inputs(
+            FLAGS.model, FLAGS, model.input_shape)
+        experiment_data = inputs.load_data(config)
+        check_data_matches_model(model, config, experiment_data)
+    except config_lib.ConfigError as e:
+        run.fail(str(e))
+    except FileNotFoundError as e:
+        run.fail(f"data not found: {e}")
     counts = getattr(model, "class_counts", None)
     if counts is not None and counts != experiment_data.class_counts:
         print("Note: the flags' training set has other class counts than "

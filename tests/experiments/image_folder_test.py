@@ -318,3 +318,74 @@ class FolderRunTest(TestCase):
         results, out = _run(config)
         self.assertIn("input tfdata", out)
         self.assertEqual(results["num_classes"], 2)
+
+
+@pytest.mark.large
+@pytest.mark.tf_only
+class EvaluateFolderTest(TestCase):
+    """`experiments.evaluate` of a saved model on an image folder."""
+
+    def _evaluate(self, *flags):
+        from balpoe_keras.experiments import evaluate
+
+        values = evaluate.FLAGS
+        values.unparse_flags()
+        self.addCleanup(values.unparse_flags)
+        values(["evaluate.py", *flags])
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                evaluate.main(["evaluate.py"])
+            except SystemExit as e:
+                return e.code, err.getvalue()
+        return 0, out.getvalue()
+
+    def test_classes_and_input_size_come_from_the_model(self):
+        from balpoe_keras.experiments import runner
+
+        root = self.get_temp_dir()
+        names = write_folder(root, [6, 4, 3], test_per_class=2,
+                             sides=(30, 34))
+        config = folder_config(root, "--architecture=resnet8",
+                               workdir=self.get_temp_dir())
+        data = inputs.load_data(config)
+        model = runner.build_model(config, data.class_counts, 1,
+                                   class_names=data.train.class_names)
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        model.save(path)
+
+        side = config.image_size
+        self.assertEqual(model.input_shape[1:], (side, side, 3))
+        # Other images, larger: read at the model's size.
+        bigger = self.get_temp_dir()
+        write_folder(bigger, [5, 5, 5], test_per_class=2, sides=(40, 44),
+                     seed=1)
+        report = os.path.join(self.get_temp_dir(), "report")
+        code, out = self._evaluate(
+            f"--model={path}", "--dataset=image_folder",
+            f"--data_dir={bigger}", f"--report_dir={report}",
+            "--notest_distributions")
+        self.assertEqual(code, 0, out)
+        with open(os.path.join(report, "report.json")) as f:
+            self.assertEqual(json.load(f)["config"]["image_size"], side)
+
+        # A renamed class folder reorders the classes: refused.
+        for split in ("train", "test"):
+            os.rename(os.path.join(bigger, split, names[0]),
+                      os.path.join(bigger, split, "z_last"))
+        code, err = self._evaluate(
+            f"--model={path}", "--dataset=image_folder",
+            f"--data_dir={bigger}", f"--report_dir={report}",
+            "--notest_distributions")
+        self.assertEqual(code, 2)
+        self.assertRegex(err, r"not the model's.*0: model 'class_0', data "
+                         r"'class_1'.*name them as in the training folder")
+
+        # Flags that contradict the model's input: refused, naming both.
+        code, err = self._evaluate(
+            f"--model={path}", "--dataset=image_folder",
+            f"--data_dir={root}", "--image_size=28",
+            f"--report_dir={report}", "--notest_distributions")
+        self.assertEqual(code, 2)
+        self.assertIn(f"takes ({side}, {side}, 3) inputs, the flags give "
+                      "(28, 28, 3)", err)
