@@ -18,6 +18,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 RESIZE_MODES = ("resize", "resize_center_crop")
 CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
 _GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
+# Bits per pixel of the BMPs every path reads (TensorFlow's decoder, used
+# by the SavedModel and streamed folders, reads no other); others are
+# refused as unreadable (save them as PNG).
+BMP_BITS = (8, 24, 32)
+
+
+def unsupported_bmp(head):
+    """True when `head` (a file's first 30 bytes or more) is a BMP whose
+    bits per pixel are not in `BMP_BITS`."""
+    return (head[:2] == b"BM" and len(head) >= 30
+            and int.from_bytes(head[28:30], "little") not in BMP_BITS)
 
 
 def decode_image(data, channels=3):
@@ -26,7 +37,8 @@ def decode_image(data, channels=3):
     As `tf.io.decode_image`: CMYK, palette and alpha images are converted
     to RGB, 16-bit grayscale keeps its top 8 bits (PIL's own conversion
     would clip it to 255); with `channels=1` a JPEG gives its luma (as
-    libjpeg's grayscale output), other images their `L` conversion.
+    libjpeg's grayscale output), other images their `L` conversion. A BMP
+    of 1, 4 or 16 bits per pixel gives None (`BMP_BITS`).
 
     Args:
         data: the bytes of a JPEG, PNG, BMP, GIF or WebP file.
@@ -34,6 +46,8 @@ def decode_image(data, channels=3):
     """
     from PIL import Image
 
+    if unsupported_bmp(data[:30]):
+        return None
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -51,11 +65,15 @@ def decode_image(data, channels=3):
 
 def read_header(path):
     """`(width, height, grayscale)` of an image file from its header, or
-    None if Pillow cannot identify it (reads a few bytes, not the pixels).
+    None if Pillow cannot identify it or `decode_image` would refuse it (a
+    BMP outside `BMP_BITS`); reads a few bytes, not the pixels.
     """
     from PIL import Image
 
     try:
+        with open(path, "rb") as f:
+            if unsupported_bmp(f.read(30)):
+                return None
         with Image.open(path) as image:
             return image.size[0], image.size[1], (
                 image.mode in _GRAYSCALE_MODES)

@@ -7,6 +7,8 @@ in-memory sources), so a file gives the same pixels on both paths.
 
 import tensorflow as tf
 
+from balpoe_keras.data.image_file import BMP_BITS
+
 
 def decode_rgb(data):
     """Encoded bytes -> `(H, W, 3)` uint8, JPEG decoded exactly as PIL does
@@ -19,27 +21,77 @@ def decode_pixels(data, channels=3):
 
     JPEGs use `dct_method="INTEGER_ACCURATE"` (libjpeg's ISLOW, PIL's
     default; TF's default fast IDCT differs by ~1 level per pixel; with 1
-    channel, their luma); PNG/BMP/GIF/WebP go through `decode_image`
-    (with 1 channel: the luma of their RGB pixels, as Pillow's `L`).
-    Equal to `balpoe_keras.data.image_file.decode_image`, pixel for pixel.
+    channel, their luma, and a CMYK JPEG's that of its RGB); PNG/GIF/WebP
+    go through `decode_image`, 8-bit BMPs through their palette
+    (TensorFlow returns the palette indices),
+    24/32-bit BMPs as they are (with 1 channel: the luma of their RGB
+    pixels, as Pillow's `L`). Equal to
+    `balpoe_keras.data.image_file.decode_image`, pixel for pixel. A BMP of
+    another depth (1, 4, 16 bits per pixel) fails, saying so
+    (`image_file.BMP_BITS`).
     """
     def other():
-        if channels != 1:
-            return tf.io.decode_image(data, channels=channels,
-                                      expand_animations=False)
         # TensorFlow decodes GIF and WebP to RGB only, and its PNG and BMP
         # luma differs by a level: the luma of the RGB pixels as Pillow's
         # `L` conversion computes it (a gray image keeps its values).
-        return _luma(tf.io.decode_image(data, channels=3,
-                                        expand_animations=False))
+        rgb = tf.cond(
+            tf.equal(tf.strings.substr(data, 0, 2), b"BM"),
+            lambda: _decode_bmp(data),
+            lambda: tf.io.decode_image(data, channels=3,
+                                       expand_animations=False))
+        return rgb if channels == 3 else _luma(rgb)
 
-    image = tf.cond(
-        tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=channels,
-                                  dct_method="INTEGER_ACCURATE"),
-        other,
-    )
+    def jpeg():
+        def decode(channels):
+            return tf.io.decode_jpeg(data, channels=channels,
+                                     dct_method="INTEGER_ACCURATE")
+
+        if channels == 3:
+            return decode(3)
+        # libjpeg gives no luma of a CMYK JPEG: that of its RGB (= PIL's).
+        return tf.cond(tf.io.extract_jpeg_shape(data)[2] == 4,
+                       lambda: _luma(decode(3)), lambda: decode(1))
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, other)
     return tf.ensure_shape(image, [None, None, channels])
+
+
+def _header_int(data, offset, dtype):
+    """The little-endian `dtype` at byte `offset` of `data`, as int32 (0
+    past the end)."""
+    width = dtype.size
+    raw = tf.strings.substr(data, offset, width)
+    raw = tf.cond(tf.strings.length(raw) == width, lambda: raw,
+                  lambda: tf.constant(b"\0" * width))
+    return tf.cast(tf.io.decode_raw(raw, dtype)[0], tf.int32)
+
+
+def _decode_bmp(data):
+    """BMP bytes -> `(H, W, 3)` uint8 RGB; 8-bit BMPs through their
+    palette (BGR0 entries after the DIB header)."""
+    bits = _header_int(data, 28, tf.uint16)
+    check = tf.debugging.Assert(
+        tf.reduce_any(tf.equal(bits, list(BMP_BITS))),
+        ["Unsupported BMP: bits per pixel", bits, "; the model reads "
+         "BMPs of 8, 24 or 32 bits per pixel: save the image as PNG."])
+
+    def paletted():
+        colours = _header_int(data, 46, tf.int32)
+        colours = tf.clip_by_value(
+            tf.where(colours == 0, 256, colours), 1, 256)
+        start = 14 + _header_int(data, 14, tf.int32)
+        entries = tf.io.decode_raw(
+            tf.strings.substr(data, start, colours * 4), tf.uint8)
+        palette = tf.reverse(tf.reshape(entries, [-1, 4])[:, :3], [1])
+        palette = tf.pad(palette, [[0, 256 - tf.shape(palette)[0]], [0, 0]])
+        index = tf.io.decode_bmp(data, channels=0)[..., 0]
+        return tf.gather(palette, tf.cast(index, tf.int32))
+
+    with tf.control_dependencies([check]):
+        return tf.cond(
+            tf.equal(bits, 8), paletted,
+            lambda: tf.io.decode_image(data, channels=3,
+                                       expand_animations=False))
 
 
 def _luma(rgb):

@@ -2,6 +2,7 @@
 channel count (what `serving_bytes` and streamed folders rely on)."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -25,13 +26,41 @@ class DecodePixelsTest(TestCase):
                  ("GIF", {}, (13, 17)), ("WEBP", dict(quality=80),
                                          (13, 17, 3)),
                  ("WEBP", dict(lossless=True), (13, 17, 3)))
-        for fmt, kwargs, shape in cases:
+        images = [(fmt, kwargs, Image.fromarray(
+            rng.integers(0, 256, shape, np.uint8)))
+            for fmt, kwargs, shape in cases]
+        colour = Image.fromarray(rng.integers(0, 256, (13, 17, 3), np.uint8))
+        images += [
+            # TensorFlow alone gives a paletted BMP's indices.
+            ("BMP", {}, colour.quantize(7)),
+            ("BMP", {}, colour.convert("L")),
+            ("BMP", {}, colour.convert("RGBA")),
+            # libjpeg gives no luma of a CMYK JPEG.
+            ("JPEG", {}, colour.convert("CMYK"))]
+        for fmt, kwargs, image in images:
             data = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, shape, np.uint8)).save(
-                data, fmt, **kwargs)
+            image.save(data, fmt, **kwargs)
             for channels in (1, 3):
-                with self.subTest(fmt=fmt, shape=shape, channels=channels):
+                with self.subTest(fmt=fmt, mode=image.mode,
+                                  channels=channels):
                     got = decode_pixels(tf.constant(data.getvalue()),
                                         channels).numpy()
                     np.testing.assert_array_equal(
                         got, decode_image(data.getvalue(), channels))
+
+    def test_bmps_of_other_depths_are_refused_on_every_path(self):
+        import tensorflow as tf
+        from PIL import Image
+
+        from balpoe_keras.data.image_file import read_header
+        from balpoe_keras.data.tfdata.decode import decode_pixels
+
+        path = os.path.join(self.get_temp_dir(), "one_bit.bmp")
+        Image.fromarray(np.eye(8, dtype=bool)).save(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        self.assertIsNone(decode_image(data))
+        self.assertIsNone(read_header(path))
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    "(?s)Unsupported BMP.*8, 24 or 32 bits"):
+            decode_pixels(tf.constant(data))
