@@ -321,6 +321,37 @@ class ImageRangeTest(TestCase):
         with self.assertRaisesRegex(ValueError, "/ 255"):
             model.predict(stream(False), steps=2, verbose=0)
 
+    def test_non_finite_pixels_refused_before_they_reach_the_weights(self):
+        x, y = _data(n=32)
+        model = _model()
+        model.compile()
+        before = [w.copy() for w in model.get_weights()]
+        for bad in (np.nan, np.inf):
+            images = x.copy()
+            images[3, 2, 1, 0] = bad
+            for call in (lambda a: model.fit(a, y, verbose=0),
+                         lambda a: model.evaluate(a, y, verbose=0),
+                         model.predict_proba):
+                with self.assertRaisesRegex(ValueError, "non-finite"):
+                    call(images)
+        for kept, now in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(kept, now)
+
+        def stream():
+            while True:
+                batch = x[:16].copy()
+                batch[5, 0, 0, 1] = np.nan
+                yield batch, y[:16]
+
+        with self.assertRaisesRegex(ValueError, r"not finite \(NaN"):
+            model.fit(stream(), steps_per_epoch=2, verbose=0)
+
+    def test_a_batch_without_its_channel_axis_is_named(self):
+        x, _ = _data(n=4)
+        with self.assertRaisesRegex(ValueError, r"received shape \(4, 16, "
+                                    r"16\).*images\[\.\.\., None\]"):
+            _model().predict_proba(x[..., 0])
+
     def test_wrong_channel_count_refused(self):
         x, _ = _data(n=4)
         model = _model()

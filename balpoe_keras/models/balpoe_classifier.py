@@ -435,6 +435,13 @@ def _check_image_spec(images, input_shape):
     dtype = keras.backend.standardize_dtype(images.dtype)
     if "float" not in dtype:
         raise ValueError(_PIXEL_MESSAGE.format(f"received {dtype} images"))
+    if len(images.shape) != len(input_shape):
+        raise ValueError(
+            f"This model takes a batch of images of shape "
+            f"{tuple(input_shape)} (batch, height, width, channels); "
+            f"received shape {tuple(images.shape)}. Add the missing axis "
+            "(a grayscale batch (B, H, W): images[..., None]; one image: "
+            "images[None]).")
     channels = input_shape[-1]
     if images.shape[-1] is not None and channels is not None and (
             images.shape[-1] != channels):
@@ -448,14 +455,18 @@ def _check_image_spec(images, input_shape):
 
 
 def _count_unscaled_images(images):
-    """Images `(B, H, W, C)` with a pixel outside [0, 1] (scalar)."""
+    """Images `(B, H, W, C)` with a pixel outside [0, 1] or not finite
+    (scalar)."""
     images = keras.ops.convert_to_tensor(images)
     if "float" not in keras.backend.standardize_dtype(images.dtype):
         return keras.ops.convert_to_tensor(0.0)  # `call` refuses them.
     flat = keras.ops.reshape(images, (keras.ops.shape(images)[0], -1))
-    bad = keras.ops.logical_or(
-        keras.ops.max(flat, axis=-1) > 1.0 + _PIXEL_TOLERANCE,
-        keras.ops.min(flat, axis=-1) < -_PIXEL_TOLERANCE)
+    # Not max/min alone: XLA's max/min reductions may skip a NaN.
+    bad = keras.ops.logical_not(keras.ops.logical_and(
+        keras.ops.all(keras.ops.isfinite(flat), axis=-1),
+        keras.ops.logical_and(
+            keras.ops.max(flat, axis=-1) <= 1.0 + _PIXEL_TOLERANCE,
+            keras.ops.min(flat, axis=-1) >= -_PIXEL_TOLERANCE)))
     return keras.ops.sum(keras.ops.cast(bad, "float32"))
 
 
@@ -465,7 +476,13 @@ def _check_array_images(x):
         return
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(_PIXEL_MESSAGE.format(f"received {x.dtype} images"))
-    low, high = float(x.min()), float(x.max())
+    low, high = float(x.min()), float(x.max())  # NaN if any pixel is.
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(
+            "BalPoEClassifier received images with non-finite pixels (NaN "
+            "or inf): they would turn every weight into NaN. Find them with "
+            "np.flatnonzero(~np.isfinite(images).all(axis=(1, 2, 3))) and "
+            "fix or drop them.")
     if high > 1.0 + _PIXEL_TOLERANCE or low < -_PIXEL_TOLERANCE:
         raise ValueError(_PIXEL_MESSAGE.format(
             f"received pixels in [{low:g}, {high:g}]"))
@@ -521,7 +538,8 @@ class _LabelGuard(keras.callbacks.Callback):
         count = _read(self.model.invalid_images)
         if count > 0:
             raise ValueError(_PIXEL_MESSAGE.format(
-                f"{count} image(s) {when} had pixels outside it"))
+                f"{count} image(s) {when} had pixels outside it or not "
+                "finite (NaN, inf)"))
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(f"in epoch {epoch + 1}")
