@@ -10,11 +10,13 @@ NaN and `BalPoEClassifier.fit`/`evaluate` raise the same error.
 One-hot and soft label rows `(B, C)` must be distributions: a row with a
 negative value or a sum away from 1 -- such as the all-zero row `one_hot`
 gives for an id outside `[0, C)` -- has the id -1, and is caught by the
-same range check.
+same range check; so is a float id that is not a whole number (2.7, NaN),
+which a cast would truncate.
 """
 
 import numpy as np
 from keras import ops
+from keras.backend import standardize_dtype
 
 # A label row is a distribution within this: float32 Mixup, CutMix and
 # label-smoothing rows sum to 1 within ~1e-6, bfloat16 ones within ~0.4 %;
@@ -42,7 +44,10 @@ def class_ids(y, num_classes):
     if is_soft(y, num_classes):
         ids = ops.cast(ops.argmax(y, axis=-1), "int32")
         return ops.where(_is_distribution(y), ids, -1)
-    return ops.cast(ops.reshape(y, (-1,)), "int32")
+    y = ops.reshape(y, (-1,))
+    if "float" in standardize_dtype(y.dtype):  # A cast truncates 2.7.
+        return ops.where(ops.floor(y) == y, ops.cast(y, "int32"), -1)
+    return ops.cast(y, "int32")
 
 
 def _is_distribution(y):
@@ -62,6 +67,12 @@ def host_class_ids(y, num_classes):
     if is_soft(y, num_classes):
         y = np.asarray(ops.convert_to_numpy(class_ids(y, num_classes)))
     y = y.reshape(-1)
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.floor(y) == y):
+        bad = np.unique(y[~(np.floor(y) == y)])[:10].tolist()
+        raise ValueError(
+            f"Labels must be whole class ids; found {bad}, which a cast "
+            "would truncate. Pass integer ids "
+            f"(N,), or one-hot / soft rows (N, {num_classes}).")
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise_out_of_range(y, num_classes)
     return y
@@ -89,7 +100,8 @@ def raise_out_of_range(values, num_classes):
     rows = (" (-1 also marks one-hot or soft label rows that are not "
             "distributions: a negative value or a sum away from 1, such as "
             "the all-zero row keras.ops.one_hot gives for an id outside "
-            f"[0, {num_classes}))" if -1 in bad else "")
+            f"[0, {num_classes}); and float ids that are not whole numbers)"
+            if -1 in bad else "")
     raise ValueError(
         f"Labels must be class ids in [0, {num_classes}). Found "
         f"{np.unique(bad)[:10].tolist()}{rows}. Check the dataset's label "

@@ -247,6 +247,25 @@ class LabelRangeTest(TestCase):
         model.compile()
         model.fit(x, mixed.astype("float32"), batch_size=16, verbose=0)
 
+    def test_float_ids_that_are_not_whole_numbers_refused(self):
+        # A cast would truncate 2.7 to class 2: refused, on the host with
+        # the values, in compiled steps as the -1 of the range check.
+        x, y = _data(n=32)
+        y = y.astype("float32")
+        y[7] += 0.7
+        model = _model()
+        model.compile()
+        with self.assertRaisesRegex(ValueError, r"whole class ids.*\.70"):
+            model.fit(x, y, batch_size=16, verbose=0)
+        with self.assertRaisesRegex(ValueError, r"whole class ids"):
+            model.evaluate(x, y, verbose=0)
+        with self.assertRaisesRegex(ValueError, r"\[0, 4\).*not whole "
+                                    "numbers"):
+            model.evaluate(self._stream(x, y), steps=2, verbose=0)
+        with self.assertRaisesRegex(ValueError, r"\[-1\]"):
+            bk.BalancedAccuracy(4).update_state(y, np.eye(4)[y.astype(int)])
+        model.fit(x, np.floor(y), batch_size=16, verbose=0)  # Whole: fine.
+
     def _stream(self, x, y):
         def batches():
             while True:

@@ -531,7 +531,8 @@ class _LabelGuard(keras.callbacks.Callback):
                 f" {count} label(s) outside that range {when} (or one-hot "
                 "/ soft label rows that are not distributions: a negative "
                 "value or a sum away from 1, such as the all-zero row "
-                "keras.ops.one_hot gives for an id outside the range). Check "
+                "keras.ops.one_hot gives for an id outside the range; or "
+                "float ids that are not whole numbers). Check "
                 "the dataset's label map and the class counts (one per "
                 "class)."
             )
