@@ -179,10 +179,11 @@ def compute_test_prior_bias(test_class_counts):
     i.e. they are never predicted.
     """
     counts = np.asarray(test_class_counts, np.float64)
-    if counts.ndim != 1 or counts.size == 0 or np.any(counts < 0):
+    if counts.ndim != 1 or counts.size == 0 or not np.all(
+            np.isfinite(counts) & (counts >= 0)):
         raise ValueError(
-            "Expected non-negative 1-D test class counts. Received: "
-            f"{counts.tolist()}"
+            "Expected finite, non-negative 1-D test class counts (or "
+            f"probabilities). Received: {counts.tolist()}"
         )
     if counts.sum() <= 0:
         raise ValueError("The test class counts sum to 0.")

@@ -348,10 +348,9 @@ def _header_pixels(data):
     """
 
     def numbers(offset, count, dtype, little_endian):
-        raw = tf.strings.substr(data, offset, count * dtype.size)
-        raw = tf.cond(tf.strings.length(raw) == count * dtype.size,
-                      lambda: raw,
-                      lambda: tf.constant(b"\0" * (count * dtype.size)))
+        width = count * dtype.size  # Padded: `substr` fails past the end.
+        raw = tf.strings.substr(
+            tf.strings.join([data, b"\0" * (offset + width)]), offset, width)
         values = tf.io.decode_raw(raw, dtype, little_endian=little_endian)
         return tf.abs(tf.cast(values, tf.int64))
 
@@ -375,7 +374,10 @@ def _header_pixels(data):
 
 
 def _is_webp(data):
-    """`RIFF....WEBP`: a WebP file (elementwise over a string tensor)."""
+    """`RIFF....WEBP`: a WebP file (elementwise over a string tensor; a
+    payload shorter than 12 bytes is not one: padded, since `substr`
+    fails past the end)."""
+    data = tf.strings.join([data, b"\0" * 12])
     return tf.logical_and(
         tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
         tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))

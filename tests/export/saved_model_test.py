@@ -185,6 +185,17 @@ class ExportSavedModelTest(TestCase):
             signatures["serving_bytes"](
                 image_bytes=tf.stack([png, tf.constant(b"not an image")])
             )
+        # Short payloads (an empty body, a cut-off upload): named, or the
+        # format's own decoder error, never a failed header read.
+        for short, message in ((b"", "hold something else"),
+                               (b"abc", "hold something else"),
+                               (b"RIFF", "hold something else"),
+                               (b"GIF8", "GIF"), (b"BM", "Unsupported BMP")):
+            with self.subTest(short=short), self.assertRaisesRegex(
+                    tf.errors.InvalidArgumentError, message) as caught:
+                signatures["serving_bytes"](
+                    image_bytes=tf.stack([png, tf.constant(short)]))
+            self.assertNotIn("out of range", str(caught.exception))
         truncated = tf.constant([b"\x89PNG\r\n\x1a\n garbage"])
         with self.assertRaisesRegex(
             tf.errors.InvalidArgumentError, "Invalid PNG"

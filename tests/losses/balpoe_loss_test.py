@@ -212,6 +212,10 @@ class ClassPriorTest(TestCase):
         bias = class_prior.compute_test_prior_bias([1, 3, 0])
         self.assertAllClose(bias[:2], np.log([0.25, 0.75]))
         self.assertEqual(bias[2], -np.inf)
+        # NaN/inf would make every probability NaN (the export, predict).
+        for bad in ([1, np.nan, 2], [1, np.inf, 2], [1, -1, 2]):
+            with self.assertRaisesRegex(ValueError, "finite, non-negative"):
+                class_prior.compute_test_prior_bias(bad)
 
     def test_bad_counts(self):
         with self.assertRaisesRegex(ValueError, "non-empty 1-D"):

@@ -58,11 +58,10 @@ def decode_pixels(data, channels=3):
 
 def _header_int(data, offset, dtype):
     """The little-endian `dtype` at byte `offset` of `data`, as int32 (0
-    past the end)."""
+    past the end: `substr` itself fails there)."""
     width = dtype.size
-    raw = tf.strings.substr(data, offset, width)
-    raw = tf.cond(tf.strings.length(raw) == width, lambda: raw,
-                  lambda: tf.constant(b"\0" * width))
+    padded = tf.strings.join([data, b"\0" * (offset + width)])
+    raw = tf.strings.substr(padded, offset, width)
     return tf.cast(tf.io.decode_raw(raw, dtype)[0], tf.int32)
 
 
