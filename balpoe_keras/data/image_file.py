@@ -10,6 +10,7 @@ equals `tf.image.resize(..., antialias=True)` to ~1e-5 of a level), so
 """
 
 import io
+import os
 
 import numpy as np
 
@@ -29,6 +30,20 @@ def unsupported_bmp(head):
     bits per pixel are not in `BMP_BITS`."""
     return (head[:2] == b"BM" and len(head) >= 30
             and int.from_bytes(head[28:30], "little") not in BMP_BITS)
+
+
+def image_files_under(folder):
+    """Sorted paths of the image files (`IMAGE_EXTENSIONS`, any case) in
+    `folder` and its sub-folders, as torchvision's `ImageFolder` finds
+    them; hidden files and folders (`.name`, such as macOS' `._x.jpg`
+    resource forks) are skipped."""
+    found = []
+    for parent, folders, names in os.walk(folder):
+        folders[:] = [f for f in folders if not f.startswith(".")]
+        found += [os.path.join(parent, name) for name in names
+                  if not name.startswith(".")
+                  and name.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
 
 
 def decode_image(data, channels=3):

@@ -22,7 +22,6 @@ import tarfile
 import numpy as np
 
 from balpoe_keras.data import image_file
-from balpoe_keras.data.image_file import IMAGE_EXTENSIONS
 from balpoe_keras.data.source import ImageSource
 from balpoe_keras.data.source import default_cache_dir
 
@@ -194,7 +193,9 @@ def _class_folders(split_dir):
 
 
 def list_image_folder(root, split="train", class_names=None):
-    """Sorted image paths and labels of `root/<split>/<class>/*`.
+    """Sorted image paths and labels of `root/<split>/<class>/...`: the
+    images of each class folder and its sub-folders
+    (`image_file.image_files_under`).
 
     Args:
         root: dataset folder.
@@ -225,11 +226,7 @@ def list_image_folder(root, split="train", class_names=None):
         class_dir = os.path.join(split_dir, name)
         files = []
         if os.path.isdir(class_dir):
-            files = sorted(
-                e.path
-                for e in os.scandir(class_dir)
-                if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
-            )
+            files = image_file.image_files_under(class_dir)
         if not files:
             empty.append(class_dir)
         paths += files

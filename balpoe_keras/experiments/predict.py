@@ -152,12 +152,11 @@ def _images_in(path):
     """An existing file with an image extension, or the image files under
     a folder (recursively)."""
     from balpoe_keras.data.image_file import IMAGE_EXTENSIONS
+    from balpoe_keras.data.image_file import image_files_under
 
     if os.path.isfile(path):
         return [path] if path.lower().endswith(IMAGE_EXTENSIONS) else []
-    return [os.path.join(folder, name)
-            for folder, _, names in os.walk(path) for name in names
-            if name.lower().endswith(IMAGE_EXTENSIONS)]
+    return image_files_under(path)
 
 
 def resolve_model_path(model_arg):

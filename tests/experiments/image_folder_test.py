@@ -188,6 +188,29 @@ class FolderDataTest(TestCase):
         np.testing.assert_array_equal(data.train.images[-1],
                                       np.round(expected.clip(0, 255)))
 
+    def test_nested_images_count_and_hidden_files_do_not(self):
+        # As torchvision's ImageFolder: a class's sub-folders are its
+        # images too (predict reads them); macOS' "._x.png" resource forks
+        # and hidden folders are skipped, not refused as unreadable.
+        import shutil
+
+        root = self.get_temp_dir()
+        write_folder(root, [4, 3], sides=(20, 24))
+        class_0 = os.path.join(root, "train", "class_0")
+        os.makedirs(os.path.join(class_0, "more", "deeper"))
+        for k, sub in enumerate(("more", os.path.join("more", "deeper"))):
+            shutil.copy(os.path.join(class_0, "0000.jpg"),
+                        os.path.join(class_0, sub, f"n{k}.jpg"))
+        os.makedirs(os.path.join(class_0, ".thumbnails"))
+        for junk in ("._0000.jpg", os.path.join(".thumbnails", "t.png")):
+            with open(os.path.join(class_0, junk), "wb") as f:
+                f.write(b"not an image")
+        data = inputs.load_data(folder_config(root, "--image_size=24"))
+        self.assertEqual(data.class_counts, [6, 3])
+        for copy in (4, 5):  # more/deeper/n1.jpg, more/n0.jpg: sorted.
+            np.testing.assert_array_equal(data.train.images[copy],
+                                          data.train.images[0])
+
     def test_grayscale_at_native_size_is_exact(self):
         from PIL import Image
 
