@@ -54,15 +54,19 @@ def _numpy_balanced_accuracy(pred, labels, num_classes):
     return float(np.mean(recalls))
 
 
-def _numpy_expert_losses(expert_logits, labels):
-    """Each expert's mean gLA loss `CE(z_m + (1 - lambda_m) log pi)`."""
+def _numpy_expert_losses(expert_logits, labels, weights=None):
+    """Each expert's mean gLA loss `CE(z_m + (1 - lambda_m) log pi)`;
+    with `weights`, `sum(w * loss) / N` (Keras' loss reduction)."""
     log_prior = np.log(np.asarray(_COUNTS, np.float64) / sum(_COUNTS))
     losses = []
     for m, lam in enumerate(_LAMBDAS):
         z = expert_logits[:, m].astype(np.float64) + (1 - lam) * log_prior
         z = z - z.max(-1, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        losses.append(-log_p[np.arange(len(labels)), labels].mean())
+        per_sample = -log_p[np.arange(len(labels)), labels]
+        if weights is not None:
+            per_sample = per_sample * weights
+        losses.append(per_sample.mean())
     return np.asarray(losses)
 
 
@@ -102,6 +106,23 @@ class UserPathTest(TestCase):
             self.assertAllClose(result[f"expert_{m}_loss"], expert[m],
                                 rtol=1e-4, atol=1e-4)
         # BalPoELoss is the mean of the experts' gLA losses.
+        self.assertAllClose(result["loss"], expert.mean(), rtol=1e-4,
+                            atol=1e-4)
+
+    def test_sample_weight_weights_loss_and_expert_losses_alike(self):
+        # Keras' loss is sum(w * loss) / N; the expert losses too, so the
+        # loss stays the mean of the experts' whatever the weights' mean.
+        x, y = _data()
+        weights = (np.arange(48) < 24).astype("float32") * 0.5
+        model = _model()
+        model.compile()
+        result = model.evaluate(x, y, sample_weight=weights, batch_size=16,
+                                verbose=0, return_dict=True)
+        outputs = model.predict_outputs(x, batch_size=16)
+        expert = _numpy_expert_losses(outputs["expert_logits"], y, weights)
+        for m in range(3):
+            self.assertAllClose(result[f"expert_{m}_loss"], expert[m],
+                                rtol=1e-4, atol=1e-4)
         self.assertAllClose(result["loss"], expert.mean(), rtol=1e-4,
                             atol=1e-4)
 

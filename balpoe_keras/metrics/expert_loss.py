@@ -25,7 +25,10 @@ class ExpertLoss(keras.metrics.Mean):
         y_pred: `(B, M, C)` expert logits.
         sample_weight: optional `(B,)` weights.
 
-    Returns (`result()`): the weighted mean loss in nats.
+    Returns (`result()`): the mean of the weighted losses in nats,
+    `sum(w * loss) / N` over the `N` samples seen: Keras' loss reduction
+    (`"sum_over_batch_size"`), so a model's `loss` is the mean of its
+    experts' with any `sample_weight` (not `sum(w * loss) / sum(w)`).
     """
 
     def __init__(
@@ -58,7 +61,10 @@ class ExpertLoss(keras.metrics.Mean):
         values = logit_adjusted_crossentropy(
             y_true, logits, self._log_prior, tau
         )
-        return super().update_state(values, sample_weight=sample_weight)
+        if sample_weight is not None:
+            weights = keras.ops.convert_to_tensor(sample_weight, values.dtype)
+            values = values * keras.ops.reshape(weights, (-1,))
+        return super().update_state(values)
 
     def get_config(self):
         return {
