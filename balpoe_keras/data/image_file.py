@@ -97,31 +97,38 @@ def read_header(path):
 
 
 def resize_image(image, size, mode="resize"):
-    """Resizes like the SavedModel's `serving_bytes`, in float32.
+    """Resizes like the SavedModel's `serving_bytes` and the evaluation
+    transform, in float32, rounded as training stores pixels.
 
     Args:
         image: `(H, W, C)` uint8 or float pixels in `[0, 255]`.
         size: `(height, width)` of the result.
         mode: `"resize"` (bilinear, antialiased, aspect ratio not kept) or
-            `"resize_center_crop"` (shorter side to `size / 0.875`, then
-            the central `size`: the ImageNet evaluation transform).
+            `"resize_center_crop"` (shorter side to `round(max(size) /
+            0.875)`, the longer side scaled and truncated, then the
+            central `size`, offsets rounded half to even: torchvision's
+            `Resize` + `CenterCrop`, the ImageNet evaluation transform, as
+            `balpoe_keras.data.tfdata.augment.resize_and_center_crop`).
 
     Returns:
-        `(height, width, C)` float32 in `[0, 255]`; `image` itself (as
-        float32) when it already has that size and mode is `"resize"`.
+        `(height, width, C)` float32 of whole numbers in `[0, 255]`.
     """
     if mode not in RESIZE_MODES:
         raise ValueError(f"mode must be one of {RESIZE_MODES}. Got {mode!r}")
     image = np.asarray(image, np.float32)
     height, width = (int(s) for s in size)
     if mode == "resize":
-        return _resize(image, height, width)
-    short = round(max(height, width) / CENTER_CROP_FRACTION)
-    scale = short / min(image.shape[:2])
-    new_h = max(round(image.shape[0] * scale), height)
-    new_w = max(round(image.shape[1] * scale), width)
-    image = _resize(image, new_h, new_w)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
+        return np.round(_resize(image, height, width))
+    resize = round(max(height, width) / CENTER_CROP_FRACTION)
+    short, long_side = sorted(image.shape[:2])
+    # float32, as the graph computes it: int(long * resize / short).
+    scaled = int(np.float32(long_side) * np.float32(resize)
+                 / np.float32(short))
+    new_h, new_w = ((resize, scaled) if image.shape[0] <= image.shape[1]
+                    else (scaled, resize))
+    image = np.round(_resize(image, new_h, new_w))
+    top = int(np.round((new_h - height) / 2))  # Half to even, as tf.round.
+    left = int(np.round((new_w - width) / 2))
     return image[top:top + height, left:left + width]
 
 

@@ -34,6 +34,8 @@ from balpoe_keras import class_prior
 from balpoe_keras.data.datasets import preprocess_for_size
 from balpoe_keras.data.image_file import CENTER_CROP_FRACTION
 from balpoe_keras.data.image_file import RESIZE_MODES as PREPROCESS_MODES
+from balpoe_keras.data.tfdata.augment import resize_and_center_crop
+from balpoe_keras.data.tfdata.augment import resize_uint8
 from balpoe_keras.data.tfdata.decode import decode_pixels
 
 DEFAULT_MAX_PIXELS = 2**25  # 33.5 megapixels: ~400 MB as decoded floats.
@@ -407,19 +409,17 @@ def _webp_pixels(data):
 def _decode_and_resize(data, size, channels, mode):
     """One encoded image -> float32 `(H, W, channels)` in `[0, 1]`,
     decoded as training decodes it (JPEG: the accurate IDCT of libjpeg and
-    PIL, not TensorFlow's default fast one) and scaled as training does."""
-    image = tf.cast(decode_pixels(data, channels), tf.float32) / 255.0
+    PIL, not TensorFlow's default fast one), resized (`resize_uint8`) or
+    resized and centre-cropped as the evaluation transform does
+    (`resize_and_center_crop`), to uint8 as training stores pixels, and
+    scaled as training does."""
+    image = decode_pixels(data, channels)
     if mode == "resize_center_crop":
-        short = round(max(size) / CENTER_CROP_FRACTION)
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
-        scale = short / tf.reduce_min(shape)
-        new_shape = tf.cast(tf.round(shape * scale), tf.int32)
-        new_shape = tf.maximum(new_shape, tf.constant(size, tf.int32))
-        image = tf.image.resize(image, new_shape, antialias=True)
-        image = tf.image.resize_with_crop_or_pad(image, size[0], size[1])
+        image = resize_and_center_crop(
+            image, round(max(size) / CENTER_CROP_FRACTION), tuple(size))
     else:
-        image = tf.image.resize(image, size, antialias=True)
-    return tf.clip_by_value(image, 0.0, 1.0)
+        image = resize_uint8(image, size)
+    return tf.cast(image, tf.float32) / 255.0
 
 
 def _write_metadata(

@@ -137,13 +137,17 @@ class ExportSavedModelTest(TestCase):
     def test_resize_center_crop_policy(self):
         import tensorflow as tf
 
-        # 12x16 image -> shorter side round(8 / .875) = 9 -> 9x12 -> central
-        # 8x8 crop (rows 0-7, columns 2-9).
+        # 12x16 image -> shorter side round(8 / .875) = 9, longer
+        # int(16 * 9 / 12) = 12 -> 9x12, rounded to uint8 -> central 8x8
+        # crop, offsets round((9 - 8) / 2) = 0 (half to even) and
+        # round((12 - 8) / 2) = 2: rows 0-7, columns 2-9.
         pixels = np.random.randint(0, 256, (12, 16, 3), np.uint8)
         data = tf.io.encode_png(pixels)[None]
         out = self.load(self.shifted)["serving_bytes"](image_bytes=data)
-        resized = tf.image.resize(pixels / 255.0, (9, 12), antialias=True)
-        x = resized.numpy()[None, 0:8, 2:10].astype("float32")
+        resized = tf.image.resize(pixels.astype("float32"), (9, 12),
+                                  antialias=True)
+        x = np.round(resized.numpy().clip(0, 255))[None, 0:8, 2:10] / 255.0
+        x = x.astype("float32")
         logits = self.model.predict(x, verbose=0)
         expected = softmax(logits + np.log(self.target_counts / 10.0))
         self.assertAllClose(out["probabilities"], expected, atol=1e-4)
@@ -282,13 +286,14 @@ class ExportSavedModelTest(TestCase):
             image_bytes=tf.constant(encoded))
         # Each image decoded as training decodes it (Pillow: gray -> RGB;
         # JPEG with the accurate IDCT), then the "resize" policy: an
-        # antialiased bilinear resize to 8x8. The probabilities are
-        # predict_proba of those images, row by row.
+        # antialiased bilinear resize to 8x8, rounded to uint8 as training
+        # stores pixels. The probabilities are predict_proba of those
+        # images, row by row.
         x = np.stack([
-            tf.clip_by_value(tf.image.resize(
-                decode_image(d).astype("float32") / 255.0, (8, 8),
-                antialias=True), 0.0, 1.0).numpy()
-            for d in encoded])
+            np.round(tf.image.resize(
+                decode_image(d).astype("float32"), (8, 8),
+                antialias=True).numpy().clip(0, 255)) / 255.0
+            for d in encoded]).astype("float32")
         expected = self.model.predict_proba(x)
         self.assertAllClose(out["probabilities"], expected, atol=1e-5)
         # The images give different predictions, so a row mix-up shows.

@@ -125,16 +125,23 @@ def random_resized_crop(image, seed, size=224, scale=(0.08, 1.0),
                                                    tf.float32), tf.int32),
                     (shape_i[1] - w) // 2)
     crop = image[top:top + h, left:left + w]
-    return _resize_uint8(crop, [size, size])
+    return resize_uint8(crop, [size, size])
 
 
-def _resize_uint8(image, size):
+def resize_uint8(image, size):
+    """Antialiased bilinear resize to `size` `(H, W)`, rounded to uint8
+    (as training stores pixels); the same values at the same size."""
     resized = tf.image.resize(image, size, "bilinear", antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
 def resize_and_center_crop(image, resize=256, crop=224):
-    """Shorter side -> `resize` (torchvision `Resize`), then centre `crop`."""
+    """Shorter side -> `resize` (torchvision `Resize`: the longer side
+    `int(long * resize / short)`), then the centre `crop` (an int, or
+    `(height, width)`; torchvision `CenterCrop`: offsets rounded half to
+    even). `balpoe_keras.data.image_file.resize_image` is its NumPy twin.
+    """
+    crop_h, crop_w = (crop, crop) if isinstance(crop, int) else crop
     image = tf.convert_to_tensor(image)
     shape = tf.shape(image)[:2]
     short = tf.cast(tf.reduce_min(shape), tf.float32)
@@ -142,11 +149,12 @@ def resize_and_center_crop(image, resize=256, crop=224):
                         / short, tf.int32)
     new = tf.where(shape[0] <= shape[1], tf.stack([resize, long_side]),
                    tf.stack([long_side, resize]))
-    resized = _resize_uint8(image, new)
-    top = tf.cast(tf.round(tf.cast(new[0] - crop, tf.float32) / 2), tf.int32)
-    left = tf.cast(tf.round(tf.cast(new[1] - crop, tf.float32) / 2),
+    resized = resize_uint8(image, new)
+    top = tf.cast(tf.round(tf.cast(new[0] - crop_h, tf.float32) / 2),
+                  tf.int32)
+    left = tf.cast(tf.round(tf.cast(new[1] - crop_w, tf.float32) / 2),
                    tf.int32)
-    return resized[top:top + crop, left:left + crop]
+    return resized[top:top + crop_h, left:left + crop_w]
 
 
 def color_jitter(image, seed, brightness=0.4, contrast=0.4, saturation=0.4):
