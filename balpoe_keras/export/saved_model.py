@@ -37,6 +37,7 @@ from balpoe_keras.data.image_file import RESIZE_MODES as PREPROCESS_MODES
 from balpoe_keras.data.tfdata.augment import resize_and_center_crop
 from balpoe_keras.data.tfdata.augment import resize_uint8
 from balpoe_keras.data.tfdata.decode import decode_pixels
+from balpoe_keras.models.balpoe_classifier import PIXEL_TOLERANCE
 
 DEFAULT_MAX_PIXELS = 2**25  # 33.5 megapixels: ~400 MB as decoded floats.
 _MAGIC = (  # Leading bytes of the formats tf.io.decode_image reads.
@@ -276,12 +277,16 @@ def _make_image_endpoint(logits_fn, postprocess, image_spec):
         # Range checks only on finite input (NaN fails every comparison).
         with tf.control_dependencies([finite]):
             checks = [
+                # The tolerance of the model's own check: a resize's
+                # overshoot passes both.
                 tf.debugging.assert_greater_equal(
-                    tf.reduce_min(images), 0.0, message="pixels must lie in "
-                    "[0, 1]; received a negative value",
+                    tf.reduce_min(images), -PIXEL_TOLERANCE,
+                    message="pixels must lie in [0, 1]; received a negative "
+                    "value",
                 ),
                 tf.debugging.assert_less_equal(
-                    tf.reduce_max(images), 1.0, message="pixels must lie in "
+                    tf.reduce_max(images), 1.0 + PIXEL_TOLERANCE,
+                    message="pixels must lie in "
                     "[0, 1]; received a value > 1 (divide 0-255 pixels by "
                     "255)",
                 ),

@@ -422,7 +422,7 @@ _INVALID_LABELS = "invalid_labels"
 _INVALID_IMAGES = "invalid_images"
 # Pixels are float in [0, 1]; this much beyond passes (resampling
 # overshoot, rounding).
-_PIXEL_TOLERANCE = 1e-3
+PIXEL_TOLERANCE = 1e-3
 _PIXEL_MESSAGE = (
     "BalPoEClassifier takes float images with pixels in [0, 1]; {}. "
     "Scale 0-255 images first: images.astype('float32') / 255."
@@ -465,8 +465,8 @@ def _count_unscaled_images(images):
     bad = keras.ops.logical_not(keras.ops.logical_and(
         keras.ops.all(keras.ops.isfinite(flat), axis=-1),
         keras.ops.logical_and(
-            keras.ops.max(flat, axis=-1) <= 1.0 + _PIXEL_TOLERANCE,
-            keras.ops.min(flat, axis=-1) >= -_PIXEL_TOLERANCE)))
+            keras.ops.max(flat, axis=-1) <= 1.0 + PIXEL_TOLERANCE,
+            keras.ops.min(flat, axis=-1) >= -PIXEL_TOLERANCE)))
     return keras.ops.sum(keras.ops.cast(bad, "float32"))
 
 
@@ -483,7 +483,7 @@ def _check_array_images(x):
             "or inf): they would turn every weight into NaN. Find them with "
             "np.flatnonzero(~np.isfinite(images).all(axis=(1, 2, 3))) and "
             "fix or drop them.")
-    if high > 1.0 + _PIXEL_TOLERANCE or low < -_PIXEL_TOLERANCE:
+    if high > 1.0 + PIXEL_TOLERANCE or low < -PIXEL_TOLERANCE:
         raise ValueError(_PIXEL_MESSAGE.format(
             f"received pixels in [{low:g}, {high:g}]"))
 

@@ -179,6 +179,11 @@ class ExportSavedModelTest(TestCase):
             tf.errors.InvalidArgumentError, "divide 0-255 pixels by 255"
         ):
             serve(images=tf.fill((1, 8, 8, 3), 255.0))
+        # A resize's overshoot passes, as in the model's own check.
+        serve(images=tf.fill((1, 8, 8, 3), 1.0005))
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    "received a value > 1"):
+            serve(images=tf.fill((1, 8, 8, 3), 1.01))
         png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8))
         with self.assertRaisesRegex(
             tf.errors.InvalidArgumentError,
