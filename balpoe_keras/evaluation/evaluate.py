@@ -105,6 +105,8 @@ def evaluate_model(
             subset["logits"], subset["labels"], counts, test_prior_correction
         )
     groups = class_prior.compute_shot_groups(counts)
+    test_counts = np.bincount(np.asarray(outputs["labels"], np.int64),
+                              minlength=num_classes)
     return {
         "summary": {
             f"test/{k}": balanced["ensemble"][k] for k in SUMMARY_KEYS
@@ -118,6 +120,9 @@ def evaluate_model(
         "num_bins": num_bins,
         "shot_groups": {k: int(v.sum()) for k, v in groups.items()},
         "balanced_test_set": balanced_name,
+        # Images per class of that set: equal unless a user's own test
+        # folder is skewed (the report then says so).
+        "balanced_test_counts": test_counts.tolist(),
         "balanced": balanced,
         "test_agnostic": agnostic,
     }

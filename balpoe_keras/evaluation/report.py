@@ -134,9 +134,20 @@ def format_markdown(report, paths=None):
     balanced = report["balanced"]
     groups = report["shot_groups"]
     lams = ", ".join(format_number(v) for v in report["lambdas"])
+    test_counts = report.get("balanced_test_counts") or []
+    if test_counts and min(test_counts) != max(test_counts):
+        test_set = (
+            f"Test set `{report['balanced_test_set']}`, NOT balanced "
+            f"({min(test_counts)} to {max(test_counts)} images per class: "
+            "the balanced accuracy and the group accuracies weigh its "
+            "classes equally, the accuracy, ECE, MCE and NLL follow its "
+            "class mix; give every class as many test images for the "
+            "paper's balanced-test numbers)")
+    else:
+        test_set = f"Balanced test set `{report['balanced_test_set']}`"
     parts = [
         "# BalPoE evaluation report",
-        f"Balanced test set `{report['balanced_test_set']}`: "
+        f"{test_set}: "
         f"{balanced['num_examples']} images, {report['num_classes']} "
         f"classes, {report['num_experts']} experts, lambdas [{lams}] "
         f"(mean {format_number(float(np.mean(report['lambdas'])))}). "

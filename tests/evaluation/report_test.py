@@ -56,6 +56,24 @@ class WriteReportTest(TestCase):
             with open(paths[key], "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
+    def test_a_skewed_test_set_is_not_called_balanced(self):
+        def markdown(results):
+            out_dir = self.get_temp_dir()
+            report.write_report(results, out_dir, plots=False)
+            with open(os.path.join(out_dir, "report.md")) as f:
+                return f.read()
+
+        results = make_results()
+        # LABELS hold classes 0, 0, 1, 2, 0.
+        self.assertEqual(results["balanced_test_counts"], [3, 1, 1])
+        text = markdown(results)
+        self.assertIn("Test set `uniform`, NOT balanced (1 to 3 images per "
+                      "class", text)
+        self.assertNotIn("Balanced test set", text)
+        results["balanced_test_counts"] = [2, 2, 2]
+        self.assertIn("Balanced test set `uniform`: 5 images",
+                      markdown(results))
+
     def test_json_ready_replaces_nan(self):
         self.assertEqual(
             report.to_json_ready({"a": np.array([1.0, np.nan]),
