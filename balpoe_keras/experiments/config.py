@@ -296,7 +296,9 @@ class ExperimentConfig:
             layout.typical_side
             if layout.typical_side <= IN_MEMORY_MAX_SIDE else 224)
         _require(size >= 8, "--image_size", f"{size} px is too small; use "
-                 ">= 8")
+                 ">= 8" if self.image_size else "the folder's images are "
+                 f"typically {size} px, too small for the network; pass "
+                 "--image_size=8 (or more) to upsample them")
         channels = self.channels or (
             1 if layout.grayscale and size <= IN_MEMORY_MAX_SIDE else 3)
         _require(channels in (1, 3), "--channels", "use 1 or 3")

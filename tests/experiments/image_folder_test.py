@@ -144,6 +144,10 @@ class FolderSettingsTest(TestCase):
         case("hold-out beside a test folder",
              lambda r: write_folder(r, [3, 3]),
              r"has a test/ folder.*drop the flag", "--holdout_per_class=1")
+        case("tiny images", lambda r: write_folder(r, [3, 3], sides=(6, 6)),
+             r"typically 6 px.*--image_size=8")
+        case("a size too small", lambda r: write_folder(r, [3, 3]),
+             r"--image_size: 4 px is too small; use >= 8", "--image_size=4")
         case("bad ratio", lambda r: write_folder(r, [3, 3]),
              r"--imbalance_ratio: must be 0", "--imbalance_ratio=0.5")
         case("a ratio the counts cannot give",
