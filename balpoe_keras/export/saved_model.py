@@ -37,6 +37,7 @@ from balpoe_keras.data.image_file import RESIZE_MODES as PREPROCESS_MODES
 from balpoe_keras.data.tfdata.augment import resize_and_center_crop
 from balpoe_keras.data.tfdata.augment import resize_uint8
 from balpoe_keras.data.tfdata.decode import decode_pixels
+from balpoe_keras.evaluation.predict import check_model
 from balpoe_keras.models.balpoe_classifier import PIXEL_TOLERANCE
 
 DEFAULT_MAX_PIXELS = 2**25  # 33.5 megapixels: ~400 MB as decoded floats.
@@ -101,6 +102,7 @@ def export_saved_model(
         ValueError: on a bad argument, an existing version directory or the
             torch backend.
     """
+    check_model(model)  # A BalPoEClassifier, or a clear error.
     class_names, image_size, channels = _defaults_from_model(
         model, class_names, image_size, channels
     )

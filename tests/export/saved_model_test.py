@@ -47,6 +47,14 @@ class ExportArgumentsTest(TestCase):
         os.makedirs(os.path.join(tmp, "1"))
         with self.assertRaisesRegex(ValueError, "already exists"):
             export_saved_model(model, tmp, **kwargs)
+        import keras
+
+        plain = keras.Sequential([keras.Input((8, 8, 3)),
+                                  keras.layers.Flatten(),
+                                  keras.layers.Dense(4)])
+        with self.assertRaisesRegex(ValueError, "Expected a BalPoEClassifier"
+                                    ".*Received a Sequential"):
+            export_saved_model(plain, tmp, **kwargs)
 
     def test_what_a_model_without_names_or_size_cannot_tell(self):
         from balpoe_keras.export import export_saved_model
