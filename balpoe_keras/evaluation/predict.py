@@ -10,6 +10,7 @@ TensorFlow is only needed when the caller already holds a
 import numpy as np
 
 from balpoe_keras.labels import host_class_ids
+from balpoe_keras.models.balpoe_classifier import check_model  # noqa: F401
 
 
 def is_index_array(value):
@@ -73,19 +74,6 @@ def _to_numpy(x):
     if hasattr(x, "numpy"):
         return x.numpy()
     return np.asarray(x)
-
-
-def check_model(model):
-    """Raises `ValueError` unless `model` has `predict_outputs` (a
-    `BalPoEClassifier`), naming what to do."""
-    if not callable(getattr(model, "predict_outputs", None)):
-        raise ValueError(
-            "Expected a BalPoEClassifier (build_balpoe_classifier or "
-            "add_balpoe_heads). Received a "
-            f"{type(model).__name__}; a .keras file of a plain functional "
-            "model was saved by an older balpoe_keras: build the classifier "
-            "and train it again."
-        )
 
 
 def predict_outputs(model, test_set, *, batch_size=256):

@@ -37,8 +37,8 @@ from balpoe_keras.data.image_file import RESIZE_MODES as PREPROCESS_MODES
 from balpoe_keras.data.tfdata.augment import resize_and_center_crop
 from balpoe_keras.data.tfdata.augment import resize_uint8
 from balpoe_keras.data.tfdata.decode import decode_pixels
-from balpoe_keras.evaluation.predict import check_model
 from balpoe_keras.models.balpoe_classifier import PIXEL_TOLERANCE
+from balpoe_keras.models.balpoe_classifier import check_model
 
 DEFAULT_MAX_PIXELS = 2**25  # 33.5 megapixels: ~400 MB as decoded floats.
 _MAGIC = (  # Leading bytes of the formats tf.io.decode_image reads.

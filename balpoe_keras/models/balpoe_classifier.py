@@ -418,6 +418,19 @@ class BalPoEClassifier(keras.Model):
         return cls(**config)
 
 
+def check_model(model):
+    """Raises `ValueError` unless `model` has `predict_outputs` (a
+    `BalPoEClassifier`), naming what to do."""
+    if not callable(getattr(model, "predict_outputs", None)):
+        raise ValueError(
+            "Expected a BalPoEClassifier (build_balpoe_classifier or "
+            "add_balpoe_heads). Received a "
+            f"{type(model).__name__}; a .keras file of a plain functional "
+            "model was saved by an older balpoe_keras: build the classifier "
+            "and train it again."
+        )
+
+
 _INVALID_LABELS = "invalid_labels"
 _INVALID_IMAGES = "invalid_images"
 # Pixels are float in [0, 1]; this much beyond passes (resampling
