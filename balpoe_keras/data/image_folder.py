@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import tarfile
+import unicodedata
 
 import numpy as np
 
@@ -136,11 +137,17 @@ def scan_image_folder(root, num_threads=None):
         if test_names != list(names):
             missing = sorted(set(names) - set(test_names))
             extra = sorted(set(test_names) - set(names))
+            nfc = {unicodedata.normalize("NFC", n) for n in missing}
+            unicode = (
+                " Some names differ only in their Unicode form (NFC/NFD, "
+                "e.g. after copying from macOS): rename the folders of one "
+                "split." if nfc & {unicodedata.normalize("NFC", n)
+                                   for n in extra} else "")
             raise ValueError(
                 f"{os.path.join(root, test_split)} and {train_dir} hold "
                 f"different classes (missing from {test_split}: {missing}; "
                 f"not in train: {extra}). Give both splits the same class "
-                "folders.")
+                f"folders.{unicode}")
         list_image_folder(root, test_split, names)  # No empty class.
     picks = np.linspace(0, len(paths) - 1, min(len(paths), HEADER_SAMPLE))
     headers = read_headers(paths[np.unique(np.round(picks).astype(int))],

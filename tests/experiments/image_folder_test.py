@@ -126,7 +126,18 @@ class FolderSettingsTest(TestCase):
             os.rename(os.path.join(root, "test", "class_1"),
                       os.path.join(root, "test", "dog"))
 
+        def nfd_test_names(root):
+            import unicodedata
+
+            write_folder(root, [3, 3])
+            for split, form in (("train", "NFC"), ("test", "NFD")):
+                os.rename(os.path.join(root, split, "class_1"),
+                          os.path.join(root, split,
+                                       unicodedata.normalize(form, "blü")))
+
         case("no train folder", lambda r: None, r"No folder .*train")
+        case("names in two Unicode forms", nfd_test_names,
+             r"differ only in their Unicode form")
         case("one class", lambda r: write_folder(r, [3]),
              r"1 class folder\(s\) \['class_0'\].*at least 2")
         case("empty class", empty_class,
