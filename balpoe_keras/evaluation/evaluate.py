@@ -49,7 +49,9 @@ def evaluate_model(
             balanced set), or a dict `name -> test set` where a value is an
             `(images, labels)` pair, a dataset of `(images, labels)` batches,
             or a 1-D int array of indices into the balanced set (e.g. the
-            forward/backward long-tailed sets of reference `test_all_cifar.py`).
+            forward/backward long-tailed sets of reference `test_all_cifar.py`)
+            in the order it yields its images: a dataset given as the
+            balanced set must then not be shuffled.
         class_counts: `(C,)` training counts (prior and shot groups);
             default: the model's (`BalPoEClassifier.class_counts`).
         lambdas: `M` per-expert lambdas (`tau = 1 - lambda`); they need not
