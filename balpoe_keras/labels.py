@@ -67,12 +67,15 @@ def host_class_ids(y, num_classes):
     if is_soft(y, num_classes):
         y = np.asarray(ops.convert_to_numpy(class_ids(y, num_classes)))
     y = y.reshape(-1)
-    if np.issubdtype(y.dtype, np.floating) and not np.all(np.floor(y) == y):
-        bad = np.unique(y[~(np.floor(y) == y)])[:10].tolist()
-        raise ValueError(
-            f"Labels must be whole class ids; found {bad}, which a cast "
-            "would truncate. Pass integer ids "
-            f"(N,), or one-hot / soft rows (N, {num_classes}).")
+    if y.dtype.kind not in "iub":  # float, and NumPy's bfloat16 ("V").
+        values = y.astype(np.float64)
+        if not np.all(np.floor(values) == values):
+            bad = np.unique(values[~(np.floor(values) == values)])
+            raise ValueError(
+                f"Labels must be whole class ids; found {bad[:10].tolist()},"
+                " which a cast would truncate. Pass integer ids (N,), or "
+                f"one-hot / soft rows (N, {num_classes}).")
+        y = values.astype(np.int64)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise_out_of_range(y, num_classes)
     return y

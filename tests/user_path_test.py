@@ -9,6 +9,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 import balpoe_keras as bk
 from tests.test_case import TestCase
@@ -285,6 +286,14 @@ class LabelRangeTest(TestCase):
             model.evaluate(self._stream(x, y), steps=2, verbose=0)
         with self.assertRaisesRegex(ValueError, r"\[-1\]"):
             bk.BalancedAccuracy(4).update_state(y, np.eye(4)[y.astype(int)])
+        with self.assertRaisesRegex(ValueError, r"\[-1\]"):  # Losses too.
+            bk.BalPoELoss(_COUNTS)(y, np.zeros((32, 3, 4), "float32"))
+        ml_dtypes = pytest.importorskip("ml_dtypes")  # bf16: no np.floating.
+
+        from balpoe_keras.labels import host_class_ids
+
+        with self.assertRaisesRegex(ValueError, r"whole class ids.*2\.5"):
+            host_class_ids(np.array([0, 2.5, 3], ml_dtypes.bfloat16), 4)
         model.fit(x, np.floor(y), batch_size=16, verbose=0)  # Whole: fine.
 
     def _stream(self, x, y):

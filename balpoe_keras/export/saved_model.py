@@ -396,11 +396,10 @@ def _webp_pixels(data):
     """Height x width of a WebP from its first chunk: `VP8X` (24-bit
     canvas sizes minus 1 at bytes 24-29), `VP8L` (14-bit sizes minus 1
     packed at 21-24) or `VP8 ` (14-bit sizes at 26-29); 0 if truncated."""
-    raw = tf.strings.substr(data, 20, 10)
-    raw = tf.cond(tf.strings.length(raw) == 10, lambda: raw,
-                  lambda: tf.constant(b"\0" * 10))
+    # Padded: `substr` fails past the end of a cut-off file.
+    raw = tf.strings.substr(tf.strings.join([data, b"\0" * 30]), 20, 10)
     b = tf.cast(tf.io.decode_raw(raw, tf.uint8), tf.int64)
-    chunk = tf.strings.substr(data, 12, 4)
+    chunk = tf.strings.substr(tf.strings.join([data, b"\0" * 16]), 12, 4)
     extended = ((b[4] + b[5] * 256 + b[6] * 65536 + 1)
                 * (b[7] + b[8] * 256 + b[9] * 65536 + 1))
     bits = b[1] + b[2] * 256 + b[3] * 65536 + b[4] * 16777216

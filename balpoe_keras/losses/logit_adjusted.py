@@ -37,8 +37,9 @@ def to_soft_labels(y_true, num_classes, dtype="float32"):
             f"or (batch, {num_classes}) soft labels. Received shape "
             f"{tuple(y_true.shape)}."
         )
-    count_out_of_range(y_true, num_classes)  # Raises when concrete.
-    return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=dtype)
+    ids = class_ids(y_true, num_classes)  # -1 for a float id like 2.7.
+    count_out_of_range(ids, num_classes)  # Raises when concrete.
+    return ops.one_hot(ids, num_classes, dtype=dtype)
 
 
 def logit_adjusted_crossentropy(y_true, logits, log_prior, tau):

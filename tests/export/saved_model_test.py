@@ -207,6 +207,7 @@ class ExportSavedModelTest(TestCase):
         for short, message in ((b"", "hold something else"),
                                (b"abc", "hold something else"),
                                (b"RIFF", "hold something else"),
+                               (b"RIFF\0\0\0\0WEBP", "WebP|webp|image"),
                                (b"GIF8", "GIF"), (b"BM", "Unsupported BMP")):
             with self.subTest(short=short), self.assertRaisesRegex(
                     tf.errors.InvalidArgumentError, message) as caught:
