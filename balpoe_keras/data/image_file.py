@@ -35,14 +35,21 @@ def unsupported_bmp(head):
 def image_files_under(folder):
     """Sorted paths of the image files (`IMAGE_EXTENSIONS`, any case) in
     `folder` and its sub-folders, as torchvision's `ImageFolder` finds
-    them; hidden files and folders (`.name`, such as macOS' `._x.jpg`
-    resource forks) are skipped."""
-    found = []
-    for parent, folders, names in os.walk(folder):
-        folders[:] = [f for f in folders if not f.startswith(".")]
-        found += [os.path.join(parent, name) for name in names
-                  if not name.startswith(".")
-                  and name.lower().endswith(IMAGE_EXTENSIONS)]
+    them (linked folders followed, each once; broken links left out);
+    hidden files and folders (`.name`, such as macOS' `._x.jpg` resource
+    forks) are skipped."""
+    found, seen = [], set()
+    for parent, folders, names in os.walk(folder, followlinks=True):
+        seen.add(os.path.realpath(parent))
+        # Linked folders are followed (as torchvision does), once each.
+        folders[:] = [f for f in folders if not f.startswith(".") and (
+            os.path.realpath(os.path.join(parent, f)) not in seen)]
+        found += [path for path in (os.path.join(parent, name)
+                                    for name in names
+                                    if not name.startswith(".")
+                                    and name.lower().endswith(
+                                        IMAGE_EXTENSIONS))
+                  if os.path.isfile(path)]  # Not a broken link.
     return sorted(found)
 
 

@@ -220,9 +220,17 @@ class FolderDataTest(TestCase):
         for junk in ("._0000.jpg", os.path.join(".thumbnails", "t.png")):
             with open(os.path.join(class_0, junk), "wb") as f:
                 f.write(b"not an image")
+        # A linked folder is followed (a loop back to the class once);
+        # a broken link is left out.
+        os.symlink(os.path.join(root, "test", "class_1"),
+                   os.path.join(class_0, "linked"))
+        os.symlink(class_0, os.path.join(class_0, "more", "loop"))
+        os.symlink(os.path.join(root, "gone.jpg"),
+                   os.path.join(class_0, "broken.jpg"))
         data = inputs.load_data(folder_config(root, "--image_size=24"))
-        self.assertEqual(data.class_counts, [6, 3])
-        for copy in (4, 5):  # more/deeper/n1.jpg, more/n0.jpg: sorted.
+        self.assertEqual(data.class_counts, [9, 3])
+        for copy in (7, 8):  # more/deeper/n1.jpg, more/n0.jpg (sorted,
+            # after linked/0000-0002).
             np.testing.assert_array_equal(data.train.images[copy],
                                           data.train.images[0])
 
