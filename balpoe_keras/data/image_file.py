@@ -19,17 +19,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 RESIZE_MODES = ("resize", "resize_center_crop")
 CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
 _GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
-# Bits per pixel of the BMPs every path reads (TensorFlow's decoder, used
-# by the SavedModel and streamed folders, reads no other); others are
+# The BMPs every path reads (TensorFlow's decoder, used by the SavedModel
+# and streamed folders, reads no other): a Windows header (DIB of 40 bytes
+# or more), these bits per pixel, uncompressed (or bit fields); others are
 # refused as unreadable (save them as PNG).
 BMP_BITS = (8, 24, 32)
+BMP_MIN_DIB = 40
+BMP_COMPRESSIONS = (0, 3)  # BI_RGB, BI_BITFIELDS; not RLE.
+BMP_HEAD = 34  # Bytes holding those fields.
 
 
 def unsupported_bmp(head):
-    """True when `head` (a file's first 30 bytes or more) is a BMP whose
-    bits per pixel are not in `BMP_BITS`."""
-    return (head[:2] == b"BM" and len(head) >= 30
-            and int.from_bytes(head[28:30], "little") not in BMP_BITS)
+    """True when `head` (a file's first `BMP_HEAD` bytes or more) is a BMP
+    outside what every path reads (`BMP_BITS`, `BMP_MIN_DIB`,
+    `BMP_COMPRESSIONS`), or a BMP too short to tell."""
+    if head[:2] != b"BM":
+        return False
+    if len(head) < BMP_HEAD:
+        return True
+    dib = int.from_bytes(head[14:18], "little")
+    bits = int.from_bytes(head[28:30], "little")
+    compression = int.from_bytes(head[30:34], "little")
+    return not (dib >= BMP_MIN_DIB and bits in BMP_BITS
+                and compression in BMP_COMPRESSIONS
+                and (bits != 8 or compression == 0))
 
 
 def image_files_under(folder):
@@ -60,7 +73,8 @@ def decode_image(data, channels=3):
     to RGB, 16-bit grayscale keeps its top 8 bits (PIL's own conversion
     would clip it to 255); with `channels=1` a JPEG gives its luma (as
     libjpeg's grayscale output), other images their `L` conversion. A BMP
-    of 1, 4 or 16 bits per pixel gives None (`BMP_BITS`).
+    TensorFlow cannot read (1, 4 or 16 bits per pixel, RLE, an OS/2
+    header: `unsupported_bmp`) gives None.
 
     Args:
         data: the bytes of a JPEG, PNG, BMP, GIF or WebP file.
@@ -68,7 +82,7 @@ def decode_image(data, channels=3):
     """
     from PIL import Image
 
-    if unsupported_bmp(data[:30]):
+    if unsupported_bmp(data[:BMP_HEAD]):
         return None
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -88,13 +102,13 @@ def decode_image(data, channels=3):
 def read_header(path):
     """`(width, height, grayscale)` of an image file from its header, or
     None if Pillow cannot identify it or `decode_image` would refuse it (a
-    BMP outside `BMP_BITS`); reads a few bytes, not the pixels.
+    BMP `unsupported_bmp` names); reads a few bytes, not the pixels.
     """
     from PIL import Image
 
     try:
         with open(path, "rb") as f:
-            if unsupported_bmp(f.read(30)):
+            if unsupported_bmp(f.read(BMP_HEAD)):
                 return None
         with Image.open(path) as image:
             return image.size[0], image.size[1], (

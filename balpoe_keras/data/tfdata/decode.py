@@ -8,6 +8,8 @@ in-memory sources), so a file gives the same pixels on both paths.
 import tensorflow as tf
 
 from balpoe_keras.data.image_file import BMP_BITS
+from balpoe_keras.data.image_file import BMP_COMPRESSIONS
+from balpoe_keras.data.image_file import BMP_MIN_DIB
 
 
 def decode_rgb(data):
@@ -26,9 +28,9 @@ def decode_pixels(data, channels=3):
     (TensorFlow returns the palette indices),
     24/32-bit BMPs as they are (with 1 channel: the luma of their RGB
     pixels, as Pillow's `L`). Equal to
-    `balpoe_keras.data.image_file.decode_image`, pixel for pixel. A BMP of
-    another depth (1, 4, 16 bits per pixel) fails, saying so
-    (`image_file.BMP_BITS`).
+    `balpoe_keras.data.image_file.decode_image`, pixel for pixel. Another
+    BMP (1, 4, 16 bits per pixel, RLE, an OS/2 header) fails, saying so
+    (`image_file.unsupported_bmp`).
     """
     def other():
         # TensorFlow decodes GIF and WebP to RGB only, and its PNG and BMP
@@ -69,10 +71,16 @@ def _decode_bmp(data):
     """BMP bytes -> `(H, W, 3)` uint8 RGB; 8-bit BMPs through their
     palette (BGR0 entries after the DIB header)."""
     bits = _header_int(data, 28, tf.uint16)
-    check = tf.debugging.Assert(
+    compression = _header_int(data, 30, tf.int32)
+    readable = tf.reduce_all([
+        _header_int(data, 14, tf.int32) >= BMP_MIN_DIB,
         tf.reduce_any(tf.equal(bits, list(BMP_BITS))),
-        ["Unsupported BMP: bits per pixel", bits, "; the model reads "
-         "BMPs of 8, 24 or 32 bits per pixel: save the image as PNG."])
+        tf.reduce_any(tf.equal(compression, list(BMP_COMPRESSIONS))),
+        tf.logical_or(bits != 8, compression == 0)])
+    check = tf.debugging.Assert(readable, [
+        "Unsupported BMP: bits per pixel", bits, "compression", compression,
+        "; the model reads uncompressed Windows BMPs of 8, 24 or 32 bits "
+        "per pixel: save the image as PNG."])
 
     def paletted():
         colours = _header_int(data, 46, tf.int32)

@@ -55,12 +55,29 @@ class DecodePixelsTest(TestCase):
         from balpoe_keras.data.image_file import read_header
         from balpoe_keras.data.tfdata.decode import decode_pixels
 
-        path = os.path.join(self.get_temp_dir(), "one_bit.bmp")
-        Image.fromarray(np.eye(8, dtype=bool)).save(path)
-        with open(path, "rb") as f:
-            data = f.read()
-        self.assertIsNone(decode_image(data))
-        self.assertIsNone(read_header(path))
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                    "(?s)Unsupported BMP.*8, 24 or 32 bits"):
-            decode_pixels(tf.constant(data))
+        gray = io.BytesIO()
+        Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(
+            gray, "BMP")
+        gray = gray.getvalue()
+        one_bit = io.BytesIO()
+        Image.fromarray(np.eye(8, dtype=bool)).save(one_bit, "BMP")
+        # An 8-bit BMP marked RLE8 (compression 1), and one whose DIB
+        # header claims the 12 bytes of OS/2's: Pillow would read them,
+        # TensorFlow's decoder cannot.
+        rle = gray[:30] + (1).to_bytes(4, "little") + gray[34:]
+        os2 = gray[:14] + (12).to_bytes(4, "little") + gray[18:]
+        for name, data in (("1 bit", one_bit.getvalue()), ("RLE8", rle),
+                           ("OS/2 header", os2), ("cut off", gray[:20])):
+            path = os.path.join(self.get_temp_dir(), "bad.bmp")
+            with open(path, "wb") as f:
+                f.write(data)
+            with self.subTest(name):
+                self.assertIsNone(decode_image(data))
+                self.assertIsNone(read_header(path))
+                with self.assertRaisesRegex(
+                        tf.errors.InvalidArgumentError,
+                        "(?s)Unsupported BMP.*8, 24 or 32 bits"):
+                    decode_pixels(tf.constant(data))
+        np.testing.assert_array_equal(  # The valid one it came from.
+            decode_pixels(tf.constant(gray), 1).numpy(),
+            decode_image(gray, 1))
