@@ -395,6 +395,15 @@ class ImageRangeTest(TestCase):
         with self.assertRaisesRegex(ValueError, r"not finite \(NaN"):
             model.fit(stream(), steps_per_epoch=2, verbose=0)
 
+    def test_the_tolerance_is_the_same_for_arrays_and_streams(self):
+        # float32(1.001) is 1.00100005 in float64: compared in the images'
+        # dtype, as the in-graph count and the served model compare.
+        model = _model()
+        edge = np.full((2, 16, 16, 3), np.float32(1.001))
+        self.assertEqual(model.predict_proba(edge).shape, (2, 4))
+        with self.assertRaisesRegex(ValueError, "/ 255"):
+            model.predict_proba(edge + np.float32(1e-3))
+
     def test_a_batch_without_its_channel_axis_is_named(self):
         x, _ = _data(n=4)
         with self.assertRaisesRegex(ValueError, r"received shape \(4, 16, "

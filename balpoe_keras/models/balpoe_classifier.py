@@ -489,16 +489,18 @@ def _check_array_images(x):
         return
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(_PIXEL_MESSAGE.format(f"received {x.dtype} images"))
-    low, high = float(x.min()), float(x.max())  # NaN if any pixel is.
+    low, high = x.min(), x.max()  # NaN if any pixel is.
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(
             "BalPoEClassifier received images with non-finite pixels (NaN "
             "or inf): they would turn every weight into NaN. Find them with "
             "np.flatnonzero(~np.isfinite(images).all(axis=(1, 2, 3))) and "
             "fix or drop them.")
-    if high > 1.0 + PIXEL_TOLERANCE or low < -PIXEL_TOLERANCE:
+    # In the images' dtype, as the in-graph check and serving compare.
+    if high > x.dtype.type(1.0 + PIXEL_TOLERANCE) or low < x.dtype.type(
+            -PIXEL_TOLERANCE):
         raise ValueError(_PIXEL_MESSAGE.format(
-            f"received pixels in [{low:g}, {high:g}]"))
+            f"received pixels in [{float(low):g}, {float(high):g}]"))
 
 
 def _checked_images(x, steps):
