@@ -116,3 +116,30 @@ class MixupParityTest(TestCase):
         eye = np.eye(3)
         self.assertAllClose(soft, lam * eye[labels]
                             + (1 - lam) * eye[labels[perm]], atol=1e-7)
+
+
+class CenterCropParityTest(TestCase):
+    """The evaluation transform (and so `serving_bytes`, which uses it)
+    crops the pixels torchvision's `Resize(r)` + `CenterCrop` crops."""
+
+    def test_odd_margins_and_non_square_crops_match_torchvision(self):
+        import torch  # Before torchvision's transforms (tests/...reference).
+        from torchvision import transforms as T
+
+        for shape, crop in (((100, 131), 72), ((131, 100), 72),
+                            ((73, 200), 72), ((80, 81), (72, 64)),
+                            ((201, 75), (64, 72))):
+            rows, cols = np.meshgrid(np.arange(shape[0]),
+                                     np.arange(shape[1]), indexing="ij")
+            # Ramps of ~3 levels per output pixel: a crop one pixel off
+            # moves every value by ~3; the same crop by < 0.5 (rounding).
+            for ramp in (rows * 250.0 / shape[0], cols * 250.0 / shape[1]):
+                ramp = ramp.astype(np.float32)
+                ours = augment.resize_and_center_crop(
+                    np.repeat(ramp[..., None], 3, -1), 82, crop).numpy()
+                theirs = T.CenterCrop(crop)(T.Resize(82, antialias=True)(
+                    torch.from_numpy(ramp)[None]))[0].numpy()
+                with self.subTest(shape=shape, crop=crop):
+                    self.assertEqual(ours.shape[:2], theirs.shape)
+                    self.assertLess(
+                        np.abs(ours[..., 0] - theirs).max(), 0.5 + 1e-3)
