@@ -8,9 +8,11 @@ the median training speeds of the full-schedule runs in the record
 (`reproduction/long_run_record.py`): the balpoe_keras run on a GPU and the
 one on a CPU (both on CIFAR-10-LT IR100 with ResNet-32 and the standard
 recipe). Estimates for the other CIFAR settings assume the same speed per
-image: the same network and batch; AutoAugment (`*_long`) runs in the
-input pipeline at ~2,500 images/s (benchmarks/RESULTS.md), far above
-training's. Evaluation and the one-off start-up are not counted.
+image: the same network and batch. AutoAugment (`*_long`) runs in the
+input pipeline at ~2,500 images/s on 2 busy CPU cores
+(benchmarks/RESULTS.md): far above training's speed on a CPU, but not
+above the GPU run's, so their GPU figure is a lower bound. Evaluation and
+the one-off start-up are not counted.
 """
 
 import argparse
@@ -91,18 +93,31 @@ def _duration(seconds):
     return f"{seconds / 3600:.1f} h"
 
 
-def runtime_line(images, epochs, gpu, cpu, at_most=False):
+_BACKENDS = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
+
+
+def _machine(run):
+    """`one H200` from a GPU run's note (its text before the first comma)."""
+    return run.get("note", "").split(",")[0].strip() or "one GPU"
+
+
+def runtime_line(images, epochs, gpu, cpu, at_most=False,
+                 other_recipe=False):
     """The header line for `images` x `epochs` at the two runs' speeds
-    (`at_most`: for fewer experts than measured, which cost less)."""
+    (`at_most`: for fewer experts than measured, which cost less;
+    `other_recipe`: another augmentation, whose input pipeline may not
+    keep up with the GPU: its figure is then a lower bound)."""
     work = images * epochs
     gpu_speed, cpu_speed = gpu["median_images_per_sec"], cpu[
         "median_images_per_sec"]
     bound = " (at most: measured with more experts)" if at_most else ""
+    at_least = "at least " if other_recipe else ""
     return (f"{PREFIX}{bound}: {epochs} epochs x {images:,} images = "
-            f"~{_duration(work / gpu_speed)} on one H200 (JAX, "
+            f"{at_least}~{_duration(work / gpu_speed)} on "
+            f"{_machine(gpu)} ({_BACKENDS[gpu['backend']]}, "
             f"{gpu_speed:,.0f} img/s), ~{_duration(work / cpu_speed)} on "
-            f"one CPU core (TensorFlow, {cpu_speed:.1f} img/s): "
-            f"reproduction/runtime_lines.py.")
+            f"one CPU core ({_BACKENDS[cpu['backend']]}, "
+            f"{cpu_speed:.1f} img/s): reproduction/runtime_lines.py.")
 
 
 def flagfile_lines(folder, gpu, cpu, skip=("quickstart.flags",)):
@@ -124,14 +139,13 @@ def flagfile_lines(folder, gpu, cpu, skip=("quickstart.flags",)):
                   if values[name].value != measured[name].value]
         if images is None:
             out[path] = f"left alone: not a CIFAR set ({values.dataset})"
-        elif differ == [f"--num_experts={values.num_experts}"] and (
-                values.num_experts < measured.num_experts):
-            out[path] = runtime_line(images, values.epochs, gpu, cpu,
-                                     at_most=True)
-        elif differ:
+        elif differ and (differ != [f"--num_experts={values.num_experts}"]
+                         or values.num_experts > measured.num_experts):
             out[path] = f"left alone: not measured with {', '.join(differ)}"
         else:
-            out[path] = runtime_line(images, values.epochs, gpu, cpu)
+            out[path] = runtime_line(
+                images, values.epochs, gpu, cpu, at_most=bool(differ),
+                other_recipe=values.recipe != measured.recipe)
     return out
 
 
