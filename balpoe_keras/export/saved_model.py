@@ -37,6 +37,7 @@ from balpoe_keras.data.image_file import RESIZE_MODES as PREPROCESS_MODES
 from balpoe_keras.data.tfdata.augment import resize_and_center_crop
 from balpoe_keras.data.tfdata.augment import resize_uint8
 from balpoe_keras.data.tfdata.decode import decode_pixels
+from balpoe_keras.data.tfdata.decode import header_bytes
 from balpoe_keras.models.balpoe_classifier import PIXEL_TOLERANCE
 from balpoe_keras.models.balpoe_classifier import check_model
 
@@ -357,9 +358,7 @@ def _header_pixels(data):
     """
 
     def numbers(offset, count, dtype, little_endian):
-        width = count * dtype.size  # Padded: `substr` fails past the end.
-        raw = tf.strings.substr(
-            tf.strings.join([data, b"\0" * (offset + width)]), offset, width)
+        raw = header_bytes(data, offset, count * dtype.size)
         values = tf.io.decode_raw(raw, dtype, little_endian=little_endian)
         return tf.abs(tf.cast(values, tf.int64))
 
@@ -384,22 +383,20 @@ def _header_pixels(data):
 
 def _is_webp(data):
     """`RIFF....WEBP`: a WebP file (elementwise over a string tensor; a
-    payload shorter than 12 bytes is not one: padded, since `substr`
-    fails past the end)."""
-    data = tf.strings.join([data, b"\0" * 12])
+    payload shorter than 12 bytes is not one)."""
     return tf.logical_and(
-        tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
-        tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))
+        tf.equal(header_bytes(data, 0, 4), b"RIFF"),
+        tf.equal(header_bytes(data, 8, 4), b"WEBP"))
 
 
 def _webp_pixels(data):
     """Height x width of a WebP from its first chunk: `VP8X` (24-bit
     canvas sizes minus 1 at bytes 24-29), `VP8L` (14-bit sizes minus 1
-    packed at 21-24) or `VP8 ` (14-bit sizes at 26-29); 0 if truncated."""
-    # Padded: `substr` fails past the end of a cut-off file.
-    raw = tf.strings.substr(tf.strings.join([data, b"\0" * 30]), 20, 10)
+    packed at 21-24) or `VP8 ` (14-bit sizes at 26-29); a cut-off header
+    reads as zeros (`header_bytes`), which the decoder then refuses."""
+    raw = header_bytes(data, 20, 10)
     b = tf.cast(tf.io.decode_raw(raw, tf.uint8), tf.int64)
-    chunk = tf.strings.substr(tf.strings.join([data, b"\0" * 16]), 12, 4)
+    chunk = header_bytes(data, 12, 4)
     extended = ((b[4] + b[5] * 256 + b[6] * 65536 + 1)
                 * (b[7] + b[8] * 256 + b[9] * 65536 + 1))
     bits = b[1] + b[2] * 256 + b[3] * 65536 + b[4] * 16777216

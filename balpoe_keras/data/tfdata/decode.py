@@ -58,22 +58,29 @@ def decode_pixels(data, channels=3):
     return tf.ensure_shape(image, [None, None, channels])
 
 
+def header_bytes(data, offset, length):
+    """`length` bytes of `data` (a string tensor, elementwise) from byte
+    `offset`, zeros past its end: `substr` itself fails there, on the
+    header of an empty or cut-off file."""
+    padded = tf.strings.join([data, b"\0" * (offset + length)])
+    return tf.strings.substr(padded, offset, length)
+
+
 def _header_int(data, offset, dtype):
     """The little-endian `dtype` at byte `offset` of `data`, as int32 (0
-    past the end: `substr` itself fails there)."""
-    width = dtype.size
-    padded = tf.strings.join([data, b"\0" * (offset + width)])
-    raw = tf.strings.substr(padded, offset, width)
+    past the end)."""
+    raw = header_bytes(data, offset, dtype.size)
     return tf.cast(tf.io.decode_raw(raw, dtype)[0], tf.int32)
 
 
 def _decode_bmp(data):
     """BMP bytes -> `(H, W, 3)` uint8 RGB; 8-bit BMPs through their
     palette (BGR0 entries after the DIB header)."""
+    dib = _header_int(data, 14, tf.int32)
     bits = _header_int(data, 28, tf.uint16)
     compression = _header_int(data, 30, tf.int32)
     readable = tf.reduce_all([
-        _header_int(data, 14, tf.int32) >= BMP_MIN_DIB,
+        dib >= BMP_MIN_DIB,
         tf.reduce_any(tf.equal(bits, list(BMP_BITS))),
         tf.reduce_any(tf.equal(compression, list(BMP_COMPRESSIONS))),
         tf.logical_or(bits != 8, compression == 0)])
@@ -86,7 +93,7 @@ def _decode_bmp(data):
         colours = _header_int(data, 46, tf.int32)
         colours = tf.clip_by_value(
             tf.where(colours == 0, 256, colours), 1, 256)
-        start = 14 + _header_int(data, 14, tf.int32)
+        start = 14 + dib
         entries = tf.io.decode_raw(
             tf.strings.substr(data, start, colours * 4), tf.uint8)
         palette = tf.reverse(tf.reshape(entries, [-1, 4])[:, :3], [1])
