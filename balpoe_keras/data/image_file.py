@@ -45,6 +45,14 @@ def unsupported_bmp(head):
                 and (bits != 8 or compression == 0))
 
 
+def center_crop_resize(size):
+    """The shorter side an image is resized to before its central
+    `size` (an int or `(H, W)`) is cropped: `round(max(size) / 0.875)`,
+    256 for 224 (the ImageNet evaluation transform)."""
+    side = max(size) if isinstance(size, (tuple, list)) else size
+    return round(side / CENTER_CROP_FRACTION)
+
+
 def image_files_under(folder):
     """Sorted paths of the image files (`IMAGE_EXTENSIONS`, any case) in
     `folder` and its sub-folders, as torchvision's `ImageFolder` finds
@@ -140,7 +148,7 @@ def resize_image(image, size, mode="resize"):
     height, width = (int(s) for s in size)
     if mode == "resize":
         return np.round(_resize(image, height, width))
-    resize = round(max(height, width) / CENTER_CROP_FRACTION)
+    resize = center_crop_resize((height, width))
     short, long_side = sorted(image.shape[:2])
     # float32, as the graph computes it: int(long * resize / short).
     scaled = int(np.float32(long_side) * np.float32(resize)

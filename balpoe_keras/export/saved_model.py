@@ -32,8 +32,8 @@ import tensorflow as tf
 
 from balpoe_keras import class_prior
 from balpoe_keras.data.datasets import preprocess_for_size
-from balpoe_keras.data.image_file import CENTER_CROP_FRACTION
 from balpoe_keras.data.image_file import RESIZE_MODES as PREPROCESS_MODES
+from balpoe_keras.data.image_file import center_crop_resize
 from balpoe_keras.data.tfdata.augment import resize_and_center_crop
 from balpoe_keras.data.tfdata.augment import resize_uint8
 from balpoe_keras.data.tfdata.decode import decode_pixels
@@ -419,7 +419,7 @@ def _decode_and_resize(data, size, channels, mode):
     image = decode_pixels(data, channels)
     if mode == "resize_center_crop":
         image = resize_and_center_crop(
-            image, round(max(size) / CENTER_CROP_FRACTION), tuple(size))
+            image, center_crop_resize(size), tuple(size))
     else:
         image = resize_uint8(image, size)
     return tf.cast(image, tf.float32) / 255.0

@@ -6,7 +6,7 @@
 converts (and, for large images, resizes and centre-crops).
 """
 
-from balpoe_keras.data.image_file import CENTER_CROP_FRACTION
+from balpoe_keras.data.image_file import center_crop_resize
 from balpoe_keras.data.recipes import get_recipe
 from balpoe_keras.data.tfdata import augment
 from balpoe_keras.data.tfdata.autoaugment import cifar10_policy
@@ -53,7 +53,7 @@ def get_eval_transform(recipe, image_size=224):
     """`fn(image_uint8) -> float32 image in [0, 1]` for `recipe`."""
     if not get_recipe(recipe).resized_crop:
         return augment.to_float
-    resize = round(image_size / CENTER_CROP_FRACTION)  # 256 for 224.
+    resize = center_crop_resize(image_size)  # 256 for 224.
 
     def transform(image):
         image = augment.resize_and_center_crop(image, resize, image_size)
