@@ -69,8 +69,9 @@ def host_class_ids(y, num_classes):
     y = y.reshape(-1)
     if y.dtype.kind not in "iub":  # float, and NumPy's bfloat16 ("V").
         values = y.astype(np.float64)
-        if not np.all(np.floor(values) == values):
-            bad = np.unique(values[~(np.floor(values) == values)])
+        whole = np.floor(values) == values  # False for NaN too.
+        if not whole.all():
+            bad = np.unique(values[~whole])
             raise ValueError(
                 f"Labels must be whole class ids; found {bad[:10].tolist()},"
                 " which a cast would truncate. Pass integer ids (N,), or "

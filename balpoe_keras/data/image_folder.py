@@ -178,8 +178,7 @@ def read_headers(paths, num_threads=None):
             f"{len(bad)} file(s) are not readable images: "
             f"{bad[:_MAX_LISTED]}{' ...' if len(bad) > _MAX_LISTED else ''}"
             ". Delete or replace them (JPEG, PNG, GIF, WebP, or uncompressed "
-            "BMP of 8, "
-            "24 or 32 bits per pixel).")
+            "BMP of 8, 24 or 32 bits per pixel).")
     return headers
 
 

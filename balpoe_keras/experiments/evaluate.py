@@ -139,8 +139,8 @@ def main(argv):
     except ValueError as e:
         run.fail(f"{model_path}: {e}")
     try:
-        model_path, config, report_dir = resolve_inputs(
-            FLAGS.model, FLAGS, model.input_shape)
+        _, config, report_dir = resolve_inputs(FLAGS.model, FLAGS,
+                                               model.input_shape)
         experiment_data = inputs.load_data(config)
         check_data_matches_model(model, config, experiment_data)
     except config_lib.ConfigError as e:
