@@ -29,6 +29,11 @@ nats; `median_images_per_sec` is the median training speed over the
 logged epochs (what the run's machine and its neighbours allowed).
 Folders written before scores became fractions hold percent: name each
 with `--percent_run=FOLDER` and its values are divided by 100.
+A run whose folder is gone (a machine lost with it) can stay in the
+record as it was last written: `--keep=IMPLEMENTATION,BACKEND,SEED` copies
+that entry of the existing `--out` file after the `--run` entries, an
+unfinished one marked `"stopped": true` (no longer training: "stopped" in
+the table and the plot).
 `--results_md` also writes the final scores side by side between the
 `long-run` markers of that file, then the test marks of balpoe_keras and
 the replica of the same seed side by side with their difference, and its
@@ -140,6 +145,39 @@ def _seed(folder, report):
     return int(config["seed"]) if "seed" in config else None
 
 
+def kept_entries(path, keys, runs):
+    """The entries of the record at `path` named by `keys` (each
+    `IMPLEMENTATION,BACKEND,SEED`), unfinished ones marked `"stopped":
+    True`; a key must name exactly one entry and no `--run` of `runs`
+    (parse_run dicts)."""
+    if not keys:
+        return []
+    if not os.path.exists(path):
+        raise SystemExit(f"--keep needs the existing record {path}.")
+    with open(path) as f:
+        old = json.load(f)
+    kept = []
+    for key in keys:
+        parts = key.split(",")
+        if len(parts) != 3 or not parts[2].strip().isdigit():
+            raise SystemExit(f"--keep={key!r}: expected "
+                             "IMPLEMENTATION,BACKEND,SEED.")
+        implementation, backend, seed = parts[0], parts[1], int(parts[2])
+        if any(r["implementation"] == implementation
+               and r["backend"] == backend
+               and r["seed"] in (None, seed) for r in runs):
+            raise SystemExit(f"--keep={key!r}: a --run gives this run "
+                             "from its folder; keep one of the two.")
+        found = [e for e in old if (e["implementation"], e["backend"],
+                                    e["seed"]) == (implementation, backend,
+                                                   seed)]
+        if len(found) != 1:
+            raise SystemExit(f"--keep={key!r}: {len(found)} entries of "
+                             f"{path} match, expected one.")
+        kept.append(dict(found[0], stopped=not found[0]["finished"]))
+    return kept
+
+
 def record(run, percent=False):
     """One entry of the record for a `parse_run` dict; `percent`: the
     folder logged percent (divided by 100 here)."""
@@ -192,7 +230,9 @@ def format_table(entries):
             cells[0] = f"{100 * last['balanced_accuracy']:.2f} (epoch " \
                        f"{last['epoch']})"
             cells[4] = f"{100 * last['ece']:.2f} (epoch {last['epoch']})"
-        epochs = str(e["epochs"]) + ("" if e["finished"] else " (running)")
+        epochs = str(e["epochs"]) + (
+            "" if e["finished"]
+            else " (stopped)" if e.get("stopped") else " (running)")
         lines.append(f"| {e['implementation']} | {e['backend']} | "
                      f"{e['seed']} | {epochs} | " + " | ".join(cells)
                      + f" | {e['commit'][:7]} |")
@@ -277,6 +317,8 @@ def plot(entries, path, milestones=(160, 180)):
     for entry in entries:
         label = f"{entry['implementation']} ({entry['backend']}, seed " \
                 f"{entry['seed']})"
+        if entry.get("stopped"):
+            label += f", stopped at epoch {entry['epochs']}"
         for ax, key in zip(axes, ("balanced_accuracy", "ece")):
             if entry["curve"]:
                 ax.plot([p["epoch"] for p in entry["curve"]],
@@ -305,6 +347,10 @@ def main(argv=None):
     parser.add_argument("--percent_run", action="append", default=[],
                         help="FOLDER of a --run written before scores "
                         "became fractions (its values are in percent).")
+    parser.add_argument("--keep", action="append", default=[],
+                        help="IMPLEMENTATION,BACKEND,SEED: an entry of the "
+                        "existing --out record whose run folder is gone, "
+                        "kept as recorded (marked stopped).")
     parser.add_argument("--out", required=True, help="The JSON record.")
     parser.add_argument("--plot", default=None, help="PNG of the curves.")
     parser.add_argument("--results_md", default=None, help="Markdown file "
@@ -322,7 +368,7 @@ def main(argv=None):
         raise SystemExit(f"--percent_run names no --run folder: "
                          f"{sorted(unknown)}")
     entries = [record(r, os.path.realpath(r["folder"]) in percent)
-               for r in runs]
+               for r in runs] + kept_entries(args.out, args.keep, runs)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(entries, f, indent=1)

@@ -197,6 +197,67 @@ class CurveComparisonTest(TestCase):
         self.assertEqual(record.format_curves([ours, other_seed]), "")
 
 
+class KeepTest(TestCase):
+    """`--keep`: an entry of the existing record whose folder is gone."""
+
+    def _replica_folder(self, epochs):
+        folder = os.path.join(self.get_temp_dir(), "replica")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "train_log.csv"), "w") as f:
+            f.write("epoch,loss\n" + "".join(f"{e},1.0\n"
+                                             for e in range(epochs)))
+        with open(os.path.join(folder, "eval_log.csv"), "w") as f:
+            f.write("epoch,balanced_accuracy,ece\n"
+                    + "".join(f"{e},0.5,0.1\n" for e in range(epochs)))
+        return folder
+
+    def test_kept_entry_survives_its_folder(self):
+        out = os.path.join(self.get_temp_dir(), "record.json")
+        old_run = self._replica_folder(3)
+        record.main([f"--run=replica,torch,abc,{old_run},1", f"--out={out}"])
+        shutil.rmtree(old_run)  # The folder is gone.
+        ours = self._replica_folder(5)  # Any other run, from a folder.
+        md = os.path.join(self.get_temp_dir(), "r.md")
+        with open(md, "w") as f:
+            f.write("\n".join(record.MARKERS) + "\n")
+        entries = record.main([f"--run=replica,torch,abc,{ours},2",
+                               "--keep=replica,torch,1", f"--out={out}",
+                               f"--results_md={md}"])
+        self.assertEqual([(e["seed"], e["epochs"], e.get("stopped"))
+                          for e in entries],
+                         [(2, 5, None), (1, 3, True)])
+        with open(out) as f:
+            self.assertEqual(json.load(f)[1]["curve"],
+                             [{"epoch": e, "balanced_accuracy": 0.5,
+                               "ece": 0.1} for e in (1, 2, 3)])
+        with open(md) as f:
+            text = f.read()
+        self.assertIn("| replica | torch | 1 | 3 (stopped) | 50.00 (epoch 3)",
+                      text)
+        self.assertIn("| replica | torch | 2 | 5 (running) |", text)
+        # Kept again from the record it was written to.
+        again = record.main([f"--run=replica,torch,abc,{ours},2",
+                             "--keep=replica,torch,1", f"--out={out}"])
+        self.assertEqual(again, entries)
+
+    def test_keep_errors(self):
+        out = os.path.join(self.get_temp_dir(), "record.json")
+        folder = self._replica_folder(2)
+        with self.assertRaisesRegex(SystemExit, "needs the existing record"):
+            record.main([f"--run=replica,torch,abc,{folder},1",
+                         "--keep=replica,torch,1", f"--out={out}"])
+        record.main([f"--run=replica,torch,abc,{folder},1", f"--out={out}"])
+        with self.assertRaisesRegex(SystemExit, "a --run gives this run"):
+            record.main([f"--run=replica,torch,abc,{folder},1",
+                         "--keep=replica,torch,1", f"--out={out}"])
+        with self.assertRaisesRegex(SystemExit, "0 entries"):
+            record.main([f"--run=replica,torch,abc,{folder},1",
+                         "--keep=replica,torch,7", f"--out={out}"])
+        with self.assertRaisesRegex(SystemExit, "IMPLEMENTATION,BACKEND,SEED"):
+            record.main([f"--run=replica,torch,abc,{folder},1",
+                         "--keep=replica,torch", f"--out={out}"])
+
+
 def _to_percent(folder):
     """Rewrites a run folder's scores as percent (as logged before)."""
     keys = ("accuracy", "balanced_accuracy", "acc_many", "acc_medium",
