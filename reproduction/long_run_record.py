@@ -30,10 +30,11 @@ logged epochs (what the run's machine and its neighbours allowed).
 Folders written before scores became fractions hold percent: name each
 with `--percent_run=FOLDER` and its values are divided by 100.
 A run whose folder is gone (a machine lost with it) can stay in the
-record as it was last written: `--keep=IMPLEMENTATION,BACKEND,SEED` copies
-that entry of the existing `--out` file after the `--run` entries, an
-unfinished one marked `"stopped": true` (no longer training: "stopped" in
-the table and the plot).
+record as it was last written: `--keep=IMPLEMENTATION,BACKEND,SEED[,EPOCHS]`
+copies that entry of the existing `--out` file after the `--run` entries,
+an unfinished one marked `"stopped": true` (no longer training: "stopped"
+in the table and the plot); a new attempt of the same run may train
+beside it under `--run`.
 `--results_md` also writes the final scores side by side between the
 `long-run` markers of that file, then the test marks of balpoe_keras and
 the replica of the same seed side by side with their difference, and its
@@ -145,11 +146,10 @@ def _seed(folder, report):
     return int(config["seed"]) if "seed" in config else None
 
 
-def kept_entries(path, keys, runs):
+def kept_entries(path, keys):
     """The entries of the record at `path` named by `keys` (each
-    `IMPLEMENTATION,BACKEND,SEED`), unfinished ones marked `"stopped":
-    True`; a key must name exactly one entry and no `--run` of `runs`
-    (parse_run dicts)."""
+    `IMPLEMENTATION,BACKEND,SEED[,EPOCHS]`, EPOCHS telling apart two
+    attempts of one run), unfinished ones marked `"stopped": True`."""
     if not keys:
         return []
     if not os.path.exists(path):
@@ -159,21 +159,18 @@ def kept_entries(path, keys, runs):
     kept = []
     for key in keys:
         parts = key.split(",")
-        if len(parts) != 3 or not parts[2].strip().isdigit():
+        if len(parts) not in (3, 4) or not all(
+                p.strip().isdigit() for p in parts[2:]):
             raise SystemExit(f"--keep={key!r}: expected "
-                             "IMPLEMENTATION,BACKEND,SEED.")
-        implementation, backend, seed = parts[0], parts[1], int(parts[2])
-        if any(r["implementation"] == implementation
-               and r["backend"] == backend
-               and r["seed"] in (None, seed) for r in runs):
-            raise SystemExit(f"--keep={key!r}: a --run gives this run "
-                             "from its folder; keep one of the two.")
+                             "IMPLEMENTATION,BACKEND,SEED[,EPOCHS].")
+        wanted = (parts[0], parts[1], *(int(p) for p in parts[2:]))
         found = [e for e in old if (e["implementation"], e["backend"],
-                                    e["seed"]) == (implementation, backend,
-                                                   seed)]
+                                    e["seed"], e["epochs"])[:len(wanted)]
+                 == wanted]
         if len(found) != 1:
-            raise SystemExit(f"--keep={key!r}: {len(found)} entries of "
-                             f"{path} match, expected one.")
+            raise SystemExit(
+                f"--keep={key!r}: {len(found)} entries of {path} match, "
+                "expected one" + (" (add its EPOCHS)." if found else "."))
         kept.append(dict(found[0], stopped=not found[0]["finished"]))
     return kept
 
@@ -240,19 +237,24 @@ def format_table(entries):
 
 
 def paired_marks(entries):
-    """The first balpoe_keras run with a curve and the replica run of its
-    seed: `(ours, replica, [(epoch, ours point, replica point)])` over the
-    epochs both scored, or None without such a pair."""
-    ours = next((e for e in entries if e["implementation"] == "balpoe_keras"
-                 and e["curve"]), None)
-    replica = ours and next(
-        (e for e in entries if e["implementation"] == "replica"
-         and e["seed"] == ours["seed"] and e["curve"]), None)
-    if not replica:
-        return None
-    theirs = {p["epoch"]: p for p in replica["curve"]}
-    return ours, replica, [(p["epoch"], p, theirs[p["epoch"]])
-                           for p in ours["curve"] if p["epoch"] in theirs]
+    """The balpoe_keras run and the replica run of its seed that share the
+    most test epochs (the first such pair on a tie): `(ours, replica,
+    [(epoch, ours point, replica point)])`, or None without such a
+    pair."""
+    best = None
+    for ours in entries:
+        if ours["implementation"] != "balpoe_keras":
+            continue
+        for replica in entries:
+            if (replica["implementation"] != "replica"
+                    or replica["seed"] != ours["seed"]):
+                continue
+            theirs = {p["epoch"]: p for p in replica["curve"]}
+            marks = [(p["epoch"], p, theirs[p["epoch"]])
+                     for p in ours["curve"] if p["epoch"] in theirs]
+            if marks and (best is None or len(marks) > len(best[2])):
+                best = (ours, replica, marks)
+    return best
 
 
 def format_curves(entries, milestones=(160, 180)):
@@ -265,8 +267,8 @@ def format_curves(entries, milestones=(160, 180)):
         return ""
     ours, replica, marks = pair
     lines = [f"Test marks of seed {ours['seed']}: balpoe_keras "
-             f"({ours['backend']}) and the replica; Δ = balpoe_keras − "
-             "replica, in points.", "",
+             f"({_attempt(ours)}) and the replica ({_attempt(replica)}); "
+             "Δ = balpoe_keras − replica, in points.", "",
              "| epoch | Bal. acc | replica | Δ | ECE | replica | Δ |",
              "|---|---|---|---|---|---|---|"]
     deltas = []
@@ -299,6 +301,13 @@ def format_curves(entries, milestones=(160, 180)):
     lines += ["", "Mean Δ ± standard deviation over the marks of each "
               "learning-rate phase: " + "; ".join(phases) + "."]
     return "\n".join(lines)
+
+
+def _attempt(entry):
+    """`tensorflow, 151 epochs, stopped`: which run of a pair."""
+    state = ("finished" if entry["finished"] else
+             "stopped" if entry.get("stopped") else "running")
+    return f"{entry['backend']}, {entry['epochs']} epochs, {state}"
 
 
 def _cell(key, value):
@@ -348,7 +357,8 @@ def main(argv=None):
                         help="FOLDER of a --run written before scores "
                         "became fractions (its values are in percent).")
     parser.add_argument("--keep", action="append", default=[],
-                        help="IMPLEMENTATION,BACKEND,SEED: an entry of the "
+                        help="IMPLEMENTATION,BACKEND,SEED[,EPOCHS]: an "
+                        "entry of the "
                         "existing --out record whose run folder is gone, "
                         "kept as recorded (marked stopped).")
     parser.add_argument("--out", required=True, help="The JSON record.")
@@ -368,7 +378,7 @@ def main(argv=None):
         raise SystemExit(f"--percent_run names no --run folder: "
                          f"{sorted(unknown)}")
     entries = [record(r, os.path.realpath(r["folder"]) in percent)
-               for r in runs] + kept_entries(args.out, args.keep, runs)
+               for r in runs] + kept_entries(args.out, args.keep)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(entries, f, indent=1)

@@ -96,9 +96,10 @@ def _duration(seconds):
 _BACKENDS = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
 
 
-def _machine(run):
-    """`one H200` from a GPU run's note (its text before the first comma)."""
-    return run.get("note", "").split(",")[0].strip() or "one GPU"
+def _machine(run, default):
+    """The machine a run trained on, as its note names it first (the text
+    before the first comma: `one H200`, `2 CPU cores`), else `default`."""
+    return run.get("note", "").split(",")[0].strip() or default
 
 
 def runtime_line(images, epochs, gpu, cpu, at_most=False,
@@ -114,9 +115,9 @@ def runtime_line(images, epochs, gpu, cpu, at_most=False,
     at_least = "at least " if other_recipe else ""
     return (f"{PREFIX}{bound}: {epochs} epochs x {images:,} images = "
             f"{at_least}~{_duration(work / gpu_speed)} on "
-            f"{_machine(gpu)} ({_BACKENDS[gpu['backend']]}, "
+            f"{_machine(gpu, 'one GPU')} ({_BACKENDS[gpu['backend']]}, "
             f"{gpu_speed:,.0f} img/s), ~{_duration(work / cpu_speed)} on "
-            f"one CPU core ({_BACKENDS[cpu['backend']]}, "
+            f"{_machine(cpu, 'a CPU')} ({_BACKENDS[cpu['backend']]}, "
             f"{cpu_speed:.1f} img/s): reproduction/runtime_lines.py.")
 
 

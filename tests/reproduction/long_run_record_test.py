@@ -133,8 +133,9 @@ class LongRunRecordTest(TestCase):
         self.assertIn(record.format_table(entries), written)
         # The first balpoe_keras run (legacy, seed 1) against the replica,
         # at both epochs; one phase on each side of the drop at epoch 1.
-        self.assertIn("Test marks of seed 1: balpoe_keras (tensorflow)",
-                      written)
+        self.assertIn("Test marks of seed 1: balpoe_keras (tensorflow, 2 "
+                      "epochs, finished) and the replica (torch, 2 epochs, "
+                      "finished)", written)
         delta = 100 * (old["curve"][1]["balanced_accuracy"]
                        - theirs["curve"][1]["balanced_accuracy"])
         self.assertIn(f"epoch 2: balanced accuracy {delta:+.2f} ± 0.00",
@@ -164,7 +165,8 @@ class CurveComparisonTest(TestCase):
     @staticmethod
     def _entry(implementation, seed, marks, ece):
         return {"implementation": implementation, "backend": "b",
-                "seed": seed, "curve": [
+                "seed": seed, "finished": False,
+                "epochs": max((e for e, _ in marks), default=0), "curve": [
                     {"epoch": e, "balanced_accuracy": v, "ece": ece}
                     for e, v in marks]}
 
@@ -195,6 +197,24 @@ class CurveComparisonTest(TestCase):
         self.assertIn("epochs 1–100: balanced accuracy -2.00 ± 0.00",
                       record.format_curves([ours, replica], (100,)))
         self.assertEqual(record.format_curves([ours, other_seed]), "")
+
+    def test_pair_sharing_the_most_marks(self):
+        # An earlier attempt of ours, stopped at epoch 160, and a new one
+        # still short: the pair is the attempt with more marks in common.
+        earlier = self._entry("balpoe_keras", 1, [(10, 0.5), (160, 0.7)],
+                              0.1)
+        earlier["stopped"] = True
+        new = self._entry("balpoe_keras", 1, [(10, 0.4)], 0.1)
+        replica = self._entry("replica", 1, [(10, 0.5), (160, 0.6)], 0.1)
+        ours, _, marks = record.paired_marks([new, earlier, replica])
+        self.assertIs(ours, earlier)
+        self.assertEqual([epoch for epoch, _, _ in marks], [10, 160])
+        self.assertIn("balpoe_keras (b, 160 epochs, stopped) and the "
+                      "replica (b, 160 epochs, running)",
+                      record.format_curves([new, earlier, replica]))
+        new["curve"].append({"epoch": 160, "balanced_accuracy": 0.8,
+                             "ece": 0.1})
+        self.assertIs(record.paired_marks([new, earlier, replica])[0], new)
 
 
 class KeepTest(TestCase):
@@ -247,13 +267,25 @@ class KeepTest(TestCase):
             record.main([f"--run=replica,torch,abc,{folder},1",
                          "--keep=replica,torch,1", f"--out={out}"])
         record.main([f"--run=replica,torch,abc,{folder},1", f"--out={out}"])
-        with self.assertRaisesRegex(SystemExit, "a --run gives this run"):
+        # A new attempt of the kept run beside it; then the two are told
+        # apart by their epochs.
+        os.remove(os.path.join(folder, "eval_log.csv"))
+        with open(os.path.join(folder, "train_log.csv"), "a") as f:
+            f.write("2,1.0\n")
+        entries = record.main([f"--run=replica,torch,abc,{folder},1",
+                               "--keep=replica,torch,1", f"--out={out}"])
+        self.assertEqual([(e["epochs"], e.get("stopped")) for e in entries],
+                         [(3, None), (2, True)])
+        with self.assertRaisesRegex(SystemExit, r"2 entries .*add its EPOCHS"):
             record.main([f"--run=replica,torch,abc,{folder},1",
                          "--keep=replica,torch,1", f"--out={out}"])
+        self.assertEqual(record.main([
+            f"--run=replica,torch,abc,{folder},1", "--keep=replica,torch,1,2",
+            f"--out={out}"]), entries)
         with self.assertRaisesRegex(SystemExit, "0 entries"):
             record.main([f"--run=replica,torch,abc,{folder},1",
                          "--keep=replica,torch,7", f"--out={out}"])
-        with self.assertRaisesRegex(SystemExit, "IMPLEMENTATION,BACKEND,SEED"):
+        with self.assertRaisesRegex(SystemExit, r"BACKEND,SEED\[,EPOCHS\]"):
             record.main([f"--run=replica,torch,abc,{folder},1",
                          "--keep=replica,torch", f"--out={out}"])
 

@@ -19,9 +19,9 @@ EXPERIMENTS = os.path.join(ROOT, "experiments")
 def _record(gpu_speed, cpu_speed):
     return [
         {"implementation": "balpoe_keras", "backend": "tensorflow",
-         "median_images_per_sec": cpu_speed, "note": "2-core CPU"},
+         "median_images_per_sec": cpu_speed, "note": "2 CPU cores, alone"},
         {"implementation": "replica", "backend": "torch",
-         "median_images_per_sec": 1.0, "note": "2-core CPU"},
+         "median_images_per_sec": 1.0, "note": "2 CPU cores, alone"},
         {"implementation": "balpoe_keras", "backend": "jax",
          "median_images_per_sec": gpu_speed, "note": "one H200"}]
 
@@ -45,7 +45,7 @@ class RuntimeLinesTest(TestCase):
         # 2,481,200 images: 371 s at 6,687/s; 32,392 s = 9.0 h at 76.6/s.
         self.assertEqual(
             line, "# Expected runtime: 200 epochs x 12,406 images = ~6 min "
-            "on one H200 (JAX, 6,687 img/s), ~9.0 h on one CPU core "
+            "on one H200 (JAX, 6,687 img/s), ~9.0 h on 2 CPU cores "
             "(TensorFlow, 76.6 img/s): reproduction/runtime_lines.py.")
         with self.assertRaisesRegex(ValueError, "gpu"):
             lines.measured_speeds(_record(6687.0, 76.6)[:2])
@@ -73,7 +73,7 @@ class RuntimeLinesTest(TestCase):
         # 2,481,200 images: 41 min at 1,000/s, 6.9 h at 100/s.
         self.assertEqual(runtime("cifar10_ir100_standard.flags"), [
             "# Expected runtime: 200 epochs x 12,406 images = ~41 min on one"
-            " H200 (JAX, 1,000 img/s), ~6.9 h on one CPU core (TensorFlow, "
+            " H200 (JAX, 1,000 img/s), ~6.9 h on 2 CPU cores (TensorFlow, "
             "100.0 img/s): reproduction/runtime_lines.py."])
         self.assertTrue(runtime("cifar10_ir100_ce.flags")[0].startswith(
             "# Expected runtime (at most: measured with more experts): 200 "
@@ -81,7 +81,7 @@ class RuntimeLinesTest(TestCase):
         # AutoAugment's input pipeline may not keep up with the GPU.
         self.assertEqual(runtime("cifar10_ir100_long.flags"), [
             "# Expected runtime: 400 epochs x 12,406 images = at least ~1.4 "
-            "h on one H200 (JAX, 1,000 img/s), ~13.8 h on one CPU core "
+            "h on one H200 (JAX, 1,000 img/s), ~13.8 h on 2 CPU cores "
             "(TensorFlow, 100.0 img/s): reproduction/runtime_lines.py."])
         for name in ("cifar100_ir100_7experts_long.flags",
                      "image_folder.flags", "quickstart.flags",
