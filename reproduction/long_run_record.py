@@ -30,11 +30,12 @@ logged epochs (what the run's machine and its neighbours allowed).
 Folders written before scores became fractions hold percent: name each
 with `--percent_run=FOLDER` and its values are divided by 100.
 A run whose folder is gone (a machine lost with it) can stay in the
-record as it was last written: `--keep=IMPLEMENTATION,BACKEND,SEED[,EPOCHS]`
-copies that entry of the existing `--out` file after the `--run` entries,
-an unfinished one marked `"stopped": true` (no longer training: "stopped"
-in the table and the plot); a new attempt of the same run may train
-beside it under `--run`.
+record as it was last written:
+`--keep=IMPLEMENTATION,BACKEND,SEED[,EPOCHS]` copies that entry of the
+existing `--out` file, an unfinished one marked `"stopped": true` (no
+longer training: "stopped" in the table and the plot); a new attempt of
+the same run may train beside it under `--run`. Entries follow the order
+of the `--run` and `--keep` arguments.
 `--results_md` also writes the final scores side by side between the
 `long-run` markers of that file, then the test marks of balpoe_keras and
 the replica of the same seed side by side with their difference, and its
@@ -349,8 +350,17 @@ def plot(entries, path, milestones=(160, 180)):
     plt.close(fig)
 
 
+def _options_in_order(argv, names):
+    """The occurrences of the options `names` in `argv`, in order (the
+    record lists the runs and the kept entries as they were given)."""
+    return [arg.split("=")[0] for arg in argv
+            if arg.split("=")[0] in names]
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("--run", action="append", required=True,
                         help="IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]")
     parser.add_argument("--percent_run", action="append", default=[],
@@ -377,8 +387,11 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"--percent_run names no --run folder: "
                          f"{sorted(unknown)}")
-    entries = [record(r, os.path.realpath(r["folder"]) in percent)
-               for r in runs] + kept_entries(args.out, args.keep)
+    kept = iter(kept_entries(args.out, args.keep))
+    fresh = iter([record(r, os.path.realpath(r["folder"]) in percent)
+                  for r in runs])
+    entries = [next(kept if option == "--keep" else fresh)
+               for option in _options_in_order(argv, ("--run", "--keep"))]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(entries, f, indent=1)

@@ -255,10 +255,11 @@ class KeepTest(TestCase):
         self.assertIn("| replica | torch | 1 | 3 (stopped) | 50.00 (epoch 3)",
                       text)
         self.assertIn("| replica | torch | 2 | 5 (running) |", text)
-        # Kept again from the record it was written to.
-        again = record.main([f"--run=replica,torch,abc,{ours},2",
-                             "--keep=replica,torch,1", f"--out={out}"])
-        self.assertEqual(again, entries)
+        # Kept again from the record it was written to, listed in the
+        # order of the arguments.
+        again = record.main(["--keep=replica,torch,1", "--run",
+                             f"replica,torch,abc,{ours},2", f"--out={out}"])
+        self.assertEqual(again, entries[::-1])
 
     def test_keep_errors(self):
         out = os.path.join(self.get_temp_dir(), "record.json")
