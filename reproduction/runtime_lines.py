@@ -8,8 +8,9 @@ the median training speeds of the full-schedule runs in the record
 (`reproduction/long_run_record.py`): the balpoe_keras run on a GPU and the
 one on a CPU (both on CIFAR-10-LT IR100 with ResNet-32 and the standard
 recipe). Estimates for the other CIFAR settings assume the same speed per
-image: the same network and batch. AutoAugment (`*_long`) runs in the
-input pipeline at ~2,500 images/s on 2 busy CPU cores
+image: the same network and batch; with fewer experts a line is an upper
+bound, with more a lower one (each expert costs per image). AutoAugment
+(`*_long`) runs in the input pipeline at ~2,500 images/s on 2 busy CPU cores
 (benchmarks/RESULTS.md): far above training's speed on a CPU, but not
 above the GPU run's, so their GPU figure is a lower bound. Evaluation and
 the one-off start-up are not counted.
@@ -102,21 +103,27 @@ def _machine(run, default):
     return run.get("note", "").split(",")[0].strip() or default
 
 
-def runtime_line(images, epochs, gpu, cpu, at_most=False,
-                 other_recipe=False):
-    """The header line for `images` x `epochs` at the two runs' speeds
-    (`at_most`: for fewer experts than measured, which cost less;
-    `other_recipe`: another augmentation, whose input pipeline may not
-    keep up with the GPU: its figure is then a lower bound)."""
+def runtime_line(images, epochs, gpu, cpu, experts=0, other_recipe=False):
+    """The header line for `images` x `epochs` at the two runs' speeds.
+
+    `experts`: the sign of (the setting's experts - the measured run's):
+    fewer experts cost less per image, so the line is an upper bound
+    ("at most"); more cost more, so both figures are lower bounds ("at
+    least"). `other_recipe`: another augmentation, whose input pipeline
+    may not keep up with the GPU: the GPU figure is then a lower bound.
+    """
     work = images * epochs
     gpu_speed, cpu_speed = gpu["median_images_per_sec"], cpu[
         "median_images_per_sec"]
-    bound = " (at most: measured with more experts)" if at_most else ""
-    at_least = "at least " if other_recipe else ""
+    bound = {-1: " (at most: measured with more experts)",
+             1: " (at least: measured with fewer experts)"}.get(experts, "")
+    gpu_least = "at least " if other_recipe or experts > 0 else ""
+    cpu_least = "at least " if experts > 0 else ""
     return (f"{PREFIX}{bound}: {epochs} epochs x {images:,} images = "
-            f"{at_least}~{_duration(work / gpu_speed)} on "
+            f"{gpu_least}~{_duration(work / gpu_speed)} on "
             f"{_machine(gpu, 'one GPU')} ({_BACKENDS[gpu['backend']]}, "
-            f"{gpu_speed:,.0f} img/s), ~{_duration(work / cpu_speed)} on "
+            f"{gpu_speed:,.0f} img/s), {cpu_least}"
+            f"~{_duration(work / cpu_speed)} on "
             f"{_machine(cpu, 'a CPU')} ({_BACKENDS[cpu['backend']]}, "
             f"{cpu_speed:.1f} img/s): reproduction/runtime_lines.py.")
 
@@ -140,13 +147,13 @@ def flagfile_lines(folder, gpu, cpu, skip=("quickstart.flags",)):
                   if values[name].value != measured[name].value]
         if images is None:
             out[path] = f"left alone: not a CIFAR set ({values.dataset})"
-        elif differ and (differ != [f"--num_experts={values.num_experts}"]
-                         or values.num_experts > measured.num_experts):
+        elif differ and differ != [f"--num_experts={values.num_experts}"]:
             out[path] = f"left alone: not measured with {', '.join(differ)}"
         else:
+            more = values.num_experts - measured.num_experts
             out[path] = runtime_line(
-                images, values.epochs, gpu, cpu, at_most=bool(differ),
-                other_recipe=values.recipe != measured.recipe)
+                images, values.epochs, gpu, cpu, experts=(more > 0) - (
+                    more < 0), other_recipe=values.recipe != measured.recipe)
     return out
 
 

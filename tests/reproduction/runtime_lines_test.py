@@ -83,8 +83,14 @@ class RuntimeLinesTest(TestCase):
             "# Expected runtime: 400 epochs x 12,406 images = at least ~1.4 "
             "h on one H200 (JAX, 1,000 img/s), ~13.8 h on 2 CPU cores "
             "(TensorFlow, 100.0 img/s): reproduction/runtime_lines.py."])
-        for name in ("cifar100_ir100_7experts_long.flags",
-                     "image_folder.flags", "quickstart.flags",
+        # More experts cost more per image: both figures lower bounds.
+        # 4,338,800 images: 72 min at 1,000/s, 12.1 h at 100/s.
+        self.assertEqual(runtime("cifar100_ir100_7experts_long.flags"), [
+            "# Expected runtime (at least: measured with fewer experts): 400"
+            " epochs x 10,847 images = at least ~1.2 h on one H200 (JAX, "
+            "1,000 img/s), at least ~12.1 h on 2 CPU cores (TensorFlow, "
+            "100.0 img/s): reproduction/runtime_lines.py."])
+        for name in ("image_folder.flags", "quickstart.flags",
                      "base_cifar.flags", "record.json"):
             with open(os.path.join(tmp, name)) as f:
                 self.assertEqual(f.read(), before[name], name)
