@@ -1,9 +1,21 @@
-"""Pytest setup: backend report, `large` / `tf_only` markers."""
+"""Pytest setup: backend report, `large` / `tf_only` markers, a cache
+folder of the test run."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # As the runner does.
+if "BALPOE_KERAS_CACHE" not in os.environ:
+    # The arrays decoded from the tests' generated archives and folders go
+    # to a folder of this pytest process, removed at its end, not to the
+    # user's ~/.cache/balpoe_keras (where each run would add new entries:
+    # the cache key holds the data's modification time).
+    _CACHE = tempfile.mkdtemp(prefix="balpoe_keras_test_cache_")
+    os.environ["BALPOE_KERAS_CACHE"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 try:
     # torchvision (the augmentation reference of the parity tests) pulls in
