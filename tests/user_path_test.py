@@ -395,6 +395,27 @@ class ImageRangeTest(TestCase):
         with self.assertRaisesRegex(ValueError, r"not finite \(NaN"):
             model.fit(stream(), steps_per_epoch=2, verbose=0)
 
+    def test_bad_sample_weights_refused_before_they_reach_the_weights(self):
+        x, y = _data(n=32)
+        model = _model()
+        model.compile()
+        before = [w.copy() for w in model.get_weights()]
+        for bad in (np.nan, np.inf, -0.5):
+            weights = np.ones(32, np.float32)
+            weights[7] = bad
+            for call in (model.fit, model.evaluate):
+                with self.assertRaisesRegex(
+                        ValueError, r"sample_weight must be finite and >= "
+                        r"0; 1 of 32 values are not \(first at flat "
+                        r"indices \[7\]"):
+                    call(x, y, sample_weight=weights, verbose=0)
+        for kept, now in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(kept, now)
+        # Zeros (a sample left out) are fine.
+        weights = np.asarray([0.0] * 16 + [2.0] * 16, np.float32)
+        model.fit(x, y, sample_weight=weights, epochs=1, verbose=0)
+        model.evaluate(x, y, sample_weight=weights, verbose=0)
+
     def test_the_tolerance_is_the_same_for_arrays_and_streams(self):
         # float32(1.001) is 1.00100005 in float64: compared in the images'
         # dtype, as the in-graph count and the served model compare.

@@ -294,7 +294,8 @@ class BalPoEClassifier(keras.Model):
         the classes, and weighting them again would break the loss's Fisher
         consistency. Labels outside `[0, C)` and images outside [0, 1]
         raise `ValueError`: NumPy inputs before training, streamed ones at
-        the end of the epoch that saw them.
+        the end of the epoch that saw them. A NumPy `sample_weight` with
+        NaN, inf or negative values is refused before training.
         """
         if class_weight is not None:
             raise ValueError(
@@ -305,15 +306,16 @@ class BalPoEClassifier(keras.Model):
                 "another class distribution, build the model with those "
                 "class_counts; for per-sample weights, pass sample_weight."
             )
-        self._check_arrays(x, y)
+        self._check_arrays(x, y, kwargs.get("sample_weight"))
         with _weights_kept_on_error(self):
             return super().fit(x, y, *args,
                                callbacks=_guarded(callbacks, self), **kwargs)
 
     def evaluate(self, x=None, y=None, *args, callbacks=None, **kwargs):
         """`keras.Model.evaluate`; labels outside `[0, C)` raise
-        `ValueError` (NumPy labels before the first step)."""
-        self._check_arrays(x, y)
+        `ValueError` (NumPy labels before the first step), as NumPy
+        `sample_weight` values that are NaN, inf or negative do."""
+        self._check_arrays(x, y, kwargs.get("sample_weight"))
         with _weights_kept_on_error(self):
             return super().evaluate(x, y, *args,
                                     callbacks=_guarded(callbacks, self),
@@ -327,11 +329,13 @@ class BalPoEClassifier(keras.Model):
         results.pop(_INVALID_IMAGES, None)
         return results
 
-    def _check_arrays(self, x, y):
-        """NumPy images and labels, read once on the host before any step
-        (never from a device, so also where the steps run on a GPU)."""
+    def _check_arrays(self, x, y, sample_weight=None):
+        """NumPy images, labels and sample weights, read once on the host
+        before any step (never from a device, so also where the steps run
+        on a GPU)."""
         if self._takes_images:
             _check_array_images(x)
+        _check_sample_weight(sample_weight)
         if y is None or not isinstance(y, (np.ndarray, list, tuple)):
             return
         labels.host_class_ids(y, self.num_classes)
@@ -501,6 +505,29 @@ def _check_array_images(x):
             -PIXEL_TOLERANCE):
         raise ValueError(_PIXEL_MESSAGE.format(
             f"received pixels in [{float(low):g}, {float(high):g}]"))
+
+
+def _check_sample_weight(sample_weight):
+    """NumPy (or list) sample weights: finite and non-negative. A NaN made
+    the model's weights NaN, a negative one turns that sample's
+    gradient step into an ascent; Keras takes both."""
+    if sample_weight is None or not isinstance(sample_weight,
+                                               (np.ndarray, list, tuple)):
+        return
+    weights = np.asarray(sample_weight)
+    if weights.size == 0 or not np.issubdtype(weights.dtype, np.number):
+        return
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        first = np.flatnonzero(bad.reshape(-1))[:5]
+        values = weights.reshape(-1)[first]
+        raise ValueError(
+            f"sample_weight must be finite and >= 0; {int(bad.sum())} of "
+            f"{weights.size} values are not (first at flat indices "
+            f"{first.tolist()}: {values.tolist()}). A NaN would turn the "
+            "model weights into NaN and a negative weight would push "
+            "the model away from that sample's label: fix or drop them (a "
+            "weight of 0 leaves a sample out).")
 
 
 def _checked_images(x, steps):
