@@ -157,6 +157,8 @@ def kept_entries(path, keys):
         raise SystemExit(f"--keep needs the existing record {path}.")
     with open(path) as f:
         old = json.load(f)
+    if len(set(keys)) != len(keys):
+        raise SystemExit(f"--keep names one entry twice: {sorted(keys)}.")
     kept = []
     for key in keys:
         parts = key.split(",")
@@ -164,7 +166,8 @@ def kept_entries(path, keys):
                 p.strip().isdigit() for p in parts[2:]):
             raise SystemExit(f"--keep={key!r}: expected "
                              "IMPLEMENTATION,BACKEND,SEED[,EPOCHS].")
-        wanted = (parts[0], parts[1], *(int(p) for p in parts[2:]))
+        wanted = (parts[0].strip(), parts[1].strip(),
+                  *(int(p) for p in parts[2:]))
         found = [e for e in old if (e["implementation"], e["backend"],
                                     e["seed"], e["epochs"])[:len(wanted)]
                  == wanted]
@@ -239,9 +242,9 @@ def format_table(entries):
 
 def paired_marks(entries):
     """The balpoe_keras run and the replica run of its seed that share the
-    most test epochs (the first such pair on a tie): `(ours, replica,
-    [(epoch, ours point, replica point)])`, or None without such a
-    pair."""
+    most test epochs (on a tie, a pair of one attempt, both stopped or
+    both not, then the first in order): `(ours, replica, [(epoch, ours
+    point, replica point)])`, or None without such a pair."""
     best = None
     for ours in entries:
         if ours["implementation"] != "balpoe_keras":
@@ -253,9 +256,13 @@ def paired_marks(entries):
             theirs = {p["epoch"]: p for p in replica["curve"]}
             marks = [(p["epoch"], p, theirs[p["epoch"]])
                      for p in ours["curve"] if p["epoch"] in theirs]
-            if marks and (best is None or len(marks) > len(best[2])):
-                best = (ours, replica, marks)
-    return best
+            # On a tie, two runs of one attempt (both stopped or both
+            # not) before runs of two attempts.
+            rank = (len(marks),
+                    bool(ours.get("stopped")) == bool(replica.get("stopped")))
+            if marks and (best is None or rank > best[0]):
+                best = (rank, (ours, replica, marks))
+    return best and best[1]
 
 
 def format_curves(entries, milestones=(160, 180)):
@@ -362,7 +369,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      allow_abbrev=False)
     parser.add_argument("--run", action="append", required=True,
-                        help="IMPLEMENTATION,BACKEND,COMMIT,FOLDER[,NOTE]")
+                        help="IMPLEMENTATION,BACKEND,COMMIT,FOLDER"
+                        "[,SEED[,NOTE]]")
     parser.add_argument("--percent_run", action="append", default=[],
                         help="FOLDER of a --run written before scores "
                         "became fractions (its values are in percent).")

@@ -72,19 +72,24 @@ def training_images(values):
 
 def measured_speeds(record):
     """`(gpu, cpu)` runs of balpoe_keras in the record, each a dict with
-    `images_per_sec` and `label`; the finished one on each kind of
-    machine (the CPU run may be unfinished: its median so far)."""
+    `median_images_per_sec` and `note`: on each kind of machine (named by
+    the note: "CPU" in it for a CPU), the first such run in the record
+    that is not stopped (the CPU run may be unfinished: its median so
+    far). Runs without a note are not counted: their machine is unknown.
+    """
     found = {}
     for run in record:
         speed = run.get("median_images_per_sec")
-        if run["implementation"] != "balpoe_keras" or not speed:
+        if (run["implementation"] != "balpoe_keras" or not speed
+                or not run.get("note") or run.get("stopped")):
             continue
-        kind = "cpu" if "CPU" in run.get("note", "") else "gpu"
+        kind = "cpu" if "CPU" in run["note"] else "gpu"
         found.setdefault(kind, run)
     missing = {"gpu", "cpu"} - set(found)
     if missing:
         raise ValueError(f"the record has no balpoe_keras run on "
-                         f"{sorted(missing)} with a median_images_per_sec.")
+                         f"{sorted(missing)} with a median_images_per_sec, "
+                         "a note naming its machine and not stopped.")
     return found["gpu"], found["cpu"]
 
 

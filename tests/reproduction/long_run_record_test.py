@@ -212,8 +212,17 @@ class CurveComparisonTest(TestCase):
         self.assertIn("balpoe_keras (b, 160 epochs, stopped) and the "
                       "replica (b, 160 epochs, running)",
                       record.format_curves([new, earlier, replica]))
+        # As many marks as the earlier attempt: the pair of one attempt
+        # (both stopped) stays.
         new["curve"].append({"epoch": 160, "balanced_accuracy": 0.8,
                              "ece": 0.1})
+        replica["stopped"] = True
+        self.assertIs(record.paired_marks([new, earlier, replica])[0],
+                      earlier)
+        new["curve"].insert(0, {"epoch": 5, "balanced_accuracy": 0.2,
+                                "ece": 0.1})
+        replica["curve"].insert(0, {"epoch": 5, "balanced_accuracy": 0.2,
+                                    "ece": 0.1})
         self.assertIs(record.paired_marks([new, earlier, replica])[0], new)
 
 
@@ -283,6 +292,10 @@ class KeepTest(TestCase):
         self.assertEqual(record.main([
             f"--run=replica,torch,abc,{folder},1", "--keep=replica,torch,1,2",
             f"--out={out}"]), entries)
+        with self.assertRaisesRegex(SystemExit, "one entry twice"):
+            record.main([f"--run=replica,torch,abc,{folder},1",
+                         "--keep=replica,torch,1,2", "--keep=replica,torch,1,2",
+                         f"--out={out}"])
         with self.assertRaisesRegex(SystemExit, "0 entries"):
             record.main([f"--run=replica,torch,abc,{folder},1",
                          "--keep=replica,torch,7", f"--out={out}"])

@@ -49,6 +49,14 @@ class RuntimeLinesTest(TestCase):
             "(TensorFlow, 76.6 img/s): reproduction/runtime_lines.py.")
         with self.assertRaisesRegex(ValueError, "gpu"):
             lines.measured_speeds(_record(6687.0, 76.6)[:2])
+        # A stopped run and a run without a note (machine unknown) are not
+        # counted: the next CPU run is.
+        stopped = dict(_record(1.0, 50.0)[0], stopped=True)
+        unnamed = {k: v for k, v in _record(1.0, 60.0)[0].items()
+                   if k != "note"}
+        _, cpu = lines.measured_speeds(
+            [unnamed, stopped, *_record(6687.0, 76.6)])
+        self.assertEqual(cpu["median_images_per_sec"], 76.6)
 
     def test_write_rewrites_only_measured_settings(self):
         tmp = self.get_temp_dir()
