@@ -231,9 +231,9 @@ def format_table(entries):
             cells[0] = f"{100 * last['balanced_accuracy']:.2f} (epoch " \
                        f"{last['epoch']})"
             cells[4] = f"{100 * last['ece']:.2f} (epoch {last['epoch']})"
+        state = _state(e)
         epochs = str(e["epochs"]) + (
-            "" if e["finished"]
-            else " (stopped)" if e.get("stopped") else " (running)")
+            "" if state == "finished" else f" ({state})")
         lines.append(f"| {e['implementation']} | {e['backend']} | "
                      f"{e['seed']} | {epochs} | " + " | ".join(cells)
                      + f" | {e['commit'][:7]} |")
@@ -311,11 +311,15 @@ def format_curves(entries, milestones=(160, 180)):
     return "\n".join(lines)
 
 
+def _state(entry):
+    """`finished`, `stopped` (kept, no longer training) or `running`."""
+    return ("finished" if entry["finished"] else
+            "stopped" if entry.get("stopped") else "running")
+
+
 def _attempt(entry):
     """`tensorflow, 151 epochs, stopped`: which run of a pair."""
-    state = ("finished" if entry["finished"] else
-             "stopped" if entry.get("stopped") else "running")
-    return f"{entry['backend']}, {entry['epochs']} epochs, {state}"
+    return f"{entry['backend']}, {entry['epochs']} epochs, {_state(entry)}"
 
 
 def _cell(key, value):
