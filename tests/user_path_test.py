@@ -416,6 +416,53 @@ class ImageRangeTest(TestCase):
         model.fit(x, y, sample_weight=weights, epochs=1, verbose=0)
         model.evaluate(x, y, sample_weight=weights, verbose=0)
 
+    def test_bad_validation_data_refused_before_training(self):
+        # Keras scores validation_data at the end of the first epoch: the
+        # check must come before that epoch's steps, not after them.
+        x, y = _data(n=32)
+        xv, yv = _data(n=16, seed=1)
+        model = _model()
+        model.compile()
+        before = [w.copy() for w in model.get_weights()]
+        labels = yv.copy()
+        labels[3] = 9
+        weights = np.ones(16, np.float32)
+        weights[2] = np.nan
+        for validation, message in (
+                ((xv, labels), r"\[0, 4\).*\[9\]"),
+                ((xv * 255.0, yv), "/ 255"),
+                ((xv, yv, weights), r"sample_weight must be finite")):
+            with self.assertRaisesRegex(ValueError,
+                                        "In validation_data: .*" + message):
+                model.fit(x, y, epochs=1, verbose=0,
+                          validation_data=validation)
+        for kept, now in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(kept, now)
+        history = model.fit(x, y, epochs=1, verbose=0,
+                            validation_data=(xv, yv))
+        self.assertIn("val_balanced_accuracy", history.history)
+
+    def test_arguments_by_position_are_checked_and_passed_on(self):
+        # fit(x, y, batch_size, epochs, verbose, callbacks, ...) and
+        # evaluate(x, y, batch_size, verbose, sample_weight): the checks
+        # find an argument wherever it is given.
+        x, y = _data(n=32)
+        model = _model()
+        model.compile()
+        weights = np.ones(32, np.float32)
+        weights[1] = -1.0
+        with self.assertRaisesRegex(ValueError, "sample_weight must be"):
+            model.fit(x, y, 16, 1, 0, None, 0.0, None, True, None, weights)
+        with self.assertRaisesRegex(ValueError, "sample_weight must be"):
+            model.evaluate(x, y, 16, 0, weights)
+        seen = []
+        callback = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: seen.append(epoch))
+        model.fit(x, y, 16, 2, 0, [callback])
+        self.assertEqual(seen, [0, 1])
+        with self.assertRaisesRegex(TypeError, "bogus"):
+            model.fit(x, y, bogus=1)
+
     def test_the_tolerance_is_the_same_for_arrays_and_streams(self):
         # float32(1.001) is 1.00100005 in float64: compared in the images'
         # dtype, as the in-graph count and the served model compare.

@@ -8,6 +8,7 @@ from the `.keras` file.
 
 import contextlib
 import copy
+import inspect
 
 import keras
 import numpy as np
@@ -286,18 +287,20 @@ class BalPoEClassifier(keras.Model):
             metric.update_state(y, y_pred[EXPERT_LOGITS], sample_weight)
         return self.get_metrics_result()
 
-    def fit(self, x=None, y=None, *args, class_weight=None, callbacks=None,
-            **kwargs):
-        """`keras.Model.fit`, with two checks.
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit` (same arguments), with checks before training.
 
         `class_weight` is refused: the logit adjustment already balances
         the classes, and weighting them again would break the loss's Fisher
         consistency. Labels outside `[0, C)` and images outside [0, 1]
-        raise `ValueError`: NumPy inputs before training, streamed ones at
-        the end of the epoch that saw them. A NumPy `sample_weight` with
-        NaN, inf or negative values is refused before training.
+        raise `ValueError`: NumPy inputs (also a NumPy `validation_data`
+        tuple) before training, streamed ones at the end of the epoch that
+        saw them. A NumPy `sample_weight` (or validation weight) with NaN,
+        inf or negative values is refused before training.
         """
-        if class_weight is not None:
+        call = _bound(keras.Model.fit, self, args, kwargs)
+        arguments = call.arguments
+        if arguments.get("class_weight") is not None:
             raise ValueError(
                 "BalPoEClassifier.fit() takes no class_weight: its loss "
                 "already balances the classes through class_counts, and "
@@ -306,20 +309,30 @@ class BalPoEClassifier(keras.Model):
                 "another class distribution, build the model with those "
                 "class_counts; for per-sample weights, pass sample_weight."
             )
-        self._check_arrays(x, y, kwargs.get("sample_weight"))
+        self._check_arrays(arguments.get("x"), arguments.get("y"),
+                           arguments.get("sample_weight"))
+        validation = arguments.get("validation_data")
+        if isinstance(validation, (tuple, list)) and 2 <= len(
+                validation) <= 3:
+            try:
+                self._check_arrays(*validation)
+            except ValueError as error:
+                raise ValueError(f"In validation_data: {error}") from None
+        arguments["callbacks"] = _guarded(arguments.get("callbacks"), self)
         with _weights_kept_on_error(self):
-            return super().fit(x, y, *args,
-                               callbacks=_guarded(callbacks, self), **kwargs)
+            return super().fit(*call.args[1:], **call.kwargs)
 
-    def evaluate(self, x=None, y=None, *args, callbacks=None, **kwargs):
-        """`keras.Model.evaluate`; labels outside `[0, C)` raise
-        `ValueError` (NumPy labels before the first step), as NumPy
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate` (same arguments); labels outside `[0, C)`
+        raise `ValueError` (NumPy labels before the first step), as NumPy
         `sample_weight` values that are NaN, inf or negative do."""
-        self._check_arrays(x, y, kwargs.get("sample_weight"))
+        call = _bound(keras.Model.evaluate, self, args, kwargs)
+        arguments = call.arguments
+        self._check_arrays(arguments.get("x"), arguments.get("y"),
+                           arguments.get("sample_weight"))
+        arguments["callbacks"] = _guarded(arguments.get("callbacks"), self)
         with _weights_kept_on_error(self):
-            return super().evaluate(x, y, *args,
-                                    callbacks=_guarded(callbacks, self),
-                                    **kwargs)
+            return super().evaluate(*call.args[1:], **call.kwargs)
 
     def get_metrics_result(self):
         # The count of invalid labels is read by fit/evaluate's guard; it is
@@ -609,6 +622,13 @@ def _weights_kept_on_error(model):
             if variable._value is None:  # Detached by the JAX trainer.
                 variable.assign(value)
         raise
+
+
+def _bound(method, model, args, kwargs):
+    """`inspect.BoundArguments` of a call to `keras.Model` `method`, so
+    that an argument is found whether given by position or keyword (an
+    unknown one raises Keras' own `TypeError`)."""
+    return inspect.signature(method).bind(model, *args, **kwargs)
 
 
 def _read(metric):
