@@ -463,6 +463,37 @@ class ImageRangeTest(TestCase):
         with self.assertRaisesRegex(TypeError, "bogus"):
             model.fit(x, y, bogus=1)
 
+    def test_on_batch_methods_check_their_batch_before_the_step(self):
+        # train_on_batch took a label 9 (the metrics turned NaN but the
+        # step ran) and 0-255 images silently.
+        x, y = _data(n=16)
+        model = _model()
+        model.compile()
+        before = [w.copy() for w in model.get_weights()]
+        labels = y.copy()
+        labels[3] = 9
+        weights = np.ones(16, np.float32)
+        weights[2] = np.nan
+        tensor = keras.ops.convert_to_tensor
+        for batch, message in (((x, labels), r"\[0, 4\).*\[9\]"),
+                               ((tensor(x), tensor(labels)), r"\[9\]"),
+                               ((x * 255.0, y), "/ 255"),
+                               ((tensor(x * 255.0), y), "/ 255"),
+                               ((x, y, weights), "sample_weight must be")):
+            for call in (model.train_on_batch, model.test_on_batch):
+                with self.assertRaisesRegex(ValueError, message):
+                    call(*batch)
+        with self.assertRaisesRegex(ValueError, "/ 255"):
+            model.predict_on_batch(tensor(x * 255.0))
+        with self.assertRaisesRegex(ValueError,
+                                    "train_on_batch.. takes no class_"):
+            model.train_on_batch(x, y, class_weight={0: 1.0, 1: 2.0})
+        for kept, now in zip(before, model.get_weights()):
+            np.testing.assert_array_equal(kept, now)
+        logs = model.train_on_batch(x, y, return_dict=True)
+        self.assertTrue(np.isfinite(logs["balanced_accuracy"]))
+        self.assertEqual(model.predict_on_batch(tensor(x)).shape, (16, 4))
+
     def test_the_tolerance_is_the_same_for_arrays_and_streams(self):
         # float32(1.001) is 1.00100005 in float64: compared in the images'
         # dtype, as the in-graph count and the served model compare.

@@ -301,14 +301,7 @@ class BalPoEClassifier(keras.Model):
         call = _bound(keras.Model.fit, self, args, kwargs)
         arguments = call.arguments
         if arguments.get("class_weight") is not None:
-            raise ValueError(
-                "BalPoEClassifier.fit() takes no class_weight: its loss "
-                "already balances the classes through class_counts, and "
-                "class weights would balance them twice (the ensemble would "
-                "no longer target the balanced error). To balance for "
-                "another class distribution, build the model with those "
-                "class_counts; for per-sample weights, pass sample_weight."
-            )
+            raise ValueError(_CLASS_WEIGHT_MESSAGE.format("fit"))
         self._check_arrays(arguments.get("x"), arguments.get("y"),
                            arguments.get("sample_weight"))
         validation = arguments.get("validation_data")
@@ -353,7 +346,27 @@ class BalPoEClassifier(keras.Model):
             return
         labels.host_class_ids(y, self.num_classes)
 
+    def train_on_batch(self, x, y=None, sample_weight=None,
+                       class_weight=None, return_dict=False):
+        """`keras.Model.train_on_batch`, with `fit`'s checks on the batch
+        before its step: labels in `[0, C)`, images in [0, 1], finite
+        non-negative sample weights (backend tensors are copied to the
+        host for them); `class_weight` is refused as by `fit`."""
+        if class_weight is not None:
+            raise ValueError(_CLASS_WEIGHT_MESSAGE.format("train_on_batch"))
+        self._check_arrays(_on_host(x), _on_host(y), _on_host(sample_weight))
+        with _weights_kept_on_error(self):
+            return super().train_on_batch(x, y, sample_weight=sample_weight,
+                                          return_dict=return_dict)
 
+    def test_on_batch(self, x, y=None, sample_weight=None,
+                      return_dict=False):
+        """`keras.Model.test_on_batch`, with `evaluate`'s checks on the
+        batch before it is scored."""
+        self._check_arrays(_on_host(x), _on_host(y), _on_host(sample_weight))
+        with _weights_kept_on_error(self):
+            return super().test_on_batch(x, y, sample_weight=sample_weight,
+                                         return_dict=return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None,
                 callbacks=None):
@@ -377,7 +390,7 @@ class BalPoEClassifier(keras.Model):
     def predict_on_batch(self, x):
         """The ensemble logits `(B, C)` of one batch, as NumPy."""
         if self._takes_images:
-            _check_array_images(x)
+            _check_array_images(_on_host(x))
         return super().predict_on_batch(x)[LOGITS]
 
     def predict_proba(self, x, batch_size=None, verbose=0, **kwargs):
@@ -450,6 +463,14 @@ def check_model(model):
 
 _INVALID_LABELS = "invalid_labels"
 _INVALID_IMAGES = "invalid_images"
+_CLASS_WEIGHT_MESSAGE = (
+    "BalPoEClassifier.{}() takes no class_weight: its loss already "
+    "balances the classes through class_counts, and class weights would "
+    "balance them twice (the ensemble would no longer target the balanced "
+    "error). To balance for another class distribution, build the model "
+    "with those class_counts; for per-sample weights, pass sample_weight."
+)
+
 # Pixels are float in [0, 1]; this much beyond passes (resampling
 # overshoot, rounding).
 PIXEL_TOLERANCE = 1e-3
@@ -547,15 +568,22 @@ def _checked_images(x, steps):
     """`x` for `predict`: NumPy arrays checked at once, anything else
     (tf.data, generators, `PyDataset`) batch by batch on the host as
     `predict` draws it; returns `(x, steps)`."""
-    if not isinstance(x, np.ndarray) and hasattr(x, "shape") and hasattr(
-            x, "dtype"):
-        x = np.asarray(keras.ops.convert_to_numpy(x))  # A backend tensor.
+    x = _on_host(x)
     if isinstance(x, np.ndarray):
         _check_array_images(x)
         return x, steps
     if isinstance(x, keras.utils.PyDataset) and steps is None:
         steps = len(x)
     return _checked_batches(x), steps
+
+
+def _on_host(value):
+    """A backend tensor as a NumPy array (a copy from the device); anything
+    else as given."""
+    if not isinstance(value, np.ndarray) and hasattr(value, "shape") and (
+            hasattr(value, "dtype")):
+        return np.asarray(keras.ops.convert_to_numpy(value))
+    return value
 
 
 def _checked_batches(batches):
