@@ -154,7 +154,38 @@ def make_long_tailed(images, labels, num_classes, imbalance_ratio, seed=0):
     return images[index], labels[index], counts
 
 
-def largest_long_tail_counts(class_counts, imbalance_ratio):
+def head_first(class_counts):
+    """Class ids ranked by their count, most images first, ties by id:
+    the order in which to lay a long-tail profile over classes whose ids
+    mean nothing (an image folder's alphabetical classes). For counts that
+    never rise with the id (the benchmarks') it is `arange(C)`.
+
+    Args:
+        class_counts: `C` ints.
+
+    Returns:
+        `(C,)` int64 class ids.
+    """
+    return np.argsort(-np.asarray(class_counts, np.int64), kind="stable")
+
+
+def ranked(counts, order):
+    """Per-rank `counts` (rank 0 the head) placed on the classes `order`
+    ranks: `out[order[k]] = counts[k]`; `order=None` is the identity.
+    Returns `list[int]`."""
+    if order is None:
+        return [int(n) for n in counts]
+    order = np.asarray(order, np.int64)
+    if sorted(order.tolist()) != list(range(len(counts))):
+        raise ValueError(
+            f"Expected order as a permutation of the {len(counts)} class "
+            f"ids. Received: {order.tolist()}")
+    out = np.empty(len(counts), np.int64)
+    out[order] = counts
+    return out.tolist()
+
+
+def largest_long_tail_counts(class_counts, imbalance_ratio, order=None):
     """The largest exponential long tail that `class_counts` can supply.
 
     `long_tail_counts(C, n, imbalance_ratio)` with the largest head count
@@ -164,6 +195,9 @@ def largest_long_tail_counts(class_counts, imbalance_ratio):
     Args:
         class_counts: `C` ints, images available per class.
         imbalance_ratio: float >= 1, the tail's max/min count.
+        order: `C` class ids, head first, that the profile's ranks fall
+            on (e.g. `head_first(class_counts)`); default the ids' order
+            (class 0 the head, as the benchmarks).
 
     Returns:
         `list[int]` of length `C`, each `<= class_counts[c]`.
@@ -172,6 +206,9 @@ def largest_long_tail_counts(class_counts, imbalance_ratio):
         ValueError: if the tail class would get no image.
     """
     available = np.asarray(class_counts, np.int64)
+    if order is not None:
+        ranked(available, order)  # Checks the permutation.
+        available = available[np.asarray(order, np.int64)]
     last = available.size - 1
     factors = (1.0 / imbalance_ratio) ** (np.arange(available.size) / last)
     head = int(np.min(np.floor(available / factors)))
@@ -185,4 +222,4 @@ def largest_long_tail_counts(class_counts, imbalance_ratio):
             f"An exponential long tail with max/min {imbalance_ratio} leaves "
             f"the last class no image from counts {available.tolist()}; use "
             "a smaller ratio.")
-    return counts
+    return ranked(counts, order)

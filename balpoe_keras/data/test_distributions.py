@@ -11,6 +11,7 @@ import numpy as np
 
 from balpoe_keras.data.long_tail import long_tail_counts
 from balpoe_keras.data.long_tail import long_tail_subsample
+from balpoe_keras.data.long_tail import ranked
 
 DEFAULT_RATIOS = (50, 25, 10, 5, 2)
 
@@ -33,7 +34,8 @@ def distribution_names(ratios=DEFAULT_RATIOS):
 
 
 def make_test_distributions(
-    labels, num_classes, ratios=DEFAULT_RATIOS, max_count=None, seed=0
+    labels, num_classes, ratios=DEFAULT_RATIOS, max_count=None, seed=0,
+    order=None,
 ):
     """Indices of the forward / uniform / backward test distributions.
 
@@ -50,6 +52,10 @@ def make_test_distributions(
         max_count: head count; default the smallest per-class test count
             (100 for CIFAR-100, as in the reference's `img_max`).
         seed: int, the reference reseeds with 0 for every set.
+        order: `C` class ids, head first, that the profile's ranks fall on
+            ("forward" keeps most of `order[0]`); default the ids' order,
+            the reference's. Pass `long_tail.head_first(train_counts)`
+            where class ids carry no ranking (an image folder).
 
     Returns:
         dict name -> `(n,)` int64 indices into `labels`, ordered as
@@ -79,8 +85,7 @@ def make_test_distributions(
             continue
         reverse = name.startswith("backward")
         ratio = int(name[len("backward") if reverse else len("forward") :])
-        counts = long_tail_counts(
-            num_classes, max_count, ratio, reverse=reverse
-        )
+        counts = ranked(long_tail_counts(
+            num_classes, max_count, ratio, reverse=reverse), order)
         out[name] = long_tail_subsample(labels, counts, seed=seed)
     return out

@@ -336,8 +336,9 @@ class ExperimentConfig:
                      "folder away to hold out training images instead)")
         if self.imbalance_ratio and self.imbalance_ratio >= 1:
             try:
-                long_tail.largest_long_tail_counts(counts,
-                                                   self.imbalance_ratio)
+                long_tail.largest_long_tail_counts(
+                    counts, self.imbalance_ratio,
+                    order=long_tail.head_first(counts))
             except ValueError as e:
                 raise ConfigError(f"--imbalance_ratio: {e}") from None
         return dict(image_size=size, channels=channels)

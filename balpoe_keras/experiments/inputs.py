@@ -80,8 +80,9 @@ def load_data(config):
         test = load_source(config, config.spec.test_split)
     if config.imbalance_ratio and (config.spec.imbalance_ratio
                                    or config.dataset == IMAGE_FOLDER):
-        counts = long_tail.largest_long_tail_counts(train.class_counts,
-                                                    config.imbalance_ratio)
+        counts = long_tail.largest_long_tail_counts(
+            train.class_counts, config.imbalance_ratio,
+            order=_ranking(config, train.class_counts))
         # The reference fixes the subset with seed 0 for every run.
         train = train.subset(long_tail.long_tail_subsample(train.labels,
                                                            counts))
@@ -90,8 +91,19 @@ def load_data(config):
     distributions = {}
     if config.test_distributions:
         distributions = test_distributions.make_test_distributions(
-            test.labels, test.num_classes)
+            test.labels, test.num_classes,
+            order=_ranking(config, class_counts))
     return ExperimentData(train, test, class_counts, distributions)
+
+
+def _ranking(config, class_counts):
+    """The classes a long-tail profile (`--imbalance_ratio`, the forward /
+    backward test sets) runs over, head first: an image folder's by their
+    training images (its alphabetical ids rank nothing), a benchmark's by
+    id as the reference's (class 0 the head)."""
+    if config.dataset == IMAGE_FOLDER:
+        return long_tail.head_first(class_counts)
+    return None
 
 
 def _load_image_folder(config):

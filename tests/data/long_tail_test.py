@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from balpoe_keras.data import long_tail
 from balpoe_keras.data.long_tail import long_tail_counts
 from balpoe_keras.data.long_tail import long_tail_subsample
 from tests.test_case import TestCase
@@ -49,6 +50,28 @@ class LongTailCountsTest(TestCase):
             long_tail_counts(1, 500, 10)
         with self.assertRaisesRegex(ValueError, "profile"):
             long_tail_counts(10, 500, 10, profile="linear")
+
+
+class LargestLongTailTest(TestCase):
+    def test_order_lays_the_profile_over_ranked_classes(self):
+        # "apple" 10 images, "zebra" 1000, ratio 10: in id order apple is
+        # the head and the tail gets 1 image; ranked by count zebra keeps
+        # 100 (bounded by apple's 10 = 100 / 10).
+        self.assertEqual(long_tail.largest_long_tail_counts([10, 1000], 10),
+                         [10, 1])
+        order = long_tail.head_first([10, 1000])
+        np.testing.assert_array_equal(order, [1, 0])
+        self.assertEqual(
+            long_tail.largest_long_tail_counts([10, 1000], 10, order=order),
+            [10, 100])
+        # Ties keep the id order; counts that never rise rank as ids.
+        np.testing.assert_array_equal(long_tail.head_first([5, 7, 7, 1]),
+                                      [1, 2, 0, 3])
+        np.testing.assert_array_equal(
+            long_tail.head_first(long_tail.long_tail_counts(10, 500, 100)),
+            np.arange(10))
+        with self.assertRaisesRegex(ValueError, "permutation"):
+            long_tail.largest_long_tail_counts([10, 1000], 10, order=[1, 1])
 
 
 class LongTailSubsampleTest(TestCase):

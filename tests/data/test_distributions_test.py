@@ -25,6 +25,19 @@ class TestDistributionsTest(TestCase):
         self.assertEqual((fwd[0], fwd[-1]), (100, 2))
         np.testing.assert_array_equal(bwd, fwd[::-1])
 
+    def test_order_puts_the_head_on_the_given_classes(self):
+        # 3 classes, 10 test images each; class 2 ranked first, then 0, 1:
+        # forward5 keeps int(10 * 5**(-k/2)) = 10, 4, 2 images by rank.
+        labels = np.repeat(np.arange(3), 10)
+        sets = make_test_distributions(labels, 3, ratios=(5,),
+                                       order=[2, 0, 1])
+        forward = np.bincount(labels[sets["forward5"]], minlength=3)
+        backward = np.bincount(labels[sets["backward5"]], minlength=3)
+        np.testing.assert_array_equal(forward, [4, 2, 10])
+        np.testing.assert_array_equal(backward, [4, 10, 2])
+        with self.assertRaisesRegex(ValueError, "permutation"):
+            make_test_distributions(labels, 3, order=[0, 0, 1])
+
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "ratios > 1"):
             make_test_distributions(np.arange(4), 4, ratios=(1,))

@@ -284,6 +284,22 @@ class FolderDataTest(TestCase):
         tail = long_tail.largest_long_tail_counts([20, 20, 20, 1], 10)
         self.assertEqual(tail, long_tail.long_tail_counts(4, 10, 10.0))
 
+    def test_long_tail_profiles_follow_the_folder_counts_not_names(self):
+        # class_0 has the fewest images: ranked by count, the profile's
+        # head is class_2 (20 images), 20 * 5**-0.5 = 8.9 -> 8, then 4.
+        root = self.get_temp_dir()
+        write_folder(root, [4, 12, 20], test_per_class=10, sides=(8, 8))
+        data = inputs.load_data(folder_config(root, "--imbalance_ratio=5"))
+        self.assertEqual(data.class_counts, [4, 8, 20])
+        labels = data.test.labels
+        forward = np.bincount(labels[data.test_distributions["forward5"]],
+                              minlength=3)
+        backward = np.bincount(
+            labels[data.test_distributions["backward5"]], minlength=3)
+        # "forward" is long-tailed like the training set: most of class_2.
+        np.testing.assert_array_equal(forward, [2, 4, 10])
+        np.testing.assert_array_equal(backward, [10, 4, 2])
+
     def test_cifar_archive_as_folders_equals_the_archive_source(self):
         from balpoe_keras.data.image_folder import extract_archive
         from tests.cifar_archive import write_cifar_archive
