@@ -78,9 +78,10 @@ def decode_image(data, channels=3):
     """Encoded bytes -> `(H, W, channels)` uint8, or None if undecodable.
 
     As `tf.io.decode_image`: CMYK, palette and alpha images are converted
-    to RGB, 16-bit grayscale keeps its top 8 bits (PIL's own conversion
-    would clip it to 255); with `channels=1` a JPEG gives its luma (as
-    libjpeg's grayscale output), other images their `L` conversion. A BMP
+    to RGB (a GIF's transparent pixels black), 16-bit grayscale keeps its
+    top 8 bits (PIL's own conversion would clip it to 255); with
+    `channels=1` a JPEG gives its luma (as libjpeg's grayscale output),
+    other images their `L` conversion. A BMP
     TensorFlow cannot read (1, 4 or 16 bits per pixel, RLE, an OS/2
     header: `unsupported_bmp`) gives None.
 
@@ -98,13 +99,30 @@ def decode_image(data, channels=3):
                 gray = (np.asarray(image, np.int64) >> 8).clip(0, 255)
                 gray = gray.astype(np.uint8)[..., None]
                 return gray if channels == 1 else np.repeat(gray, 3, -1)
+            hidden = _gif_transparent_pixels(image)
             if channels == 1:
                 if image.format == "JPEG":
                     image.draft("L", image.size)  # libjpeg's own luma.
-                return np.asarray(image.convert("L"), np.uint8)[..., None]
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+                pixels = np.asarray(image.convert("L"), np.uint8)[..., None]
+            else:
+                pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            if hidden is not None:
+                pixels = np.where(hidden[..., None], np.uint8(0), pixels)
+            return pixels
     except Exception:  # PIL raises many types for corrupt files.
         return None
+
+
+def _gif_transparent_pixels(image):
+    """`(H, W)` bool: the pixels of a GIF's first frame that its
+    transparent colour index marks, or None. TensorFlow's GIF decoder
+    (the served model's) makes them black; Pillow would show the index's
+    palette colour."""
+    index = image.info.get("transparency")
+    if image.format != "GIF" or not isinstance(index, int) or (
+            image.mode not in ("P", "L")):
+        return None
+    return np.asarray(image) == index
 
 
 def read_header(path):

@@ -131,6 +131,24 @@ class FolderFaultTest(TestCase):
                 for _ in ds:
                     pass
 
+    def test_streamed_files_with_trailing_bytes_decode(self):
+        # Phones append metadata (or a motion photo's video) after a
+        # JPEG's end marker; decoders ignore it. The completeness check
+        # used to look for the marker in the last 64 bytes only.
+        from balpoe_keras.data import make_train_dataset
+        from balpoe_keras.data.image_folder import load_image_folder
+
+        rng = np.random.default_rng(3)
+        png = _encode(rng.integers(0, 256, (8, 8, 3), np.uint8), "PNG")
+        trailer = bytes(rng.integers(0, 256, 300, np.uint8))
+        for name, data in (("1.jpg", _jpeg(7) + trailer),
+                           ("1.png", png + trailer)):
+            root, _ = self._folder(name, data)
+            source = load_image_folder(root, "train", in_memory=False)
+            ds = make_train_dataset(source, global_batch_size=4,
+                                    recipe="none", seed=0)
+            self.assertEqual(sum(int(b[0].shape[0]) for b in ds), 4)
+
     def test_class_folder_without_images_is_named(self):
         from balpoe_keras.data.image_folder import load_image_folder
 

@@ -36,11 +36,13 @@ def decode_pixels(data, channels=3):
         # TensorFlow decodes GIF and WebP to RGB only, and its PNG and BMP
         # luma differs by a level: the luma of the RGB pixels as Pillow's
         # `L` conversion computes it (a gray image keeps its values).
-        rgb = tf.cond(
-            tf.equal(tf.strings.substr(data, 0, 2), b"BM"),
-            lambda: _decode_bmp(data),
-            lambda: tf.io.decode_image(data, channels=3,
-                                       expand_animations=False))
+        rgb = tf.case([
+            (tf.equal(tf.strings.substr(data, 0, 2), b"BM"),
+             lambda: _decode_bmp(data)),
+            (_is_webp(data), lambda: _decode_webp(data)),
+        ], default=lambda: tf.io.decode_image(data, channels=3,
+                                              expand_animations=False),
+            exclusive=True)
         return rgb if channels == 3 else _luma(rgb)
 
     def jpeg():
@@ -108,6 +110,21 @@ def _decode_bmp(data):
                                        expand_animations=False))
 
 
+def _is_webp(data):
+    """True for WebP bytes (`RIFF....WEBP`)."""
+    return tf.logical_and(
+        tf.equal(header_bytes(data, 0, 4), b"RIFF"),
+        tf.equal(header_bytes(data, 8, 4), b"WEBP"))
+
+
+def _decode_webp(data):
+    """WebP bytes -> `(H, W, 3)` uint8: its colour, alpha dropped (as
+    Pillow's RGB conversion). TensorFlow refuses `channels=3` for a WebP
+    with alpha, so it is decoded with its own channel count."""
+    image = tf.io.decode_image(data, channels=0, expand_animations=False)
+    return tf.ensure_shape(image[..., :3], [None, None, 3])
+
+
 def _luma(rgb):
     """uint8 RGB -> `(H, W, 1)` uint8 luma, exactly as Pillow's `L`
     conversion: `(19595 R + 38470 G + 7471 B + 2**15) >> 16`."""
@@ -121,22 +138,31 @@ def check_encoded_image(data, path):
     """`data` unchanged, after an in-graph check that names `path`.
 
     Fails (InvalidArgumentError: "Unreadable image file (empty or
-    truncated): <path>") for an empty file, or a JPEG / PNG whose end
-    marker (`FFD9` / `IEND`) is missing from its last 64 bytes; decoders
-    report those without the file name, mid-training.
+    truncated): <path>") for an empty file, or a JPEG / PNG without its
+    end marker (`FFD9` / `IEND`) anywhere after its signature; decoders
+    report those without the file name, mid-training. The marker may sit
+    before trailing bytes (phones append metadata or a motion photo's
+    video after a JPEG's end), which decoders ignore. A JPEG cut short
+    after an embedded EXIF thumbnail (which ends with its own `FFD9`)
+    passes, and its decoder's error names no file.
     """
     size = tf.strings.length(data)
-    tail = tf.strings.bytes_split(
-        tf.strings.substr(data, tf.maximum(size - 64, 0), 64))
-    pairs = tf.strings.join([tail[:-1], tail[1:]])
-    quads = tf.strings.join([tail[:-3], tail[1:-2], tail[2:-1], tail[3:]])
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
-    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
-    complete = tf.logical_and(
-        tf.logical_or(tf.logical_not(is_jpeg),
-                      tf.reduce_any(tf.equal(pairs, b"\xff\xd9"))),
-        tf.logical_or(tf.logical_not(is_png),
-                      tf.reduce_any(tf.equal(quads, b"IEND"))))
+    is_jpeg = tf.equal(header_bytes(data, 0, 3), b"\xff\xd8\xff")
+    is_png = tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+
+    def has(marker):
+        body = tf.io.decode_raw(tf.strings.substr(data, 2, size), tf.uint8)
+        found = tf.ones_like(body[len(marker) - 1:], tf.bool)
+        for k, byte in enumerate(marker):
+            end = tf.shape(body)[0] - (len(marker) - 1 - k)
+            found = tf.logical_and(found, tf.equal(body[k:end], byte))
+        return tf.reduce_any(found)
+
+    complete = tf.case([
+        (tf.logical_and(is_jpeg, size > 4), lambda: has(b"\xff\xd9")),
+        (tf.logical_and(is_png, size > 6), lambda: has(b"IEND")),
+    ], default=lambda: tf.logical_not(tf.logical_or(is_jpeg, is_png)),
+        exclusive=True)
     check = tf.debugging.Assert(
         tf.logical_and(size > 0, complete),
         ["Unreadable image file (empty or truncated):", path])

@@ -30,13 +30,26 @@ class DecodePixelsTest(TestCase):
             rng.integers(0, 256, shape, np.uint8)))
             for fmt, kwargs, shape in cases]
         colour = Image.fromarray(rng.integers(0, 256, (13, 17, 3), np.uint8))
+        translucent = colour.convert("RGBA")  # An opaque one saves as RGB.
+        translucent.putalpha(Image.fromarray(
+            rng.integers(0, 256, (13, 17), np.uint8)))
+        gray = colour.convert("L")
+        gray.putpixel((0, 0), 200)
         images += [
             # TensorFlow alone gives a paletted BMP's indices.
             ("BMP", {}, colour.quantize(7)),
             ("BMP", {}, colour.convert("L")),
             ("BMP", {}, colour.convert("RGBA")),
             # libjpeg gives no luma of a CMYK JPEG.
-            ("JPEG", {}, colour.convert("CMYK"))]
+            ("JPEG", {}, colour.convert("CMYK")),
+            # TensorFlow refuses 3 channels of a WebP with alpha.
+            ("WEBP", dict(quality=80), translucent),
+            ("WEBP", dict(lossless=True), translucent),
+            ("PNG", {}, translucent),
+            # A GIF's transparent index: black in TensorFlow, its palette
+            # colour in Pillow unless made black.
+            ("GIF", dict(transparency=2), colour.quantize(7)),
+            ("GIF", dict(transparency=200), gray)]
         for fmt, kwargs, image in images:
             data = io.BytesIO()
             image.save(data, fmt, **kwargs)
