@@ -27,7 +27,7 @@ from balpoe_keras.data.source import ImageSource
 from balpoe_keras.data.source import default_cache_dir
 
 TEST_SPLITS = ("test", "val")  # Searched in this order for the test set.
-_CACHE_VERSION = 4  # bump when decoding changes (4: resize, channels)
+_CACHE_VERSION = 5  # bump when decoding changes (5: transparent GIF pixels)
 _MAX_LISTED = 10  # Files named in an error message.
 # Training files whose headers give a folder's typical size and whether it
 # is grayscale (evenly spaced in sorted order).
