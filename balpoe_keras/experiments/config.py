@@ -496,6 +496,15 @@ def _check_dataset(config):
         _require(ratio == 0 or valid, "--imbalance_ratio",
                  "must be 0 (the folder's counts as they are) or >= 1 (the "
                  "largest exponential profile with that max/min ratio)")
+        resizing = [n for n, r in RECIPES.items() if r.resized_crop]
+        _require(config.image_size <= IN_MEMORY_MAX_SIDE
+                 or RECIPES[config.recipe].resized_crop, "--recipe",
+                 f"{config.recipe} does not resize, and images above "
+                 f"{IN_MEMORY_MAX_SIDE} px (--image_size="
+                 f"{config.image_size}) are read from the files at their "
+                 f"own size; use a recipe that crops them to the input "
+                 f"({', '.join(resizing)}) or --image_size <= "
+                 f"{IN_MEMORY_MAX_SIDE} to resize them into memory")
     elif config.spec.imbalance_ratio:
         _require(valid, "--imbalance_ratio",
                  "must be >= 1 (max/min class count; the reference's "

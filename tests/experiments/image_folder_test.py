@@ -165,6 +165,11 @@ class FolderSettingsTest(TestCase):
              lambda r: write_folder(r, [5, 5, 5]),
              r"--imbalance_ratio: .*leaves the last class no image",
              "--imbalance_ratio=10")
+        case("streamed images with a recipe that does not resize",
+             lambda r: write_folder(r, [3, 3]),
+             r"--recipe: cifar_standard does not resize.*--image_size=96.*"
+             r"imagenet_standard.*--image_size <= 64",
+             "--image_size=96", "--recipe=cifar_standard")
         with self.assertRaisesRegex(ConfigError, r"--data_dir=DIR"):
             parse("--dataset=image_folder", "--workdir=w")
         with self.assertRaisesRegex(ConfigError, r"--image_size.*applies "
