@@ -16,6 +16,10 @@ import numpy as np
 
 # The file types image folders and `predict` read.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Image types they do not read, counted so that leaving them out is said.
+UNREAD_IMAGE_EXTENSIONS = (
+    ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm",
+    ".pgm", ".pnm", ".ico", ".psd", ".dng", ".cr2", ".nef", ".arw")
 RESIZE_MODES = ("resize", "resize_center_crop")
 CENTER_CROP_FRACTION = 0.875  # 224 / 256, the ImageNet eval transform.
 _GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
@@ -53,12 +57,13 @@ def center_crop_resize(size):
     return round(side / CENTER_CROP_FRACTION)
 
 
-def image_files_under(folder):
+def image_files_under(folder, unread=None):
     """Sorted paths of the image files (`IMAGE_EXTENSIONS`, any case) in
     `folder` and its sub-folders, as torchvision's `ImageFolder` finds
     them (linked folders followed, each once; broken links left out);
     hidden files and folders (`.name`, such as macOS' `._x.jpg` resource
-    forks) are skipped."""
+    forks) are skipped. Files of `UNREAD_IMAGE_EXTENSIONS` (TIFF, HEIC,
+    ...) are counted by extension into the dict `unread` if given."""
     found, seen = [], set()
     for parent, folders, names in os.walk(folder, followlinks=True):
         seen.add(os.path.realpath(parent))
@@ -71,6 +76,12 @@ def image_files_under(folder):
                                     and name.lower().endswith(
                                         IMAGE_EXTENSIONS))
                   if os.path.isfile(path)]  # Not a broken link.
+        if unread is not None:
+            for name in names:
+                extension = os.path.splitext(name)[1].lower()
+                if extension in UNREAD_IMAGE_EXTENSIONS and (
+                        not name.startswith(".")):
+                    unread[extension] = unread.get(extension, 0) + 1
     return sorted(found)
 
 

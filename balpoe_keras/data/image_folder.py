@@ -102,7 +102,9 @@ def scan_image_folder(root, num_threads=None):
     """Checks `root/train/<class>/*` (and `test/` or `val/`) and reads the
     headers of up to `HEADER_SAMPLE` training images (evenly spaced),
     without decoding pixels. Every file is checked when it is decoded into
-    memory, or by `check_image_files` for a streamed folder.
+    memory, or by `check_image_files` for a streamed folder. Image files
+    of types not read (TIFF, HEIC, ...: `image_file.UNREAD_IMAGE_EXTENSIONS`)
+    are counted in a logged warning.
 
     Args:
         root: dataset folder.
@@ -129,7 +131,8 @@ def scan_image_folder(root, num_threads=None):
             f"{train_dir} has {len(names)} class folder(s) {names}; a "
             "classifier needs at least 2. Put each class's images in its "
             "own sub-folder.")
-    paths, labels, names = list_image_folder(root, "train", names)
+    unread = {}
+    paths, labels, names = list_image_folder(root, "train", names, unread)
     test_split = next((s for s in TEST_SPLITS
                        if os.path.isdir(os.path.join(root, s))), None)
     if test_split is not None:
@@ -148,7 +151,14 @@ def scan_image_folder(root, num_threads=None):
                 f"different classes (missing from {test_split}: {missing}; "
                 f"not in train: {extra}). Give both splits the same class "
                 f"folders.{unicode}")
-        list_image_folder(root, test_split, names)  # No empty class.
+        list_image_folder(root, test_split, names, unread)  # No empty class.
+    if unread:
+        logging.warning(
+            "%s: leaving out %d image file(s) of types this library does "
+            "not read (%s); the class counts are those of the JPEG, PNG, "
+            "BMP, GIF and WebP files. Convert them (e.g. to PNG) to train "
+            "and test on them.", root, sum(unread.values()),
+            ", ".join(f"{n} {e}" for e, n in sorted(unread.items())))
     picks = np.linspace(0, len(paths) - 1, min(len(paths), HEADER_SAMPLE))
     headers = read_headers(paths[np.unique(np.round(picks).astype(int))],
                            num_threads)
@@ -199,7 +209,7 @@ def _class_folders(split_dir):
                   if e.is_dir() and not e.name.startswith("."))
 
 
-def list_image_folder(root, split="train", class_names=None):
+def list_image_folder(root, split="train", class_names=None, unread=None):
     """Sorted image paths and labels of `root/<split>/<class>/...`: the
     images of each class folder and its sub-folders
     (`image_file.image_files_under`).
@@ -208,6 +218,8 @@ def list_image_folder(root, split="train", class_names=None):
         root: dataset folder.
         split: sub-folder name, e.g. `"train"` or `"test"`.
         class_names: optional class order; default the sorted folder names.
+        unread: optional dict, counts the image files of types not read
+            (extension -> count), as `image_files_under`.
 
     Returns:
         `(paths, labels, class_names)`: `(N,)` str array, `(N,)` int64,
@@ -233,7 +245,7 @@ def list_image_folder(root, split="train", class_names=None):
         class_dir = os.path.join(split_dir, name)
         files = []
         if os.path.isdir(class_dir):
-            files = image_file.image_files_under(class_dir)
+            files = image_file.image_files_under(class_dir, unread)
         if not files:
             empty.append(class_dir)
         paths += files

@@ -239,6 +239,22 @@ class FolderDataTest(TestCase):
             np.testing.assert_array_equal(data.train.images[copy],
                                           data.train.images[0])
 
+    def test_image_types_not_read_are_counted_in_a_warning(self):
+        from balpoe_keras.data.image_folder import scan_image_folder
+
+        root = self.get_temp_dir()
+        write_folder(root, [3, 2], sides=(8, 8))
+        for split, name in (("train", "a.TIF"), ("train", "b.heic"),
+                            ("test", "c.tiff"), ("train", "notes.txt")):
+            with open(os.path.join(root, split, "class_1", name), "wb") as f:
+                f.write(b"\0")
+        with self.assertLogs(level="WARNING") as logs:
+            layout = scan_image_folder(root)
+        self.assertEqual(layout.train_counts, (3, 2))
+        self.assertRegex(logs.output[0],
+                         r"leaving out 3 image file\(s\).*\(1 \.heic, 1 "
+                         r"\.tif, 1 \.tiff\).*Convert them")
+
     def test_grayscale_at_native_size_is_exact(self):
         from PIL import Image
 
