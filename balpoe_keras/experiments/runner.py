@@ -117,6 +117,9 @@ def run_experiment(config, *, dry_run=False, overwrite=False,
             workdir_lib.record_config(config, folder)
         multi_host.barrier("settings", group=group)
         experiment_data = inputs.load_data(config)
+        workdir_lib.check_data(config, experiment_data)  # Every process.
+        if group.is_writer:
+            workdir_lib.record_data(experiment_data, folder)
         # MirroredStrategy on TF, DataParallel on JAX (one device: a no-op);
         # training and evaluation run inside it.
         with training.data_parallel_scope() as devices:

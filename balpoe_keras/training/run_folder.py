@@ -29,6 +29,7 @@ from balpoe_keras.training.checkpoint import CheckpointManager
 from balpoe_keras.training.workdir_lock import workdir_lock
 
 CONFIG_FILENAME = "config.json"
+DATA_FILENAME = "data.json"  # The classes and image counts it trained on.
 LOG_FILENAME = "train_log.csv"
 CHECKPOINT_DIRNAME = "checkpoints"
 TENSORBOARD_DIRNAME = "tensorboard"
@@ -183,7 +184,7 @@ class RunFolder:
         """Deletes everything a run wrote: training state, logs, report,
         exports and the recorded settings."""
         self._remove(_OUTPUT_DIRS, (LOG_FILENAME, MODEL_FILENAME,
-                                    CONFIG_FILENAME))
+                                    CONFIG_FILENAME, DATA_FILENAME))
 
     def _remove(self, dirs, files):
         if not self.writer:

@@ -102,6 +102,46 @@ class FolderSettingsTest(TestCase):
         with self.assertRaisesRegex(ConfigError, "No folder"):
             folder_config(root)
 
+    def test_a_run_does_not_resume_on_changed_data(self):
+        # Images added to the folder between a stop and a resume would
+        # change the class prior mid-run, silently.
+        import shutil
+
+        from balpoe_keras.experiments import runner
+        from balpoe_keras.experiments.workdir import WorkdirError
+        from balpoe_keras.training.run_folder import RunFolder
+
+        root, workdir = self.get_temp_dir(), self.get_temp_dir()
+        write_folder(root, [6, 4], sides=(8, 8))
+        flags = ("--architecture=resnet8", "--batch_size=4",
+                 "--notest_distributions")
+
+        def dry_run():
+            with contextlib.redirect_stdout(io.StringIO()):
+                runner.run_experiment(
+                    folder_config(root, *flags, workdir=workdir),
+                    dry_run=True)
+
+        dry_run()
+        with open(os.path.join(workdir, "data.json")) as f:
+            recorded = json.load(f)
+        self.assertEqual(recorded, {"class_names": ["class_0", "class_1"],
+                                    "train_counts": [6, 4],
+                                    "test_counts": [3, 3]})
+        os.makedirs(os.path.join(workdir, "checkpoints"))  # A trained run.
+        open(os.path.join(workdir, "checkpoints", "ckpt-0001.keras"),
+             "w").close()
+        dry_run()  # The same data resumes.
+        class_1 = os.path.join(root, "train", "class_1")
+        shutil.copy(os.path.join(class_1, "0000.jpg"),
+                    os.path.join(class_1, "0009.jpg"))
+        with self.assertRaisesRegex(
+                WorkdirError, r"trained on other data.*train 'class_1': "
+                r"4 -> 5 images.*--overwrite"):
+            dry_run()
+        RunFolder(workdir).remove_outputs()
+        self.assertFalse(os.path.exists(os.path.join(workdir, "data.json")))
+
     def test_bad_folders_fail_before_training_naming_the_fix(self):
         def case(name, build, pattern, *flags):
             root = self.get_temp_dir()
