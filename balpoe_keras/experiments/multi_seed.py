@@ -42,7 +42,9 @@ def run_multi_seed(config, *, overwrite=False):
         if inputs.resolve_input_pipeline(config, data) != "arrays":
             raise ConfigError("--seeds needs --input_pipeline=arrays (or "
                               "auto) and an in-memory dataset.")
+        workdir_lib.check_data(config, data)
         workdir_lib.record_config(config, folder)
+        workdir_lib.record_data(data, folder)
         steps = inputs.steps_per_epoch(config, len(data.train), 1)
         per_seed = [dataclasses.replace(config, seed=s, seeds=(),
                                         workdir=os.path.join(
