@@ -9,7 +9,9 @@ The standard deviation is the sample std (ddof=1) over runs, as for the
 paper's "mean ± std over 5 seeds"; it is omitted for a single run. Groups
 with no class (None in the reports) stay "–"; a number that only some
 runs report is marked with how many ("(2 of 3 runs)"). Runs of other
-training sets (class counts), lambdas, bins or test sets are refused.
+training sets (class counts), lambdas, bins, test sets or settings (the
+recorded `config`, except the seed and where the run ran), and a seed
+given twice, are refused.
 """
 
 import argparse
@@ -34,6 +36,12 @@ _ENSEMBLE_ROWS = (
     ("nll", "NLL (nats)"),
 )
 _GROUP_KEYS = ("all", "many", "medium", "few")
+# Settings seeds of one setting may differ in: the seed and where or how
+# the run was executed and recorded, not what it trained or tested.
+_RUN_ONLY_SETTINGS = frozenset((
+    "seed", "seeds", "workdir", "data_dir", "eval_batch_size", "eval_every",
+    "checkpoint_every", "export", "jit_compile", "input_pipeline",
+    "test_distributions"))
 
 
 def compute_mean_std(values):
@@ -115,17 +123,54 @@ def aggregate_reports(reports):
 
 def _check_compatible(reports):
     keys = ("num_classes", "num_experts", "lambdas", "class_counts",
-            "num_bins", "balanced_test_set")
+            "num_bins", "balanced_test_set", "test_agnostic", "config")
     for i, report in enumerate(reports[1:], start=1):
-        for key in keys + ("test_agnostic",):
-            a, b = reports[0].get(key), report.get(key)
-            if key == "test_agnostic":
-                a, b = list(a), list(b)
+        for key in keys:
+            a, b = _comparable(key, reports[0]), _comparable(key, report)
+            if key == "config" and (a is None or b is None):
+                continue  # A report written from Python: no settings.
             if a != b:
+                if key == "config":
+                    key, b, a = _differing_setting(b, a)
                 raise ValueError(
                     f"Report {i} differs from report 0 in {key!r} ({b} vs "
                     f"{a}); only aggregate seeds of one setting."
                 )
+    seen = {}
+    for i, report in enumerate(reports):
+        seed = (report.get("config") or {}).get("seed")
+        if seed is not None and seed in seen:
+            raise ValueError(
+                f"Reports {seen[seed]} and {i} are both seed {seed}: the same "
+                "run passed twice would shrink the std; pass each seed's "
+                "report once.")
+        seen.setdefault(seed, i)
+
+
+def _comparable(key, report):
+    """What must agree across seeds under `key` of a report: the test
+    sets with the variants each reports, the config without
+    `_RUN_ONLY_SETTINGS` (None where a report has none, e.g. one written
+    from Python: not compared)."""
+    value = report.get(key)
+    if key == "test_agnostic":
+        return {name: sorted(v for v in ("plain", "posthoc") if v in result)
+                for name, result in (value or {}).items()}
+    if key == "config":
+        return None if value is None else {
+            k: v for k, v in value.items() if k not in _RUN_ONLY_SETTINGS}
+    return value
+
+
+def _differing_setting(config, first):
+    """`(flag, value, first value)` of the first setting two configs differ
+    in (None if either report has no config)."""
+    if config is None or first is None:
+        return "config", config, first
+    for name in sorted(set(config) | set(first)):
+        if config.get(name) != first.get(name):
+            return f"config.{name}", config.get(name), first.get(name)
+    return "config", config, first
 
 
 def format_aggregate_markdown(aggregated, sources=()):

@@ -9,13 +9,27 @@ import os
 import numpy as np
 
 
+class _Figures:
+    """Figures made without pyplot: the caller's matplotlib backend and
+    figure list (a notebook's) are left as they are; PNGs are written
+    through Agg by `Figure.savefig`."""
+
+    @staticmethod
+    def subplots(nrows=1, ncols=1, *, figsize=None, **kwargs):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(nrows, ncols, **kwargs)
+
+    @staticmethod
+    def close(fig):
+        del fig  # Not in pyplot's list: nothing to release.
+
+
 def _pyplot():
-    import matplotlib
+    import matplotlib  # noqa: F401 - an ImportError names matplotlib.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return _Figures
 
 
 def plot_reliability_diagram(reliability, path, *, ece, mce, title=None):
@@ -132,8 +146,10 @@ def plot_expert_priors(expert_prior, class_counts, path):
         ax.plot(x, np.asarray(prior["expected"])[order], "--",
                 label=r"expected $\propto \pi^\lambda$")
         ax.set_yscale("log")
+        kl = prior["kl"]  # None where it is infinite (JSON has no inf).
         ax.set_title(f"{name}, λ={prior['lambda']:.2f}\n"
-                     f"KL={prior['kl']:.3f} nats", fontsize=9)
+                     f"KL={'inf' if kl is None else f'{kl:.3f}'} nats",
+                     fontsize=9)
         ax.set_xlabel("class (by training count)")
     axes[0][0].set_ylabel("prior probability")
     axes[0][0].legend(fontsize=8)

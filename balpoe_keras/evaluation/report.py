@@ -7,6 +7,7 @@
 
 import importlib.metadata
 import json
+import logging
 import math
 import os
 import platform
@@ -80,7 +81,8 @@ def write_report(results, out_dir, *, config=None, plots=True):
 
     Returns:
         dict `name -> path` of every written file (`json`, `markdown`, and
-        plot names).
+        plot names). A plot that cannot be drawn (no matplotlib) is left
+        out with a logged warning: the numbers are written regardless.
     """
     os.makedirs(out_dir, exist_ok=True)
     report = to_json_ready(
@@ -91,14 +93,29 @@ def write_report(results, out_dir, *, config=None, plots=True):
         "markdown": os.path.join(out_dir, "report.md"),
     }
     if plots:
-        from balpoe_keras.evaluation import plots as plots_lib
-
-        paths.update(plots_lib.write_plots(report, out_dir))
+        paths.update(_drawn_plots(report, out_dir))
     with open(paths["json"], "w") as f:
         json.dump(report, f, indent=1, allow_nan=False)
     with open(paths["markdown"], "w") as f:
         f.write(format_markdown(report, paths))
     return paths
+
+
+def _drawn_plots(report, out_dir):
+    """`plots.write_plots`, or `{}` with a logged warning where they
+    cannot be drawn: the report's numbers must not be lost to a plot."""
+    try:
+        from balpoe_keras.evaluation import plots as plots_lib
+
+        return plots_lib.write_plots(report, out_dir)
+    except ImportError as e:
+        logging.warning("No plots in %s: %s (pip install matplotlib).",
+                        out_dir, e)
+    except Exception as e:  # noqa: BLE001 - any drawing failure.
+        logging.warning("No plots in %s: drawing them failed (%s: %s); the "
+                        "report's numbers are written.", out_dir,
+                        type(e).__name__, e)
+    return {}
 
 
 def format_number(value, digits=2):

@@ -255,13 +255,14 @@ def evaluate_and_export(config, experiment_data, model, timing=None,
                              eval_seconds=round(time.time() - start, 1))
     # What --mixed_precision=auto resolved to on this machine.
     results["dtype_policy"] = model.dtype_policy.name
+    model_path = RunFolder(config.workdir).model_path
+    with multi_host.local_saving():  # The trained model first.
+        model.save(model_path)
     config_dict = json.loads(config.to_json())
     paths = evaluation.write_report(
         results, RunFolder(config.workdir).report_dir, config=config_dict
     )
-    model_path = RunFolder(config.workdir).model_path
-    with multi_host.local_saving():
-        model.save(model_path)
+    results["config"] = config_dict  # As report.json (seed aggregation).
     if config.export:
         export_run(config, model, experiment_data.train.class_names)
     summary = results["summary"]

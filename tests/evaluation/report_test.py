@@ -2,7 +2,9 @@
 
 import copy
 import json
+import logging
 import os
+from unittest import mock
 
 import numpy as np
 
@@ -81,6 +83,39 @@ class WriteReportTest(TestCase):
             {"a": [1.0, None], "b": 2.0},
         )
 
+    def test_a_plot_that_fails_loses_no_number(self):
+        # Plots were drawn before report.json was written: a drawing error
+        # (or no matplotlib) lost the evaluation, and in a run the model.
+        from balpoe_keras.evaluation import plots
+
+        for error in (ImportError("No module named 'matplotlib'"),
+                      ValueError("a drawing bug")):
+            out_dir = self.get_temp_dir()
+            with mock.patch.object(plots, "write_plots",
+                                   side_effect=error), self.assertLogs(
+                                       level=logging.WARNING) as logs:
+                paths = report.write_report(make_results(), out_dir)
+            self.assertEqual(sorted(paths), ["json", "markdown"])
+            self.assertIn("No plots in", logs.output[0])
+            with open(paths["json"]) as f:
+                self.assertIn("balanced", json.load(f))
+
+    def test_plots_leave_pyplot_state_alone(self):
+        # matplotlib.use("Agg") switched a notebook's backend; figures
+        # went into pyplot's list. An infinite KL (None in JSON) crashed.
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+        backend, figures = matplotlib.get_backend(), plt.get_fignums()
+        results = report.to_json_ready(make_results())
+        results["balanced"]["expert_prior"]["experts"][0]["kl"] = None
+        from balpoe_keras.evaluation import plots
+
+        paths = plots.write_plots(results, self.get_temp_dir())
+        self.assertLen(paths, 3)
+        self.assertEqual(matplotlib.get_backend(), backend)
+        self.assertEqual(plt.get_fignums(), figures)
+
 
 class AggregateTest(TestCase):
     def test_mean_and_sample_std(self):
@@ -125,3 +160,27 @@ class AggregateTest(TestCase):
             second[key] = value
             with self.assertRaisesRegex(ValueError, f"report 0 in '{key}'"):
                 aggregate.aggregate_reports([first, second])
+
+    def test_runs_of_other_settings_or_a_repeated_seed_are_refused(self):
+        # Mixup 0.4 and 0.0 averaged to "55.00 ± 7.07", one seed passed
+        # twice to "50.00 ± 0.00", without a word.
+        first = report.to_json_ready(make_results())
+        first["config"] = {"seed": 1, "mixup_alpha": 0.4,
+                           "workdir": "runs/a", "eval_batch_size": 256}
+        second = copy.deepcopy(first)
+        second["config"].update(seed=2, workdir="runs/b",
+                                eval_batch_size=64)
+        self.assertEqual(aggregate.aggregate_reports([first, second])[
+            "seeds"], [1, 2])  # Where and how it ran may differ.
+        second["config"]["mixup_alpha"] = 0.0
+        with self.assertRaisesRegex(
+                ValueError, r"'config.mixup_alpha' \(0.0 vs 0.4\)"):
+            aggregate.aggregate_reports([first, second])
+        with self.assertRaisesRegex(ValueError, "both seed 1"):
+            aggregate.aggregate_reports([first, copy.deepcopy(first)])
+        # Only some reports with the post-hoc variant: refused (KeyError).
+        plain = copy.deepcopy(first)
+        plain["config"]["seed"] = 3
+        del plain["test_agnostic"]["forward2"]["posthoc"]
+        with self.assertRaisesRegex(ValueError, "'test_agnostic'"):
+            aggregate.aggregate_reports([first, plain])
