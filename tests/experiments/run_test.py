@@ -428,6 +428,7 @@ class MultiSeedRunTest(TestCase):
         with fake_data(), contextlib.redirect_stdout(io.StringIO()):
             aggregated = multi_seed.run_multi_seed(config)
         self.assertEqual(aggregated["num_runs"], 2)
+        self.assertEqual(aggregated["seeds"], [4, 5])  # Were [None, None].
         reports = []
         for seed in (4, 5):
             path = os.path.join(workdir, f"seed_{seed}", "report",
