@@ -63,7 +63,9 @@ class _CalibrationMetric(keras.metrics.Metric):
         conf, hit, bad_labels = _confidence_and_hits(
             y_true, y_pred, self.from_logits)
         invalid = bad_labels
-        if not self.from_logits:
+        if self.from_logits:
+            invalid = invalid + _count_probability_batches(y_pred)
+        else:
             invalid = invalid + _count_non_probability_rows(y_pred)
         self.invalid_inputs.assign_add(ops.cast(invalid, self.dtype))
         edges = ops.convert_to_tensor(self._interior_edges)
@@ -121,6 +123,9 @@ class ExpectedCalibrationError(_CalibrationMetric):
     outside [0, 1] or a sum away from 1, e.g. logits passed by mistake)
     raise `ValueError` when the values are at hand (eager), and make the
     result NaN inside compiled steps -- never a plausible wrong number.
+    With `from_logits=True`, a batch whose every row is a probability
+    distribution (a softmax output passed by mistake, which a second
+    softmax would flatten) is refused the same way.
     """
 
     def __init__(self, num_bins=15, from_logits=False, name="ece", **kwargs):
@@ -191,6 +196,28 @@ def _count_non_probability_rows(y_pred):
     return count
 
 
+def _count_probability_batches(y_pred):
+    """1 if every row of the `(B, C)` `y_pred` given as logits is a
+    probability distribution (values in [0, 1], rows summing to 1: a
+    softmax output; logits almost never are, in a whole batch), else 0;
+    raises `ValueError` when the values are concrete (eager)."""
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    tol = _PROBABILITY_TOLERANCE
+    rows = ops.logical_and(
+        ops.all(ops.logical_and(y_pred >= -tol, y_pred <= 1.0 + tol),
+                axis=-1),
+        ops.abs(ops.sum(y_pred, axis=-1) - 1.0) <= 10 * tol)
+    count = ops.cast(ops.all(rows), "int32")
+    value = concrete_value(count)  # None in compiled steps: NaN instead.
+    if value is not None and int(value):
+        raise ValueError(
+            "Every row of y_pred is a probability distribution, but the "
+            "metric was created with from_logits=True and would apply a "
+            "second softmax (a confident model would look uncertain). For "
+            "a softmax output, create the metric with from_logits=False.")
+    return count
+
+
 def check_finite(values, name):
     """Raises `ValueError` if the NumPy `(N, C)` `values` hold NaN or
     +infinity, or a row holds no finite value: scores of such outputs (a
@@ -225,6 +252,7 @@ def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):
     Raises:
         ValueError: non-finite predictions (a diverged model), rows of
             `y_pred` that are not probabilities (without `from_logits`),
+            or are all probabilities (with it),
             labels not matching the predictions in number, or `num_bins`
             below 1.
 
@@ -241,6 +269,7 @@ def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):
     if not from_logits:
         _count_non_probability_rows(y_pred)  # Raises here (NumPy values).
     if from_logits:
+        _count_probability_batches(y_pred)  # Raises for a softmax output.
         shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
         y_pred = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
     num_classes = y_pred.shape[-1]

@@ -96,6 +96,41 @@ class CalibrationTest(TestCase):
                 np.zeros(2), np.zeros((2, 3, 4))
             )
 
+    def test_probabilities_given_as_logits_are_refused(self):
+        # A softmax output with from_logits=True was softmaxed again: ECE
+        # 0.380 instead of 0.069 on one example, without a word.
+        import keras
+
+        for metric in (metrics.ExpectedCalibrationError(from_logits=True),
+                       metrics.MaximumCalibrationError(from_logits=True)):
+            with self.assertRaisesRegex(ValueError,
+                                        "create the metric with from_"
+                                        "logits=False"):
+                metric.update_state(Y_TRUE, Y_PRED)
+        with self.assertRaisesRegex(ValueError, "from_logits=False"):
+            metrics.reliability_bins(Y_TRUE, Y_PRED, from_logits=True)
+        # Inside a compiled step the result turns NaN (PyTorch's steps run
+        # eagerly: they raise).
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(
+            2, activation="softmax")(inputs))
+        model.compile(loss="sparse_categorical_crossentropy", metrics=[
+            metrics.ExpectedCalibrationError(from_logits=True)])
+        x = np.random.default_rng(0).random((8, 3)).astype("float32")
+
+        def evaluate():
+            return model.evaluate(x, np.arange(8) % 2, verbose=0,
+                                  return_dict=True)
+
+        if keras.backend.backend() == "torch":
+            with self.assertRaisesRegex(ValueError, "from_logits=False"):
+                evaluate()
+        else:
+            self.assertTrue(np.isnan(evaluate()["ece"]))
+        # Logits pass, also a batch with one row that sums to 1.
+        ece = metrics.ExpectedCalibrationError(from_logits=True)
+        ece.update_state([0, 1], np.array([[0.3, 0.7], [2.0, -1.0]]))
+
     def test_config_round_trip(self):
         clone = self.run_serialization_test(
             metrics.ExpectedCalibrationError(num_bins=7, from_logits=True)
