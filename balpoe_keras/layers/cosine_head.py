@@ -20,19 +20,22 @@ class UnitColumnUniform(keras.initializers.Initializer):
     each class vector (column) starts with norm 1 (reference `NormedLinear`).
 
     Args:
-        seed: optional int seed.
+        seed: optional int seed: each call then gives the same kernel (as
+            Keras' seeded initializers); without one, each call differs.
     """
 
     def __init__(self, seed=None):
         self.seed = seed
-        self._uniform = keras.initializers.RandomUniform(-1.0, 1.0, seed)
 
     def __call__(self, shape, dtype=None):
         if len(shape) != 2:
             raise ValueError(
                 f"UnitColumnUniform needs a 2-D (D, C) shape. Received: {shape}"
             )
-        return l2_normalize(self._uniform(shape, dtype=dtype), axis=0)
+        # Unseeded, each call draws anew: one instance shared by the heads
+        # of several experts gives each its own kernel.
+        uniform = keras.initializers.RandomUniform(-1.0, 1.0, self.seed)
+        return l2_normalize(uniform(shape, dtype=dtype), axis=0)
 
     def get_config(self):
         return {"seed": self.seed}
@@ -52,6 +55,9 @@ class CosineHead(keras.layers.Layer):
         kernel_initializer: initializer of the `(D, C)` kernel; defaults to
             the reference's unit-norm uniform columns.
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`).
+            `dtype` defaults to `"float32"` whatever the global policy: the
+            norms of float16 features overflow (a sum of squares above
+            65504 gave all-zero logits), and bfloat16 would round them.
 
     Input shape: `(batch, D)`. Output shape: `(batch, C)` logits.
 
@@ -64,6 +70,8 @@ class CosineHead(keras.layers.Layer):
     def __init__(
         self, num_classes, scale=30.0, kernel_initializer=None, **kwargs
     ):
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = "float32"  # Not the global mixed policy.
         super().__init__(**kwargs)
         if int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(

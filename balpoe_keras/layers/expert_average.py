@@ -18,9 +18,17 @@ class ExpertAverage(keras.layers.Layer):
         A tuple `(logits, expert_logits)`: the ensemble logits
         `(batch, C)` and the stacked per-expert logits `(batch, M, C)`.
 
+    Computes in float32 unless given another `dtype` (the output layer of
+    a mixed-precision model, as Keras recommends).
+
     Example:
         >>> logits, expert_logits = ExpertAverage()([z0, z1, z2])
     """
+
+    def __init__(self, **kwargs):
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = "float32"  # Not the global mixed policy.
+        super().__init__(**kwargs)
 
     def call(self, inputs):
         if isinstance(inputs, (list, tuple)):

@@ -36,6 +36,45 @@ class CosineHeadTest(TestCase):
         self.assertLessEqual(np.abs(out).max(), 32.0 + 1e-4)
         self.assertAllClose(out[0], np.zeros(5))
 
+    def test_float32_under_a_mixed_global_policy(self):
+        # Under mixed_float16 a head took float16: 2048 features of about 6
+        # square-sum past 65504, the norm was inf and every logit 0.
+        features = np.full((2, 2048), 6.0, "float32")
+        features[1, :1024] = -6.0
+        previous = keras.config.dtype_policy()
+        try:
+            keras.config.set_dtype_policy("mixed_float16")
+            head = layers.CosineHead(3)
+            average = layers.ExpertAverage()
+            logits = head(features)
+            merged, _ = average([logits, logits])
+        finally:
+            keras.config.set_dtype_policy(previous)
+        self.assertEqual(head.dtype_policy.name, "float32")
+        self.assertEqual(keras.backend.standardize_dtype(logits.dtype),
+                         "float32")
+        self.assertEqual(keras.backend.standardize_dtype(merged.dtype),
+                         "float32")
+        kernel = keras.ops.convert_to_numpy(head.kernel)
+        unit = features / np.linalg.norm(features, axis=-1, keepdims=True)
+        expected = 30.0 * unit @ (kernel / np.linalg.norm(kernel, axis=0))
+        self.assertAllClose(logits, expected, atol=1e-4)
+        self.assertGreater(float(np.abs(expected).max()), 0.1)
+        # A dtype given is kept.
+        self.assertEqual(layers.CosineHead(3, dtype="bfloat16")
+                         .dtype_policy.name, "bfloat16")
+
+    def test_one_initializer_shared_by_heads_gives_each_its_kernel(self):
+        shared = layers.UnitColumnUniform()
+        kernels = []
+        for _ in range(2):
+            head = layers.CosineHead(4, kernel_initializer=shared)
+            head.build((None, 8))
+            kernels.append(keras.ops.convert_to_numpy(head.kernel))
+        self.assertFalse(np.allclose(kernels[0], kernels[1]))
+        seeded = layers.UnitColumnUniform(seed=3)
+        self.assertAllClose(seeded((8, 4)), seeded((8, 4)))
+
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "num_classes >= 2"):
             layers.CosineHead(1)
