@@ -21,8 +21,9 @@ def validate_class_counts(class_counts, num_classes=None):
     """Checks per-class training counts and returns them as a list of ints.
 
     Args:
-        class_counts: sequence of `C` non-negative integers, the number of
-            training images of each class.
+        class_counts: sequence of `C` positive integers, the number of
+            training images of each class (a class without any has no
+            prior: leave it out).
         num_classes: optional int. If given, `len(class_counts)` must match.
 
     Returns:

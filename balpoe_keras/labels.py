@@ -41,6 +41,7 @@ def class_ids(y, num_classes):
         num_classes: int `C`.
     """
     y = ops.convert_to_tensor(y)
+    check_label_shape(y.shape, num_classes)
     if is_soft(y, num_classes):
         ids = ops.cast(ops.argmax(y, axis=-1), "int32")
         return ops.where(_is_distribution(y), ids, -1)
@@ -48,6 +49,20 @@ def class_ids(y, num_classes):
     if "float" in standardize_dtype(y.dtype):  # A cast truncates 2.7.
         return ops.where(ops.floor(y) == y, ops.cast(y, "int32"), -1)
     return ops.cast(y, "int32")
+
+
+def check_label_shape(shape, num_classes):
+    """Raises `ValueError` unless `shape` is that of ids `(B,)` / `(B, 1)`
+    or of one-hot / soft rows `(B, C)`: other widths were flattened into
+    ids (a one-hot row of another width counted as several labels)."""
+    rank = len(shape)
+    if rank <= 1 or (rank == 2 and shape[-1] in (None, 1, num_classes)):
+        return
+    raise ValueError(
+        f"Labels must be class ids of shape (B,) or (B, 1), or one-hot / "
+        f"soft rows (B, {num_classes}); received shape {tuple(shape)}. "
+        "Check that the labels are one-hot over the model's classes "
+        f"({num_classes}) and that the model's class count is right.")
 
 
 def _is_distribution(y):
@@ -64,6 +79,7 @@ def host_class_ids(y, num_classes):
     outside `[0, num_classes)`, rows that are not distributions included.
     Integer ids are checked as given, without a trip through a device."""
     y = np.asarray(y)
+    check_label_shape(y.shape, num_classes)
     if is_soft(y, num_classes):
         y = np.asarray(ops.convert_to_numpy(class_ids(y, num_classes)))
     y = y.reshape(-1)

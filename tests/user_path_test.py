@@ -335,6 +335,28 @@ class LabelRangeTest(TestCase):
             with self.assertRaisesRegex(ValueError, r"\[0, 4\)"):
                 metric.update_state(np.array([0, -1, 3, 2]), probs)
 
+    def test_one_hot_rows_of_another_width_refused(self):
+        # A 3-wide one-hot row for a 4-class model was flattened into 3
+        # labels (with one row no error at all: total [2, 1, 0, 0]).
+        probs = np.full((1, 4), 0.25, "float32")
+        three_wide = np.array([[0.0, 1.0, 0.0]], "float32")
+        for metric in (bk.BalancedAccuracy(4),
+                       bk.GroupAccuracy(_COUNTS, "few"),
+                       bk.ExpectedCalibrationError()):
+            with self.assertRaisesRegex(ValueError,
+                                        r"\(B, 4\); received shape "
+                                        r"\(1, 3\)"):
+                metric.update_state(three_wide, probs)
+        x, _ = _data(n=8)
+        model = _model()
+        model.compile()
+        with self.assertRaisesRegex(ValueError, r"received shape \(8, 3\)"):
+            model.fit(x, np.eye(3)[np.arange(8) % 3], verbose=0)
+        # The expert logits (B, M, C) instead of the ensemble's.
+        with self.assertRaisesRegex(ValueError, "ensemble 'logits'"):
+            bk.BalancedAccuracy(4).update_state(
+                np.array([0, 1]), np.zeros((2, 3, 4), "float32"))
+
 
 class ImageRangeTest(TestCase):
     """Images the model would misread are refused on every path."""

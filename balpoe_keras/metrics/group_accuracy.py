@@ -68,6 +68,11 @@ class _PerClassAccuracy(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
+        if len(y_pred.shape) != 2:
+            raise ValueError(
+                "Expected y_pred of shape (batch, num_classes). Received "
+                f"shape {tuple(y_pred.shape)}. Pass the ensemble 'logits' "
+                "output.")
         if y_pred.shape[-1] != self.num_classes:
             raise ValueError(
                 f"{self.name} was built for {self.num_classes} classes but "

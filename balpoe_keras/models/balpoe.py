@@ -45,7 +45,9 @@ def build_balpoe_backbone(architecture, *, num_experts=3, **kwargs):
     """Builds a multi-expert ResNet trunk by name, up to pooled features.
 
     Args:
-        architecture: `"resnet32"`, `"resnet50"` or `"resnext50"`.
+        architecture: a key of `balpoe_keras.architectures.ARCHITECTURES`:
+            `"resnet32"`, `"resnet50"`, `"resnext50"`, or `"resnet8"` (a
+            ResNet-32 with one block per stage, for quick checks).
         num_experts: int >= 1, experts `M`.
         **kwargs: passed to `build_resnet32_backbone`,
             `build_resnet50_backbone` or `build_resnext50_backbone`:
