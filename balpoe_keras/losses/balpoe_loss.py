@@ -76,4 +76,6 @@ class BalPoELoss(keras.losses.Loss):
             "class_counts": self.class_counts,
             "lambdas": self.lambdas,
             "allow_unbalanced": self.allow_unbalanced,
+            # Keras' Loss.get_config leaves it out: a reload lost it.
+            "dtype": self.dtype,
         }

@@ -104,6 +104,8 @@ class LogitAdjustedLoss(keras.losses.Loss):
             **super().get_config(),
             "class_counts": self.class_counts,
             "lam": self.lam,
+            # Keras' Loss.get_config leaves it out: a reload lost it.
+            "dtype": self.dtype,
         }
 
 

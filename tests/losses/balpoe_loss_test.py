@@ -159,6 +159,12 @@ class BalPoELossTest(TestCase):
         loss = losses.BalPoELoss([5, 3], lambdas=[0.5, -0.5])
         clone = self.run_serialization_test(loss)
         self.assertEqual(clone.lambdas, [0.5, -0.5])
+        # The dtype survives (Keras' Loss.get_config leaves it out).
+        for cls, kwargs in ((losses.BalPoELoss, dict(lambdas=[0.5, -0.5])),
+                            (losses.LogitAdjustedLoss, dict(lam=0.5))):
+            loss = cls([5, 3], dtype="bfloat16", **kwargs)
+            clone = cls.from_config(loss.get_config())
+            self.assertEqual(clone.dtype, "bfloat16")
 
     def test_compiled_model_save_load_keeps_training(self):
         model = _tiny_balpoe_model([6, 3, 1])
