@@ -5,8 +5,10 @@ r"""Evaluates a trained BalPoE model and writes the full report.
         --flagfile=experiments/cifar10_ir100_standard.flags --report_dir=out
 
 `--model` is a run directory (its `model.keras` and `config.json` are used;
-flags are then not needed) or a `.keras` file together with flags naming
-the dataset (`--flagfile`), which give the test sets. The training class
+flags are then not needed: `--data_dir` (where the data is now),
+`--eval_batch_size` and `--[no]test_distributions` may be given, other run
+flags are refused) or a `.keras` file together with flags naming the
+dataset (`--flagfile`), which give the test sets. The training class
 counts (the prior, the many/medium/few groups), the lambdas and the class
 names come from the model file (a `BalPoEClassifier`; a plain functional
 model saved by an older version is refused, saying what to do); an image
@@ -16,6 +18,7 @@ report (`report.json`, `report.md`, PNGs) goes to `--report_dir` (default:
 the run directory's `report/`).
 """
 
+import dataclasses
 import json
 import os
 
@@ -32,6 +35,9 @@ flags.DEFINE_string("model", None,
 flags.DEFINE_string("report_dir", None,
                     "Output folder; default <run dir>/report.")
 FLAGS = flags.FLAGS
+# Settings a run directory's recorded config takes from the flags: where
+# the data is now and how the evaluation runs, not what was trained.
+RUN_DIR_SETTINGS = ("data_dir", "eval_batch_size", "test_distributions")
 
 
 def resolve_inputs(model_arg, flags_values, input_shape=None):
@@ -45,6 +51,19 @@ def resolve_inputs(model_arg, flags_values, input_shape=None):
     if os.path.isdir(model_arg):
         config = config_lib.ExperimentConfig.from_json(
             os.path.join(model_arg, "config.json"))
+        given = _given_settings(flags_values)
+        other = [name for name in given if name not in RUN_DIR_SETTINGS]
+        if other:
+            raise config_lib.ConfigError(
+                f"--model={model_arg} is a run directory: its config.json "
+                "holds the settings it was trained with, and "
+                f"{', '.join('--' + _flag(n) for n in other)} would change "
+                "them. Only --data_dir (where the data is now), "
+                "--eval_batch_size and --[no]test_distributions apply to "
+                "it; for other settings pass its model.keras with the flags "
+                "(--flagfile).")
+        config = dataclasses.replace(config, **given).resolve(
+            check_data=False)
         default_report = os.path.join(model_arg, "report")
     else:
         if not flags_values.workdir:
@@ -58,6 +77,24 @@ def resolve_inputs(model_arg, flags_values, input_shape=None):
         config = config_lib.ExperimentConfig.from_flags(flags_values)
         default_report = os.path.join(config.workdir, "report")
     return model_path, config, flags_values.report_dir or default_report
+
+
+def _given_settings(flags_values):
+    """`{config field: value}` of the config flags given on the command
+    line or in a flagfile (none for `flags_values=None`)."""
+    given = {}
+    for field in dataclasses.fields(config_lib.ExperimentConfig):
+        name = config_lib.flag_name(field)
+        if flags_values is not None and name in flags_values and (
+                flags_values[name].present):
+            given[field.name] = flags_values[name].value
+    return given
+
+
+def _flag(field_name):
+    fields = {f.name: f for f in dataclasses.fields(
+        config_lib.ExperimentConfig)}
+    return config_lib.flag_name(fields[field_name])
 
 
 def model_path_of(model_arg):
@@ -114,6 +151,24 @@ def check_data_matches_model(model, config, experiment_data):
             "(the model's are used) or pass the model's.")
 
 
+def _check_writable(report_dir):
+    """Creates `report_dir` before the evaluation's work, so that a path
+    the report cannot be written to fails now.
+
+    Raises:
+        ConfigError: naming the folder and the reason.
+    """
+    try:
+        os.makedirs(report_dir, exist_ok=True)
+    except OSError as e:
+        raise config_lib.ConfigError(
+            f"--report_dir: cannot create {report_dir} ({e.strerror or e})"
+        ) from None
+    if not os.access(report_dir, os.W_OK):
+        raise config_lib.ConfigError(
+            f"--report_dir: {report_dir} is not writable; choose another.")
+
+
 def main(argv):
     if len(argv) > 1:
         run.fail(f"unexpected arguments {argv[1:]} (see --helpshort).")
@@ -132,8 +187,11 @@ def main(argv):
         model_path = model_path_of(FLAGS.model)
     except config_lib.ConfigError as e:
         run.fail(str(e))
-    # Evaluation needs no optimizer, loss or metrics.
-    model = keras.saving.load_model(model_path, compile=False)
+    try:  # Evaluation needs no optimizer, loss or metrics.
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as e:  # noqa: BLE001 - zip, h5, config errors alike.
+        run.fail(f"--model: {model_path} cannot be loaded ({type(e).__name__}"
+                 f": {e}); pass a .keras file this version wrote.")
     try:
         check_model(model)
     except ValueError as e:
@@ -141,6 +199,7 @@ def main(argv):
     try:
         _, config, report_dir = resolve_inputs(FLAGS.model, FLAGS,
                                                model.input_shape)
+        _check_writable(report_dir)
         experiment_data = inputs.load_data(config)
         check_data_matches_model(model, config, experiment_data)
     except config_lib.ConfigError as e:

@@ -504,6 +504,44 @@ class EvaluateFolderTest(TestCase):
         self.assertRegex(err, r"not the model's.*0: model 'class_0', data "
                          r"'class_1'.*name them as in the training folder")
 
+        # A run directory takes where the data is now from the flags, and
+        # refuses flags that would describe another run.
+        run_dir = config.workdir
+        model.save(os.path.join(run_dir, "model.keras"))
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            f.write(config.to_json())
+        moved = os.path.join(self.get_temp_dir(), "moved")
+        os.rename(root, moved)
+        code, out = self._evaluate(
+            f"--model={run_dir}", f"--data_dir={moved}",
+            "--eval_batch_size=7", "--notest_distributions",
+            f"--report_dir={report}")
+        self.assertEqual(code, 0, out)
+        with open(os.path.join(report, "report.json")) as f:
+            recorded = json.load(f)["config"]
+        self.assertEqual((recorded["data_dir"], recorded["eval_batch_size"]),
+                         (moved, 7))
+        code, err = self._evaluate(f"--model={run_dir}", "--lambdas=1,-1",
+                                   f"--data_dir={moved}")
+        self.assertEqual(code, 2)
+        self.assertIn("is a run directory: its config.json holds the "
+                      "settings it was trained with, and --lambdas", err)
+        # A report folder that cannot be made, and a file that is no
+        # model: one-line errors (exit 2) before any evaluation.
+        blocker = os.path.join(self.get_temp_dir(), "a_file")
+        open(blocker, "w").close()
+        code, err = self._evaluate(f"--model={run_dir}",
+                                   f"--data_dir={moved}",
+                                   f"--report_dir={blocker}/report")
+        self.assertEqual(code, 2)
+        self.assertIn("--report_dir: cannot create", err)
+        code, err = self._evaluate(f"--model={blocker}",
+                                   "--dataset=image_folder",
+                                   f"--data_dir={moved}")
+        self.assertEqual(code, 2)
+        self.assertIn("cannot be loaded", err)
+        os.rename(moved, root)
+
         # Flags that contradict the model's input: refused, naming both.
         code, err = self._evaluate(
             f"--model={path}", "--dataset=image_folder",
