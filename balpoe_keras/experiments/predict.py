@@ -523,6 +523,15 @@ def main(argv):
         if not os.path.isdir(folder):
             fail(f"--output={FLAGS.output}: the folder {folder} does not "
                  "exist.")
+        if os.path.isdir(FLAGS.output):
+            fail(f"--output={FLAGS.output} is a folder; name the file to "
+                 f"write, e.g. {os.path.join(FLAGS.output, 'predictions')}."
+                 f"{FLAGS.format}.")
+        if not os.access(folder, os.W_OK) or (
+                os.path.exists(FLAGS.output)
+                and not os.access(FLAGS.output, os.W_OK)):
+            fail(f"--output={FLAGS.output} is not writable; choose another "
+                 "path.")
     cli.load_keras()  # Flags checked: now the seconds TensorFlow takes.
     import keras
 

@@ -219,6 +219,18 @@ class PredictTest(TestCase):
         self.assertRegex(err, r"^error: no image file found for "
                          r"nothing/\*\.png")
 
+    def test_an_output_that_cannot_be_written_fails_first(self):
+        # A folder as --output passed the check and failed with a
+        # traceback after every image was classified.
+        with mock.patch("keras.saving.load_model",
+                        side_effect=AssertionError("loaded")):
+            status, out, err = run_cli(f"--model={self.run_dir}",
+                                       f"--output={self.get_temp_dir()}",
+                                       self.images_dir)
+        self.assertEqual((status, out), (2, ""))
+        self.assertRegex(err, r"^error: --output=.* is a folder; name the "
+                         r"file to write, e\.g\. .*predictions\.csv")
+
     def test_no_readable_file_fails(self):
         status, out, err = run_cli(
             f"--model={self.run_dir}",
