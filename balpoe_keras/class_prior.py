@@ -190,3 +190,35 @@ def compute_test_prior_bias(test_class_counts):
         raise ValueError("The test class counts sum to 0.")
     with np.errstate(divide="ignore"):
         return np.log(counts / counts.sum()).astype("float32")
+
+
+def deployment_prior_bias(target_counts, class_counts, lambdas):
+    """What to add to a BalPoE ensemble's logits for its probabilities to
+    be those of a deployment class distribution: `(C,)` float32, nats.
+
+    Expert `m` learns `z_m = log p(x|y) + lambda_m log pi + const` (its
+    gLA loss fits `z_m + (1 - lambda_m) log pi` to the training
+    distribution), so the mean logits target `pi^lambda_bar` and the
+    bias for a target `p_t` is `log p_t - lambda_bar log pi`. With the
+    lambdas averaging 0 (every balanced setting) it is the reference's
+    `log p_t` (`compute_test_prior_bias`); an ensemble trained with
+    unbalanced lambdas (the reference's ImageNet-LT, lambda_bar = -0.25)
+    is corrected for its tilt too. Classes absent from the target get
+    `-inf`.
+
+    Args:
+        target_counts: `C` non-negative counts or probabilities.
+        class_counts: `C` training counts (the prior `pi`).
+        lambdas: the experts' lambdas.
+    """
+    bias = compute_test_prior_bias(target_counts)
+    counts = validate_class_counts(class_counts)
+    if bias.size != len(counts):
+        raise ValueError(
+            f"The target prior has {bias.size} entries for {len(counts)} "
+            "classes; give one per class.")
+    mean = float(np.mean(np.asarray(lambdas, np.float64)))
+    if abs(mean) < 1e-6:
+        return bias
+    tilt = mean * np.log(np.asarray(counts, np.float64) / sum(counts))
+    return (bias.astype(np.float64) - tilt).astype("float32")

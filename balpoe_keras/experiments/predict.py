@@ -33,7 +33,11 @@ FILE describing the deployment distribution: a JSON list of one
 non-negative count or probability per class, a JSON object mapping every
 class name to one, or a text file of one number per line. The
 probabilities are then `softmax(logits + log p_target)` (the paper's
-post-hoc correction); a class with prior 0 gets probability 0.
+post-hoc correction); a class with prior 0 gets probability 0. A model
+trained with lambdas that do not average to 0 (`--allow_unbalanced_lambdas`)
+targets `pi^lambda_bar`, not the uniform prior: `uniform` gives its
+ensemble as trained and reported, and the other targets subtract
+`lambda_bar log pi` as well (`class_prior.deployment_prior_bias`).
 
 The same from Python (any Keras backend; no TensorFlow needed):
 
@@ -330,29 +334,32 @@ def prior_bias(model, target_prior):
 
     Returns:
         None, or `(C,)` float32 NumPy array in nats
-        (`balpoe_keras.class_prior.compute_test_prior_bias`; `-inf` for
-        classes with prior 0).
+        (`balpoe_keras.class_prior.deployment_prior_bias`: `log p_target`,
+        less `lambda_bar log pi` for a model whose lambdas do not average
+        to 0; `-inf` for classes with prior 0).
 
     Raises:
         ValueError: a bad file or sequence (wrong length, negative, all
             zero).
     """
-    from balpoe_keras.class_prior import compute_test_prior_bias
+    import numpy as np
+
+    from balpoe_keras.class_prior import deployment_prior_bias
 
     if target_prior is None or (isinstance(target_prior, str)
                                 and target_prior == "uniform"):
         return None
     if isinstance(target_prior, str) and target_prior == "train":
-        return compute_test_prior_bias(model.class_counts)
-    if isinstance(target_prior, (str, os.PathLike)):
-        return compute_test_prior_bias(
-            target_prior_from_file(target_prior, class_names_of(model)))
-    bias = compute_test_prior_bias(target_prior)
-    if bias.size != model.num_classes:
+        target_prior = model.class_counts
+    elif isinstance(target_prior, (str, os.PathLike)):
+        target_prior = target_prior_from_file(target_prior,
+                                              class_names_of(model))
+    if np.size(target_prior) != model.num_classes:
         raise ValueError(
-            f"target_prior has {bias.size} entries for the model's "
-            f"{model.num_classes} classes; give one per class.")
-    return bias
+            f"target_prior has {np.size(target_prior)} entries for the "
+            f"model's {model.num_classes} classes; give one per class.")
+    return deployment_prior_bias(target_prior, model.class_counts,
+                                 model.lambdas)
 
 
 def predict_files(model, paths, *, batch_size=64, top_k=5,

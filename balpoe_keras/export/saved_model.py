@@ -80,8 +80,10 @@ def export_saved_model(
         channels: int, 1 or 3, image channels; default: the model's.
         target_prior: optional `(C,)` class counts or probabilities of the
             deployment distribution. If given, `log p_target` is added to the
-            ensemble logits (the reference's post-hoc correction); classes
-            with 0 get probability 0.
+            ensemble logits (the reference's post-hoc correction; less
+            `lambda_bar log pi` for lambdas that do not average to 0:
+            `class_prior.deployment_prior_bias`); classes with 0 get
+            probability 0.
         top_k: int, number of top classes returned (capped at `C`).
         preprocess: resize policy of `serving_bytes`: `"resize"` (bilinear,
             antialiased resize to `(H, W)`, aspect ratio not kept) or
@@ -122,12 +124,13 @@ def export_saved_model(
         shutil.rmtree(version_dir)
     bias = None
     if target_prior is not None:
-        bias = class_prior.compute_test_prior_bias(target_prior)
-        if bias.size != len(class_names):
+        if np.size(target_prior) != len(class_names):
             raise ValueError(
-                f"target_prior has {bias.size} entries for "
+                f"target_prior has {np.size(target_prior)} entries for "
                 f"{len(class_names)} classes."
             )
+        bias = class_prior.deployment_prior_bias(
+            target_prior, model.class_counts, model.lambdas)
     archive = keras.export.ExportArchive()
     archive.track(model)
     image_spec = tf.TensorSpec(

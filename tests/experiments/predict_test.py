@@ -266,6 +266,27 @@ class PredictTest(TestCase):
         self.assertEqual([r["top_k"][0]["id"] for r in rows],
                          [0] * len(self.readable))
 
+    def test_unbalanced_lambdas_are_corrected_for_their_tilt(self):
+        # lambdas 1, -0.25, -1.5 (the reference's ImageNet-LT) average to
+        # -0.25: the ensemble targets pi^-0.25, so the training
+        # distribution is softmax(logits + (1 + 0.25) log pi), not
+        # softmax(logits + log pi).
+        from balpoe_keras.experiments.predict import predict_files
+        from balpoe_keras.models import build_balpoe_classifier
+
+        model = build_balpoe_classifier(
+            "resnet8", COUNTS, [1.0, -0.25, -1.5], input_shape=(32, 32, 3),
+            allow_unbalanced=True)
+        logits = model.predict(self.images, verbose=0)
+        log_pi = np.log(np.array(COUNTS, np.float64) / sum(COUNTS))
+        rows, _ = predict_files(model, self.readable, top_k=1,
+                                target_prior="train")
+        self.assertAllClose(np.stack([r["probabilities"] for r in rows]),
+                            softmax(logits + 1.25 * log_pi), atol=1e-5)
+        uniform, _ = predict_files(model, self.readable, top_k=1)
+        self.assertAllClose(np.stack([r["probabilities"] for r in uniform]),
+                            softmax(logits), atol=1e-5)  # As trained.
+
     def test_prior_files(self):
         prior = np.array([1.0, 0.0, 3.0])
         with np.errstate(divide="ignore"):

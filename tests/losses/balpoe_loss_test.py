@@ -223,6 +223,20 @@ class ClassPriorTest(TestCase):
             with self.assertRaisesRegex(ValueError, "finite, non-negative"):
                 class_prior.compute_test_prior_bias(bad)
 
+    def test_deployment_prior_bias(self):
+        # Balanced lambdas: log p_t; lambda_bar = -0.25 on pi = (.75, .25):
+        # log p_t + 0.25 log pi; -inf stays for an absent class.
+        balanced = class_prior.deployment_prior_bias([1, 1, 0], [30, 10, 5],
+                                                     [1.0, 0.0, -1.0])
+        self.assertAllClose(balanced[:2], np.log([0.5, 0.5]))
+        self.assertEqual(balanced[2], -np.inf)
+        tilted = class_prior.deployment_prior_bias([1, 1], [3, 1],
+                                                   [1.0, -0.25, -1.5])
+        self.assertAllClose(tilted, np.log([0.5, 0.5])
+                            + 0.25 * np.log([0.75, 0.25]), atol=1e-6)
+        with self.assertRaisesRegex(ValueError, "one per class"):
+            class_prior.deployment_prior_bias([1, 1], [3, 1, 1], [0.0])
+
     def test_bad_counts(self):
         with self.assertRaisesRegex(ValueError, "non-empty 1-D"):
             class_prior.validate_class_counts([])
