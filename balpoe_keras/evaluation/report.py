@@ -175,7 +175,7 @@ def format_markdown(report, paths=None):
         f"{class_prior.FEW_SHOT_MAX}) classes. Accuracies, ECE "
         f"and MCE in % in these tables ({report['num_bins']} bins; "
         "fractions in report.json), NLL and KL in nats; – means the group "
-        "has no class.",
+        "has no class, or none of its classes has a test image.",
         "## Ensemble (balanced test set)",
         format_metric_table([("ensemble", balanced["ensemble"])]),
         "## Experts (balanced test set)",
