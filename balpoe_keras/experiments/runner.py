@@ -200,11 +200,22 @@ def _train_and_report(config, experiment_data, devices, dry_run,
 _REPORT_TIMEOUT = 3 * 3600
 
 
+def _evaluates_locally(group):
+    """True where the evaluation leaves the data-parallel distribution:
+    several processes (the others are not evaluating), or several JAX
+    devices (Keras' `DataParallel` cannot split a test set's last partial
+    batch unevenly: a size not divisible by the device count failed, after
+    the whole training)."""
+    distribution = keras.distribution.distribution()
+    return group.multi_process or (
+        distribution is not None
+        and distribution.device_mesh.devices.size > 1)
+
+
 def _local_model(model, group):
-    """`model`, or in a multi-process run a copy with the same weights on
-    this process's devices, to evaluate under `_undistributed(group)`
-    without the other processes."""
-    if not group.multi_process:
+    """`model`, or where `_evaluates_locally` a copy with the same weights
+    outside the distribution, to evaluate under `_undistributed(group)`."""
+    if not _evaluates_locally(group):
         return model
     with multi_host.without_distribution():
         copy = model.__class__.from_config(model.get_config())
@@ -213,8 +224,8 @@ def _local_model(model, group):
 
 
 def _undistributed(group):
-    """Outside the data-parallel distribution in a multi-process run."""
-    if group.multi_process:
+    """Outside the data-parallel distribution where `_evaluates_locally`."""
+    if _evaluates_locally(group):
         return multi_host.without_distribution()
     return contextlib.nullcontext()
 

@@ -4,6 +4,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 from unittest import mock
 
 import keras
@@ -550,3 +552,37 @@ class EvaluateFolderTest(TestCase):
         self.assertEqual(code, 2)
         self.assertIn(f"takes ({side}, {side}, 3) inputs, the flags give "
                       "(28, 28, 3)", err)
+
+
+_CHILD_RUN = """
+import sys
+from balpoe_keras.experiments import runner
+from tests.experiments.image_folder_test import folder_config
+root, workdir = sys.argv[1:]
+runner.run_experiment(folder_config(
+    root, "--architecture=resnet8", "--batch_size=8", "--eval_batch_size=4",
+    "--epochs=1", "--warmup_epochs=0", "--max_train_steps_per_epoch=1",
+    "--notest_distributions", "--noexport", workdir=workdir))
+"""
+
+
+@pytest.mark.large
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="runs once, in the JAX suite")
+class MultiDeviceEvaluationTest(TestCase):
+    def test_two_devices_score_a_test_set_of_odd_size(self):
+        # 9 test images at batch 4: the last batch of 1 cannot be split
+        # over 2 devices; the evaluation failed after the whole training.
+        root, workdir = self.get_temp_dir(), self.get_temp_dir()
+        write_folder(root, [8, 8, 8], test_per_class=3, sides=(8, 8))
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))))
+        env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=repo,
+                   XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD_RUN, root, workdir], cwd=repo,
+            env=env, capture_output=True, text=True, timeout=600)
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        self.assertIn("2 device(s)", done.stdout)
+        with open(os.path.join(workdir, "report", "report.json")) as f:
+            self.assertEqual(json.load(f)["balanced"]["num_examples"], 9)
