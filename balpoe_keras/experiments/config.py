@@ -131,7 +131,8 @@ class ExperimentConfig:
         "resnet32 and 2 for resnet50/resnext50.", "Model")
     # === Optimisation ===
     epochs: int = _field(200, "Training epochs. A run may be resumed with "
-                         "more epochs to extend it.", "Optimisation",
+                         "more epochs to extend it (step schedule only).",
+                         "Optimisation",
                          resume_safe=True)
     global_batch_size: int = _field(128, "Global batch size (all "
                                     "devices and processes).", "Optimisation",

@@ -28,7 +28,8 @@ def check_workdir(config):
     """Refuses a workdir that holds a run with other settings.
 
     Only output settings (e.g. `--epochs` to extend a run, `--eval_every`,
-    `--export`) may change when a run resumes.
+    `--export`) may change when a run resumes; `--epochs` not under a
+    cosine schedule, whose every epoch's learning rate depends on it.
 
     Raises:
         WorkdirError: naming the differing flags and the way out
@@ -44,6 +45,16 @@ def check_workdir(config):
                 f"{path} cannot be read ({e}); pass --overwrite to start "
                 "over or choose another --workdir.") from None
         changed = config.differences(recorded)
+        if not changed and recorded.schedule == "cosine" and (
+                config.epochs != recorded.epochs):
+            raise WorkdirError(
+                f"{config.workdir} holds a run with --schedule=cosine over "
+                f"{recorded.epochs} epochs: its learning rate at every epoch "
+                f"follows from --epochs, so --epochs={config.epochs} would "
+                "restart it partway up a new curve instead of extending it. "
+                f"Keep --epochs={recorded.epochs}, pass --overwrite to train "
+                f"{config.epochs} epochs from the start, or choose another "
+                "--workdir.")
         if changed:
             listed = ", ".join(f"--{name}={_flag_text(new)} (the run used "
                                f"{_flag_text(old)})"

@@ -241,3 +241,30 @@ class CommandLineTest(TestCase):
             self.assertTrue(lines[0].startswith("error: "), lines[0])
             self.assertEqual(done.stdout, "")
         self.assertFalse(os.path.exists(workdir))
+
+
+class CosineExtensionTest(TestCase):
+    def test_more_epochs_refused_under_a_cosine_schedule_only(self):
+        # A cosine run "extended" from 180 to 400 epochs restarted at lr
+        # 0.0145 (cosine over 400) instead of ~2e-6, with only a note.
+        from balpoe_keras.experiments import workdir as workdir_lib
+
+        for schedule, refused in (("cosine", True), ("step", False)):
+            workdir = self.get_temp_dir()
+            first = parse(f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
+                          f"--workdir={workdir}", f"--schedule={schedule}",
+                          "--epochs=4", "--lr_step_epochs=2")
+            workdir_lib.record_config(first)
+            os.makedirs(os.path.join(workdir, "checkpoints"))
+            open(os.path.join(workdir, "checkpoints", "ckpt-0001.keras"),
+                 "w").close()
+            workdir_lib.check_workdir(first)  # The same run resumes.
+            longer = dataclasses.replace(first, epochs=8)
+            if refused:
+                with self.assertRaisesRegex(
+                        workdir_lib.WorkdirError,
+                        r"--schedule=cosine over 4 epochs.*--epochs=8.*"
+                        r"Keep --epochs=4"):
+                    workdir_lib.check_workdir(longer)
+            else:
+                workdir_lib.check_workdir(longer)
