@@ -29,6 +29,7 @@ import numpy as np
 from balpoe_keras import class_prior
 from balpoe_keras import models
 from balpoe_keras import training
+from balpoe_keras.experiments import config as config_lib
 from balpoe_keras.experiments import inputs
 from balpoe_keras.experiments import workdir as workdir_lib
 from balpoe_keras.tensorflow_check import is_tensorflow_installed
@@ -339,6 +340,26 @@ def _export_in_subprocess(model_path, export_dir, kwargs):
     return done.stdout.strip().splitlines()[-1]
 
 
+def late_drop_note(config):
+    """A note when step-schedule drops fall at or after `--epochs` (a
+    shorter run of a 200-epoch flagfile would train at the full rate
+    throughout), or None."""
+    late = [e for e in config.lr_step_epochs if e >= config.epochs]
+    if config.schedule != "step" or not late:
+        return None
+    how = ("never drops" if len(late) == len(config.lr_step_epochs)
+           else "drops fewer times")
+    note = (f"Note: the learning-rate drop(s) after epoch(s) "
+            f"{','.join(map(str, late))} (--lr_step_epochs) are not reached "
+            f"in --epochs={config.epochs}: the learning rate {how} in this "
+            "run.")
+    _, scaled = config_lib.scale_step_schedule(config.epochs)
+    if max(scaled) < config.epochs:
+        note += (" For the reference schedule scaled to this length pass "
+                 f"--lr_step_epochs={','.join(map(str, scaled))}.")
+    return note
+
+
 def _log_plan(config, experiment_data, model, steps, devices, pipeline,
               show_config=False, group=None):
     counts = experiment_data.class_counts
@@ -362,6 +383,9 @@ def _log_plan(config, experiment_data, model, steps, devices, pipeline,
         f"learning rate {config.scaled_learning_rate:g}, "
         f"lambdas {list(config.lambdas)} (taus {config.taus})."
     )
+    note = late_drop_note(config)
+    if note:
+        print(note)
     if group is not None and group.multi_process:
         print(f"Processes: {group.num_processes} (this is process "
               f"{group.process_index}, which writes {config.workdir}), "

@@ -268,3 +268,25 @@ class CosineExtensionTest(TestCase):
                     workdir_lib.check_workdir(longer)
             else:
                 workdir_lib.check_workdir(longer)
+
+
+class LateDropNoteTest(TestCase):
+    def test_drops_past_the_run_are_said_with_the_scaled_ones(self):
+        from balpoe_keras.experiments.runner import late_drop_note
+
+        def note(*flags):
+            return late_drop_note(parse(
+                f"--flagfile={FLAGFILE_DIR}/cifar100_ir100_standard.flags",
+                "--workdir=w", *flags))
+
+        self.assertEqual(
+            note("--epochs=100"),
+            "Note: the learning-rate drop(s) after epoch(s) 160,180 "
+            "(--lr_step_epochs) are not reached in --epochs=100: the "
+            "learning rate never drops in this run. For the reference "
+            "schedule scaled to this length pass --lr_step_epochs=80,90.")
+        self.assertIn("180 (--lr_step_epochs) are not reached in "
+                      "--epochs=170: the learning rate drops fewer times",
+                      note("--epochs=170"))
+        self.assertIsNone(note())
+        self.assertIsNone(note("--epochs=100", "--schedule=cosine"))
