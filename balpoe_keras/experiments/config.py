@@ -448,6 +448,13 @@ def validate_config(config):
     _require(config.eval_batch_size >= 1, "--eval_batch_size", "must be >= 1")
     _require(len(set(config.seeds)) == len(config.seeds), "--seeds",
              "give distinct seeds")
+    if config.seeds:
+        _require(config.eval_every == 0, "--eval_every",
+                 "--seeds scores each seed's test set after training only; "
+                 "drop the flag, or train one --seed at a time")
+        _require(config.checkpoint_every == 1, "--checkpoint_every",
+                 "--seeds saves every epoch; drop the flag, or train one "
+                 "--seed at a time")
     _require(config.checkpoint_every >= 1, "--checkpoint_every",
              "must be >= 1")
     _require(config.eval_every >= 0, "--eval_every",

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from jax import numpy as jnp
 
+from balpoe_keras.training.guards import NonFiniteLossError
 from balpoe_keras.training.run_folder import RunFolder
 
 STATE_FILENAME = "multi_seed_state.npz"
@@ -166,6 +167,22 @@ def _per_seed_logs(logs, seeds):
             for seed, value in zip(seeds, np.ravel(values))}
 
 
+def _check_finite_losses(logs, seeds, epoch):
+    """Raises `NonFiniteLossError` (before the epoch is logged or saved)
+    when a seed's epoch loss is NaN or infinite: a diverged seed would
+    otherwise train on and report NaN."""
+    losses = np.ravel(logs.get("loss", []))
+    bad = [(seed, float(v)) for seed, v in zip(seeds, losses)
+           if not np.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(
+            f"The training loss of seed(s) {[s for s, _ in bad]} became "
+            f"{bad[0][1]} in epoch {epoch + 1}; training stopped and no "
+            "checkpoint was written, so the last good one stays the latest. "
+            "Lower the learning rate, check the data for non-finite values, "
+            "or train in float32.")
+
+
 def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
                    steps_per_epoch=None, verbose=True):
     """Trains `trainer`'s seeds for `epochs` epochs, resuming.
@@ -195,6 +212,7 @@ def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
         logs = trainer.train_epoch(
             [ds[k] for ds in datasets] for k in range(steps))
         seconds = time.time() - tic
+        _check_finite_losses(logs, trainer.seeds, epoch)
         images = sum(len(ds.batch_indices(k)) for ds in datasets
                      for k in range(steps))
         folder.append_log(epoch, {

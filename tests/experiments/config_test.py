@@ -290,3 +290,15 @@ class LateDropNoteTest(TestCase):
                       note("--epochs=170"))
         self.assertIsNone(note())
         self.assertIsNone(note("--epochs=100", "--schedule=cosine"))
+
+
+class SeedsSettingsTest(TestCase):
+    def test_settings_seeds_cannot_honour_are_refused(self):
+        # --seeds ignored --eval_every and --checkpoint_every silently.
+        base = (f"--flagfile={FLAGFILE_DIR}/quickstart.flags", "--workdir=w",
+                "--seeds=1,2")
+        for flag in ("--eval_every=5", "--checkpoint_every=2"):
+            with self.assertRaisesRegex(config_lib.ConfigError,
+                                        f"{flag.split('=')[0]}: --seeds"):
+                parse(*base, flag)
+        parse(*base)

@@ -87,6 +87,29 @@ class MultiSeedTest(TestCase):
         with self.assertRaisesRegex(ValueError, "holds seeds \\[1, 2\\]"):
             other.restore(RunFolder(workdir).checkpoint_dir)
 
+    def test_a_diverged_seed_stops_before_its_epoch_is_saved(self):
+        # A seed whose loss turned NaN trained on and reported NaN.
+        import os
+        from unittest import mock
+
+        from balpoe_keras.training import jax_multi_seed
+        from balpoe_keras.training.guards import NonFiniteLossError
+
+        fns = [_dataset_fn(s) for s in (1, 2)]
+        workdir = self.get_temp_dir()
+        trainer = jax_multi_seed.MultiSeedTrainer(_build, [1, 2],
+                                                  fns[0](0)[0])
+        logs = {"loss": np.array([0.5, np.nan])}
+        with mock.patch.object(trainer, "train_epoch", return_value=logs):
+            with self.assertRaisesRegex(NonFiniteLossError,
+                                        r"seed\(s\) \[2\] became nan in "
+                                        r"epoch 1.*no checkpoint"):
+                jax_multi_seed.fit_multi_seed(trainer, fns, epochs=1,
+                                              workdir=workdir, verbose=False)
+        folder = RunFolder(workdir)
+        self.assertFalse(folder.has_training_state())
+        self.assertFalse(os.path.exists(folder.log_path))
+
     def test_needs_distinct_seeds(self):
         from balpoe_keras.training import jax_multi_seed
 
