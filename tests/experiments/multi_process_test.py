@@ -105,8 +105,9 @@ class MultiProcessRunTest(TestCase):
         self.assertIn("Processes: 2 (this is process 0", outputs[0][1])
         self.assertNotIn("Epoch 1/", outputs[1][1])  # Process 1 is quiet.
         self.assertEqual(sorted(os.listdir(two)),
-                         ["checkpoints", "config.json", "model.keras",
-                          "report", "tensorboard", "train_log.csv"])
+                         ["checkpoints", "config.json", "data.json",
+                          "model.keras", "report", "tensorboard",
+                          "train_log.csv"])
         uninterrupted = _weights(two)
         self.assertAllClose(_losses(two), _losses(self.one), atol=1e-5)
         for got, want in zip(uninterrupted, _weights(self.one)):
