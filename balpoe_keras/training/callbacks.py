@@ -52,6 +52,10 @@ class ImagesPerSecond(keras.callbacks.Callback):
         examples_per_epoch: optional int, exact images per epoch.
         key: the logs key.
         verbose: bool, print one line per epoch.
+        steps_per_epoch: optional int, the full epoch's steps: an epoch
+            that ran fewer (resumed mid-epoch) counts that share of
+            `examples_per_epoch` (it counted them all, over part of the
+            time).
     """
 
     async_safe = True  # Runs after Keras has read the step's logs.
@@ -62,10 +66,12 @@ class ImagesPerSecond(keras.callbacks.Callback):
         examples_per_epoch=None,
         key="images_per_sec",
         verbose=True,
+        steps_per_epoch=None,
     ):
         super().__init__()
         self.global_batch_size = int(global_batch_size)
         self.examples_per_epoch = examples_per_epoch
+        self.steps_per_epoch = steps_per_epoch
         self.key = key
         self.verbose = verbose
         self._start = None
@@ -89,6 +95,9 @@ class ImagesPerSecond(keras.callbacks.Callback):
         if self._end is None or self._steps == 0:
             return
         images = self.examples_per_epoch
+        if images and self.steps_per_epoch and (
+                self._steps < self.steps_per_epoch):
+            images = round(images * self._steps / self.steps_per_epoch)
         images = images or self._steps * self.global_batch_size
         seconds = max(self._end - self._start, 1e-9)
         rate = float(np.round(images / seconds, 2))

@@ -165,6 +165,7 @@ def fit(
             folder, callbacks, tensorboard, verbose,
             global_batch_size, examples_per_epoch,
             epochs, eval_fn and EpochEvaluation(eval_fn, eval_every, epochs),
+            steps,
         )  # fmt: skip
         first = start
         if step:  # Finish the interrupted epoch first, from its next batch.
@@ -419,13 +420,14 @@ def _make_callbacks(
     examples_per_epoch,
     epochs,
     evaluation,
+    steps_per_epoch=None,
 ):
     """Callbacks that add keys first, then the writers, then the user's."""
     result = [LearningRateLogger()]
     if global_batch_size or examples_per_epoch:
         result.append(ImagesPerSecond(
             global_batch_size or 0, examples_per_epoch=examples_per_epoch,
-            verbose=False))
+            verbose=False, steps_per_epoch=steps_per_epoch))
     if evaluation is not None:
         result.append(evaluation)
     if folder.writer:

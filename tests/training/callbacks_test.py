@@ -50,6 +50,18 @@ class ImagesPerSecondTest(TestCase):
             [3])
         self.assertEqual(logs["images_per_sec"], 25.0)
 
+    def test_an_epoch_resumed_mid_way_counts_its_share(self):
+        # Resumed after 3 of 4 steps: 1 step ran in 1 s, a quarter of the
+        # 100 images -> 25 images/s (it read 100 images/s before).
+        logs = _images_per_sec(
+            callbacks.ImagesPerSecond(32, 100, verbose=False,
+                                      steps_per_epoch=4), [0.0, 1.0], [0])
+        self.assertEqual(logs["images_per_sec"], 25.0)
+        logs = _images_per_sec(
+            callbacks.ImagesPerSecond(32, 100, verbose=False,
+                                      steps_per_epoch=4), [0.0, 4.0], [3])
+        self.assertEqual(logs["images_per_sec"], 25.0)  # A full epoch.
+
     def test_hooks_out_of_order_keep_the_last_step_and_time(self):
         # `async_safe`: Keras may run batch 3's hook before batch 1's.
         logs = _images_per_sec(callbacks.ImagesPerSecond(32, verbose=False),
