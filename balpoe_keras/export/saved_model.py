@@ -115,13 +115,11 @@ def export_saved_model(
     )
     preprocess = preprocess or preprocess_for_size(max(height, width))
     version_dir = os.path.join(os.fspath(export_dir), str(int(version)))
-    if os.path.exists(version_dir):
-        if not overwrite:
-            raise ValueError(
-                f"{version_dir} already exists. Pass a new `version` (TF "
-                "Serving serves the highest) or overwrite=True."
-            )
-        shutil.rmtree(version_dir)
+    if os.path.exists(version_dir) and not overwrite:
+        raise ValueError(
+            f"{version_dir} already exists. Pass a new `version` (TF "
+            "Serving serves the highest) or overwrite=True."
+        )
     bias = None
     if target_prior is not None:
         if np.size(target_prior) != len(class_names):
@@ -131,35 +129,60 @@ def export_saved_model(
             )
         bias = class_prior.deployment_prior_bias(
             target_prior, model.class_counts, model.lambdas)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    image_spec = tf.TensorSpec(
-        (None, height, width, channels), tf.float32, name="images"
-    )
-    raw_outputs = archive.add_endpoint(
-        "raw_outputs", _make_model_fn(model), input_signature=[image_spec]
-    )
-    postprocess = _make_postprocess(class_names, bias, top_k)
-    logits_fn = _make_logits_fn(raw_outputs, len(class_names))
-    serve_images = _make_image_endpoint(logits_fn, postprocess, image_spec)
-    serve_bytes = _make_bytes_endpoint(
-        logits_fn, postprocess, (height, width), channels, preprocess,
-        int(max_pixels),
-    )
-    archive.add_endpoint("serving_default", serve_images)
-    archive.add_endpoint("serving_bytes", serve_bytes)
-    archive.write_out(version_dir, verbose=False)
-    keras_path = os.path.join(version_dir, "model.keras")
-    model.save(keras_path)
-    metadata_path = _write_metadata(
-        version_dir, model, class_names, (height, width, channels),
-        target_prior, top_k, preprocess, int(max_pixels),
-    )
+    # Written beside it under a name TF Serving skips (not a number), and
+    # swapped in only when complete: a failed export leaves the version
+    # that was there.
+    final_dir = version_dir
+    version_dir = os.path.join(os.fspath(export_dir),
+                               f".writing-{int(version)}-{os.getpid()}")
+    shutil.rmtree(version_dir, ignore_errors=True)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        image_spec = tf.TensorSpec(
+            (None, height, width, channels), tf.float32, name="images"
+        )
+        raw_outputs = archive.add_endpoint(
+            "raw_outputs", _make_model_fn(model), input_signature=[image_spec]
+        )
+        postprocess = _make_postprocess(class_names, bias, top_k)
+        logits_fn = _make_logits_fn(raw_outputs, len(class_names))
+        serve_images = _make_image_endpoint(logits_fn, postprocess, image_spec)
+        serve_bytes = _make_bytes_endpoint(
+            logits_fn, postprocess, (height, width), channels, preprocess,
+            int(max_pixels),
+        )
+        archive.add_endpoint("serving_default", serve_images)
+        archive.add_endpoint("serving_bytes", serve_bytes)
+        archive.write_out(version_dir, verbose=False)
+        keras_path = os.path.join(version_dir, "model.keras")
+        model.save(keras_path)
+        _write_metadata(
+            version_dir, model, class_names, (height, width, channels),
+            target_prior, top_k, preprocess, int(max_pixels),
+        )
+    except BaseException:
+        shutil.rmtree(version_dir, ignore_errors=True)
+        raise
+    _swap_in(version_dir, final_dir)
     return {
-        "saved_model": version_dir,
-        "keras": keras_path,
-        "metadata": metadata_path,
+        "saved_model": final_dir,
+        "keras": os.path.join(final_dir, "model.keras"),
+        "metadata": os.path.join(final_dir, "assets.extra",
+                                 "export_metadata.json"),
     }
+
+
+def _swap_in(written, version_dir):
+    """Moves the complete export `written` to `version_dir`, replacing a
+    previous one (renamed aside first, then removed)."""
+    old = None
+    if os.path.exists(version_dir):
+        old = f"{written}-previous"
+        os.replace(version_dir, old)
+    os.replace(written, version_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _defaults_from_model(model, class_names, image_size, channels):
@@ -442,7 +465,7 @@ def _write_metadata(
         "target_prior": None
         if target_prior is None
         else np.asarray(target_prior, np.float64).tolist(),
-        "top_k": int(top_k),
+        "top_k": min(int(top_k), len(class_names)),  # As served.
         "preprocess": preprocess,
         "max_pixels": max_pixels,
         "signatures": ["serving_default", "serving_bytes", "raw_outputs"],

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -55,6 +56,30 @@ class ExportArgumentsTest(TestCase):
         with self.assertRaisesRegex(ValueError, "Expected a BalPoEClassifier"
                                     ".*Received a Sequential"):
             export_saved_model(plain, tmp, **kwargs)
+
+    def test_a_failed_overwrite_keeps_the_version_that_was_there(self):
+        # overwrite=True removed the version before checking target_prior
+        # (the runner always overwrites): a failed export left none.
+        from balpoe_keras.export import export_saved_model
+
+        model = build_tiny_model()
+        tmp = self.get_temp_dir()
+        kwargs = dict(class_names=NAMES, image_size=8, channels=3,
+                      overwrite=True, top_k=9)
+        first = export_saved_model(model, tmp, **kwargs)
+        with open(first["metadata"]) as f:
+            self.assertIn('"top_k": 4', f.read())  # As served: C = 4.
+        for bad in ([1, 2], [1, -2, 3, 1]):
+            with self.assertRaisesRegex(ValueError, "target_prior|negative"):
+                export_saved_model(model, tmp, target_prior=bad, **kwargs)
+            self.assertTrue(os.path.exists(first["keras"]))
+        with mock.patch("keras.Model.save", side_effect=OSError("disk")):
+            with self.assertRaisesRegex(OSError, "disk"):
+                export_saved_model(model, tmp, **kwargs)
+        self.assertEqual(sorted(os.listdir(tmp)), ["1"])  # No leftovers.
+        self.assertTrue(os.path.exists(first["keras"]))
+        export_saved_model(model, tmp, **kwargs)  # Replaced in place.
+        self.assertEqual(sorted(os.listdir(tmp)), ["1"])
 
     def test_what_a_model_without_names_or_size_cannot_tell(self):
         from balpoe_keras.export import export_saved_model
