@@ -92,6 +92,15 @@ def test_import_build_compile_change_no_global_state():
     assert "OK" in out.stdout, out.stdout
 
 
+def test_export_without_tensorflow_says_what_to_install():
+    # It failed with a bare "No module named 'tensorflow'".
+    out = _run(["-c", "import balpoe_keras.export"],
+               BALPOE_KERAS_NO_TENSORFLOW="1", KERAS_BACKEND="jax")
+    assert out.returncode == 1
+    assert ("needs TensorFlow: pip install 'balpoe_keras[tf]'"
+            in out.stderr), out.stderr[-2000:]
+
+
 def test_tool_environment_defaults_and_user_settings():
     assert cli.tensorflow_environment({}) == {
         "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}

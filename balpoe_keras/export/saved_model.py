@@ -16,10 +16,11 @@ ensemble logits, optionally plus a baked-in `log p_target`), `top_k_ids`
 or out-of-range pixels, a wrong image shape, bytes that are not an image,
 or an encoded image larger than `max_pixels` (read from its header before
 decoding, so a huge file cannot exhaust memory); an empty batch returns
-empty outputs. docs/reliability.md lists every case. Works for models
-built on the TensorFlow backend and, through `jax2tf`, on the JAX backend
-(TensorFlow must be installed); the torch backend is not supported. See
-docs/serving.md.
+empty outputs. docs/reliability.md lists every case. `raw_outputs`, the
+model's own two outputs for inspection, has none of these checks. Works
+for models built on the TensorFlow backend and, through `jax2tf`, on the
+JAX backend (TensorFlow must be installed); the torch backend is not
+supported. See docs/serving.md.
 """
 
 import json
