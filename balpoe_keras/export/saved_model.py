@@ -122,6 +122,13 @@ def export_saved_model(
             "Serving serves the highest) or overwrite=True."
         )
     bias = None
+    if isinstance(target_prior, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"target_prior takes (C,) counts or probabilities, not "
+            f"{target_prior!r}: for the training distribution pass "
+            "model.class_counts; to read a prior file, "
+            "balpoe_keras.experiments.predict.target_prior_from_file(path, "
+            "class_names).")
     if target_prior is not None:
         if np.size(target_prior) != len(class_names):
             raise ValueError(

@@ -69,6 +69,8 @@ class ExportArgumentsTest(TestCase):
         first = export_saved_model(model, tmp, **kwargs)
         with open(first["metadata"]) as f:
             self.assertIn('"top_k": 4', f.read())  # As served: C = 4.
+        with self.assertRaisesRegex(ValueError, "pass model.class_counts"):
+            export_saved_model(model, tmp, target_prior="train", **kwargs)
         for bad in ([1, 2], [1, -2, 3, 1]):
             with self.assertRaisesRegex(ValueError, "target_prior|negative"):
                 export_saved_model(model, tmp, target_prior=bad, **kwargs)
