@@ -1,4 +1,4 @@
-"""PNG plots of an evaluation report (matplotlib, Agg backend, lazy import).
+"""PNG plots of an evaluation report (matplotlib, imported lazily).
 
 Every function takes parts of the JSON-ready report dict, so plots can also
 be redrawn later from a saved `report.json`.
