@@ -45,6 +45,7 @@ mean in each learning-rate phase (`--lr_step_epochs`).
 import argparse
 import csv
 import glob
+import io
 import json
 import os
 import sys
@@ -74,8 +75,14 @@ def parse_run(text):
 
 
 def _read_csv(path):
+    """The rows of a log a run may be appending to: a last line without
+    its newline is a row still being written, left out (its cut number
+    would read as another value, or as none)."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        text = f.read()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def _number(value):

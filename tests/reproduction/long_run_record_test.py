@@ -158,6 +158,17 @@ class LongRunRecordTest(TestCase):
             record.parse_run("replica,torch,abc,/no/such/folder")
 
 
+class PartialRowTest(TestCase):
+    def test_a_row_still_being_written_is_left_out(self):
+        # An eval_log.csv ending in "49,80,6" (63.31 cut short) read as a
+        # mark of 6 % with no ECE, and the table and plot then failed.
+        folder = self.get_temp_dir()
+        with open(os.path.join(folder, "eval_log.csv"), "w") as f:
+            f.write("epoch,balanced_accuracy,ece\n39,60.5,7.25\n49,80,6")
+        self.assertEqual(record.read_curve(folder), [
+            {"epoch": 40, "balanced_accuracy": 60.5, "ece": 7.25}])
+
+
 class CurveComparisonTest(TestCase):
     """`format_curves`: the paired marks and their per-phase differences,
     against values worked out by hand."""
