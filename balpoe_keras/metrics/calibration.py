@@ -173,17 +173,24 @@ _PROBABILITY_TOLERANCE = 1e-3  # on each value; 1e-2 on row sums
 # (bfloat16 softmax rows sum to 1 within ~0.4%).
 
 
+def _probability_rows(y_pred):
+    """`(B,)` bool: the rows of `(B, C)` `y_pred` that are probability
+    distributions (every value in [0, 1] and a sum of 1, within the
+    tolerances; a NaN row is not)."""
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    tol = _PROBABILITY_TOLERANCE
+    inside = ops.logical_and(y_pred >= -tol, y_pred <= 1.0 + tol)
+    return ops.logical_and(
+        ops.all(inside, axis=-1),
+        ops.abs(ops.sum(y_pred, axis=-1) - 1.0) <= 10 * tol)
+
+
 def _count_non_probability_rows(y_pred):
     """Rows of `y_pred` `(B, C)` that are not probabilities (a value outside
     [0, 1], NaN included, or a sum away from 1); raises `ValueError` when
     the values are concrete (eager), else returns the count for the
     metric's NaN guard."""
-    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    tol = _PROBABILITY_TOLERANCE
-    inside = ops.logical_and(y_pred >= -tol, y_pred <= 1.0 + tol)
-    bad = ops.logical_or(
-        ops.logical_not(ops.all(inside, axis=-1)),
-        ops.logical_not(ops.abs(ops.sum(y_pred, axis=-1) - 1.0) <= 10 * tol))
+    bad = ops.logical_not(_probability_rows(y_pred))
     count = ops.sum(ops.cast(bad, "int32"))
     value = concrete_value(count)  # None in compiled steps: NaN instead.
     if value is not None and int(value):
@@ -201,13 +208,7 @@ def _count_probability_batches(y_pred):
     probability distribution (values in [0, 1], rows summing to 1: a
     softmax output; logits almost never are, in a whole batch), else 0;
     raises `ValueError` when the values are concrete (eager)."""
-    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    tol = _PROBABILITY_TOLERANCE
-    rows = ops.logical_and(
-        ops.all(ops.logical_and(y_pred >= -tol, y_pred <= 1.0 + tol),
-                axis=-1),
-        ops.abs(ops.sum(y_pred, axis=-1) - 1.0) <= 10 * tol)
-    count = ops.cast(ops.all(rows), "int32")
+    count = ops.cast(ops.all(_probability_rows(y_pred)), "int32")
     value = concrete_value(count)  # None in compiled steps: NaN instead.
     if value is not None and int(value):
         raise ValueError(
