@@ -215,11 +215,8 @@ class _Run:
             self.history.setdefault(key, []).extend(values)
         if guard.found:
             raise NonFiniteLossError(
-                f"The training loss became {guard.found[2]} at epoch "
-                f"{guard.found[0]}, step {guard.found[1]}; training stopped "
-                "and no checkpoint was written, so the last good one stays "
-                "the latest. Lower the learning rate, check the data for "
-                "non-finite values, or train in float32.")
+                "The training loss", guard.found[2],
+                f"at epoch {guard.found[0]}, step {guard.found[1]}")
         if self.request.signum is None:
             return
         if stopper.epoch_complete:

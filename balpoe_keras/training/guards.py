@@ -50,7 +50,20 @@ class TrainingInterrupted(Exception):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or Inf."""
+    """The training loss became NaN or Inf.
+
+    Args:
+        subject: whose loss, e.g. `"The training loss"`.
+        value: the non-finite value (nan, inf or -inf).
+        when: where in training, e.g. `"at epoch 2, step 3"`.
+    """
+
+    def __init__(self, subject, value, when):
+        super().__init__(
+            f"{subject} became {value} {when}; training stopped and no "
+            "checkpoint was written, so the last good one stays the latest. "
+            "Lower the learning rate, check the data for non-finite values, "
+            "or train in float32.")
 
 
 class StopRequest:

@@ -176,11 +176,8 @@ def _check_finite_losses(logs, seeds, epoch):
            if not np.isfinite(v)]
     if bad:
         raise NonFiniteLossError(
-            f"The training loss of seed(s) {[s for s, _ in bad]} became "
-            f"{bad[0][1]} in epoch {epoch + 1}; training stopped and no "
-            "checkpoint was written, so the last good one stays the latest. "
-            "Lower the learning rate, check the data for non-finite values, "
-            "or train in float32.")
+            f"The training loss of seed(s) {[s for s, _ in bad]}", bad[0][1],
+            f"in epoch {epoch + 1}")
 
 
 def fit_multi_seed(trainer, dataset_fns, *, epochs, workdir,
