@@ -215,8 +215,8 @@ def deployment_prior_bias(target_counts, class_counts, lambdas):
     counts = validate_class_counts(class_counts)
     if bias.size != len(counts):
         raise ValueError(
-            f"The target prior has {bias.size} entries for {len(counts)} "
-            "classes; give one per class.")
+            f"target_prior has {bias.size} entries for the model's "
+            f"{len(counts)} classes; give one per class.")
     mean = float(np.mean(np.asarray(lambdas, np.float64)))
     if abs(mean) < 1e-6:
         return bias

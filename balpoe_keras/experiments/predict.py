@@ -342,8 +342,6 @@ def prior_bias(model, target_prior):
         ValueError: a bad file or sequence (wrong length, negative, all
             zero).
     """
-    import numpy as np
-
     from balpoe_keras.class_prior import deployment_prior_bias
 
     if target_prior is None or (isinstance(target_prior, str)
@@ -354,10 +352,6 @@ def prior_bias(model, target_prior):
     elif isinstance(target_prior, (str, os.PathLike)):
         target_prior = target_prior_from_file(target_prior,
                                               class_names_of(model))
-    if np.size(target_prior) != model.num_classes:
-        raise ValueError(
-            f"target_prior has {np.size(target_prior)} entries for the "
-            f"model's {model.num_classes} classes; give one per class.")
     return deployment_prior_bias(target_prior, model.class_counts,
                                  model.lambdas)
 

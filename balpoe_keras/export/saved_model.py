@@ -130,11 +130,6 @@ def export_saved_model(
             "balpoe_keras.experiments.predict.target_prior_from_file(path, "
             "class_names).")
     if target_prior is not None:
-        if np.size(target_prior) != len(class_names):
-            raise ValueError(
-                f"target_prior has {np.size(target_prior)} entries for "
-                f"{len(class_names)} classes."
-            )
         bias = class_prior.deployment_prior_bias(
             target_prior, model.class_counts, model.lambdas)
     # Written beside it under a name TF Serving skips (not a number), and
