@@ -392,6 +392,66 @@ class ImageRangeTest(TestCase):
         with self.assertRaisesRegex(ValueError, "/ 255"):
             model.predict(stream(False), steps=2, verbose=0)
 
+    def test_a_stream_wrong_throughout_stops_after_its_first_step(self):
+        # A 0-255 stream (or a shifted label map) used to train a whole
+        # epoch before the error; now the first step is the only one taken
+        # (also with steps_per_execution > 1: its first execution), and an
+        # evaluation scores one batch. Each step is counted by a callback.
+        x, y = _data(n=32)
+
+        def stream(scale, shift):
+            while True:
+                for lo in range(0, 32, 8):
+                    yield (x[lo:lo + 8] * scale,
+                           (y[lo:lo + 8] + shift).astype("int32"))
+
+        class Steps(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.train = self.test = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.train += 1
+
+            def on_test_batch_end(self, batch, logs=None):
+                self.test += 1
+
+        # PyTorch's eager loss names the labels before the first update.
+        eager = keras.backend.backend() == "torch"
+        label_where = ("Found" if eager else "first step of epoch 1",
+                       "Found" if eager else "first step of the evaluation")
+        first = ("first step of epoch 1", "first step of the evaluation")
+        cases = ((255.0, 0, "/ 255", 1, first),
+                 (1.0, 4, r"\[0, 4\)", 1, label_where),
+                 (255.0, 0, "/ 255", 2, first))
+        for scale, shift, message, per_execution, where in cases:
+            if eager and per_execution > 1:
+                continue  # Keras' PyTorch trainer takes 1 only.
+            model = _model()
+            model.compile(steps_per_execution=per_execution)
+            steps = Steps()
+            with self.assertRaisesRegex(
+                    ValueError, f"(?=.*{message})(?=.*{where[0]})"):
+                model.fit(stream(scale, shift), steps_per_epoch=8, epochs=3,
+                          callbacks=[steps], verbose=0)
+            self.assertLessEqual(steps.train, 1)
+            with self.assertRaisesRegex(
+                    ValueError, f"(?=.*{message})(?=.*{where[1]})"):
+                model.evaluate(stream(scale, shift), steps=8, verbose=0,
+                               callbacks=[steps])
+            self.assertLessEqual(steps.test, 1)
+        # A bad batch later in the epoch is still caught at its end.
+        model = _model()
+        model.compile()
+
+        def late():
+            yield x[:8], y[:8]
+            while True:
+                yield x[8:16] * 255.0, y[8:16]
+
+        with self.assertRaisesRegex(ValueError, r"\) in epoch 1 had.*/ 255"):
+            model.fit(late(), steps_per_epoch=4, verbose=0)
+
     def test_non_finite_pixels_refused_before_they_reach_the_weights(self):
         x, y = _data(n=32)
         model = _model()

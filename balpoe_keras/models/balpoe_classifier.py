@@ -294,9 +294,10 @@ class BalPoEClassifier(keras.Model):
         the classes, and weighting them again would break the loss's Fisher
         consistency. Labels outside `[0, C)` and images outside [0, 1]
         raise `ValueError`: NumPy inputs (also a NumPy `validation_data`
-        tuple) before training, streamed ones at the end of the epoch that
-        saw them. A NumPy `sample_weight` (or validation weight) with NaN,
-        inf or negative values is refused before training.
+        tuple) before training, streamed ones after the first step of each
+        epoch and at the end of the epoch that saw them. A NumPy
+        `sample_weight` (or validation weight) with NaN, inf or negative
+        values is refused before training.
         """
         call = _bound(keras.Model.fit, self, args, kwargs)
         arguments = call.arguments
@@ -596,12 +597,42 @@ def _checked_batches(batches):
 
 class _LabelGuard(keras.callbacks.Callback):
     """Raises `ValueError` when a compiled step saw labels outside `[0, C)`
-    or images outside [0, 1]: at the end of the epoch or evaluation that
-    saw them (before any later callback records or checkpoints it), where
-    it reads the model's counts once. It has no batch hooks, so Keras may
-    run the others' off the training thread (`async_safe`)."""
+    or images outside [0, 1]: after the first step (or first execution of
+    `steps_per_execution` steps) of each epoch and evaluation, so that a
+    stream that is wrong throughout (0-255 pixels, a shifted label map)
+    stops at once, and at the end of the epoch or evaluation (before any
+    later callback records or checkpoints it). It reads the model's
+    counts at those two points only, and has no batch-end hooks, so Keras
+    may run the others' off the training thread (`async_safe`)."""
 
     async_safe = True
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+        self._first_step_checked = False
+
+    def _check_first_step(self, batch, when):
+        # Batch-begin hooks run on the training thread, in order; a later
+        # batch's begin follows the first step's completion.
+        if batch > 0 and not self._first_step_checked:
+            self._first_step_checked = True
+            self._check(when)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._first_step_checked = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._check_first_step(
+            batch, f"in the first step of epoch {self._epoch + 1} (the "
+            "model took that step)")
+
+    def on_test_begin(self, logs=None):
+        self._first_step_checked = False
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._check_first_step(batch, "in the first step of the evaluation")
 
     def _check(self, when):
         sync = getattr(self.model, "jax_state_sync", None)
@@ -630,6 +661,8 @@ class _LabelGuard(keras.callbacks.Callback):
 
     def on_test_end(self, logs=None):
         self._check("in the evaluation")
+        # Keras' end-of-epoch validation runs inside the training epoch.
+        self._first_step_checked = True
 
 
 @contextlib.contextmanager
