@@ -149,6 +149,43 @@ class FolderFaultTest(TestCase):
                                     recipe="none", seed=0)
             self.assertEqual(sum(int(b[0].shape[0]) for b in ds), 4)
 
+    def test_jpeg_cut_after_an_embedded_thumbnail_is_named(self):
+        # An EXIF thumbnail is a whole JPEG (ending in FFD9) inside the
+        # APP1 header segment: a file cut short after it passed the check
+        # (a marker was found) and failed in the decoder, naming no file.
+        import tensorflow as tf
+
+        from balpoe_keras.data.tfdata.decode import check_encoded_image
+        from balpoe_keras.data.tfdata.decode import decode_rgb
+
+        main = _jpeg(11, size=32)
+        payload = b"Exif\0\0" + _jpeg(12)
+        app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+        whole = main[:2] + app1 + main[2:]
+        np.testing.assert_array_equal(  # The segment is skipped in decoding.
+            decode_rgb(tf.constant(whole)).numpy(),
+            decode_rgb(tf.constant(main)).numpy())
+        check_encoded_image(tf.constant(whole), "whole.jpg")
+        check_encoded_image(tf.constant(whole + b"trailer"), "whole.jpg")
+        for cut in (len(main[:2] + app1) + 40,  # In the image data.
+                    len(main[:2] + app1) + 2,   # Before its first segment.
+                    len(main[:2]) + 30):        # Inside the thumbnail.
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                        "empty or truncated(.|\\n)*cut.jpg"):
+                check_encoded_image(tf.constant(whole[:cut]), "cut.jpg")
+        # Headers that are no plain segment chain (stray bytes, which
+        # libjpeg skips), or a chain of more than 64 segments, fall back
+        # to looking for the marker anywhere: such a file is not refused.
+        # (The trailer sends each through the search.)
+        odd = main[:2] + b"\x00\x00" + main[2:] + b"trailer"
+        comments = b"\xff\xfe\x00\x04ab" * 70
+        many = main[:2] + comments + main[2:] + b"trailer"
+        for data in (odd, many):
+            check_encoded_image(tf.constant(data), "odd.jpg")
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    "empty or truncated"):
+            check_encoded_image(tf.constant(many[:len(many) // 2]), "cut")
+
     def test_class_folder_without_images_is_named(self):
         from balpoe_keras.data.image_folder import load_image_folder
 

@@ -139,35 +139,111 @@ def check_encoded_image(data, path):
 
     Fails (InvalidArgumentError: "Unreadable image file (empty or
     truncated): <path>") for an empty file, or a JPEG / PNG without its
-    end marker (`FFD9` / `IEND`) anywhere after its signature; decoders
-    report those without the file name, mid-training. The marker may sit
-    before trailing bytes (phones append metadata or a motion photo's
-    video after a JPEG's end), which decoders ignore. A JPEG cut short
-    after an embedded EXIF thumbnail (which ends with its own `FFD9`)
-    passes, and its decoder's error names no file.
+    end marker (`FFD9` / `IEND`); decoders report those without the file
+    name, mid-training. Most files end with the marker (a check of their
+    last bytes); otherwise it is searched for: it may sit before trailing
+    bytes (phones append metadata or a motion photo's video after a
+    JPEG's end), which decoders ignore. A JPEG's marker must follow the
+    start of its image data (`_jpeg_scan_start`), so one cut short after
+    an embedded EXIF thumbnail (a whole JPEG inside a header segment,
+    with its own `FFD9`) is named too, unless cut exactly at the
+    thumbnail's end.
     """
     size = tf.strings.length(data)
     is_jpeg = tf.equal(header_bytes(data, 0, 3), b"\xff\xd8\xff")
     is_png = tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n")
 
-    def has(marker):
-        body = tf.io.decode_raw(tf.strings.substr(data, 2, size), tf.uint8)
-        found = tf.ones_like(body[len(marker) - 1:], tf.bool)
-        for k, byte in enumerate(marker):
-            end = tf.shape(body)[0] - (len(marker) - 1 - k)
-            found = tf.logical_and(found, tf.equal(body[k:end], byte))
-        return tf.reduce_any(found)
+    def ends_with(marker, before):
+        return tf.equal(tf.strings.substr(
+            data, tf.maximum(size - before, 0), len(marker)), marker)
 
-    complete = tf.case([
-        (tf.logical_and(is_jpeg, size > 4), lambda: has(b"\xff\xd9")),
-        (tf.logical_and(is_png, size > 6), lambda: has(b"IEND")),
-    ], default=lambda: tf.logical_not(tf.logical_or(is_jpeg, is_png)),
-        exclusive=True)
+    at_end = tf.logical_or(
+        tf.logical_and(is_jpeg, ends_with(b"\xff\xd9", 2)),
+        tf.logical_and(is_png, ends_with(b"IEND", 8)))
+    complete = tf.cond(
+        tf.logical_or(at_end, tf.logical_not(tf.logical_or(is_jpeg, is_png))),
+        lambda: tf.constant(True), lambda: _searched_complete(data))
     check = tf.debugging.Assert(
         tf.logical_and(size > 0, complete),
         ["Unreadable image file (empty or truncated):", path])
     with tf.control_dependencies([check]):
         return tf.identity(data)
+
+
+@tf.function(autograph=False, reduce_retracing=True,
+             experimental_attributes={"_noinline": True})
+def _searched_complete(data):
+    """True for a JPEG / PNG whose end marker is found before trailing
+    bytes. A function of its own, not inlined: its ops would otherwise
+    cost every file's check, also where it does not run."""
+    size = tf.strings.length(data)
+    is_jpeg = tf.equal(header_bytes(data, 0, 3), b"\xff\xd8\xff")
+    is_png = tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+
+    def jpeg():
+        start = _jpeg_scan_start(data, size)
+        return tf.case([
+            (start >= 0, lambda: _has(data, b"\xff\xd9", start + 2)),
+            (tf.equal(start, -1), lambda: tf.constant(False)),
+        ], default=lambda: _has(data, b"\xff\xd9", 2))
+
+    return tf.case([
+        (tf.logical_and(is_jpeg, size > 4), jpeg),
+        (tf.logical_and(is_png, size > 6), lambda: _has(data, b"IEND", 8)),
+    ], default=lambda: tf.constant(False), exclusive=True)
+
+
+def _has(data, marker, start):
+    """True when `marker` occurs in `data` from byte `start` on."""
+    body = tf.io.decode_raw(
+        tf.strings.substr(data, start, tf.strings.length(data)), tf.uint8)
+    found = tf.ones_like(body[len(marker) - 1:], tf.bool)
+    for k, byte in enumerate(marker):
+        end = tf.shape(body)[0] - (len(marker) - 1 - k)
+        found = tf.logical_and(found, tf.equal(body[k:end], byte))
+    return tf.reduce_any(found)
+
+
+# A JPEG's header segments are followed to its first scan over at most
+# 2**6 = 64 segments (photos carry about 10-20: APPn metadata, ICC
+# chunks, tables); a longer chain falls back to a search from byte 2.
+_JPEG_SEGMENT_DOUBLINGS = 6
+
+
+def _jpeg_scan_start(data, size):
+    """Byte offset of a JPEG's first start-of-scan marker (`FFDA`), found
+    by following its header segments by their lengths from byte 2, so
+    that bytes inside a segment (an EXIF thumbnail's markers) are
+    skipped; -1 when the chain runs past the end (a file cut short in its
+    headers), -2 when the bytes are not a segment chain (or one of more
+    than 64 segments).
+
+    Without a loop: each byte offset gets the offset its segment leads
+    to, and that table is composed with itself 6 times (pointer
+    doubling); a scan's start and the two outcomes are fixed points."""
+    body = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+    padded = tf.concat([body, tf.zeros([4], tf.int32)], 0)
+    offsets = tf.range(size)
+    first, second = body, padded[1:size + 1]
+    length = padded[2:size + 2] * 256 + padded[3:size + 3]
+    standalone = tf.logical_or(tf.equal(second, 0x01), tf.logical_and(
+        second >= 0xD0, second <= 0xD8))
+    scan = tf.logical_and(tf.equal(first, 0xFF), tf.equal(second, 0xDA))
+    leads_to = tf.where(tf.equal(second, 0xFF), offsets + 1, tf.where(
+        standalone, offsets + 2, offsets + 2 + length))
+    ran_out, not_a_chain = size, size + 1
+    table = tf.where(
+        offsets + 3 >= size, ran_out, tf.where(
+            scan, offsets, tf.where(
+                tf.not_equal(first, 0xFF), not_a_chain,
+                tf.minimum(leads_to, ran_out))))
+    table = tf.concat([table, tf.stack([ran_out, not_a_chain])], 0)
+    for _ in range(_JPEG_SEGMENT_DOUBLINGS):
+        table = tf.gather(table, table)
+    end = table[2]
+    is_scan = tf.gather(tf.concat([scan, [False, False]], 0), end)
+    return tf.where(tf.equal(end, ran_out), -1,
+                    tf.where(is_scan, end, -2))
 
 
 def _decode(path):
