@@ -94,8 +94,7 @@ def _check_exists(paths, check_files, root):
         return
     to_check = paths
     if check_files == "sample":
-        step = max(1, len(paths) // 100)
-        to_check = paths[::step]
+        to_check = [paths[i] for i in _evenly_spaced(len(paths), 100)]
     missing = [p for p in to_check if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(
@@ -108,6 +107,13 @@ def _check_exists(paths, check_files, root):
         raise ValueError(
             f"{len(empty)} listed image file(s) are empty (0 bytes), e.g. "
             f"{empty[:5]}. Replace them or remove them from the list.")
+
+
+def _evenly_spaced(count, at_most):
+    """Up to `at_most` distinct indices evenly spaced over `range(count)`,
+    first and last included."""
+    return np.unique(np.linspace(0, count - 1, min(count, at_most))
+                     .round().astype(np.int64)) if count else []
 
 
 def load_benchmark_list(benchmark, split, data_dir, list_dir=None,

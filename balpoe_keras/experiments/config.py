@@ -70,7 +70,9 @@ class ExperimentConfig:
     data_dir: str = _field(None, "Folder holding the dataset (meaning per "
                            "dataset, docs/data.md); an error if it does not "
                            "exist. Default: $BALPOE_KERAS_DATA, then the "
-                           "user cache.", "Data", resume_safe=True)
+                           "user cache (tfds datasets: $TFDS_DATA_DIR, "
+                           "then ~/tensorflow_datasets).", "Data",
+                           resume_safe=True)
     imbalance_ratio: float = _field(
         None, "max/min class count of the long-tailed train set (the "
         "reference's imb_factor is its inverse). Default: 100 for CIFAR and "
@@ -180,10 +182,12 @@ class ExperimentConfig:
         "within seed noise (reproduction/RESULTS.md).", "Run",
         choices=PRECISIONS)
     jit_compile: str = _field(
-        "auto", "XLA (TF, JAX) or torch.compile (PyTorch); auto = on for "
-        "JAX and for TensorFlow on GPUs, off for TensorFlow on the CPU "
-        "(slower) and for PyTorch (Keras' default; torch.compile breaks "
-        "its graph in every Keras layer).", "Run", choices=JIT,
+        "auto", "XLA (TF, JAX) or torch.compile (PyTorch); auto = Keras' "
+        "choice: on for JAX; off for TensorFlow on the CPU (slower) and "
+        "under a tf.distribute strategy, which the runner trains under "
+        "on GPUs (true asks for XLA there); off for PyTorch "
+        "(torch.compile breaks its graph in every Keras layer).", "Run",
+        choices=JIT,
         resume_safe=True)
     eval_batch_size: int = _field(256, "Evaluation batch size.", "Run",
                                   resume_safe=True)

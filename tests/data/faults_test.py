@@ -213,6 +213,13 @@ class ListAndIdxFaultTest(TestCase):
         _write(os.path.join(root, "img137.jpg"), b"")
         with self.assertRaisesRegex(ValueError, r"empty \(0 bytes\).*img137"):
             read_list_file(listing, root)
+        # "sample": 100 evenly spaced files, the first and last among them
+        # (every other file of 250 before: 125); img137 is not one.
+        read_list_file(listing, root, check_files="sample")
+        os.remove(os.path.join(root, "img249.jpg"))
+        with self.assertRaisesRegex(FileNotFoundError,
+                                    r"1 of 100 .*img249.jpg"):
+            read_list_file(listing, root, check_files="sample")
 
     def test_idx_with_a_wrong_magic_number_is_named(self):
         path = os.path.join(self.get_temp_dir(), "train-images-idx3-ubyte")
