@@ -221,6 +221,11 @@ class _Run:
             return
         if stopper.epoch_complete:
             epoch, step, path = stopper.epoch + 1, 0, saver.last_path
+            if saver.last_epoch != epoch:
+                # The signal came after this epoch's checkpoint callback
+                # (which saw no request and saved only if due).
+                path = self.manager.save(self.model, epoch, self.epochs,
+                                         self.seed)
         else:  # Interrupted mid-epoch.
             epoch, step = stopper.epoch, stopper.steps_done
             path = self.manager.save(self.model, epoch, self.epochs,
@@ -239,7 +244,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
     def __init__(self, run, stopper, guard):
         super().__init__()
         self.run, self.stopper, self.guard = run, stopper, guard
-        self.last_path = None
+        self.last_path, self.last_epoch = None, None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.found or not self.stopper.epoch_complete:
@@ -249,6 +254,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         if requested or _is_due(epoch, run.checkpoint_every, run.epochs):
             self.last_path = run.manager.save(self.model, epoch + 1,
                                               run.epochs, run.seed)
+            self.last_epoch = epoch + 1
         if requested:
             self.model.stop_training = True
 

@@ -457,6 +457,34 @@ class SignalResumeTest(TestCase):
         _assert_bitwise_equal_final_weights(self, term, _uninterrupted_run())
 
 
+class SignalAfterTheCheckpointTest(TestCase):
+    def test_a_signal_after_an_epochs_checkpoint_callback_saves_it(self):
+        # With checkpoint_every=2, epoch 1 is not due; a signal arriving
+        # after the checkpoint callback ran (before Keras' stop check)
+        # ended training after epoch 1 but named the last saved
+        # checkpoint (none: "saved None") and lost the epoch.
+        saver_end = fit_lib._EpochCheckpoint.on_epoch_end
+
+        def then_signal(callback, epoch, logs=None):
+            saver_end(callback, epoch, logs)
+            if epoch == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        workdir = self.get_temp_dir()
+        with mock.patch.object(fit_lib._EpochCheckpoint, "on_epoch_end",
+                               then_signal):
+            with self.assertRaises(TrainingInterrupted) as stopped:
+                fit(_make_model(), _dataset_fn, epochs=_EPOCHS,
+                    workdir=workdir, checkpoint_every=2, seed=7, **_QUIET)
+        manager = CheckpointManager(os.path.join(workdir, "checkpoints"))
+        self.assertEqual(manager.read_state()["checkpoint"],
+                         "ckpt-0001.keras")
+        self.assertIn("Stopped by SIGTERM after epoch 1; saved ",
+                      str(stopped.exception))
+        self.assertTrue(stopped.exception.checkpoint.endswith(
+            "ckpt-0001.keras"), stopped.exception.checkpoint)
+
+
 class _SignalAt(keras.callbacks.Callback):
     """Sends itself a signal during batch `batch` of epoch `epoch`."""
 
