@@ -451,6 +451,11 @@ class ImageRangeTest(TestCase):
 
         with self.assertRaisesRegex(ValueError, r"\) in epoch 1 had.*/ 255"):
             model.fit(late(), steps_per_epoch=4, verbose=0)
+        # Also with validation_data, whose evaluation resets the counts
+        # before the epoch ends (the error was lost there).
+        with self.assertRaisesRegex(ValueError, r"\) in epoch 1 had.*/ 255"):
+            model.fit(late(), steps_per_epoch=4, verbose=0,
+                      validation_data=(x[:8], y[:8]))
 
     def test_non_finite_pixels_refused_before_they_reach_the_weights(self):
         x, y = _data(n=32)

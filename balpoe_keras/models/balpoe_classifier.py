@@ -601,15 +601,17 @@ class _LabelGuard(keras.callbacks.Callback):
     `steps_per_execution` steps) of each epoch and evaluation, so that a
     stream that is wrong throughout (0-255 pixels, a shifted label map)
     stops at once, and at the end of the epoch or evaluation (before any
-    later callback records or checkpoints it). It reads the model's
-    counts at those two points only, and has no batch-end hooks, so Keras
-    may run the others' off the training thread (`async_safe`)."""
+    later callback records or checkpoints it; for an epoch with
+    `validation_data`, when its validation begins, as that resets the
+    counts). It reads the model's counts at those points only, and has no
+    batch-end hooks, so Keras may run the others' off the training thread
+    (`async_safe`)."""
 
     async_safe = True
 
     def __init__(self):
         super().__init__()
-        self._epoch = 0
+        self._epoch, self._in_epoch = 0, False
         self._first_step_checked = False
 
     def _check_first_step(self, batch, when):
@@ -620,7 +622,7 @@ class _LabelGuard(keras.callbacks.Callback):
             self._check(when)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._epoch, self._in_epoch = epoch, True
         self._first_step_checked = False
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -629,6 +631,10 @@ class _LabelGuard(keras.callbacks.Callback):
             "model took that step)")
 
     def on_test_begin(self, logs=None):
+        if self._in_epoch:
+            # fit's validation, before the epoch ends: it resets the
+            # counts, so the training steps' are read now.
+            self._check(f"in epoch {self._epoch + 1}")
         self._first_step_checked = False
 
     def on_test_batch_begin(self, batch, logs=None):
@@ -657,11 +663,13 @@ class _LabelGuard(keras.callbacks.Callback):
                 "finite (NaN, inf)"))
 
     def on_epoch_end(self, epoch, logs=None):
+        self._in_epoch = False
         self._check(f"in epoch {epoch + 1}")
 
     def on_test_end(self, logs=None):
         self._check("in the evaluation")
-        # Keras' end-of-epoch validation runs inside the training epoch.
+        # Keras' end-of-epoch validation runs inside the training epoch;
+        # the epoch-end check then reads the validation's counts.
         self._first_step_checked = True
 
 

@@ -180,8 +180,17 @@ class FolderFaultTest(TestCase):
         odd = main[:2] + b"\x00\x00" + main[2:] + b"trailer"
         comments = b"\xff\xfe\x00\x04ab" * 70
         many = main[:2] + comments + main[2:] + b"trailer"
-        for data in (odd, many):
+        stray = main[:20] + b"\xff\x00" + main[20:] + b"\0"  # After APP0.
+        # Headers past the first 256 KiB (four 64 KiB comments) are not
+        # followed; a trailer of 1 MiB is not read by the walk.
+        comment = b"\xff\xfe\xff\xff" + bytes(65533)
+        long_headers = main[:2] + comment * 4 + main[2:] + b"trailer"
+        big_trailer = main + bytes(1 << 20)
+        for data in (odd, many, stray, long_headers, big_trailer):
             check_encoded_image(tf.constant(data), "odd.jpg")
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    "empty or truncated"):  # Cut to FFD8.
+            check_encoded_image(tf.constant(main[:2]), "cut")
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
                                     "empty or truncated"):
             check_encoded_image(tf.constant(many[:len(many) // 2]), "cut")

@@ -146,11 +146,13 @@ def check_encoded_image(data, path):
     JPEG's end), which decoders ignore. A JPEG's marker must follow the
     start of its image data (`_jpeg_scan_start`), so one cut short after
     an embedded EXIF thumbnail (a whole JPEG inside a header segment,
-    with its own `FFD9`) is named too, unless cut exactly at the
-    thumbnail's end.
+    with its own `FFD9`) is named too. A file cut right after an `FFD9`
+    pair in its headers (the thumbnail's end, or such bytes in other
+    metadata) ends with a marker and passes; its decoder's error names no
+    file.
     """
     size = tf.strings.length(data)
-    is_jpeg = tf.equal(header_bytes(data, 0, 3), b"\xff\xd8\xff")
+    is_jpeg = tf.equal(header_bytes(data, 0, 2), b"\xff\xd8")
     is_png = tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n")
 
     def ends_with(marker, before):
@@ -158,7 +160,8 @@ def check_encoded_image(data, path):
             data, tf.maximum(size - before, 0), len(marker)), marker)
 
     at_end = tf.logical_or(
-        tf.logical_and(is_jpeg, ends_with(b"\xff\xd9", 2)),
+        tf.logical_and(tf.logical_and(is_jpeg, size > 4),
+                       ends_with(b"\xff\xd9", 2)),
         tf.logical_and(is_png, ends_with(b"IEND", 8)))
     complete = tf.cond(
         tf.logical_or(at_end, tf.logical_not(tf.logical_or(is_jpeg, is_png))),
@@ -177,7 +180,7 @@ def _searched_complete(data):
     bytes. A function of its own, not inlined: its ops would otherwise
     cost every file's check, also where it does not run."""
     size = tf.strings.length(data)
-    is_jpeg = tf.equal(header_bytes(data, 0, 3), b"\xff\xd8\xff")
+    is_jpeg = tf.equal(header_bytes(data, 0, 2), b"\xff\xd8")
     is_png = tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n")
 
     def jpeg():
@@ -206,44 +209,53 @@ def _has(data, marker, start):
 
 # A JPEG's header segments are followed to its first scan over at most
 # 2**6 = 64 segments (photos carry about 10-20: APPn metadata, ICC
-# chunks, tables); a longer chain falls back to a search from byte 2.
+# chunks, tables) within its first 256 KiB; a longer chain, or one going
+# further, falls back to a search of the whole file.
 _JPEG_SEGMENT_DOUBLINGS = 6
+_JPEG_HEADER_BYTES = 1 << 18
 
 
 def _jpeg_scan_start(data, size):
     """Byte offset of a JPEG's first start-of-scan marker (`FFDA`), found
     by following its header segments by their lengths from byte 2, so
     that bytes inside a segment (an EXIF thumbnail's markers) are
-    skipped; -1 when the chain runs past the end (a file cut short in its
-    headers), -2 when the bytes are not a segment chain (or one of more
-    than 64 segments).
+    skipped; -1 when the chain runs past the end of the file (a file cut
+    short in its headers), -2 when the bytes are not a segment chain
+    (stray bytes, which decoders skip), or one of more than 64 segments
+    or beyond the first `_JPEG_HEADER_BYTES`.
 
-    Without a loop: each byte offset gets the offset its segment leads
-    to, and that table is composed with itself 6 times (pointer
-    doubling); a scan's start and the two outcomes are fixed points."""
-    body = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+    Without a loop (a loop in the graph slows every file's check): each
+    byte offset gets the offset its segment leads to, and that table is
+    composed with itself 6 times (pointer doubling); a scan's start and
+    the outcomes are fixed points."""
+    n = tf.minimum(size, _JPEG_HEADER_BYTES)
+    body = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 0, n),
+                                    tf.uint8), tf.int32)
     padded = tf.concat([body, tf.zeros([4], tf.int32)], 0)
-    offsets = tf.range(size)
-    first, second = body, padded[1:size + 1]
-    length = padded[2:size + 2] * 256 + padded[3:size + 3]
+    offsets = tf.range(n)
+    first, second = body, padded[1:n + 1]
+    length = padded[2:n + 2] * 256 + padded[3:n + 3]
+    fill = tf.equal(second, 0xFF)
     standalone = tf.logical_or(tf.equal(second, 0x01), tf.logical_and(
         second >= 0xD0, second <= 0xD8))
+    marker = tf.logical_and(tf.equal(first, 0xFF), tf.logical_or(
+        fill, tf.logical_or(tf.equal(second, 0x01), second >= 0xC0)))
     scan = tf.logical_and(tf.equal(first, 0xFF), tf.equal(second, 0xDA))
-    leads_to = tf.where(tf.equal(second, 0xFF), offsets + 1, tf.where(
+    leads_to = tf.where(fill, offsets + 1, tf.where(
         standalone, offsets + 2, offsets + 2 + length))
-    ran_out, not_a_chain = size, size + 1
+    ran_out, not_a_chain = n, n + 1
     table = tf.where(
-        offsets + 3 >= size, ran_out, tf.where(
+        offsets + 3 >= n, ran_out, tf.where(
             scan, offsets, tf.where(
-                tf.not_equal(first, 0xFF), not_a_chain,
+                tf.logical_not(marker), not_a_chain,
                 tf.minimum(leads_to, ran_out))))
     table = tf.concat([table, tf.stack([ran_out, not_a_chain])], 0)
     for _ in range(_JPEG_SEGMENT_DOUBLINGS):
         table = tf.gather(table, table)
     end = table[2]
     is_scan = tf.gather(tf.concat([scan, [False, False]], 0), end)
-    return tf.where(tf.equal(end, ran_out), -1,
-                    tf.where(is_scan, end, -2))
+    past_the_file = tf.logical_and(tf.equal(end, ran_out), tf.equal(n, size))
+    return tf.where(is_scan, end, tf.where(past_the_file, -1, -2))
 
 
 def _decode(path):
