@@ -418,9 +418,9 @@ class ImageRangeTest(TestCase):
 
         # PyTorch's eager loss names the labels before the first update.
         eager = keras.backend.backend() == "torch"
-        label_where = ("Found" if eager else "first step of epoch 1",
-                       "Found" if eager else "first step of the evaluation")
-        first = ("first step of epoch 1", "first step of the evaluation")
+        first = ("first step trained in epoch 1",
+                 "first step of the evaluation")
+        label_where = ("Found", "Found") if eager else first
         cases = ((255.0, 0, "/ 255", 1, first),
                  (1.0, 4, r"\[0, 4\)", 1, label_where),
                  (255.0, 0, "/ 255", 2, first))

@@ -627,8 +627,8 @@ class _LabelGuard(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self._check_first_step(
-            batch, f"in the first step of epoch {self._epoch + 1} (the "
-            "model took that step)")
+            batch, f"in the first step trained in epoch {self._epoch + 1} "
+            "(the model took it)")
 
     def on_test_begin(self, logs=None):
         if self._in_epoch:
