@@ -231,10 +231,14 @@ def format_same_init_pairs(results, args):
     (`keras.utils.set_random_seed`), so `tfdata` and `arrays` runs of one
     seed start from the same weights and differ only in the input
     pipeline's draws: the per-seed difference removes the initial weights'
-    share of the seed noise. Mean difference and paired t (two or more
-    common seeds); "" when no path has them.
+    share of the seed noise. Only the seeds of `args.same_init_seeds`
+    (all when empty) are paired: runs that did not start from their
+    seed's weights (trained before the runner seeded them) are left out.
+    Mean difference and paired t with two or more common seeds, the one
+    difference with one; "" when no path has a common seed.
     """
     keys = COMPARED
+    allowed = set(same_init_seeds(args) or _all_seeds(results))
     lines = ["| method | path − tfdata | common seeds | " + " | ".join(
         f"Δ {label} per seed (mean, paired t)" for _, label in keys)
         + " |", "|" + "---|" * (3 + len(keys))]
@@ -244,19 +248,43 @@ def format_same_init_pairs(results, args):
             if pipeline in REPLICA_FLAGS or pipeline == "tfdata":
                 continue
             runs = results.get((pipeline, method), {})
-            seeds = sorted(set(runs) & set(base))
-            if len(seeds) < 2:
+            seeds = sorted(set(runs) & set(base) & allowed)
+            if not seeds:
                 continue
             cells = []
             for key, _ in keys:
                 diffs = [runs[s][f"test/{key}"] - base[s][f"test/{key}"]
                          for s in seeds]
-                cells.append(", ".join(f"{d:+.2f}" for d in diffs)
-                             + f" ({_paired(diffs)})")
+                cells.append(", ".join(f"{d:+.2f}" for d in diffs) + (
+                    f" ({_paired(diffs)})" if len(diffs) > 1 else ""))
             lines.append(f"| {method} | {pipeline} | "
                          f"{','.join(map(str, seeds))} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _left_out(args, results):
+    """`. Seeds 1, 2 are left out (...)` when `--same_init_seeds` leaves
+    out seeds that have runs; "" otherwise."""
+    chosen = same_init_seeds(args)
+    out = sorted(_all_seeds(results) - set(chosen)) if chosen else []
+    if not out:
+        return ""
+    return (f". Seed{'s' if len(out) > 1 else ''} "
+            f"{', '.join(map(str, out))} "
+            f"{'are' if len(out) > 1 else 'is'} left out "
+            "(`--same_init_seeds`): those runs did not all start from their "
+            "seed's weights")
+
+
+def same_init_seeds(args):
+    """The seeds of `--same_init_seeds`, as ints ([] when not given)."""
+    text = getattr(args, "same_init_seeds", None) or ""
+    return [int(seed) for seed in text.split(",") if seed.strip()]
+
+
+def _all_seeds(results):
+    return {seed for runs in results.values() for seed in runs}
 
 
 def _paired(diffs):
@@ -316,6 +344,10 @@ def main(argv=None):
         help="Only collect the finished runs and print the table.")
     add("--figure", default=None, help="Also draw the reliability "
         "diagrams of the first seed side by side into this PNG.")
+    add("--same_init_seeds", default="", help="Seeds whose runs of our "
+        "paths started from the seed's weights, paired in the same-weights "
+        "table (default: all); leave out runs trained before the runner "
+        "seeded the initial weights.")
     add("--device_note", default="CPU, TensorFlow backend for the "
         "balpoe_keras paths", help="Where the runs trained (for the table).")
     args = parser.parse_args(argv)
@@ -345,8 +377,8 @@ def main(argv=None):
         block += ("\n\nSame initial weights: our runs of one seed start "
                   "from the same weights on every input path, so each "
                   "path minus tf.data, seed by seed, isolates the input "
-                  "pipeline (differences per seed; mean and paired t):"
-                  "\n\n" + pairs)
+                  "pipeline (differences per seed; mean and paired t)"
+                  + _left_out(args, results) + ":\n\n" + pairs)
     if args.figure:
         draw_reliability(args, args.figure, reports)
         relative = os.path.relpath(

@@ -90,6 +90,17 @@ class PairedTest(TestCase):
         self.assertIn("| la | arrays | 1,2 | +1.00, +3.00 (mean +2.00, "
                       "t +2.0) | +0.00, +0.00 (mean +0.00) |", table)
         self.assertNotIn("replica |", table)
-        # One common seed: no row, no table.
-        del results[("arrays", "la")][2]
+        # Only the seeds of --same_init_seeds are paired (runs trained
+        # before the runner seeded the weights are not); one common seed
+        # gives its difference alone.
+        args = _args(methods="la", pipelines="replica,tfdata,arrays",
+                     same_init_seeds="2,3")
+        table = paired.format_same_init_pairs(results, args)
+        self.assertIn("| la | arrays | 2 | +3.00 | +0.00 |", table)
+        self.assertNotIn("1,2", table)
+        self.assertEqual(paired._left_out(args, results),
+                         ". Seed 1 is left out (`--same_init_seeds`): those "
+                         "runs did not all start from their seed's weights")
+        # No common seed: no row, no table.
+        args.same_init_seeds = "3"
         self.assertEqual(paired.format_same_init_pairs(results, args), "")
