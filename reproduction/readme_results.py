@@ -25,35 +25,27 @@ START = "<!-- quickstart-results:start -->"
 END = "<!-- quickstart-results:end -->"
 
 
-def describe_machine(cpuinfo="/proc/cpuinfo"):
-    """`"2 CPU cores (AMD EPYC)"`: the cores and model of this machine."""
-    model = None
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = f"{os.cpu_count()} CPU cores"
-    return f"{cores} ({model})" if model else cores
-
-
-def format_results(report):
-    """Markdown block for the README from a report dict."""
+def format_results(report, with_image=True):
+    """Markdown block for the README from a report dict (the reliability
+    diagram's image line when `with_image`)."""
     config = report.get("config") or {}
     timing = report.get("timing") or {}
     seconds = timing.get("train_seconds_this_invocation")
     wall = f", {seconds / 60:.1f} min of training" if seconds else ""
+    if seconds and timing.get("resumed_from_epoch"):
+        wall += (f" (its last {timing.get('epochs_this_invocation')} "
+                 "epochs, after a resume)")
+    # Where and when the run wrote its report (older reports name
+    # neither: then this machine and today).
+    machine = report.get("machine") or report_lib.describe_machine()
+    date = report.get("date") or time.strftime("%Y-%m-%d")
     policy = report.get("dtype_policy")
     policy = f" in {policy}" if policy else ""
     lines = [
         f"Quickstart results ({config.get('dataset')}, imbalance ratio "
         f"{config.get('imbalance_ratio')}, {config.get('epochs')} epochs, "
         f"{report['versions'].get('keras_backend', 'tensorflow')} backend"
-        f"{policy}{wall}; measured {time.strftime('%Y-%m-%d')} on "
-        f"{describe_machine()}; written by "
+        f"{policy}{wall}; measured {date} on {machine}; written by "
         "`python reproduction/readme_results.py runs/quickstart`). "
         "Accuracies, ECE and MCE in %, NLL in nats; a few epochs are far "
         "from the paper's 200-epoch schedule:",
@@ -62,9 +54,10 @@ def format_results(report):
             [("ensemble", report["balanced"]["ensemble"])]),
         "",
         report_lib.format_expert_table(report["balanced"]["experts"]),
-        "",
-        f"![Reliability diagram of the quickstart model]({IMAGE})",
     ]
+    if with_image:
+        lines += ["", f"![Reliability diagram of the quickstart model]"
+                  f"({IMAGE})"]
     return "\n".join(lines)
 
 
@@ -75,14 +68,20 @@ def main():
     report_dir = os.path.join(args.run_dir, "report")
     with open(os.path.join(report_dir, "report.json")) as f:
         report = json.load(f)
-    os.makedirs(os.path.dirname(os.path.join(ROOT, IMAGE)), exist_ok=True)
-    shutil.copyfile(os.path.join(report_dir, "reliability.png"),
-                    os.path.join(ROOT, IMAGE))
+    diagram = os.path.join(report_dir, "reliability.png")
+    with_image = os.path.isfile(diagram)
+    if with_image:
+        os.makedirs(os.path.dirname(os.path.join(ROOT, IMAGE)),
+                    exist_ok=True)
+        shutil.copyfile(diagram, os.path.join(ROOT, IMAGE))
+    else:  # The report's plots need matplotlib.
+        print(f"No {diagram} (was matplotlib installed?): the README's "
+              "block is written without the reliability diagram.")
     with open(README) as f:
         text = f.read()
     if START not in text or END not in text:
         raise SystemExit(f"README.md lacks the markers {START} ... {END}")
-    block = f"{START}\n{format_results(report)}\n{END}"
+    block = f"{START}\n{format_results(report, with_image)}\n{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END),
                   lambda _: block, text, flags=re.S)
     with open(README, "w") as f:

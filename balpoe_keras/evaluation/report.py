@@ -1,10 +1,12 @@
 """Writes evaluation results as `report.json`, `report.md` and PNG plots.
 
 `report.json` holds every number of `evaluate_model` (NaN written as
-`null`), the resolved config passed in and the software versions;
+`null`), the resolved config passed in, the software versions, and the
+machine and date it was written on;
 `report.md` holds the same numbers as readable tables (2 decimals).
 """
 
+import datetime
 import importlib.metadata
 import json
 import logging
@@ -33,6 +35,41 @@ _METRIC_COLUMNS = (
 PERCENT_KEYS = frozenset(("accuracy", "balanced_accuracy", "acc_many",
                           "acc_medium", "acc_few", "ece", "mce", "all",
                           "many", "medium", "few"))
+
+
+def describe_machine(cpuinfo="/proc/cpuinfo"):
+    """`"2 CPU cores (AMD EPYC 7B13)"`, with `", 1 GPU"` etc. where the
+    Keras backend lists accelerators: the machine a report was written on
+    (where the runner trained)."""
+    model = None
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        model = platform.processor() or None
+    text = f"{os.cpu_count()} CPU cores" + (f" ({model})" if model else "")
+    kinds = {}
+    for device in _accelerators():
+        kind = device.split(":")[0].upper()
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return text + "".join(f", {n} {kind}{'s' if n > 1 else ''}"
+                          for kind, n in sorted(kinds.items()))
+
+
+def _accelerators():
+    """`["gpu:0", ...]`: the backend's non-CPU devices ([] if none)."""
+    try:
+        if keras.backend.backend() == "torch":
+            import torch
+
+            return [f"gpu:{i}" for i in range(torch.cuda.device_count())]
+        devices = keras.distribution.list_devices()
+    except Exception:  # A listing failure must not lose the report.
+        return []
+    return [d for d in devices if not d.lower().startswith("cpu")]
 
 
 def get_software_versions():
@@ -86,7 +123,9 @@ def write_report(results, out_dir, *, config=None, plots=True):
     """
     os.makedirs(out_dir, exist_ok=True)
     report = to_json_ready(
-        {**results, "config": config, "versions": get_software_versions()}
+        {**results, "config": config, "versions": get_software_versions(),
+         "machine": describe_machine(),
+         "date": datetime.date.today().isoformat()}
     )
     paths = {
         "json": os.path.join(out_dir, "report.json"),
