@@ -3,6 +3,7 @@
 import json
 import os
 import tarfile
+from unittest import mock
 
 from tests.benchmark_modules import REPRODUCTION_DIR
 from tests.benchmark_modules import load_script
@@ -70,3 +71,23 @@ class JpegDoseResponseTest(TestCase):
                       " | 10.00 [9.00, 11.00] |", table)
         self.assertIn("| 30 | 33.0 | 1 | 51.00 | 12.00 |", table)
         self.assertIn("Slope of the balanced accuracy: +2.22 points", table)
+        self.assertIn("different seeds (75: 1,2; 30: 1)", table)
+
+    def test_table_only_needs_no_archive(self):
+        # It read (and re-encoded where uncached) the archive first, so
+        # making the table needed the data and could take minutes.
+        tmp = self.get_temp_dir()
+        args = _args(tmp)
+        folder = os.path.join(args.cache_dir, "q50")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "cifar10-jpeg.tar.gz.json"), "w") as f:
+            json.dump({"psnr": 38.0}, f)
+        found = dose.cached_archives(args)
+        self.assertEqual(found[50], (folder, 38.0))
+        self.assertIsNone(found[30][1])  # No cache: PSNR unknown.
+        with mock.patch.object(dose, "reencode") as reencode, \
+                mock.patch.object(dose, "find_cifar10_archive") as find:
+            dose.main([f"--cache_dir={args.cache_dir}", "--table_only",
+                       f"--workdir={os.path.join(tmp, 'runs')}"])
+        reencode.assert_not_called()
+        find.assert_not_called()
