@@ -4,11 +4,13 @@ Times the 3-expert, 100-class CIFAR ResNet-32 (317.1 MFLOPs per image
 forward, counted with torch's FlopCounterMode; training ~3x) at batch
 128 on 32x32x3 inputs held in memory, so the model alone is timed. Each
 configuration runs in its own process (the Keras backend is fixed at
-import). Warm-up (tracing, the first
-epoch) is excluded; each repetition is one `fit` epoch of `--steps` steps
-(or one `predict` pass), and the median and spread over `--repeats` are
-reported together with peak resident memory and achieved GFLOP/s next to
-this machine's float32 matmul peak measured in the same run.
+import). Warm-up (tracing, compilation) is one separate call; the
+timed call runs `--steps` x `--repeats` steps (plus one) in one go and
+each repetition is a window of `--steps` consecutive steps from the end
+of its first step (`_window_rates`), so starting an epoch or an iterator
+is not timed; the median and spread over `--repeats` are reported
+together with peak resident memory and achieved GFLOP/s next to this
+machine's float32 matmul peak measured in the same run.
 
     python benchmarks/throughput.py                      # all configs
     python benchmarks/throughput.py --configs tf,tf_bf16 --repeats 5

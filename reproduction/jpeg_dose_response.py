@@ -77,7 +77,11 @@ def reencode(archive, quality, folder):
     stats_path = path + ".json"
     if os.path.exists(path) and os.path.exists(stats_path):
         with open(stats_path) as f:
-            return path, json.load(f)["psnr"]
+            stats = json.load(f)
+        # Made from this archive at this quality: reused; else made anew.
+        if (stats.get("source") == archive
+                and stats.get("quality") == quality):
+            return path, stats["psnr"]
     os.makedirs(folder, exist_ok=True)
     subsampling = source_subsampling(archive)
     squared, count = 0.0, 0

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import tarfile
 from unittest import mock
 
@@ -40,6 +41,13 @@ class JpegDoseResponseTest(TestCase):
         mtime = os.path.getmtime(archive)
         dose.archives(_args(tmp))
         self.assertEqual(os.path.getmtime(archive), mtime)
+        # Another source archive is re-encoded, not served the old cache.
+        other = os.path.join(tmp, "other")
+        shutil.copytree(os.path.join(tmp, "data"), other)
+        dose.archives(_args(tmp, data_dir=other))
+        with open(archive + ".json") as f:
+            self.assertEqual(json.load(f)["source"],
+                             os.path.join(other, "cifar10-jpeg.tar.gz"))
 
     def test_plan_table_and_slope(self):
         tmp = self.get_temp_dir()
