@@ -235,6 +235,9 @@ def format_markdown(report, paths=None):
         format_table(["package", "version"],
                      sorted(report["versions"].items())),
     ]
+    if report.get("machine"):
+        parts.append(f"Written on {report.get('date')} on "
+                     f"{report['machine']}.")
     if report.get("dtype_policy"):
         parts.append(f"Trained with the `{report['dtype_policy']}` dtype "
                      "policy.")

@@ -56,9 +56,13 @@ class ReadmeResultsTest(TestCase):
                       "resume)", readme_results.format_results(report))
 
     def test_reports_record_machine_and_date(self):
-        written = _written_report(self.get_temp_dir())
+        out = self.get_temp_dir()
+        written = _written_report(out)
         self.assertRegex(written["machine"], r"^\d+ CPU cores")
         self.assertRegex(written["date"], r"^\d{4}-\d\d-\d\d$")
+        with open(os.path.join(out, "report.md")) as f:
+            self.assertIn(f"Written on {written['date']} on "
+                          f"{written['machine']}.", f.read())
 
     def test_without_the_diagram_the_block_is_written_without_it(self):
         # A report written without matplotlib has no reliability.png: the
