@@ -151,9 +151,7 @@ def check_encoded_image(data, path):
     metadata) ends with a marker and passes; its decoder's error names no
     file.
     """
-    size = tf.strings.length(data)
-    is_jpeg = tf.equal(header_bytes(data, 0, 2), b"\xff\xd8")
-    is_png = tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    size, is_jpeg, is_png = _size_and_kind(data)
 
     def ends_with(marker, before):
         return tf.equal(tf.strings.substr(
@@ -179,9 +177,7 @@ def _searched_complete(data):
     """True for a JPEG / PNG whose end marker is found before trailing
     bytes. A function of its own, not inlined: its ops would otherwise
     cost every file's check, also where it does not run."""
-    size = tf.strings.length(data)
-    is_jpeg = tf.equal(header_bytes(data, 0, 2), b"\xff\xd8")
-    is_png = tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    size, is_jpeg, is_png = _size_and_kind(data)
 
     def jpeg():
         start = _jpeg_scan_start(data, size)
@@ -213,6 +209,14 @@ def _has(data, marker, start):
 # further, falls back to a search of the whole file.
 _JPEG_SEGMENT_DOUBLINGS = 6
 _JPEG_HEADER_BYTES = 1 << 18
+
+
+def _size_and_kind(data):
+    """`(size in bytes, is a JPEG, is a PNG)` of encoded `data`, by its
+    signature."""
+    return (tf.strings.length(data),
+            tf.equal(header_bytes(data, 0, 2), b"\xff\xd8"),
+            tf.equal(header_bytes(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
 
 
 def _jpeg_scan_start(data, size):
