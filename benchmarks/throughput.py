@@ -279,11 +279,18 @@ def run_config(name, args):
 
 
 def merge_rounds(results):
-    """One result per config from its rounds: medians over all windows."""
+    """One result per config from its rounds: medians over all windows.
+
+    A round that was skipped (timed out, failed) is left out of the medians
+    and counted: `rounds_done` says "k of n" and the table shows it.
+    """
     done = [r for r in results if "skipped" not in r]
     if not done:
         return results[0]
     merged = dict(done[0])
+    merged["rounds_done"] = f"{len(done)} of {len(results)}"
+    merged["skipped_rounds"] = [r["skipped"] for r in results
+                                if "skipped" in r]
     for name in ("train", "infer"):
         rates = [v for r in done for v in r[f"{name}_img_s_all"]]
         merged[f"{name}_img_s"] = statistics.median(rates)
@@ -315,6 +322,9 @@ def print_table(results, peak, peak_device="CPU"):
               f"{r['train_gflop_s']:>13.1f} "
               f"{100 * r['train_gflop_s'] / peak:>6.1f}% "
               f"{r['peak_rss_mib']:>8.0f}")
+        for reason in r.get("skipped_rounds", []):
+            print(f"{'':<24} (rounds used: {r['rounds_done']}; one "
+                  f"skipped: {reason[:60]})")
 
 
 def _cpu_model():

@@ -41,6 +41,30 @@ class WindowRatesTest(TestCase):
         self.assertAllClose(rates, [10.0, 2.5, 20.0])
 
 
+class MergeRoundsTest(TestCase):
+    def _round(self, train, infer):
+        return {"config": "c", "train_img_s_all": train,
+                "infer_img_s_all": infer, "peak_rss_mib": 10.0}
+
+    def test_medians_over_all_windows_and_a_skipped_round_is_named(self):
+        rounds = [self._round([1.0, 5.0], [2.0]),
+                  {"config": "c", "skipped": "timed out after 600 s"},
+                  self._round([3.0], [4.0, 6.0])]
+        merged = throughput.merge_rounds(rounds)
+        self.assertEqual(merged["train_img_s"], 3.0)
+        self.assertEqual(merged["infer_img_s"], 4.0)
+        self.assertEqual(merged["rounds_done"], "2 of 3")
+        self.assertEqual(merged["skipped_rounds"], ["timed out after 600 s"])
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            throughput.print_table([merged], peak=100.0)
+        self.assertIn("rounds used: 2 of 3", out.getvalue())
+        self.assertIn("timed out after 600 s", out.getvalue())
+
+
 class ReferenceReplicaTest(TestCase):
     def test_same_trainable_parameters_as_our_model(self):
         pytest.importorskip("torch")
