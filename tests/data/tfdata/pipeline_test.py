@@ -121,6 +121,43 @@ class TrainDatasetTest(TestCase):
         # all but ~0.3 of them expected).
         self.assertGreaterEqual(len(np.unique(drawn[y == 1])), 36)
 
+    def test_streamed_folder_pairs_each_image_with_its_own_label(self):
+        # An image folder read from its files (paths, decoded in the
+        # pipeline) gives the batches of the same folder in memory, and
+        # each image's label is its class folder's: pixel (0, 0, 0) holds
+        # 50 * class + index.
+        from balpoe_keras.data.image_folder import load_image_folder
+
+        root = self.get_temp_dir()
+        rng = np.random.default_rng(0)
+        for c, (name, count) in enumerate(zip("xyz", (7, 4, 2))):
+            folder = f"{root}/train/{name}"
+            tf.io.gfile.makedirs(folder)
+            for k in range(count):
+                image = rng.integers(0, 256, (6, 5, 3), np.uint8)
+                image[0, 0, 0] = 50 * c + k
+                tf.io.write_file(f"{folder}/{k}.png",
+                                 tf.io.encode_png(image))
+        streamed = load_image_folder(root, "train", in_memory=False)
+        in_memory = load_image_folder(root, "train")
+        self.assertIsNotNone(streamed.paths)
+        for kwargs in ({}, {"resample": "balanced"},
+                       {"mixup_alpha": 0.4, "num_classes": 3},
+                       {"num_processes": 2, "process_index": 1,
+                        "drop_remainder": True}):
+            with self.subTest(**kwargs):
+                args = dict(global_batch_size=4, recipe="none", seed=3,
+                            deterministic=True, **kwargs)
+                got = _batches(make_train_dataset(streamed, **args))
+                want = _batches(make_train_dataset(in_memory, **args))
+                self.assertEqual(len(got), len(want))
+                for (x, y), (x_want, y_want) in zip(got, want):
+                    np.testing.assert_array_equal(x, x_want)
+                    np.testing.assert_array_equal(y, y_want)
+                    if "mixup_alpha" not in kwargs:
+                        values = np.round(x[:, 0, 0, 0] * 255).astype(int)
+                        np.testing.assert_array_equal(values // 50, y)
+
     def test_bad_batch_sizes(self):
         with self.assertRaisesRegex(ValueError, "num_replicas=4"):
             make_train_dataset(_source(), global_batch_size=6,
