@@ -161,9 +161,13 @@ class TorchKernelTest(TestCase):
 class MixedPrecisionTest(TestCase):
     def test_bfloat16_activations_match_float32_within_bf16_precision(self):
         # The fused (TF) / F.batch_norm (torch) kernels take bfloat16
-        # activations without casting; statistics stay float32.
-        x = np.random.RandomState(2).randn(4, 5, 5, 3).astype("float32")
-        outputs, stats = [], []
+        # activations without casting; statistics stay float32. Mean 3,
+        # sd 2 per channel: one step (momentum 0.9) moves the moving mean
+        # from 0 to ~0.3 and the variance from 1 to ~1.3, both far from
+        # their start relative to the tolerance.
+        x = (3 + 2 * np.random.RandomState(2).randn(4, 5, 5, 3)).astype(
+            "float32")
+        outputs, means, variances = [], [], []
         for policy in ("float32", "mixed_bfloat16"):
             bn = layers.BatchNorm(dtype=policy)
             y = bn(keras.ops.cast(x, bn.compute_dtype), training=True)
@@ -171,11 +175,23 @@ class MixedPrecisionTest(TestCase):
                              bn.compute_dtype)
             outputs.append(keras.ops.convert_to_numpy(
                 keras.ops.cast(y, "float32")))
-            stats.append(keras.ops.convert_to_numpy(bn.moving_variance))
-            self.assertEqual(keras.backend.standardize_dtype(
-                bn.moving_variance.dtype), "float32")
+            means.append(keras.ops.convert_to_numpy(bn.moving_mean))
+            variances.append(keras.ops.convert_to_numpy(bn.moving_variance))
+            for stat in (bn.moving_mean, bn.moving_variance):
+                self.assertEqual(keras.backend.standardize_dtype(
+                    stat.dtype), "float32")
+        # float32 statistics: the batch's, by the momentum (unbiased
+        # variance as the reference's BatchNorm2d).
+        n = 4 * 5 * 5
+        rate = 1 - layers.BatchNorm().momentum
+        batch_mean = x.mean(axis=(0, 1, 2))
+        batch_var = x.var(axis=(0, 1, 2)) * n / (n - 1)
+        self.assertAllClose(means[0], rate * batch_mean, rtol=1e-5)
+        self.assertAllClose(variances[0], (1 - rate) + rate * batch_var,
+                            rtol=1e-5)
         self.assertAllClose(outputs[1], outputs[0], atol=0.05, rtol=0.02)
-        self.assertAllClose(stats[1], stats[0], atol=0.02, rtol=0.01)
+        self.assertAllClose(means[1], means[0], rtol=1e-2)
+        self.assertAllClose(variances[1] - 1, variances[0] - 1, rtol=2e-2)
 
 
 class FastPathDispatchTest(TestCase):
