@@ -110,6 +110,33 @@ class UserPathTest(TestCase):
         self.assertAllClose(result["loss"], expert.mean(), rtol=1e-4,
                             atol=1e-4)
 
+    def test_fit_takes_the_steps_train_on_batch_takes(self):
+        # fit(x, y) trains: three steps of batch 16, the weights and the
+        # reported loss those of three train_on_batch calls on the same
+        # batches from the same initial weights.
+        x, y = _data()
+        model, stepped = _model(), _model()
+        stepped.set_weights(model.get_weights())
+        for m in (model, stepped):
+            m.compile()
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0,
+                            shuffle=False)
+        self.assertEqual(int(model.optimizer.iterations), 3)
+        losses = [stepped.train_on_batch(x[k:k + 16], y[k:k + 16],
+                                         return_dict=True)
+                  for k in (0, 16, 32)]
+        # fit reports the mean over the epoch's batches; train_on_batch
+        # each batch's own.
+        self.assertAllClose(history.history["loss"][0],
+                            np.mean([r["loss"] for r in losses]), rtol=1e-5,
+                            atol=1e-6)
+        moved = False
+        for a, b, start in zip(model.get_weights(), stepped.get_weights(),
+                               _model().get_weights()):
+            self.assertAllClose(a, b, rtol=1e-4, atol=1e-5)
+            moved = moved or not np.allclose(a, start)
+        self.assertTrue(moved)
+
     def test_sample_weight_weights_loss_and_expert_losses_alike(self):
         # Keras' loss is sum(w * loss) / N; the expert losses too, so the
         # loss stays the mean of the experts' whatever the weights' mean.
