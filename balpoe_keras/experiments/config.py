@@ -30,6 +30,13 @@ from balpoe_keras.data.recipes import IN_MEMORY_RECIPES
 from balpoe_keras.data.recipes import RECIPES
 
 SCHEDULES = ("step", "cosine")
+# Training settings of the reference's CIFAR-100-LT standard configuration,
+# the default of every dataset whose `DatasetSpec.training` does not set
+# them (the benchmarks' reference values) and of image folders.
+TRAINING_DEFAULTS = dict(
+    mixup_alpha=0.4, lambda_max=1.0, lambda_min=-1.0,
+    allow_unbalanced_lambdas=False, epochs=200, global_batch_size=128,
+    learning_rate=0.1, weight_decay=5e-4, schedule="step", warmup_epochs=5)
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 INPUT_PIPELINES = ("auto", "tfdata", "arrays")
 JIT = ("auto", "true", "false")
@@ -96,8 +103,10 @@ class ExperimentConfig:
     recipe: str = _field(None, "Augmentation recipe; default the "
                          "dataset's standard one.", "Data",
                          choices=tuple(RECIPES))
-    mixup_alpha: float = _field(0.4, "Mixup Beta(alpha, alpha); 0 = off.",
-                                "Data")
+    mixup_alpha: float = _field(
+        None, "Mixup Beta(alpha, alpha); 0 = off. Default: the dataset's "
+        "reference value (CIFAR-10 0.8, ImageNet-LT 0.3, iNaturalist 0.2, "
+        "else 0.4).", "Data")
     cutmix_alpha: float = _field(0.0, "CutMix Beta parameter; 0 = off. "
                                  "With --mixup_alpha too, each batch uses "
                                  "one of the two (p = 0.5), as the "
@@ -119,11 +128,16 @@ class ExperimentConfig:
         None, "Per-expert lambdas, head expert first (lambda = 1 - tau of "
         "the reference code). Default: --num_experts values evenly spread "
         "from --lambda_max to --lambda_min.", "Model", item=float)
-    lambda_max: float = _field(1.0, "Lambda of the first expert.", "Model")
-    lambda_min: float = _field(-1.0, "Lambda of the last expert.", "Model")
+    lambda_max: float = _field(
+        None, "Lambda of the first expert. Default: 2 for iNaturalist, "
+        "else 1.", "Model")
+    lambda_min: float = _field(
+        None, "Lambda of the last expert. Default: -1.5 for ImageNet-LT, "
+        "-2 for iNaturalist, else -1.", "Model")
     allow_unbalanced_lambdas: bool = _field(
-        False, "Allow lambdas whose mean is not 0 (not Fisher-consistent "
-        "for the balanced error; the reference's ImageNet-LT setting).",
+        None, "Allow lambdas whose mean is not 0 (not Fisher-consistent "
+        "for the balanced error). Default: on for ImageNet-LT (its "
+        "reference lambdas 1, -0.25, -1.5 average -0.25), else off.",
         "Model")
     scale: float = _field(30.0, "Cosine-head logit scale (the code's 30; "
                           "the paper states 32).", "Model")
@@ -132,29 +146,34 @@ class ExperimentConfig:
         "networks, all = linear experts). Default: the reference's, 1 for "
         "resnet32 and 2 for resnet50/resnext50.", "Model")
     # === Optimisation ===
-    epochs: int = _field(200, "Training epochs. A run may be resumed with "
-                         "more epochs to extend it (step schedule only).",
-                         "Optimisation",
-                         resume_safe=True)
-    global_batch_size: int = _field(128, "Global batch size (all "
-                                    "devices and processes).", "Optimisation",
-                                    flag="batch_size")
-    learning_rate: float = _field(0.1, "Base learning rate.",
-                                  "Optimisation")
+    epochs: int = _field(None, "Training epochs. A run may be resumed "
+                         "with more epochs to extend it (step schedule "
+                         "only). Default: ImageNet-LT 180, iNaturalist 100, "
+                         "else 200.", "Optimisation", resume_safe=True)
+    global_batch_size: int = _field(
+        None, "Global batch size (all devices and processes). Default: "
+        "ImageNet-LT 64, iNaturalist 512, else 128.", "Optimisation",
+        flag="batch_size")
+    learning_rate: float = _field(
+        None, "Base learning rate. Default: ImageNet-LT 0.025, iNaturalist "
+        "0.2, else 0.1.", "Optimisation")
     learning_rate_batch_size: int = _field(
         0, "Linear scaling for other batch sizes (e.g. bigger GPU "
         "batches): --learning_rate is given for this batch size and "
         "multiplied by --batch_size / it (the warm-up keeps its epochs); 0 = "
         "no scaling.", "Optimisation")
-    weight_decay: float = _field(5e-4, "Coupled L2 weight decay on all "
-                                 "weights (PyTorch SGD).", "Optimisation")
+    weight_decay: float = _field(
+        None, "Coupled L2 weight decay on all weights (PyTorch SGD). "
+        "Default: iNaturalist 2e-4, else 5e-4.", "Optimisation")
     momentum: float = _field(0.9, "Nesterov momentum.", "Optimisation")
-    schedule: str = _field("step", "step: linear warm-up then x lr_gamma "
-                           "after each of lr_step_epochs; cosine: per-epoch "
-                           "cosine annealing to 0, no warm-up.",
-                           "Optimisation", choices=SCHEDULES)
-    warmup_epochs: int = _field(5, "Linear warm-up epochs (step).",
-                                "Optimisation")
+    schedule: str = _field(
+        None, "step: linear warm-up then x lr_gamma after each of "
+        "lr_step_epochs; cosine: per-epoch cosine annealing to 0, no "
+        "warm-up. Default: cosine for ImageNet-LT and iNaturalist, else "
+        "step.", "Optimisation", choices=SCHEDULES)
+    warmup_epochs: int = _field(
+        None, "Linear warm-up epochs (step). Default: 0 for ImageNet-LT "
+        "and iNaturalist, else 5.", "Optimisation")
     lr_step_epochs: tuple = _field((160, 180), "Epochs after which the LR "
                                    "is multiplied by lr_gamma.",
                                    "Optimisation", item=int)
@@ -251,24 +270,28 @@ class ExperimentConfig:
         else:
             inputs = self._resolve_benchmark_inputs()
         spec = dataclasses.replace(self, **inputs).spec
-        architecture = self.architecture or spec.architecture
+        defaults = {**TRAINING_DEFAULTS, **dict(spec.training)}
+        training = {name: default if getattr(self, name) is None
+                    else getattr(self, name)
+                    for name, default in defaults.items()}
+        filled = dataclasses.replace(self, **training, **inputs)
+        architecture = filled.architecture or spec.architecture
         _require(architecture in ARCHITECTURES, "--architecture",
                  f"unknown {architecture!r}; use one of "
                  f"{sorted(ARCHITECTURES)}")
-        values = dict(
+        config = dataclasses.replace(
+            filled,
             architecture=architecture,
-            recipe=self.recipe or spec.train_recipe,
+            recipe=filled.recipe or spec.train_recipe,
             imbalance_ratio=float(spec.imbalance_ratio
-                                  if self.imbalance_ratio is None
-                                  else self.imbalance_ratio),
+                                  if filled.imbalance_ratio is None
+                                  else filled.imbalance_ratio),
             shared_stages=(ARCHITECTURES[architecture].shared_stages
-                           if self.shared_stages is None
-                           else self.shared_stages),
-            lambdas=self._resolve_lambdas(),
-            lr_step_epochs=tuple(int(e) for e in self.lr_step_epochs),
-            **inputs,
+                           if filled.shared_stages is None
+                           else filled.shared_stages),
+            lambdas=filled._resolve_lambdas(),
+            lr_step_epochs=tuple(int(e) for e in filled.lr_step_epochs),
         )
-        config = dataclasses.replace(self, **values)
         validate_config(config)
         return config
 

@@ -114,6 +114,41 @@ class ResolutionTest(TestCase):
         self.assertEqual((cifar.imbalance_ratio, cifar.shared_stages),
                          (100.0, 1))
 
+    def test_a_dataset_alone_trains_with_its_reference_settings(self):
+        # --dataset without a flagfile: the training settings of that
+        # dataset's reference flagfile, not CIFAR-100's.
+        names = ["lambdas", *config_lib.TRAINING_DEFAULTS]
+        for dataset, flagfile in (
+                ("cifar10_lt", "cifar10_ir100_standard.flags"),
+                ("cifar10_lt_folder", "cifar10_folder_ir100_standard.flags"),
+                ("cifar100_lt", "cifar100_ir100_standard.flags"),
+                ("imagenet_lt", "imagenet_lt_resnet50.flags"),
+                ("inaturalist2018", "inat2018_resnet50.flags")):
+            alone = parse(*self.base, f"--dataset={dataset}")
+            reference = parse(f"--flagfile={FLAGFILE_DIR}/{flagfile}")
+            self.assertEqual(reference.dataset, dataset)
+            for name in names:
+                with self.subTest(dataset=dataset, setting=name):
+                    self.assertEqual(getattr(alone, name),
+                                     getattr(reference, name))
+        self.assertEqual(parse(*self.base, "--dataset=cifar10_lt")
+                         .mixup_alpha, 0.8)
+        imnet = parse(*self.base, "--dataset=imagenet_lt")
+        self.assertEqual((imnet.lambdas, imnet.schedule, imnet.epochs),
+                         ((1.0, -0.25, -1.5), "cosine", 180))
+
+    def test_given_settings_win_over_the_dataset_defaults(self):
+        config = parse(*self.base, "--dataset=imagenet_lt", "--mixup_alpha=0",
+                       "--batch_size=32", "--schedule=step",
+                       "--num_experts=5")
+        self.assertEqual((config.mixup_alpha, config.global_batch_size,
+                          config.schedule, config.warmup_epochs),
+                         (0.0, 32, "step", 0))
+        self.assertEqual(config.lambdas, (1.0, 0.375, -0.25, -0.875, -1.5))
+        with self.assertRaisesRegex(ConfigError, "average to -0.25"):
+            parse(*self.base, "--dataset=imagenet_lt",
+                  "--noallow_unbalanced_lambdas")
+
     def test_float32_unless_bfloat16_is_asked_for(self):
         # bfloat16 is opt-in (its ECE was not within float32's seed spread).
         for flagfile in ("quickstart.flags", "cifar10_ir100_standard.flags"):
