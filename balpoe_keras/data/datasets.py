@@ -8,6 +8,8 @@ preprocessing and the training settings of its reference configuration.
 
 import dataclasses
 
+from balpoe_keras.data.test_distributions import DEFAULT_RATIOS
+
 # Per-channel statistics of `[0, 1]` pixels, normalised inside the model
 # (the reference's `cifar_data_loaders.py` uses the CIFAR-10 statistics for
 # CIFAR-10 and CIFAR-100 alike).
@@ -34,6 +36,10 @@ class DatasetSpec:
             is long-tailed as distributed (ImageNet-LT, iNaturalist).
         architecture: default backbone.
         test_split: split used as the balanced test set.
+        test_ratios: imbalance ratios of the forward / backward test sets
+            (`test_distributions.make_test_distributions`): the
+            reference's 50, 25, 10, 5, 2; iNaturalist's 3, 2 (3 validation
+            images per class).
         training: `((setting, value), ...)`, the reference configuration's
             training settings where they differ from the CIFAR-100-LT
             standard ones (`balpoe_keras.experiments.config`), keyed by
@@ -50,6 +56,7 @@ class DatasetSpec:
     imbalance_ratio: float = 100.0
     architecture: str = "resnet32"
     test_split: str = "test"
+    test_ratios: tuple = DEFAULT_RATIOS
     training: tuple = ()
 
     @property
@@ -93,7 +100,7 @@ DATASETS = {
     "inaturalist2018": DatasetSpec(
         "inaturalist2018", 8142, **_LARGE, train_recipe="inaturalist_standard",
         pixel_mean=(0.466, 0.471, 0.380), pixel_std=(0.195, 0.194, 0.192),
-        test_split="val", training=_INAT_TRAINING),
+        test_split="val", test_ratios=(3, 2), training=_INAT_TRAINING),
 }
 
 def preprocess_for_size(image_size):

@@ -91,7 +91,7 @@ def load_data(config):
     distributions = {}
     if config.test_distributions:
         distributions = test_distributions.make_test_distributions(
-            test.labels, test.num_classes,
+            test.labels, test.num_classes, ratios=config.spec.test_ratios,
             order=_ranking(config, class_counts))
     return ExperimentData(train, test, class_counts, distributions)
 

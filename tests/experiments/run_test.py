@@ -134,6 +134,34 @@ class DryRunTest(TestCase):
             runner.run_experiment(config)
 
 
+class TestDistributionsTest(TestCase):
+    def test_each_dataset_gets_its_reference_test_sets(self):
+        # iNaturalist has 3 validation images per class: its reference
+        # lists are forward3/2, uniform, backward2/3 (sizes 11,147 /
+        # 12,906 / 24,426 / 12,906 / 11,137; the generator keeps every
+        # class, one more image in forward3). CIFAR's go to ratio 50: the
+        # fake CIFAR-100 test set's 50 images per class give
+        # sum_c int(50 * (1 / rho)^(c / 99)) images.
+        from balpoe_keras.experiments import inputs
+
+        for dataset, expected in (
+                ("inaturalist2018", {"forward3": 11148, "forward2": 12906,
+                                     "uniform": 24426, "backward2": 12906,
+                                     "backward3": 11148}),
+                ("cifar100_lt", {"forward50": 1219, "forward25": 1453,
+                                 "forward10": 1911, "forward5": 2442,
+                                 "forward2": 3558, "uniform": 5000,
+                                 "backward2": 3558, "backward5": 2442,
+                                 "backward10": 1911, "backward25": 1453,
+                                 "backward50": 1219})):
+            config = parse(f"--dataset={dataset}", "--workdir=unused")
+            with fake_data():
+                data = inputs.load_data(config)
+            sizes = {k: len(v) for k, v in data.test_distributions.items()}
+            self.assertEqual(list(sizes), list(expected), dataset)
+            self.assertEqual(sizes, expected, dataset)
+
+
 @pytest.mark.large
 class EndToEndTest(TestCase):
     """A short run on this backend: report, exports, resume rules."""
