@@ -197,6 +197,7 @@ class EndToEndTest(TestCase):
         self._assert_every_model_reloads_after_import_balpoe_keras(workdir)
         with open(os.path.join(workdir, "report", "report.json")) as f:
             report = json.load(f)
+        self._assert_served_as_predicted(workdir, model, test, report)
         self.assertEqual(report["config"]["lambdas"], [1.0, 0.0, -1.0])
         from balpoe_keras.experiments import runner
 
@@ -271,6 +272,40 @@ class EndToEndTest(TestCase):
         # --overwrite starts over.
         _, out = run(other, overwrite=True)
         self.assertNotIn("Resuming", out)
+
+    def _assert_served_as_predicted(self, workdir, model, test, report):
+        """The run's SavedModel, loaded by TensorFlow in a process of its
+        own (as a server would; on JAX and PyTorch the runner exported it
+        from model.keras in a TensorFlow subprocess), serves the trained
+        model's probabilities and describes its classes and lambdas."""
+        images = test.images[:16].astype("float32") / 255.0
+        inputs = os.path.join(self.get_temp_dir(), "images.npy")
+        served = os.path.join(self.get_temp_dir(), "served.npy")
+        np.save(inputs, images)
+        export = os.path.join(workdir, "export", "1")
+        script = (
+            "import sys, numpy as np, tensorflow as tf\n"
+            "serve = tf.saved_model.load(sys.argv[1]).signatures"
+            "['serving_default']\n"
+            "out = serve(images=tf.constant(np.load(sys.argv[2])))\n"
+            "np.save(sys.argv[3], out['probabilities'].numpy())\n")
+        result = subprocess.run(
+            [sys.executable, "-c", script, export, inputs, served],
+            capture_output=True, text=True, timeout=300,
+            # A server runs no Keras backend; TensorFlow imports Keras, whose
+            # torch backend would load PyTorch after TensorFlow (a crash).
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                 "KERAS_BACKEND": "tensorflow"})
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        np.testing.assert_allclose(
+            np.load(served), model.predict_proba(images, verbose=0),
+            atol=1e-5)
+        with open(os.path.join(export, "assets.extra",
+                               "export_metadata.json")) as f:
+            metadata = json.load(f)
+        self.assertEqual(metadata["class_counts"], report["class_counts"])
+        self.assertEqual(metadata["lambdas"], [1.0, 0.0, -1.0])
+        self.assertEqual(metadata["class_names"], report["class_names"])
 
     def _assert_every_model_reloads_after_import_balpoe_keras(self, workdir):
         paths = sorted(glob.glob(os.path.join(workdir, "**", "*.keras"),
