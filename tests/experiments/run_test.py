@@ -338,7 +338,6 @@ class EndToEndTest(TestCase):
         self.assertEqual(results["num_experts"], 3)
 
 
-@pytest.mark.tf_only
 class EvaluateCliTest(TestCase):
     @pytest.mark.large
     def test_evaluate_a_run_directory(self):
@@ -369,6 +368,15 @@ class EvaluateCliTest(TestCase):
         self.assertEqual(report["class_counts"][0], 500)
         self.assertEqual(report["config"]["dataset"], "cifar10_lt_folder")
         self.assertEqual(report["class_names"][:2], ["c0", "c1"])
+        # The numbers: the saved model's own evaluate() on the test set.
+        test = experiment_data.test
+        scores = keras.saving.load_model(
+            os.path.join(workdir, "model.keras")).evaluate(
+                test.images.astype("float32") / 255.0, test.labels,
+                batch_size=128, verbose=0, return_dict=True)
+        for key in ("balanced_accuracy", "accuracy", "ece"):
+            self.assertAlmostEqual(scores[key],
+                                   report["summary"][f"test/{key}"], 5, key)
 
         # A .keras file with flags for the data: class counts, lambdas and
         # names come from the model, whatever the flags say.
