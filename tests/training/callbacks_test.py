@@ -122,7 +122,10 @@ class EpochTensorBoardTest(TestCase):
             for value in event.summary.value:
                 values.setdefault(value.tag, []).append(
                     (event.step, float(tf.make_ndarray(value.tensor))))
+        history = model.history.history
         self.assertEqual([s for s, _ in values["epoch_loss"]], [0, 1, 2])
+        self.assertAllClose([v for _, v in values["epoch_loss"]],
+                            history["loss"], rtol=1e-6)
         self.assertEqual(values["epoch_test/ece"],
                          [(0, 2.0), (1, 3.0), (2, 4.0)])
         self.assertFalse(any(t.startswith("batch_") for t in values))
@@ -162,16 +165,21 @@ class EpochEvaluationTest(TestCase):
 
 
 class LearningRateLoggerTest(TestCase):
-    def test_logs_the_epoch_learning_rate(self):
+    def test_logs_each_epochs_scheduled_learning_rate(self):
+        # Warm-up over 2 epochs, x0.1 after epoch index 3; 2 steps an
+        # epoch: 0.05, 0.1, 0.1, 0.01, 0.01 for epochs 1-5.
+        from balpoe_keras.optimizers.schedules import WarmupStepSchedule
+
         inputs = keras.Input((2,))
         model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
-        model.compile(optimizer=keras.optimizers.SGD(0.25), loss="mse")
-        logger = callbacks.LearningRateLogger()
-        logger.set_model(model)
-        logs = {}
-        logger.on_epoch_begin(0)
-        logger.on_epoch_end(0, logs)
-        self.assertAllClose(logs["learning_rate"], 0.25)
+        schedule = WarmupStepSchedule(0.1, steps_per_epoch=2,
+                                      warmup_epochs=2, step_epochs=(3,))
+        model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+        x = np.random.RandomState(0).rand(8, 2).astype("float32")
+        history = model.fit(x, x[:, :1], batch_size=4, epochs=5, verbose=0,
+                            callbacks=[callbacks.LearningRateLogger()])
+        self.assertAllClose(history.history["learning_rate"],
+                            [0.05, 0.1, 0.1, 0.01, 0.01], atol=1e-7)
 
 
 class NoTensorFlowAtImportTest(TestCase):
