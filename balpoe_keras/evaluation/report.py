@@ -191,7 +191,10 @@ def format_markdown(report, paths=None):
     groups = report["shot_groups"]
     lams = ", ".join(format_number(v) for v in report["lambdas"])
     test_counts = report.get("balanced_test_counts") or []
-    if test_counts and min(test_counts) != max(test_counts):
+    skewed = bool(test_counts) and min(test_counts) != max(test_counts)
+    where = f"test set `{report['balanced_test_set']}`" if skewed else (
+        "balanced test set")
+    if skewed:
         test_set = (
             f"Test set `{report['balanced_test_set']}`, NOT balanced "
             f"({min(test_counts)} to {max(test_counts)} images per class: "
@@ -215,9 +218,9 @@ def format_markdown(report, paths=None):
         f"and MCE in % in these tables ({report['num_bins']} bins; "
         "fractions in report.json), NLL and KL in nats; – means the group "
         "has no class, or none of its classes has a test image.",
-        "## Ensemble (balanced test set)",
+        f"## Ensemble ({where})",
         format_metric_table([("ensemble", balanced["ensemble"])]),
-        "## Experts (balanced test set)",
+        f"## Experts ({where})",
         "`raw` scores the expert's own logits z_m (which model P_train^λ); "
         "`adjusted` scores z_m + τ_m·log π (which model P_train, τ = 1 − λ).",
         format_expert_table(balanced["experts"]),

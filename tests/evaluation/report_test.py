@@ -53,6 +53,11 @@ class WriteReportTest(TestCase):
         with open(paths["markdown"]) as f:
             markdown = f.read()
         self.assertIn("| forward2 | 4 |", markdown)
+        # The hand-computed scores of scores_test (per class 2/3, 1, 0;
+        # many = classes 0, 1 with > 100 training images; ECE .354, MCE
+        # .62, NLL 3.968594 / 5), in % in their columns.
+        self.assertIn("| ensemble | 60.00 | 55.56 | 83.33 | 0.00 | – | "
+                      "35.40 | 62.00 | 0.79 |", markdown)
         self.assertIn("`forward2`: 1 classes have no test image", markdown)
         for key in ("reliability", "per_class_accuracy", "expert_prior"):
             with open(paths[key], "rb") as f:
@@ -72,9 +77,12 @@ class WriteReportTest(TestCase):
         self.assertIn("Test set `uniform`, NOT balanced (1 to 3 images per "
                       "class", text)
         self.assertNotIn("Balanced test set", text)
+        self.assertNotIn("balanced test set", text)
+        self.assertIn("## Ensemble (test set `uniform`)", text)
         results["balanced_test_counts"] = [2, 2, 2]
-        self.assertIn("Balanced test set `uniform`: 5 images",
-                      markdown(results))
+        text = markdown(results)
+        self.assertIn("Balanced test set `uniform`: 5 images", text)
+        self.assertIn("## Ensemble (balanced test set)", text)
 
     def test_json_ready_replaces_nan(self):
         self.assertEqual(
