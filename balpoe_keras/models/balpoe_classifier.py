@@ -87,7 +87,10 @@ class BalPoEClassifier(keras.Model):
         >>> backbone = build_balpoe_backbone("resnet32", num_experts=3)
         >>> model = BalPoEClassifier(backbone, class_counts=[500, 50, 5])
         >>> model.compile()  # BalPoELoss, report metrics, TorchSGD(0.1)
-        >>> model.fit(images, labels, epochs=200)
+        >>> model.fit(images, labels, epochs=1)
+        >>> # The reference's 200 epochs warm up and drop the rate:
+        >>> # compile(optimizer=bk.TorchSGD(
+        >>> #     bk.optimizers.WarmupStepSchedule(0.1, steps_per_epoch)))
         >>> model.predict_proba(images).shape
         (N, 3)
     """
