@@ -203,3 +203,77 @@ class AugmentTest(TestCase):
         out = get_train_transform("cifar_standard")(_image((28, 28, 1)),
                                                     _SEED)
         self.assertEqual(out.shape, (28, 28, 1))
+
+
+def _pil_timm_op(pil, name, level, sign):
+    """timm's RandAugment op at `level` (of 10), written with PIL: the
+    level mappings this recipe's ops must keep (`randaugment._apply_op`)."""
+    from PIL import Image
+    from PIL import ImageEnhance
+    from PIL import ImageOps
+
+    frac = level / 10.0
+    fill = (124, 116, 104)
+    enhance = 0.1 + 1.8 * frac
+    width, height = pil.size
+    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
+        return getattr(ImageEnhance, name)(pil).enhance(enhance)
+    if name == "PosterizeTpu":
+        return ImageOps.posterize(pil, int(4 * frac))
+    if name == "Solarize":
+        return ImageOps.solarize(pil, int(256 * frac))
+    if name == "SolarizeAdd":
+        add = int(110 * frac)
+        return pil.point([min(255, i + add) if i < 128 else i
+                          for i in range(256)] * 3)
+    if name in ("TranslateXRel", "TranslateYRel"):
+        shift = 0.45 * frac * (width if name.endswith("XRel") else height)
+        shift *= sign
+        matrix = ((1, 0, shift, 0, 1, 0) if name.endswith("XRel")
+                  else (1, 0, 0, 0, 1, shift))
+        return pil.transform(pil.size, Image.AFFINE, matrix, fillcolor=fill)
+    if name == "Rotate":
+        return pil.rotate(30 * frac * sign, resample=Image.BILINEAR,
+                          fillcolor=fill)
+    if name in ("ShearX", "ShearY"):
+        shear = 0.3 * frac * sign
+        matrix = ((1, shear, 0, 0, 1, 0) if name == "ShearX"
+                  else (1, 0, 0, shear, 1, 0))
+        return pil.transform(pil.size, Image.AFFINE, matrix,
+                             resample=Image.BILINEAR, fillcolor=fill)
+    return {"Invert": ImageOps.invert, "Equalize": ImageOps.equalize,
+            "AutoContrast": ImageOps.autocontrast}[name](pil)
+
+
+class RandAugmentLevelsTest(TestCase):
+    # Level 7 of 10 and both signs: a changed level mapping (rotation
+    # 30 degrees at level 10, translation 0.45 of the side, enhance
+    # 0.1 + 1.8 * level / 10, posterize 4 bits, ...) moves whole pixels.
+    _BILINEAR = ("Rotate", "ShearX", "ShearY")
+
+    def test_each_op_at_a_level_is_timms_op(self):
+        from PIL import Image
+
+        from balpoe_keras.data.tfdata import randaugment
+
+        image = _image((20, 24, 3))
+        pil = Image.fromarray(image)
+        for name in randaugment.OPS[1:]:
+            for sign in (1.0, -1.0):
+                with self.subTest(op=name, sign=sign):
+                    got = randaugment._apply_op(
+                        tf.constant(image), name, tf.constant(7.0),
+                        tf.constant(sign), randaugment.FILL).numpy()
+                    want = np.asarray(_pil_timm_op(pil, name, 7, sign))
+                    off = np.abs(got.astype(int) - want.astype(int))
+                    if name in self._BILINEAR:
+                        # On noise, bilinear sums round apart from PIL's
+                        # fixed point in ~4-7 % of the values (mean
+                        # difference ~1.5 levels); half the angle or shear
+                        # moves ~90 % of them, by ~48 levels on average.
+                        self.assertLess(np.mean(off > 2), 0.15)
+                        self.assertLess(off.mean(), 3.0)
+                    elif name == "AutoContrast":
+                        self.assertLessEqual(off.max(), 1)
+                    else:
+                        np.testing.assert_array_equal(got, want)
