@@ -119,6 +119,7 @@ class UserPathTest(TestCase):
         stepped.set_weights(model.get_weights())
         for m in (model, stepped):
             m.compile()
+        start = [w.copy() for w in model.get_weights()]
         history = model.fit(x, y, batch_size=16, epochs=1, verbose=0,
                             shuffle=False)
         self.assertEqual(int(model.optimizer.iterations), 3)
@@ -131,10 +132,10 @@ class UserPathTest(TestCase):
                             np.mean([r["loss"] for r in losses]), rtol=1e-5,
                             atol=1e-6)
         moved = False
-        for a, b, start in zip(model.get_weights(), stepped.get_weights(),
-                               _model().get_weights()):
+        for a, b, before in zip(model.get_weights(), stepped.get_weights(),
+                                start):
             self.assertAllClose(a, b, rtol=1e-4, atol=1e-5)
-            moved = moved or not np.allclose(a, start)
+            moved = moved or not np.allclose(a, before)
         self.assertTrue(moved)
 
     def test_sample_weight_weights_loss_and_expert_losses_alike(self):

@@ -118,8 +118,8 @@ class ExperimentConfig:
         "can, else tfdata.", "Data", choices=INPUT_PIPELINES)
     test_distributions: bool = _field(
         True, "Also evaluate on forward/backward long-tailed test sets "
-        "(ratios 2..50) with and without log-prior correction.", "Data",
-        resume_safe=True)
+        "(ratios 50 to 2; iNaturalist 3 and 2) with and without log-prior "
+        "correction.", "Data", resume_safe=True)
     # === Model ===
     architecture: str = _field(None, "Backbone; default per dataset.",
                                "Model", choices=tuple(ARCHITECTURES))

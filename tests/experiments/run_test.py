@@ -139,9 +139,10 @@ class TestDistributionsTest(TestCase):
         # iNaturalist has 3 validation images per class: its reference
         # lists are forward3/2, uniform, backward2/3 (sizes 11,147 /
         # 12,906 / 24,426 / 12,906 / 11,137; the generator keeps every
-        # class, one more image in forward3). CIFAR's go to ratio 50: the
+        # class: 11,148 in forward3 and backward3). CIFAR's go to 50: the
         # fake CIFAR-100 test set's 50 images per class give
         # sum_c int(50 * (1 / rho)^(c / 99)) images.
+        pytest.importorskip("tensorflow")  # The benchmark loaders need it.
         from balpoe_keras.experiments import inputs
 
         for dataset, expected in (
@@ -297,9 +298,11 @@ class EndToEndTest(TestCase):
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                  "KERAS_BACKEND": "tensorflow"})
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        # TensorFlow's float sums against this backend's: the logits carry
+        # the scale 30, so allow 1e-4 (other weights differ by ~1e-1).
         np.testing.assert_allclose(
             np.load(served), model.predict_proba(images, verbose=0),
-            atol=1e-5)
+            atol=1e-4)
         with open(os.path.join(export, "assets.extra",
                                "export_metadata.json")) as f:
             metadata = json.load(f)
