@@ -1,6 +1,7 @@
 """The bytes signature decodes as training does: its probabilities equal
 `predict_proba` on the Pillow-decoded images (CIFAR-10 archive JPEGs where
-the archive is at hand, generated JPEGs and PNGs everywhere)."""
+the archive is at hand; generated noise and photograph-like JPEGs and PNGs
+everywhere)."""
 
 import io
 import os
@@ -38,6 +39,35 @@ def generated(fmt, count=20, seed=0):
         data = io.BytesIO()
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(
             data, format=fmt, **({"quality": 75} if fmt == "JPEG" else {}))
+        files.append(data.getvalue())
+    return files
+
+
+def smooth(count=20, seed=0):
+    """Photograph-like JPEG q75 files (Pillow's 4:2:0 chroma): colour
+    gradients under a few flat discs, where the decoders' chroma
+    upsampling and IDCT rounding show, unlike on noise."""
+    from PIL import Image
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    files = []
+    ramp = np.linspace(0.0, 1.0, 32)
+    for _ in range(count):
+        low, high = rng.integers(0, 256, (2, 3))
+        angle = rng.random() * np.pi
+        t = (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None])
+        t = (t - t.min()) / (t.max() - t.min())
+        pixels = low + t[..., None] * (high - low)
+        image = Image.fromarray(pixels.astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for _ in range(3):
+            x, y, r = rng.integers(0, 32), rng.integers(0, 32), rng.integers(
+                3, 9)
+            draw.ellipse((x - r, y - r, x + r, y + r),
+                         fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        data = io.BytesIO()
+        image.save(data, format="JPEG", quality=75)
         files.append(data.getvalue())
     return files
 
@@ -80,6 +110,11 @@ class ServingDecodeTest(TestCase):
 
     def test_generated_jpegs(self):
         self.check(generated("JPEG"))
+
+    def test_generated_smooth_jpegs(self):
+        # Runs everywhere; the archive's own files only where it is at
+        # hand (test_archive_jpegs).
+        self.check(smooth())
 
     def test_generated_pngs(self):
         self.check(generated("PNG"))
