@@ -138,6 +138,33 @@ class UserPathTest(TestCase):
             moved = moved or not np.allclose(a, before)
         self.assertTrue(moved)
 
+    def test_mixed_bfloat16_model_trains_and_reports_the_numpy_scores(self):
+        # Under mixed_bfloat16 the backbone computes in bfloat16 and the
+        # heads, loss and metrics in float32: fit steps stay finite and
+        # evaluate's figures are the NumPy ones of the model's own outputs.
+        from balpoe_keras.training import mixed_precision_scope
+
+        x, y = _data()
+        with mixed_precision_scope("mixed_bfloat16"):
+            model = _model()
+        self.assertEqual(model.backbone.compute_dtype, "bfloat16")
+        model.compile()
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        self.assertEqual(int(model.optimizer.iterations), 3)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        result = model.evaluate(x, y, batch_size=48, verbose=0,
+                                return_dict=True)
+        outputs = model.predict_outputs(x, batch_size=48)
+        self.assertEqual(outputs["logits"].dtype, np.float32)
+        probs = _softmax(outputs["logits"].astype(np.float64))
+        pred = outputs["logits"].argmax(-1)
+        self.assertAllClose(result["balanced_accuracy"],
+                            _numpy_balanced_accuracy(pred, y, 4), atol=1e-6)
+        self.assertAllClose(result["ece"], _numpy_ece(probs, y), atol=1e-5)
+        expert = _numpy_expert_losses(outputs["expert_logits"], y)
+        self.assertAllClose(result["loss"], expert.mean(), rtol=1e-4,
+                            atol=1e-4)
+
     def test_sample_weight_weights_loss_and_expert_losses_alike(self):
         # Keras' loss is sum(w * loss) / N; the expert losses too, so the
         # loss stays the mean of the experts' whatever the weights' mean.
