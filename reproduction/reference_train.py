@@ -206,17 +206,26 @@ def predict(model, x, device, batch_size=256):
     return torch.cat(out).numpy()
 
 
+def per_class_accuracy(logits, labels, num_classes):
+    """`(C,)` fraction of each class's test images predicted right (NaN
+    for a class without test images)."""
+    hit = (logits.argmax(1) == labels).astype(np.float64)
+    per_class = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        if (labels == c).any():
+            per_class[c] = hit[labels == c].mean()
+    return per_class
+
+
 def scores(logits, labels, counts, num_bins=15):
-    """Accuracy, balanced/group accuracy, ECE/MCE, NLL (% except NLL), and
+    """Accuracy, balanced/group accuracy, ECE/MCE (fractions), NLL (nats) and
     the reliability diagram's bins (`edges` (B + 1,), per-bin mean
     `confidence` and `accuracy` (fractions, 0 where empty), `count`)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     pred, conf = probs.argmax(1), probs.max(1)
     hit = (pred == labels).astype(np.float64)
-    present = [c for c in range(len(counts)) if (labels == c).any()]
-    per_class = np.full(len(counts), np.nan)
-    per_class[present] = [hit[labels == c].mean() for c in present]
+    per_class = per_class_accuracy(logits, labels, len(counts))
     counts = np.asarray(counts)
     groups = {"many": counts > 100, "medium": (counts >= 20) & (
         counts <= 100), "few": counts < 20}

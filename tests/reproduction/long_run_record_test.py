@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from tests.benchmark_modules import REPRODUCTION_DIR
@@ -147,6 +148,25 @@ class LongRunRecordTest(TestCase):
         self.assertIn("| balpoe_keras | jax | 1 | 2 (running) | "
                       f"{100 * running['curve'][-1]['balanced_accuracy']:.2f} "
                       "(epoch 2) | – |", table)
+
+        # per_class.py scores both final models again with the replica's
+        # scoring function: the balanced accuracies and ECEs each run
+        # reported, and the per-class accuracies whose mean they are.
+        scored = os.path.join(tmp, "per_class.json")
+        _run([os.path.join(REPRODUCTION_DIR, "per_class.py"),
+              f"--data={tmp}", f"--ours={ours}", f"--replica={replica}",
+              f"--json={scored}"], KERAS_BACKEND="tensorflow")
+        with open(scored) as f:
+            scored = json.load(f)
+        self.assertEqual(scored["class_names"][:2], ["airplane",
+                                                     "automobile"])
+        for key, entry in (("balpoe_keras", mine), ("replica", theirs)):
+            got = scored[key]
+            self.assertAlmostEqual(got["balanced_accuracy"],
+                                   entry["balanced_accuracy"], 5, key)
+            self.assertAlmostEqual(got["ece"], entry["ece"], 5, key)
+            self.assertAlmostEqual(float(np.mean(got["per_class_accuracy"])),
+                                   entry["balanced_accuracy"], 5, key)
 
     def test_bad_run_argument(self):
         with self.assertRaisesRegex(SystemExit, "--percent_run names no"):
