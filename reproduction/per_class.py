@@ -3,8 +3,10 @@ r"""Per-class test accuracy of a balpoe_keras run and a replica run.
 Scores both finished models again, here, on the same test images of the
 CIFAR-10 JPEG archive with the replica's scoring function
 (`reference_train.scores`): balpoe_keras from its run folder's
-`model.keras`, the PyTorch replica from its folder's `checkpoint.pt` (its
-`report.json` gives its architecture and class counts). Prints each
+`model.keras` (a `BalPoEClassifier`, or the functional model with
+`{"logits", "expert_logits"}` outputs that older runs saved; class names
+from its report), the PyTorch replica from its folder's `checkpoint.pt`
+(its `report.json` gives its architecture and class counts). Prints each
 class's accuracy side by side with the difference, then both runs'
 balanced accuracy and ECE as scored here, which must equal what each run
 reported (a check of the two evaluations against one another):
@@ -48,7 +50,7 @@ def replica_logits(folder, x_test, data):
 
 def ours_logits(folder, x_test):
     """`(N, C)` ensemble logits of the balpoe_keras run in `folder`, and
-    its class names."""
+    its class names (from its report)."""
     import keras
 
     import balpoe_keras  # noqa: F401  Registers the saved classes.
@@ -56,7 +58,11 @@ def ours_logits(folder, x_test):
     model = keras.saving.load_model(os.path.join(folder, "model.keras"))
     logits = model.predict(x_test.astype("float32") / 255.0,
                            batch_size=256, verbose=0)
-    return np.asarray(logits, np.float64), list(model.class_names)
+    if isinstance(logits, dict):  # Runs saved as a functional model.
+        logits = logits["logits"]
+    with open(os.path.join(folder, "report", "report.json")) as f:
+        names = json.load(f)["class_names"]
+    return np.asarray(logits, np.float64), list(names)
 
 
 def compare(ours, replica, data):
