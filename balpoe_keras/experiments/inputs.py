@@ -82,7 +82,7 @@ def load_data(config):
                                    or config.dataset == IMAGE_FOLDER):
         counts = long_tail.largest_long_tail_counts(
             train.class_counts, config.imbalance_ratio,
-            order=_ranking(config, train.class_counts))
+            order=_ranking(train.class_counts))
         # The reference fixes the subset with seed 0 for every run.
         train = train.subset(long_tail.long_tail_subsample(train.labels,
                                                            counts))
@@ -92,18 +92,18 @@ def load_data(config):
     if config.test_distributions:
         distributions = test_distributions.make_test_distributions(
             test.labels, test.num_classes, ratios=config.spec.test_ratios,
-            order=_ranking(config, class_counts))
+            order=_ranking(class_counts))
     return ExperimentData(train, test, class_counts, distributions)
 
 
-def _ranking(config, class_counts):
+def _ranking(class_counts):
     """The classes a long-tail profile (`--imbalance_ratio`, the forward /
-    backward test sets) runs over, head first: an image folder's by their
-    training images (its alphabetical ids rank nothing), a benchmark's by
-    id as the reference's (class 0 the head)."""
-    if config.dataset == IMAGE_FOLDER:
-        return long_tail.head_first(class_counts)
-    return None
+    backward test sets) runs over, head first: by training images, ties by
+    id. For CIFAR (counts that never rise with the id) that is the ids'
+    order, the reference's (class 0 the head); ImageNet-LT's, iNaturalist's
+    and an image folder's ids rank nothing, and their reference lists put
+    the most frequent training classes at the forward sets' head."""
+    return long_tail.head_first(class_counts)
 
 
 def _load_image_folder(config):

@@ -163,6 +163,46 @@ class TestDistributionsTest(TestCase):
             self.assertEqual(sizes, expected, dataset)
 
 
+    def test_shifted_sets_follow_training_frequency_not_class_ids(self):
+        # ImageNet-LT's ids rank nothing: its forward lists put the most
+        # frequent training classes at the head. A fake long-tailed train
+        # list whose counts do not follow the ids: the class with the
+        # most training images keeps all 50 test images in forward50 and
+        # int(50 / 50) = 1 in backward50, the rarest the reverse.
+        pytest.importorskip("tensorflow")
+        from balpoe_keras.data import sources
+        from balpoe_keras.data.source import ImageSource
+        from balpoe_keras.experiments import inputs
+
+        counts = 1 + (np.arange(1000) * 397) % 1000  # a permutation of 1..1000
+
+        def fake(name, split="train", data_dir=None, **kwargs):
+            per_class = counts if split == "train" else np.full(1000, 50)
+            labels = np.repeat(np.arange(1000), per_class)
+            return ImageSource(labels, [f"c{i}" for i in range(1000)],
+                               images=np.zeros((len(labels), 1, 1, 3),
+                                               np.uint8), split=split)
+
+        real, sources.get_source = sources.get_source, fake
+        try:
+            data = inputs.load_data(parse("--dataset=imagenet_lt",
+                                          "--workdir=unused"))
+        finally:
+            sources.get_source = real
+        labels = data.test.labels
+        head, tail = int(np.argmax(counts)), int(np.argmin(counts))
+        forward = np.bincount(labels[data.test_distributions["forward50"]],
+                              minlength=1000)
+        backward = np.bincount(
+            labels[data.test_distributions["backward50"]], minlength=1000)
+        self.assertEqual((forward[head], forward[tail]), (50, 1))
+        self.assertEqual((backward[head], backward[tail]), (1, 50))
+        # Per class, forward counts never rise as training counts fall.
+        by_frequency = forward[np.argsort(-counts, kind="stable")]
+        self.assertTrue(np.all(np.diff(by_frequency) <= 0))
+        self.assertEqual(forward.sum(), 12058)  # The list's size.
+
+
 @pytest.mark.large
 class EndToEndTest(TestCase):
     """A short run on this backend: report, exports, resume rules."""
