@@ -69,8 +69,9 @@ def read_image_archive(archive, class_names=None, num_threads=None):
         `"class_names"` `(C,)` str.
 
     Raises:
-        ValueError: listing the files that could not be decoded, or if the
-            images differ in size.
+        ValueError: listing the files that could not be decoded or the
+            class folders not in `class_names`, or if the images differ in
+            size.
     """
     files = {}
     with tarfile.open(archive) as tar:
@@ -82,6 +83,12 @@ def read_image_archive(archive, class_names=None, num_threads=None):
     if class_names is None:
         class_names = sorted({c for s, c in parsed if s})
     label_of = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({c for s, c in parsed if s and c not in label_of})
+    if unknown:
+        raise ValueError(
+            f"{archive} holds class folders {unknown} that are not among "
+            f"its {len(class_names)} classes {list(class_names)}; their "
+            "images would be left out. Remove or rename those folders.")
     threads = num_threads or min(8, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         decoded = list(pool.map(decode_image, (files[n] for n in names)))

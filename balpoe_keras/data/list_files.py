@@ -156,6 +156,7 @@ def load_benchmark_list(benchmark, split, data_dir, list_dir=None,
                                   check_files, name=benchmark, split=split)
     raise FileNotFoundError(
         f"{lists[split]} not found; looked in {candidates}. Get the list "
-        "files from the BalPoE-CalibratedLT repository (data_txt/) and pass "
-        "list_dir= or place them in data_dir."
+        "files from the BalPoE-CalibratedLT repository (data_txt/) and place "
+        f"them in data_dir (--data_dir) or data_dir/data_txt/"
+        f"{_SUBDIRS[benchmark]}, or pass list_dir= from Python."
     )

@@ -60,6 +60,12 @@ class ReadImageArchiveTest(TestCase):
         arrays = sources.read_image_archive(self.archive, ("dog", "cat"))
         self.assertEqual(arrays["train_labels"].tolist(), [1, 0, 0])
 
+    def test_a_class_folder_outside_the_given_classes_is_named(self):
+        # Its images were left out silently (a renamed CIFAR-10 folder).
+        with self.assertRaisesRegex(ValueError, r"class folders \['cat'\] "
+                                    r"that are not among its 1 classes"):
+            sources.read_image_archive(self.archive, ("dog",))
+
     def test_corrupt_files_are_listed(self):
         bad = os.path.join(self.dir, "bad.tar.gz")
         _write_archive(bad, {"train/cat/0.png": _png(1),
