@@ -73,8 +73,9 @@ def read_cifar10_archive(path, cache=None):
             [classes.index(c) for _, c in rows], np.int64)
     if cache:
         os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-        np.savez(cache + ".tmp.npz", **out)
-        os.replace(cache + ".tmp.npz", cache)
+        tmp = f"{cache}.{os.getpid()}.tmp.npz"  # One per process.
+        np.savez(tmp, **out)
+        os.replace(tmp, cache)
     return out
 
 

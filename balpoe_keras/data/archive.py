@@ -172,9 +172,10 @@ def load_cifar10_arrays(data_dir=None, cache_dir=None):
 
 
 def save_arrays(path, arrays, compress=False):
-    """Writes `arrays` (a dict of NumPy arrays) atomically as `.npz`."""
+    """Writes `arrays` (a dict of NumPy arrays) atomically as `.npz`; runs
+    filling one cache at once each write their own temporary file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.npz"
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
     (np.savez_compressed if compress else np.savez)(tmp, **arrays)
     os.replace(tmp, path)
 

@@ -86,6 +86,28 @@ class ReadImageArchiveTest(TestCase):
         # CIFAR-10 class order: cat = 3, dog = 5.
         self.assertEqual(first["train_labels"].tolist(), [3, 5, 5])
 
+    def test_two_runs_filling_one_cache_at_once_both_succeed(self):
+        # Runs started together (two seeds) write the same cache: while
+        # one writes, the other writes and renames in full. With one
+        # temporary name for both, the first rename found its file gone.
+        path = os.path.join(self.get_temp_dir(), "arrays.npz")
+        real_savez = np.savez
+        pids = iter([111, 222])
+        calls = []
+
+        def interleaved(file, **arrays):
+            real_savez(file, **arrays)
+            calls.append(file)
+            if len(calls) == 1:  # The other run writes, meanwhile.
+                sources.save_arrays(path, {"x": np.ones(2)})
+
+        with mock.patch.object(sources.os, "getpid", lambda: next(pids)), \
+                mock.patch.object(sources.np, "savez", interleaved):
+            sources.save_arrays(path, {"x": np.zeros(3)})
+        with np.load(path) as data:
+            np.testing.assert_array_equal(data["x"], np.zeros(3))
+        self.assertEqual(os.listdir(os.path.dirname(path)), ["arrays.npz"])
+
     def test_missing_archive_names_searched_folders(self):
         # A given data_dir is the only place looked in: no silent fallback.
         with self.assertRaisesRegex(FileNotFoundError,
