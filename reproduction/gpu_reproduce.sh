@@ -143,7 +143,13 @@ for variant in ${GPU_REPRO_VARIANTS:-}; do
     > "${RUNS}/${name}.log" 2>&1 &
   pids+=($!)
 done
-for pid in "${pids[@]}"; do wait "${pid}"; done
+failed=0  # A run that stopped with an error (124: its budget, resumable).
+for pid in "${pids[@]}"; do
+  wait "${pid}"; rc=$?
+  if (( rc != 0 && rc != 124 )); then
+    echo "a run failed (exit ${rc}): see its log below"; failed=1
+  fi
+done
 
 for log in "${RUNS}"/*.log; do
   [[ -f "${log}" ]] || continue
@@ -153,8 +159,10 @@ seeds=$(echo "${REPLICA_SEEDS} ${JAX_SEEDS} 1" | tr ' ' '\n' | grep . \
   | sort -un | paste -sd, -)
 pipelines=replica,arrays
 for variant in ${GPU_REPRO_VARIANTS:-}; do pipelines+=",arrays_${variant}"; done
-figure=()  # Reliability diagrams side by side, where matplotlib is.
-if python3 -c "import matplotlib" 2>/dev/null; then
+figure=()  # Reliability diagrams side by side, where matplotlib is and
+# some run has finished (its report holds the bins).
+if python3 -c "import matplotlib" 2>/dev/null && compgen -G \
+    "${RUNS}/*/report.json" "${RUNS}/*/report/report.json" > /dev/null; then
   figure=(--figure="${GPU_OUT}/paired_reliability.png")
 fi
 python3 reproduction/paired.py --table_only --workdir="${RUNS}" "${figure[@]}" \
@@ -192,4 +200,5 @@ for name in sorted(os.listdir(runs)):
     print(f"unfinished: {name} -> {path} ({os.path.getsize(path) >> 20} MiB)")
 PY
 echo "== done; outputs in ${GPU_OUT}: $(ls "${GPU_OUT}" | xargs)"
+(( failed )) && status=1
 exit "${status}"
