@@ -527,6 +527,47 @@ class CommandLineFaultTest(TestCase):
         self.assertEqual(resumed.returncode, 0, resumed.stderr[-2000:])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "torch",
+                    reason="the real CLI on PyTorch (in the PyTorch pass)")
+class TorchCommandLineTest(TestCase):
+    @pytest.mark.large
+    def test_the_cli_trains_and_reports_on_pytorch(self):
+        # `python -m balpoe_keras.experiments.run` with KERAS_BACKEND=torch
+        # on an archive: its report's scores are what the saved model's
+        # evaluate() gives on the run's test set.
+        from tests.cifar_archive import write_cifar_archive
+
+        tmp = self.get_temp_dir()
+        write_cifar_archive(tmp, 40, 4)
+        workdir = os.path.join(tmp, "run")
+        flags = [f"--flagfile={FLAGFILE_DIR}/quickstart.flags",
+                 f"--data_dir={tmp}", f"--workdir={workdir}",
+                 "--imbalance_ratio=10", "--epochs=1", "--warmup_epochs=1",
+                 "--lr_step_epochs=", "--max_train_steps_per_epoch=2",
+                 "--batch_size=16", "--eval_batch_size=40",
+                 "--notest_distributions", "--noexport",
+                 "--architecture=resnet8"]
+        done = subprocess.run(
+            [sys.executable, "-m", "balpoe_keras.experiments.run", *flags],
+            capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, KERAS_BACKEND="torch",
+                     BALPOE_KERAS_CACHE=os.path.join(tmp, "c")))
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        self.assertIn("backend torch", done.stdout)
+        with open(os.path.join(workdir, "report", "report.json")) as f:
+            summary = json.load(f)["summary"]
+        from balpoe_keras.experiments import inputs
+
+        test = inputs.load_data(parse(*flags)).test
+        model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+        scores = model.evaluate(test.images.astype("float32") / 255.0,
+                                test.labels, batch_size=40, verbose=0,
+                                return_dict=True)
+        for key in ("balanced_accuracy", "accuracy", "ece"):
+            self.assertAlmostEqual(scores[key], summary[f"test/{key}"], 5,
+                                   key)
+
+
 class MultiSeedRunTest(TestCase):
     @pytest.mark.large
     @pytest.mark.skipif(keras.backend.backend() != "jax",
