@@ -39,8 +39,9 @@
 #                           on an H200: a run cut short resumes when rerun
 #                           with the same GPU_CHECK_WORKDIR).
 #   GPU_CHECK_TP_TIMEOUT    seconds per throughput table (default 90), each
-#                           config at most a quarter of it (a slower one is
-#                           skipped and named, the table kept).
+#                           config at most its share, the budget over
+#                           (configs + 1) (a slower one is skipped and
+#                           named, the table kept).
 #   GPU_CHECK_WORKDIR       scratch folder (default: a new one in /tmp);
 #                           rerunning with the same one resumes training
 #                           from its last checkpoint.
@@ -83,8 +84,11 @@ if [[ "${GPU_CHECK_SKIP_TRAIN:-0}" != 1 ]]; then
   BALPOE_KERAS_CACHE="${BALPOE_KERAS_CACHE:-${WORK}/cache}" \
     timeout "${TIMEOUT}" python3 -m balpoe_keras.experiments.run "${args[@]}"
   rc=$?
-  if (( rc != 0 )); then
-    echo "training failed or timed out (exit ${rc}); see above."
+  if (( rc == 124 )); then
+    echo "training reached its ${TIMEOUT} s budget; rerun with" \
+      "GPU_CHECK_WORKDIR=${WORK} to resume it from its last checkpoint."
+  elif (( rc != 0 )); then
+    echo "training failed (exit ${rc}); see above."
     status=1
   fi
   for f in train/train_log.csv train/report/report.md \
@@ -121,11 +125,17 @@ if [[ "${GPU_CHECK_SKIP_THROUGHPUT:-${TINY}}" != 1 ]]; then
   echo "== input path throughput (benchmarks/arrays_throughput.py)"
   KERAS_BACKEND=jax timeout 60 python3 benchmarks/arrays_throughput.py \
     --repeats 2 || status=1
+  configs="${GPU_CHECK_CONFIGS:-jax,jax_bf16,torch}"
+  IFS=, read -ra config_list <<< "${configs}"
+  # Each config its share of the table's budget, one share left for the
+  # script's own start and the matmul peak: a slow config is skipped and
+  # named, the table written.
+  share=$(( ${GPU_CHECK_TP_TIMEOUT:-90} / (${#config_list[@]} + 1) ))
+  (( share < 1 )) && share=1
   for batch in ${GPU_CHECK_BATCHES:-128 512}; do
     echo "== model throughput, batch ${batch} (benchmarks/throughput.py)"
     timeout "${GPU_CHECK_TP_TIMEOUT:-90}" python3 benchmarks/throughput.py \
-      --timeout "$(( ${GPU_CHECK_TP_TIMEOUT:-90} / 4 ))" \
-      --configs "${GPU_CHECK_CONFIGS:-jax,jax_bf16,torch}" \
+      --timeout "${share}" --configs "${configs}" \
       --batch_size "${batch}" --steps 10 --repeats 2 \
       --out "${GPU_OUT}/throughput_b${batch}.json" || status=1
   done

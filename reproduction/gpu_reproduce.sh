@@ -160,9 +160,10 @@ seeds=$(echo "${REPLICA_SEEDS} ${JAX_SEEDS} 1" | tr ' ' '\n' | grep . \
 pipelines=replica,arrays
 for variant in ${GPU_REPRO_VARIANTS:-}; do pipelines+=",arrays_${variant}"; done
 figure=()  # Reliability diagrams side by side, where matplotlib is and
-# some run has finished (its report holds the bins).
-if python3 -c "import matplotlib" 2>/dev/null && compgen -G \
-    "${RUNS}/*/report.json" "${RUNS}/*/report/report.json" > /dev/null; then
+# a seed-1 run, the one drawn, has finished (its report holds the bins).
+if python3 -c "import matplotlib" 2>/dev/null && {
+    compgen -G "${RUNS}/*_seed1/report.json" ||
+    compgen -G "${RUNS}/*_seed1/report/report.json"; } > /dev/null; then
   figure=(--figure="${GPU_OUT}/paired_reliability.png")
 fi
 python3 reproduction/paired.py --table_only --workdir="${RUNS}" "${figure[@]}" \

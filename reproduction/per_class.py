@@ -35,6 +35,9 @@ def replica_logits(folder, x_test, data):
     training class counts."""
     with open(os.path.join(folder, "report.json")) as f:
         report = json.load(f)
+    if report["config"].get("tiny"):
+        raise SystemExit(f"{folder} is a --tiny run (scored on every 20th "
+                         "test image); compare full runs.")
     args = reference_train.parse_args(["--out", folder, "--device", "cpu"])
     for key, value in report["config"].items():
         if key in vars(args) and key not in ("out", "device", "data"):
@@ -43,7 +46,7 @@ def replica_logits(folder, x_test, data):
     counts = report["class_counts"]
     model, _, _, _ = reference_train.build(args, counts)
     state = torch.load(os.path.join(folder, reference_train.CHECKPOINT),
-                       weights_only=False)
+                       map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     return reference_train.predict(model, x_test, "cpu"), counts
 
@@ -83,7 +86,7 @@ def compare(ours, replica, data):
         summary, _ = reference_train.scores(logits, y_test, counts)
         result[key] = {
             "per_class_accuracy": reference_train.per_class_accuracy(
-                logits, y_test, len(names)).tolist(),
+                logits.argmax(1), y_test, len(names)).tolist(),
             "balanced_accuracy": summary["test/balanced_accuracy"],
             "ece": summary["test/ece"]}
     return result

@@ -206,10 +206,10 @@ def predict(model, x, device, batch_size=256):
     return torch.cat(out).numpy()
 
 
-def per_class_accuracy(logits, labels, num_classes):
-    """`(C,)` fraction of each class's test images predicted right (NaN
-    for a class without test images)."""
-    hit = (logits.argmax(1) == labels).astype(np.float64)
+def per_class_accuracy(pred, labels, num_classes):
+    """`(C,)` fraction of each class's test images whose predicted class
+    `pred` (`(N,)` ids) is right (NaN for a class without test images)."""
+    hit = (pred == labels).astype(np.float64)
     per_class = np.full(num_classes, np.nan)
     for c in range(num_classes):
         if (labels == c).any():
@@ -225,7 +225,7 @@ def scores(logits, labels, counts, num_bins=15):
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     pred, conf = probs.argmax(1), probs.max(1)
     hit = (pred == labels).astype(np.float64)
-    per_class = per_class_accuracy(logits, labels, len(counts))
+    per_class = per_class_accuracy(pred, labels, len(counts))
     counts = np.asarray(counts)
     groups = {"many": counts > 100, "medium": (counts >= 20) & (
         counts <= 100), "few": counts < 20}
