@@ -443,6 +443,7 @@ class EvaluateCliTest(TestCase):
         values.unparse_flags()
 
     @pytest.mark.large
+    @pytest.mark.tf_only  # A refusal, the same on every backend: once.
     def test_a_model_saved_before_the_classifier_is_refused(self):
         # Plain functional models with `{"logits", "expert_logits"}`
         # outputs (run directories from before BalPoEClassifier): a clear
