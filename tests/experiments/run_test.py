@@ -72,6 +72,19 @@ def short_run_config(workdir, *overrides):
                  "--architecture=resnet8", *overrides)
 
 
+def assert_scores_match_evaluate(case, model_path, test, summary,
+                                 batch_size):
+    """The report's balanced accuracy, accuracy and ECE are what the saved
+    model's own evaluate() gives on `test` (one unit, one path)."""
+    model = keras.saving.load_model(model_path)
+    scores = model.evaluate(test.images.astype("float32") / 255.0,
+                            test.labels, batch_size=batch_size, verbose=0,
+                            return_dict=True)
+    for key in ("balanced_accuracy", "accuracy", "ece"):
+        case.assertAlmostEqual(scores[key], summary[f"test/{key}"], 5, key)
+    return model
+
+
 def run(config, **kwargs):
     from balpoe_keras.experiments import runner
 
@@ -221,13 +234,8 @@ class EndToEndTest(TestCase):
 
         with fake_data():
             test = inputs.load_data(config).test
-        model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
-        scores = model.evaluate(test.images.astype("float32") / 255.0,
-                                test.labels, batch_size=128, verbose=0,
-                                return_dict=True)
-        for key in ("balanced_accuracy", "accuracy", "ece"):
-            self.assertAlmostEqual(scores[key], summary[f"test/{key}"], 5,
-                                   key)
+        model = assert_scores_match_evaluate(
+            self, os.path.join(workdir, "model.keras"), test, summary, 128)
         # Counts 500..50 at ratio 10: the few-shot group is empty -> null.
         self.assertIsNone(summary["test/acc_few"])
         names = ["config.json", "model.keras", "train_log.csv",
@@ -412,14 +420,9 @@ class EvaluateCliTest(TestCase):
         self.assertEqual(report["config"]["dataset"], "cifar10_lt_folder")
         self.assertEqual(report["class_names"][:2], ["c0", "c1"])
         # The numbers: the saved model's own evaluate() on the test set.
-        test = experiment_data.test
-        scores = keras.saving.load_model(
-            os.path.join(workdir, "model.keras")).evaluate(
-                test.images.astype("float32") / 255.0, test.labels,
-                batch_size=128, verbose=0, return_dict=True)
-        for key in ("balanced_accuracy", "accuracy", "ece"):
-            self.assertAlmostEqual(scores[key],
-                                   report["summary"][f"test/{key}"], 5, key)
+        assert_scores_match_evaluate(
+            self, os.path.join(workdir, "model.keras"), experiment_data.test,
+            report["summary"], 128)
 
         # A .keras file with flags for the data: class counts, lambdas and
         # names come from the model, whatever the flags say.
@@ -560,13 +563,8 @@ class TorchCommandLineTest(TestCase):
         from balpoe_keras.experiments import inputs
 
         test = inputs.load_data(parse(*flags)).test
-        model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
-        scores = model.evaluate(test.images.astype("float32") / 255.0,
-                                test.labels, batch_size=40, verbose=0,
-                                return_dict=True)
-        for key in ("balanced_accuracy", "accuracy", "ece"):
-            self.assertAlmostEqual(scores[key], summary[f"test/{key}"], 5,
-                                   key)
+        assert_scores_match_evaluate(
+            self, os.path.join(workdir, "model.keras"), test, summary, 40)
 
 
 class MultiSeedRunTest(TestCase):
