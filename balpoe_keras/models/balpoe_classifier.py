@@ -16,6 +16,7 @@ import numpy as np
 from balpoe_keras import class_prior
 from balpoe_keras import labels
 from balpoe_keras.metrics import ExpertLoss
+from balpoe_keras.models import compile_checks
 from balpoe_keras.models import compile_defaults
 from balpoe_keras.models.components import validate_num_classes
 from balpoe_keras.models.heads import EXPERT_LOGITS
@@ -238,6 +239,12 @@ class BalPoEClassifier(keras.Model):
                 expert's loss is reported in any case.
             **kwargs: other `keras.Model.compile` arguments
                 (`jit_compile`, `steps_per_execution`, ...).
+
+        Raises:
+            ValueError: for per-output dicts, Keras' built-in losses (they
+                take `(B, C)`, not the expert logits), metrics that read
+                one-hot labels, and probability metrics without
+                `from_logits=True` (`compile_checks`).
         """
         if _is_auto(optimizer):
             optimizer = compile_defaults.make_default_optimizer()
@@ -248,7 +255,7 @@ class BalPoEClassifier(keras.Model):
         if _is_auto(metrics):
             metrics = compile_defaults.make_ensemble_metrics(
                 self.class_counts)
-        _check_single_output_args(loss, metrics, kwargs)
+        compile_checks.check_compile_args(loss, metrics, kwargs)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         **kwargs)
 
@@ -718,19 +725,6 @@ def _guarded(callbacks, model):
 def _expert_logits(y_pred):
     """The `(B, M, C)` expert logits of the model's outputs."""
     return y_pred[EXPERT_LOGITS] if isinstance(y_pred, dict) else y_pred
-
-
-def _check_single_output_args(loss, metrics, kwargs):
-    """One-line errors for per-output (dict) compile arguments."""
-    for key, value in (("loss", loss), ("metrics", metrics),
-                       ("weighted_metrics", kwargs.get("weighted_metrics")),
-                       ("loss_weights", kwargs.get("loss_weights"))):
-        if isinstance(value, dict):
-            raise ValueError(
-                f"BalPoEClassifier.compile() takes one {key}, not a dict per "
-                f"output: the loss applies to the expert logits and the "
-                f"metrics to the ensemble logits. Received: {key}={value!r}"
-            )
 
 
 def _is_auto(value):
