@@ -18,6 +18,7 @@ from balpoe_keras import labels
 from balpoe_keras.metrics import ExpertLoss
 from balpoe_keras.models import compile_checks
 from balpoe_keras.models import compile_defaults
+from balpoe_keras.models.components import check_backbone_pixel_range
 from balpoe_keras.models.components import validate_num_classes
 from balpoe_keras.models.heads import EXPERT_LOGITS
 from balpoe_keras.models.heads import LOGITS
@@ -761,6 +762,8 @@ def _validate_backbone(backbone, lambdas, expert_layers):
             "(build a Sequential one with keras.Input first). Received: "
             f"backbone={backbone!r}"
         )
+    if len(backbone.inputs[0].shape) == 4:
+        check_backbone_pixel_range(backbone)
     output = backbone.output
     if isinstance(output, dict):
         raise ValueError(

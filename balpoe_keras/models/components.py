@@ -45,6 +45,13 @@ class PixelNormalization(keras.layers.Layer):
             )
         if min(self.std) <= 0:
             raise ValueError(f"Expected every std > 0. Received: std={std}")
+        if max(abs(m) for m in self.mean) > 1 or max(self.std) > 1:
+            raise ValueError(
+                "Expected mean and std in units of [0, 1] pixels (e.g. "
+                "ImageNet's mean (0.485, 0.456, 0.406)); values above 1 are "
+                "in 0-255 units: divide them by 255. Received: "
+                f"mean={mean}, std={std}"
+            )
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -222,3 +229,63 @@ def apply_expert_branches(x, *, num_experts, shared_stages, num_stages,
         pool = keras.layers.GlobalAveragePooling2D(name=f"expert_{index}_pool")
         features.append(pool(y))
     return features
+
+
+def check_backbone_pixel_range(backbone):
+    """Raises `ValueError` if an image backbone rescales 0-255 pixels.
+
+    `BalPoEClassifier` feeds its backbone images with pixels in `[0, 1]`
+    (it refuses larger values). A backbone whose own preprocessing expects
+    0-255 pixels -- the `Rescaling(1/255)` or `Rescaling(1/127.5, -1)` of
+    `keras.applications` models built with their preprocessing, or a
+    `Normalization` whose mean is in 0-255 units -- would see pixels 255
+    times too small and give wrong features without a word. The check
+    multiplies the scales of every `Rescaling` layer (nested models
+    included), so a `Rescaling(255)` placed before such a layer passes.
+
+    Args:
+        backbone: a `keras.Model` taking `(batch, H, W, channels)` images.
+    """
+    found = list(_preprocessing_layers(backbone))
+    scale = 1.0
+    for layer in found:
+        if isinstance(layer, keras.layers.Rescaling):
+            scale *= float(layer.scale)
+    for layer in found:
+        if isinstance(layer, keras.layers.Rescaling) and scale < 0.01:
+            problem = (f"its layer {layer.name!r} (Rescaling, scale "
+                       f"{float(layer.scale):.4g}) expects 0-255 pixels")
+        elif (isinstance(layer, keras.layers.Normalization) and scale < 2
+              and _normalization_mean_max(layer) > 1.5):
+            problem = (f"its layer {layer.name!r} (Normalization, mean "
+                       f"{_normalization_mean_max(layer):.4g}) expects "
+                       "0-255 pixels")
+        else:
+            continue
+        raise ValueError(
+            f"The backbone {backbone.name!r} rescales its input itself: "
+            f"{problem}, but BalPoEClassifier gives it pixels in [0, 1]. "
+            "Build it without its preprocessing (keras.applications: "
+            "include_preprocessing=False, then pass the weights' "
+            "normalization as PixelNormalization in [0, 1] units), or put "
+            "keras.layers.Rescaling(255.0) in front of it inside your "
+            "backbone."
+        )
+
+
+def _preprocessing_layers(model):
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, (keras.layers.Rescaling,
+                              keras.layers.Normalization)):
+            yield layer
+        elif isinstance(layer, keras.Model):
+            yield from _preprocessing_layers(layer)
+
+
+def _normalization_mean_max(layer):
+    mean = getattr(layer, "input_mean", None)
+    if mean is None:
+        mean = getattr(layer, "mean", None)
+    if mean is None:
+        return 0.0
+    return float(ops.max(ops.abs(ops.convert_to_tensor(mean, "float32"))))

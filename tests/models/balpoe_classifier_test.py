@@ -480,3 +480,57 @@ class FreshProcessLoadTest(TestCase):
             done.stdout.strip().splitlines()[-1],
             "BalPoEClassifier [8, 4, 2, 1] [1.0, 0.0, -1.0] "
             "['a', 'b', 'c', 'd'] TorchSGD WarmupStepSchedule 1 True")
+
+
+class BackbonePixelRangeTest(TestCase):
+    """A backbone that rescales 0-255 pixels itself is refused: the model
+    feeds it [0, 1] pixels."""
+
+    def _tiny(self, *preprocessing):
+        inputs = keras.Input((8, 8, 3))
+        x = inputs
+        for layer in preprocessing:
+            x = layer(x)
+        x = keras.layers.Conv2D(4, 3)(x)
+        return keras.Model(inputs, x, name="tiny")
+
+    def test_rescaling_and_0_255_normalization_are_refused(self):
+        cases = {
+            "rescale_255": [keras.layers.Rescaling(1 / 255)],
+            "rescale_127": [keras.layers.Rescaling(1 / 127.5, offset=-1)],
+            "imagenet_mean_255": [keras.layers.Normalization(
+                mean=[123.675, 116.28, 103.53],
+                variance=[58.4**2, 57.1**2, 57.4**2])],
+        }
+        for name, preprocessing in cases.items():
+            with self.subTest(name):
+                with self.assertRaisesRegex(
+                        ValueError, "expects 0-255 pixels.*pixels in "
+                        r"\[0, 1\].*include_preprocessing=False.*"
+                        r"Rescaling\(255.0\)"):
+                    BalPoEClassifier(self._tiny(*preprocessing), _COUNTS)
+
+    def test_nested_keras_applications_preprocessing_is_found(self):
+        inner = keras.applications.MobileNetV3Small(
+            include_top=False, weights=None, input_shape=(32, 32, 3))
+        inputs = keras.Input((32, 32, 3))
+        outer = keras.Model(inputs, inner(inputs), name="outer")
+        with self.assertRaisesRegex(ValueError, "layer 'rescaling'"):
+            BalPoEClassifier(outer, _COUNTS)
+        plain = keras.applications.MobileNetV3Small(
+            include_top=False, weights=None, input_shape=(32, 32, 3),
+            include_preprocessing=False)
+        BalPoEClassifier(plain, _COUNTS)
+
+    def test_rescaling_to_0_255_first_and_unit_range_layers_pass(self):
+        BalPoEClassifier(self._tiny(keras.layers.Rescaling(255.0),
+                                    keras.layers.Rescaling(1 / 255)),
+                         _COUNTS)
+        BalPoEClassifier(self._tiny(keras.layers.Rescaling(255.0),
+                                    keras.layers.Normalization(
+                                        mean=[123.7, 116.3, 103.5],
+                                        variance=[3400.0] * 3)), _COUNTS)
+        BalPoEClassifier(self._tiny(keras.layers.Rescaling(2.0, offset=-1),
+                                    keras.layers.Normalization(
+                                        mean=[0.485, 0.456, 0.406],
+                                        variance=[0.05] * 3)), _COUNTS)

@@ -34,6 +34,13 @@ class PixelNormalizationTest(TestCase):
         with self.assertRaisesRegex(ValueError, "same non-zero length"):
             PixelNormalization([0.5, 0.5], [0.2])
 
+    def test_mean_or_std_in_0_255_units_raises(self):
+        with self.assertRaisesRegex(ValueError, "0-255 units: divide"):
+            PixelNormalization([123.675, 116.28, 103.53], [58.4, 57.1, 57.4])
+        with self.assertRaisesRegex(ValueError, "0-255 units"):
+            PixelNormalization([0.5], [58.4])
+        PixelNormalization([0.0], [1.0])  # the identity is in range
+
     def test_config_round_trip(self):
         self.run_serialization_test(PixelNormalization([0.4], [0.2]))
 
