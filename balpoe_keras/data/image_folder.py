@@ -136,21 +136,7 @@ def scan_image_folder(root, num_threads=None):
     test_split = next((s for s in TEST_SPLITS
                        if os.path.isdir(os.path.join(root, s))), None)
     if test_split is not None:
-        test_names = _class_folders(os.path.join(root, test_split))
-        if test_names != list(names):
-            missing = sorted(set(names) - set(test_names))
-            extra = sorted(set(test_names) - set(names))
-            nfc = {unicodedata.normalize("NFC", n) for n in missing}
-            unicode = (
-                " Some names differ only in their Unicode form (NFC/NFD, "
-                "e.g. after copying from macOS): rename the folders of one "
-                "split." if nfc & {unicodedata.normalize("NFC", n)
-                                   for n in extra} else "")
-            raise ValueError(
-                f"{os.path.join(root, test_split)} and {train_dir} hold "
-                f"different classes (missing from {test_split}: {missing}; "
-                f"not in train: {extra}). Give both splits the same class "
-                f"folders.{unicode}")
+        _check_same_classes(root, test_split, names)
         list_image_folder(root, test_split, names, unread)  # No empty class.
     if unread:
         logging.warning(
@@ -209,6 +195,27 @@ def _class_folders(split_dir):
                   if e.is_dir() and not e.name.startswith("."))
 
 
+def _check_same_classes(root, split, train_names):
+    """Raises `ValueError` if `root/<split>`'s class folders are not
+    `train_names` (a class missing or added would shift every later id)."""
+    names = _class_folders(os.path.join(root, split))
+    if names == list(train_names):
+        return
+    missing = sorted(set(train_names) - set(names))
+    extra = sorted(set(names) - set(train_names))
+    nfc = {unicodedata.normalize("NFC", n) for n in missing}
+    unicode = (
+        " Some names differ only in their Unicode form (NFC/NFD, "
+        "e.g. after copying from macOS): rename the folders of one "
+        "split." if nfc & {unicodedata.normalize("NFC", n)
+                           for n in extra} else "")
+    raise ValueError(
+        f"{os.path.join(root, split)} and {os.path.join(root, 'train')} hold "
+        f"different classes (missing from {split}: {missing}; "
+        f"not in train: {extra}). Give both splits the same class "
+        f"folders.{unicode}")
+
+
 def list_image_folder(root, split="train", class_names=None, unread=None):
     """Sorted image paths and labels of `root/<split>/<class>/...`: the
     images of each class folder and its sub-folders
@@ -217,7 +224,9 @@ def list_image_folder(root, split="train", class_names=None, unread=None):
     Args:
         root: dataset folder.
         split: sub-folder name, e.g. `"train"` or `"test"`.
-        class_names: optional class order; default the sorted folder names.
+        class_names: optional class order; default the sorted folder names
+            of `root/train` (when it exists; the split must then hold the
+            same class folders), else of `root/<split>`.
         unread: optional dict, counts the image files of types not read
             (extension -> count), as `image_files_under`.
 
@@ -228,7 +237,9 @@ def list_image_folder(root, split="train", class_names=None, unread=None):
     Raises:
         FileNotFoundError: if `root/<split>` does not exist or has no class
             folders.
-        ValueError: if some class folders hold no images (lists them).
+        ValueError: if some class folders hold no images (lists them), or
+            if `root/<split>` and `root/train` hold different classes
+            (without `class_names`).
     """
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
@@ -237,7 +248,12 @@ def list_image_folder(root, split="train", class_names=None, unread=None):
             "root/<split>/<class>/<image>.jpg|png."
         )
     if class_names is None:
-        class_names = _class_folders(split_dir)
+        train_dir = os.path.join(root, "train")
+        if split != "train" and os.path.isdir(train_dir):
+            class_names = _class_folders(train_dir)
+            _check_same_classes(root, split, class_names)
+        else:
+            class_names = _class_folders(split_dir)
     if not class_names:
         raise FileNotFoundError(f"{split_dir} has no class folders.")
     paths, labels, empty = [], [], []

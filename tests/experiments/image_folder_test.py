@@ -297,6 +297,31 @@ class FolderDataTest(TestCase):
                          r"leaving out 3 image file\(s\).*\(1 \.heic, 1 "
                          r"\.tif, 1 \.tiff\).*Convert them")
 
+    def test_a_test_split_takes_train_classes_from_python(self):
+        # load_image_folder(root, "test") labels by the train folders: a
+        # test split missing a class would shift every later class id.
+        import shutil
+
+        from balpoe_keras.data import get_source
+        from balpoe_keras.data.image_folder import load_image_folder
+
+        root = self.get_temp_dir()
+        names = write_folder(root, [3, 2, 2], test_per_class=2, sides=(8, 8))
+        test = load_image_folder(root, "test")
+        self.assertEqual(test.class_names, tuple(names))
+        np.testing.assert_array_equal(test.labels, [0, 0, 1, 1, 2, 2])
+        shutil.rmtree(os.path.join(root, "test", "class_1"))
+        for load in (lambda: load_image_folder(root, "test"),
+                     lambda: get_source("image_folder", "test", root)):
+            with self.assertRaisesRegex(
+                    ValueError, r"hold different classes \(missing from "
+                    r"test: \['class_1'\]; not in train: \[\]\)"):
+                load()
+        # Given class names, the split is read as told.
+        test = load_image_folder(root, "test",
+                                 class_names=["class_0", "class_2"])
+        np.testing.assert_array_equal(test.labels, [0, 0, 1, 1])
+
     def test_grayscale_at_native_size_is_exact(self):
         from PIL import Image
 
