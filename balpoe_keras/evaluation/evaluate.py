@@ -28,6 +28,46 @@ SUMMARY_KEYS = (
 )
 
 
+def _check_before_predicting(model, test_sets, balanced_name, class_counts,
+                             lambdas, class_names):
+    """Raises `ValueError` for what can be checked without predicting:
+    counts, lambdas and names against the model's sizes, NumPy labels
+    against the classes and the images, indices against the balanced set.
+    (A model without `num_classes` is checked on its outputs instead.)"""
+    num_classes = getattr(model, "num_classes", None)
+    num_experts = getattr(model, "num_experts", None)
+    if num_classes is not None:
+        class_prior.validate_class_counts(class_counts, num_classes)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"Got {len(class_names)} class_names for {num_classes} "
+                "classes."
+            )
+    if num_experts is not None:
+        class_prior.validate_lambdas(lambdas, num_experts,
+                                     allow_unbalanced=True)
+    balanced_size = None
+    for name, test_set in test_sets.items():
+        if not (isinstance(test_set, (tuple, list)) and len(test_set) == 2
+                and isinstance(test_set[0], np.ndarray)):
+            continue
+        try:
+            labels = predict.validate_labels(test_set[1], num_classes)
+        except ValueError as error:
+            raise ValueError(f"Test set {name!r}: {error}") from None
+        if len(labels) != len(test_set[0]):
+            raise ValueError(
+                f"Test set {name!r} has {len(test_set[0])} images but "
+                f"{len(labels)} labels; give one label per image."
+            )
+        if name == balanced_name:
+            balanced_size = len(labels)
+    for name, test_set in test_sets.items():
+        if balanced_size is not None and predict.is_index_array(test_set):
+            predict.select_outputs({"labels": np.zeros(balanced_size)},
+                                   test_set)
+
+
 def evaluate_model(
     model,
     test_sets,
@@ -71,6 +111,12 @@ def evaluate_model(
         JSON-ready dict: `summary` (flat `test/<metric>` numbers), `balanced`
         (`ensemble`, `experts`, `expert_prior`), `test_agnostic` (per set:
         `plain` and, if enabled, `posthoc` accuracies) and metadata.
+
+    Raises:
+        ValueError: before predicting, for counts, lambdas or names that do
+            not fit the model, NumPy labels outside `[0, C)` or not one per
+            image, indices outside the balanced set; streamed labels once
+            read.
     """
     predict.check_model(model)
     class_counts = _from_model(model, "class_counts", class_counts)
@@ -80,6 +126,8 @@ def evaluate_model(
     if not isinstance(test_sets, dict):
         test_sets = {"test": test_sets}
     balanced_name = _find_balanced_set(test_sets, balanced_set)
+    _check_before_predicting(model, test_sets, balanced_name, class_counts,
+                             lambdas, class_names)
     outputs = predict.predict_outputs(
         model, test_sets[balanced_name], batch_size=batch_size
     )

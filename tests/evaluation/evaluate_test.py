@@ -1,6 +1,8 @@
 """evaluate_model on a fixed-logits classifier: experts, post-hoc
 correction."""
 
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
@@ -161,6 +163,33 @@ class EvaluateModelTest(TestCase):
                              "bad": np.array([7])},
                 class_counts=COUNTS, lambdas=[1.0, -1.0],
             )
+
+    def test_bad_inputs_fail_before_predicting(self):
+        # A long test set is not predicted to find out its labels are
+        # 1-based or its counts belong to another model.
+        classifier = build_logit_classifier(2, COUNTS, [1.0, -1.0])
+        cases = {
+            r"Test set 'test': Labels must lie in \[0, 3\)": dict(
+                test_sets=(self.images, LABELS + 1)),
+            "has 5 images but 4 labels": dict(
+                test_sets=(self.images, LABELS[:4])),
+            r"indices must lie in \[0, 5\)": dict(
+                test_sets={"uniform": (self.images, LABELS),
+                           "bad": np.array([5])}),
+            "class_counts": dict(test_sets=(self.images, LABELS),
+                                 class_counts=[5, 3]),
+            "one lambda per expert": dict(test_sets=(self.images, LABELS),
+                                          lambdas=[1.0, 0.0, -1.0]),
+            "Got 2 class_names for 3 classes": dict(
+                test_sets=(self.images, LABELS), class_names=["a", "b"]),
+        }
+        for message, kwargs in cases.items():
+            with self.subTest(message):
+                with mock.patch.object(
+                        classifier, "predict_outputs",
+                        side_effect=AssertionError("predicted first")):
+                    with self.assertRaisesRegex(ValueError, message):
+                        evaluate.evaluate_model(classifier, **kwargs)
 
     def test_a_model_that_is_not_a_classifier_is_rejected(self):
         inputs = keras.Input((3,))
