@@ -124,7 +124,8 @@ def load_benchmark_list(benchmark, split, data_dir, list_dir=None,
         benchmark: `"imagenet_lt"` or `"inaturalist2018"`.
         split: a key of `IMAGENET_LT_LISTS` / `INATURALIST2018_LISTS`
             (train, val, test, uniform, forward50, backward2, ...).
-        data_dir: image root (the list's paths are relative to it).
+        data_dir: image root (the list's paths are relative to it);
+            None: `$BALPOE_KERAS_DATA`.
         list_dir: folder of the list files; default searches `data_dir`,
             `data_dir/data_txt/<ImageNet_LT|iNaturalist18>` and
             `data_dir/data_txt`.
@@ -140,9 +141,14 @@ def load_benchmark_list(benchmark, split, data_dir, list_dir=None,
             f"Unknown {benchmark} split {split!r}. Known: {sorted(lists)}."
         )
     if data_dir is None:
-        raise ValueError(
-            f"{benchmark} needs data_dir= the image root folder (and the "
-            "list files from the BalPoE/PaCo `data_txt` folder)."
+        data_dir = os.environ.get("BALPOE_KERAS_DATA") or None
+    if data_dir is None:
+        raise FileNotFoundError(
+            f"{benchmark} reads its images from a folder of your own: pass "
+            f"data_dir= (the runner: --data_dir=DIR) or set "
+            f"$BALPOE_KERAS_DATA to the image root, with the list files "
+            f"from the BalPoE/PaCo `data_txt` folder in "
+            f"DIR/data_txt/{_SUBDIRS[benchmark]} (docs/data.md)."
         )
     candidates = [list_dir] if list_dir else [
         data_dir,

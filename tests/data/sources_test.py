@@ -135,6 +135,18 @@ class ListFileTest(TestCase):
             load_benchmark_list("imagenet_lt", "test", root)
         with self.assertRaisesRegex(ValueError, "backward50"):
             load_benchmark_list("imagenet_lt", "backward99", root)
+        # Without data_dir: $BALPOE_KERAS_DATA, else a missing-data error
+        # naming the flag (the runner prints it in one line).
+        with mock.patch.dict(os.environ, {"BALPOE_KERAS_DATA": root}):
+            found = load_benchmark_list("imagenet_lt", "val", None)
+        self.assertEqual(found.labels.tolist(), [3, 0])
+        with mock.patch.dict(os.environ, {"BALPOE_KERAS_DATA": ""}):
+            for benchmark, folder in (("imagenet_lt", "ImageNet_LT"),
+                                      ("inaturalist2018", "iNaturalist18")):
+                with self.assertRaisesRegex(
+                        FileNotFoundError, "--data_dir=DIR.*"
+                        f"BALPOE_KERAS_DATA.*data_txt/{folder}"):
+                    sources.get_source(benchmark, "val")
 
 
 class RegistryTest(TestCase):
