@@ -646,6 +646,11 @@ class ImageRangeTest(TestCase):
         self.assertEqual(model.predict_proba(edge).shape, (2, 4))
         with self.assertRaisesRegex(ValueError, "/ 255"):
             model.predict_proba(edge + np.float32(1e-3))
+        # Standardised images are told the model normalises itself.
+        with self.assertRaisesRegex(
+                ValueError,
+                r"pixels in \[-0.499.*standardised.*normalises them itself"):
+            model.predict_proba(edge - np.float32(1.5))
 
     def test_a_batch_without_its_channel_axis_is_named(self):
         x, _ = _data(n=4)

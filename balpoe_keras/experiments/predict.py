@@ -541,8 +541,9 @@ def main(argv):
 
     try:
         model = keras.saving.load_model(model_path, compile=False)
-    except (OSError, ValueError, TypeError) as e:
-        fail(f"cannot load {model_path}: {_first_line(e)}")
+    except Exception as e:  # noqa: BLE001 - zip, h5, config errors alike.
+        fail(f"cannot load {model_path} ({type(e).__name__}: "
+             f"{_first_line(e)}); pass a .keras file this version wrote.")
     try:
         check_model(model)
         input_spec(model)

@@ -112,7 +112,7 @@ def export_saved_model(
     )
     height, width = _validate_args(
         model, class_names, image_size, channels, top_k,
-        preprocess or PREPROCESS_MODES[0], version
+        preprocess or PREPROCESS_MODES[0], version, max_pixels
     )
     preprocess = preprocess or preprocess_for_size(max(height, width))
     version_dir = os.path.join(os.fspath(export_dir), str(int(version)))
@@ -211,7 +211,8 @@ def _defaults_from_model(model, class_names, image_size, channels):
 
 
 def _validate_args(
-    model, class_names, image_size, channels, top_k, preprocess, version
+    model, class_names, image_size, channels, top_k, preprocess, version,
+    max_pixels,
 ):
     if keras.backend.backend() not in ("tensorflow", "jax"):
         raise ValueError(
@@ -228,6 +229,11 @@ def _validate_args(
     if channels not in (1, 3):
         raise ValueError(f"Expected channels 1 or 3. Received {channels}.")
     num_classes = model.num_classes
+    if isinstance(class_names, (str, bytes)):
+        raise ValueError(
+            "Expected class_names as a list of strings, one per class. "
+            f"Received: class_names={class_names!r}"
+        )
     if len(class_names) != num_classes:
         raise ValueError(
             f"Got {len(class_names)} class_names for a model with "
@@ -242,6 +248,12 @@ def _validate_args(
         )
     if int(version) < 1:
         raise ValueError(f"Expected version >= 1. Received {version}.")
+    if int(max_pixels) < 1:
+        raise ValueError(
+            f"Expected max_pixels >= 1 (the largest height x width "
+            f"serving_bytes decodes; default {DEFAULT_MAX_PIXELS}). Received "
+            f"{max_pixels}: every image would be refused."
+        )
     return int(image_size[0]), int(image_size[1])
 
 

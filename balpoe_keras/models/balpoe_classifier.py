@@ -488,7 +488,9 @@ _CLASS_WEIGHT_MESSAGE = (
 PIXEL_TOLERANCE = 1e-3
 _PIXEL_MESSAGE = (
     "BalPoEClassifier takes float images with pixels in [0, 1]; {}. "
-    "Scale 0-255 images first: images.astype('float32') / 255."
+    "Scale 0-255 images first: images.astype('float32') / 255. Images "
+    "already standardised ((x - mean) / std, negative values): pass the "
+    "[0, 1] pixels instead, the model normalises them itself."
 )
 
 

@@ -231,6 +231,19 @@ class PredictTest(TestCase):
         self.assertRegex(err, r"^error: --output=.* is a folder; name the "
                          r"file to write, e\.g\. .*predictions\.csv")
 
+    def test_a_model_file_that_cannot_load_is_one_line(self):
+        # A zip without config.json raised KeyError: a traceback.
+        import zipfile
+
+        path = os.path.join(self.get_temp_dir(), "broken.keras")
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("metadata.json", "{}")
+        status, out, err = run_cli(f"--model={path}", self.images_dir)
+        self.assertEqual((status, out), (2, ""))
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertRegex(err, r"^error: cannot load .*broken\.keras "
+                         r"\(KeyError: .*\); pass a \.keras file")
+
     def test_no_readable_file_fails(self):
         status, out, err = run_cli(
             f"--model={self.run_dir}",

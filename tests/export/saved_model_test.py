@@ -45,6 +45,14 @@ class ExportArgumentsTest(TestCase):
             export_saved_model(model, tmp, preprocess="crop", **kwargs)
         with self.assertRaisesRegex(ValueError, "channels 1 or 3"):
             export_saved_model(model, tmp, **{**kwargs, "channels": 4})
+        # A 4-character string is not 4 class names.
+        with self.assertRaisesRegex(ValueError, "list of strings, one per"):
+            export_saved_model(model, tmp, **{**kwargs, "class_names": "abcd"})
+        for bad in (0, -5):
+            with self.assertRaisesRegex(ValueError,
+                                        "max_pixels >= 1.*every image"):
+                export_saved_model(model, tmp, max_pixels=bad, **kwargs)
+        self.assertFalse(os.listdir(tmp))  # Refused before writing.
         os.makedirs(os.path.join(tmp, "1"))
         with self.assertRaisesRegex(ValueError, "already exists"):
             export_saved_model(model, tmp, **kwargs)
