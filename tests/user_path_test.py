@@ -560,6 +560,36 @@ class ImageRangeTest(TestCase):
         model.fit(x, y, sample_weight=weights, epochs=1, verbose=0)
         model.evaluate(x, y, sample_weight=weights, verbose=0)
 
+    def test_streamed_bad_sample_weights_raise(self):
+        # A (x, y, w) stream: Keras takes NaN and negative weights; the
+        # guard names them after the first step.
+        x, y = _data(n=32)
+        for bad in (np.nan, -1.0):
+            weights = np.ones(32, np.float32)
+            weights[20] = bad
+
+            def stream(weights=weights):
+                while True:
+                    for lo in range(0, 32, 16):
+                        yield x[lo:lo + 16], y[lo:lo + 16], weights[
+                            lo:lo + 16]
+
+            model = _model()
+            model.compile()
+            for call, kwargs in ((model.fit, dict(steps_per_epoch=2)),
+                                 (model.evaluate, dict(steps=2))):
+                with self.subTest(bad=bad, call=call.__name__):
+                    with self.assertRaisesRegex(
+                            ValueError, r"sample_weight must be finite and "
+                            r">= 0; 1 weight\(s\) in "):
+                        call(stream(), verbose=0, **kwargs)
+        history = _model()
+        history.compile()
+        logs = history.fit(
+            ((x[lo:lo + 16], y[lo:lo + 16], np.ones(16, np.float32))
+             for lo in (0, 16)), steps_per_epoch=2, verbose=0).history
+        self.assertNotIn("invalid_weights", logs)
+
     def test_bad_validation_data_refused_before_training(self):
         # Keras scores validation_data at the end of the first epoch: the
         # check must come before that epoch's steps, not after them.

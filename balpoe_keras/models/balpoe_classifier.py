@@ -140,6 +140,8 @@ class BalPoEClassifier(keras.Model):
         self.invalid_labels = keras.metrics.Sum(name=_INVALID_LABELS)
         # Images with pixels outside [0, 1] (e.g. 0-255), likewise.
         self.invalid_images = keras.metrics.Sum(name=_INVALID_IMAGES)
+        # Streamed sample weights that are NaN, inf or negative, likewise.
+        self.invalid_weights = keras.metrics.Sum(name=_INVALID_WEIGHTS)
 
         # === Config ===
         self.class_counts = counts
@@ -291,6 +293,9 @@ class BalPoEClassifier(keras.Model):
         ids = labels.class_ids(y, self.num_classes)
         self.invalid_labels.update_state(
             labels.count_out_of_range(ids, self.num_classes))
+        if sample_weight is not None:
+            self.invalid_weights.update_state(
+                _count_invalid_weights(sample_weight))
         if self._compile_metrics is not None:
             self._compile_metrics.update_state(ids, y_pred[LOGITS],
                                                sample_weight)
@@ -308,7 +313,8 @@ class BalPoEClassifier(keras.Model):
         tuple) before training, streamed ones after the first step of each
         epoch and at the end of the epoch that saw them. A NumPy
         `sample_weight` (or validation weight) with NaN, inf or negative
-        values is refused before training.
+        values is refused before training; streamed ones as streamed
+        labels are.
         """
         call = _bound(keras.Model.fit, self, args, kwargs)
         arguments = call.arguments
@@ -345,6 +351,7 @@ class BalPoEClassifier(keras.Model):
         results = super().get_metrics_result()
         results.pop(_INVALID_LABELS, None)
         results.pop(_INVALID_IMAGES, None)
+        results.pop(_INVALID_WEIGHTS, None)
         return results
 
     def _check_arrays(self, x, y, sample_weight=None):
@@ -475,6 +482,7 @@ def check_model(model):
 
 _INVALID_LABELS = "invalid_labels"
 _INVALID_IMAGES = "invalid_images"
+_INVALID_WEIGHTS = "invalid_weights"
 _CLASS_WEIGHT_MESSAGE = (
     "BalPoEClassifier.{}() takes no class_weight: its loss already "
     "balances the classes through class_counts, and class weights would "
@@ -553,6 +561,16 @@ def _check_array_images(x):
             -PIXEL_TOLERANCE):
         raise ValueError(_PIXEL_MESSAGE.format(
             f"received pixels in [{float(low):g}, {float(high):g}]"))
+
+
+def _count_invalid_weights(sample_weight):
+    """Sample weights that are NaN, inf or negative (scalar)."""
+    weights = keras.ops.convert_to_tensor(sample_weight)
+    if "float" not in keras.backend.standardize_dtype(weights.dtype):
+        return keras.ops.sum(keras.ops.cast(weights < 0, "float32"))
+    bad = keras.ops.logical_or(keras.ops.logical_not(
+        keras.ops.isfinite(weights)), weights < 0)
+    return keras.ops.sum(keras.ops.cast(bad, "float32"))
 
 
 def _check_sample_weight(sample_weight):
@@ -674,6 +692,15 @@ class _LabelGuard(keras.callbacks.Callback):
             raise ValueError(_PIXEL_MESSAGE.format(
                 f"{count} image(s) {when} had pixels outside it or not "
                 "finite (NaN, inf)"))
+        count = _read(self.model.invalid_weights)
+        if count > 0:
+            raise ValueError(
+                f"sample_weight must be finite and >= 0; {count} weight(s) "
+                f"{when} were not (NaN, inf or negative). A NaN turns the "
+                "model weights into NaN and a negative weight pushes the "
+                "model away from that sample's label: fix or drop them in "
+                "the dataset (a weight of 0 leaves a sample out)."
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         self._in_epoch = False
