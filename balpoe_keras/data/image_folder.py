@@ -213,7 +213,8 @@ def _check_same_classes(root, split, train_names):
         f"{os.path.join(root, split)} and {os.path.join(root, 'train')} hold "
         f"different classes (missing from {split}: {missing}; "
         f"not in train: {extra}). Give both splits the same class "
-        f"folders.{unicode}")
+        f"folders (from Python, or pass class_names= to read the split "
+        f"with those classes).{unicode}")
 
 
 def list_image_folder(root, split="train", class_names=None, unread=None):
@@ -360,7 +361,9 @@ def load_image_folder(
     Args:
         root: dataset folder.
         split: sub-folder, e.g. `"train"`.
-        class_names: optional class order (default: sorted folder names).
+        class_names: optional class order (default: `root/train`'s sorted
+            class folders, which another split must match; as
+            `list_image_folder`).
         in_memory: decode all images into one uint8 array (same-size images
             only). If False the source holds paths, decoded lazily.
         cache_dir: if set (and `in_memory`), the decoded arrays are cached

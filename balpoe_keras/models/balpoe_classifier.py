@@ -274,7 +274,14 @@ class BalPoEClassifier(keras.Model):
                 "keras.saving.load_model(path, compile=False) and call "
                 "model.compile() again."
             )
-        self.compile(**config)
+        try:
+            self.compile(**config)
+        except ValueError as error:
+            raise ValueError(
+                f"This .keras file was compiled with arguments "
+                f"BalPoEClassifier.compile() now refuses: {error} Load it "
+                "with keras.saving.load_model(path, compile=False) and call "
+                "model.compile() again.") from None
         if self.built and getattr(self, "optimizer", None) is not None:
             self.optimizer.build(self.trainable_variables)
 
@@ -565,9 +572,7 @@ def _check_array_images(x):
 
 def _count_invalid_weights(sample_weight):
     """Sample weights that are NaN, inf or negative (scalar)."""
-    weights = keras.ops.convert_to_tensor(sample_weight)
-    if "float" not in keras.backend.standardize_dtype(weights.dtype):
-        return keras.ops.sum(keras.ops.cast(weights < 0, "float32"))
+    weights = keras.ops.cast(sample_weight, "float32")  # bool, int alike.
     bad = keras.ops.logical_or(keras.ops.logical_not(
         keras.ops.isfinite(weights)), weights < 0)
     return keras.ops.sum(keras.ops.cast(bad, "float32"))

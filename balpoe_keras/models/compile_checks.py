@@ -61,69 +61,80 @@ def check_compile_args(loss, metrics, kwargs):
                 f"output: the loss applies to the expert logits and the "
                 f"metrics to the ensemble logits. Received: {key}={value!r}"
             )
-    _check_loss(loss)
+    for item in _flat(loss):
+        _check_loss(item)
     for key in ("metrics", "weighted_metrics"):
         value = metrics if key == "metrics" else kwargs.get(key)
-        if value is None:
-            continue
-        items = value if isinstance(value, (list, tuple)) else [value]
-        for item in items:
+        for item in _flat(value):
             _check_metric(key, item)
 
 
-def _is_keras_own(obj):
-    """True for Keras' built-in losses (instances, wrappers, functions)."""
-    if isinstance(obj, keras.losses.Loss) and inspect.isfunction(
-            getattr(obj, "fn", None)):
-        obj = obj.fn  # A Keras loss class wrapping its loss function.
-    owner = obj if inspect.isfunction(obj) else type(obj)
+def _flat(value):
+    """The items of a compile argument as Keras reads one output's: nested
+    lists flattened, `None` dropped."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [v for v in keras.tree.flatten(list(value)) if v is not None]
+    return [value]
+
+
+def _from_keras(obj):
+    """True for an object (or class, or function) defined in Keras."""
+    owner = obj if inspect.isfunction(obj) or inspect.isclass(obj) else (
+        type(obj))
     return (getattr(owner, "__module__", "") or "").split(".")[0] == "keras"
 
 
 def _check_loss(loss):
-    if loss is None:
-        return
-    if isinstance(loss, str) or _is_keras_own(loss):
-        name = loss if isinstance(loss, str) else getattr(
-            loss, "name", None) or getattr(loss, "__name__", repr(loss))
-        raise ValueError(
-            f"BalPoEClassifier's loss receives the expert logits (batch, "
-            f"M, C), which Keras' built-in loss {name!r} does not take. Use "
-            f"loss='auto' (BalPoELoss with the model's class counts and "
-            f"lambdas; lambda = 1 for every expert is plain cross-entropy: "
-            f"BalPoELoss(class_counts, [1.0] * M, allow_unbalanced=True)), "
-            f"or a loss of your own written for (batch, M, C) logits."
-        )
+    if inspect.isclass(loss):
+        builtin = _from_keras(loss)
+    elif isinstance(loss, str):
+        builtin = True  # Keras resolves a name to one of its own losses.
+    elif type(loss).__name__ == "LossFunctionWrapper" and callable(
+            getattr(loss, "fn", None)):
+        builtin = _from_keras(loss.fn)  # Keras' wrapper of a function.
+    else:
+        builtin = _from_keras(loss)  # A Keras instance or function.
+    if not builtin:
+        return  # The user's own (also a subclass of a Keras loss).
+    name = loss if isinstance(loss, str) else getattr(
+        loss, "name", None) or getattr(loss, "__name__", repr(loss))
+    raise ValueError(
+        f"BalPoEClassifier's loss receives the expert logits (batch, M, C), "
+        f"which Keras' built-in loss {name!r} does not take. Use "
+        f"loss='auto' (BalPoELoss with the model's class counts and "
+        f"lambdas; lambda = 1 for every expert is plain cross-entropy: "
+        f"BalPoELoss(class_counts, [1.0] * M, allow_unbalanced=True)), or a "
+        f"loss of your own written for (batch, M, C) logits."
+    )
 
 
 def _check_metric(key, metric):
     if isinstance(metric, str):
-        if metric in ("accuracy", "acc"):
+        if metric.lower() in ("accuracy", "acc"):
             return  # Keras resolves it to sparse accuracy on class ids.
-        if metric in ("crossentropy", "ce"):
+        if metric.lower() in ("crossentropy", "ce"):
             raise ValueError(
-                f"{key}={metric!r} would read BalPoEClassifier's logits as "
-                f"probabilities. Use keras.metrics.SparseCategoricalCrossen"
-                f"tropy(from_logits=True)."
+                f"{key}={metric!r}: Keras reads 'crossentropy' as a loss "
+                f"name, not a metric's. For the cross-entropy of "
+                f"BalPoEClassifier's logits use keras.metrics."
+                f"SparseCategoricalCrossentropy(from_logits=True)."
             )
+    if isinstance(metric, (str, dict)) or inspect.isclass(metric):
         try:
             metric = keras.metrics.get(metric)
-        except ValueError:
-            return  # Keras names the unknown identifier itself.
-    if isinstance(metric, keras.metrics.Metric):
-        kind = type(metric).__name__
-    else:
-        kind = _ONE_HOT_FUNCTIONS.get(getattr(metric, "__name__", ""))
-        if kind is None and getattr(metric, "__name__", "") == (
-                "sparse_categorical_crossentropy"):
-            kind = "SparseCategoricalCrossentropy"
-            metric = None  # The bare function has from_logits=False.
+        except (ValueError, TypeError):
+            return  # Keras names the identifier it cannot read itself.
+    kind = _kind(metric)
     if kind in _ONE_HOT_METRICS:
         fix = _ONE_HOT_METRICS[kind]
+        what = ("would argmax them over the batch" if "Categorical" in kind
+                and "Crossentropy" not in kind else "would read them as "
+                "one-hot or binary targets")
         raise ValueError(
             f"BalPoEClassifier's metrics receive class ids (batch,), not "
-            f"one-hot labels; {kind} would argmax them over the batch and "
-            f"report a wrong number. "
+            f"one-hot labels; {kind} {what} and report a wrong number. "
             + (f"Use {fix}. " if fix else
                "Use a metric that takes class ids (a Sparse* metric). ")
             + f"Received: {key} entry {metric!r}"
@@ -136,9 +147,25 @@ def _check_metric(key, metric):
         )
 
 
+def _kind(metric):
+    """The Keras or balpoe_keras metric class name `metric` is (an instance
+    or a Keras metric function), else None: a metric of the user's own
+    is theirs to define."""
+    if isinstance(metric, keras.metrics.Metric):
+        module = type(metric).__module__.split(".")[0]
+        return type(metric).__name__ if module in (
+            "keras", "balpoe_keras") else None
+    if not _from_keras(metric):
+        return None
+    name = getattr(metric, "__name__", "")
+    if name == "sparse_categorical_crossentropy":
+        return "SparseCategoricalCrossentropy"  # from_logits=False.
+    return _ONE_HOT_FUNCTIONS.get(name)
+
+
 def _from_logits(metric):
-    if metric is None:
-        return False
+    if not isinstance(metric, keras.metrics.Metric):
+        return False  # A bare function takes probabilities.
     if hasattr(metric, "from_logits"):
         return bool(metric.from_logits)
     return bool(getattr(metric, "_fn_kwargs", {}).get("from_logits", False))

@@ -6,6 +6,7 @@ parameter-free option-A shortcut and in-model pixel normalisation.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from balpoe_keras import layers
@@ -247,30 +248,37 @@ def check_backbone_pixel_range(backbone):
         backbone: a `keras.Model` taking `(batch, H, W, channels)` images.
     """
     found = list(_preprocessing_layers(backbone))
-    scale = 1.0
+    rescalings = [(layer, _largest_scale(layer)) for layer in found
+                  if isinstance(layer, keras.layers.Rescaling)]
+    scale = float(np.prod([s for _, s in rescalings]))
+    problem = None
+    if rescalings and scale < 0.01:
+        layer, smallest = min(rescalings, key=lambda pair: pair[1])
+        problem = (f"its layer {layer.name!r} (Rescaling, scale "
+                   f"{smallest:.4g}) expects 0-255 pixels")
     for layer in found:
-        if isinstance(layer, keras.layers.Rescaling):
-            scale *= float(layer.scale)
-    for layer in found:
-        if isinstance(layer, keras.layers.Rescaling) and scale < 0.01:
-            problem = (f"its layer {layer.name!r} (Rescaling, scale "
-                       f"{float(layer.scale):.4g}) expects 0-255 pixels")
-        elif (isinstance(layer, keras.layers.Normalization) and scale < 2
-              and _normalization_mean_max(layer) > 1.5):
+        if problem is None and isinstance(
+                layer, keras.layers.Normalization) and scale < 2 and (
+                _normalization_mean_max(layer) > 1.5):
             problem = (f"its layer {layer.name!r} (Normalization, mean "
                        f"{_normalization_mean_max(layer):.4g}) expects "
                        "0-255 pixels")
-        else:
-            continue
+    if problem is not None:
         raise ValueError(
             f"The backbone {backbone.name!r} rescales its input itself: "
             f"{problem}, but BalPoEClassifier gives it pixels in [0, 1]. "
-            "Build it without its preprocessing (keras.applications: "
-            "include_preprocessing=False, then pass the weights' "
-            "normalization as PixelNormalization in [0, 1] units), or put "
+            "Build it without its preprocessing (keras.applications "
+            "MobileNetV3, EfficientNetV2, ConvNeXt: "
+            "include_preprocessing=False, then normalise with "
+            "PixelNormalization in [0, 1] units), or put "
             "keras.layers.Rescaling(255.0) in front of it inside your "
-            "backbone."
+            "backbone (EfficientNet B0-B7 always rescale)."
         )
+
+
+def _largest_scale(layer):
+    """A `Rescaling` layer's scale; the largest of per-channel scales."""
+    return float(np.max(np.abs(np.asarray(layer.scale, np.float64))))
 
 
 def _preprocessing_layers(model):

@@ -303,11 +303,9 @@ class CompileTest(TestCase):
         with self.assertRaisesRegex(ValueError, "one loss_weights, not a"):
             model.compile(loss_weights={"expert_logits": 1.0})
 
-    def test_old_per_output_compile_config_is_refused_on_load(self):
-        # A .keras file of an older balpoe_keras: loss and metrics per
-        # output. It loads with compile=False, then compile() anew.
-        model = BalPoEClassifier(_conv_backbone(), _COUNTS)
-        model.compile(jit_compile=False)
+    def _with_compile_config(self, model, edit):
+        """`model` saved, with `edit(compile_config)` applied to its
+        config.json (a file an older balpoe_keras wrote); its path."""
         path = os.path.join(self.get_temp_dir(), "model.keras")
         model.save(path)
         old = os.path.join(self.get_temp_dir(), "old.keras")
@@ -316,14 +314,32 @@ class CompileTest(TestCase):
                 data = src.read(item.filename)
                 if item.filename == "config.json":
                     config = json.loads(data)
-                    compile_config = config["compile_config"]
-                    compile_config["loss"] = {
-                        "logits": None,
-                        "expert_logits": compile_config["loss"]}
+                    edit(config["compile_config"])
                     data = json.dumps(config)
                 dst.writestr(item, data)
+        return old
+
+    def test_old_per_output_compile_config_is_refused_on_load(self):
+        # A .keras file of an older balpoe_keras: loss and metrics per
+        # output. It loads with compile=False, then compile() anew.
+        model = BalPoEClassifier(_conv_backbone(), _COUNTS)
+        model.compile(jit_compile=False)
+
+        def per_output(compile_config):
+            compile_config["loss"] = {
+                "logits": None, "expert_logits": compile_config["loss"]}
+
+        old = self._with_compile_config(model, per_output)
         with self.assertRaisesRegex(ValueError, "per-output losses.*older"):
             keras.saving.load_model(old)
+        # Metrics compile() now refuses: the same way out.
+        one_hot = self._with_compile_config(
+            model, lambda c: c.update(metrics=["categorical_accuracy"]))
+        with self.assertRaisesRegex(
+                ValueError, "now refuses: .*CategoricalAccuracy.*"
+                r"load_model\(path, compile=False\)"):
+            keras.saving.load_model(one_hot)
+        keras.saving.load_model(one_hot, compile=False)
         reloaded = keras.saving.load_model(old, compile=False)
         reloaded.compile(jit_compile=False)
         x = _images()
@@ -515,12 +531,33 @@ class BackbonePixelRangeTest(TestCase):
             include_top=False, weights=None, input_shape=(32, 32, 3))
         inputs = keras.Input((32, 32, 3))
         outer = keras.Model(inputs, inner(inputs), name="outer")
-        with self.assertRaisesRegex(ValueError, "layer 'rescaling'"):
+        with self.assertRaisesRegex(
+                ValueError, r"layer 'rescaling(_\d+)?' \(Rescaling, scale "
+                "0.007843"):
             BalPoEClassifier(outer, _COUNTS)
         plain = keras.applications.MobileNetV3Small(
             include_top=False, weights=None, input_shape=(32, 32, 3),
             include_preprocessing=False)
         BalPoEClassifier(plain, _COUNTS)
+
+    def test_per_channel_scales_and_the_culprit_named(self):
+        # keras.applications.EfficientNet's ImageNet layout: Rescaling(1 /
+        # 255), then a per-channel Rescaling(1 / sqrt(std)).
+        per_channel = [1 / 0.229**0.5, 1 / 0.224**0.5, 1 / 0.225**0.5]
+        with self.assertRaisesRegex(ValueError, "'first' .*scale 0.003922"):
+            BalPoEClassifier(self._tiny(
+                keras.layers.Rescaling(1 / 255, name="first"),
+                keras.layers.Rescaling(per_channel)), _COUNTS)
+        BalPoEClassifier(self._tiny(keras.layers.Rescaling(255.0),
+                                    keras.layers.Rescaling(1 / 255),
+                                    keras.layers.Rescaling(per_channel)),
+                         _COUNTS)
+        # Twice 1/255 after one 255: a divided layer is named, not the 255.
+        with self.assertRaisesRegex(ValueError, "'down_a'"):
+            BalPoEClassifier(self._tiny(
+                keras.layers.Rescaling(255.0, name="up"),
+                keras.layers.Rescaling(1 / 255, name="down_a"),
+                keras.layers.Rescaling(1 / 255, name="down_b")), _COUNTS)
 
     def test_rescaling_to_0_255_first_and_unit_range_layers_pass(self):
         BalPoEClassifier(self._tiny(keras.layers.Rescaling(255.0),

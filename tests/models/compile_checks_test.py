@@ -33,7 +33,9 @@ class CompileChecksTest(TestCase):
                      keras.losses.SparseCategoricalCrossentropy(
                          from_logits=True),
                      keras.losses.categorical_crossentropy,
-                     keras.losses.Huber()):
+                     keras.losses.Huber(),
+                     keras.losses.CategoricalCrossentropy,
+                     [keras.losses.MeanSquaredError()]):
             with self.subTest(loss=loss):
                 with self.assertRaisesRegex(
                         ValueError, r"expert logits \(batch, M, C\).*"
@@ -54,6 +56,13 @@ class CompileChecksTest(TestCase):
              r"SparseCategoricalCrossentropy\(from_logits=True\)"),
             ("binary_accuracy", "sparse_categorical_accuracy"),
             (keras.metrics.KLDivergence(), "a Sparse\\* metric"),
+            # Classes, nested lists and config dicts, as Keras reads them.
+            (keras.metrics.CategoricalAccuracy,
+             "sparse_categorical_accuracy"),
+            (["accuracy", [keras.metrics.TopKCategoricalAccuracy(3)]],
+             "SparseTopKCategoricalAccuracy"),
+            (keras.metrics.serialize(keras.metrics.CategoricalAccuracy()),
+             "sparse_categorical_accuracy"),
         ]
         for metric, fix in cases:
             for key in ("metrics", "weighted_metrics"):
@@ -66,11 +75,35 @@ class CompileChecksTest(TestCase):
         for metric in (ExpectedCalibrationError(),
                        MaximumCalibrationError(num_bins=10),
                        keras.metrics.SparseCategoricalCrossentropy(),
-                       "sparse_categorical_crossentropy", "crossentropy"):
+                       "sparse_categorical_crossentropy", "crossentropy",
+                       ExpectedCalibrationError):
             with self.subTest(metric=metric):
                 with self.assertRaisesRegex(ValueError,
                                             "from_logits=True"):
                     _model().compile(metrics=[metric])
+
+    def test_a_users_own_loss_and_metric_classes_are_theirs(self):
+        # Subclasses of Keras' classes, and look-alike names, in the
+        # user's module: not refused (their call decides what they take).
+        class SparseCategoricalCrossentropy(keras.metrics.Mean):
+            pass
+
+        class ExpertCE(keras.losses.SparseCategoricalCrossentropy):
+            def call(self, y_true, y_pred):
+                return _UserLoss().call(y_true, y_pred)
+
+        def expert_ce(y_true, y_pred):
+            return _UserLoss().call(y_true, y_pred)
+
+        wrapper = keras.losses.MeanSquaredError.__mro__[1]
+        self.assertEqual(wrapper.__name__, "LossFunctionWrapper")
+        for loss in (ExpertCE(from_logits=True), expert_ce,
+                     wrapper(expert_ce)):
+            with self.subTest(loss=loss):
+                _model().compile(loss=loss,
+                                 metrics=[SparseCategoricalCrossentropy()])
+        with self.assertRaisesRegex(ValueError, "built-in loss"):
+            _model().compile(loss=wrapper(keras.losses.mean_squared_error))
 
     def test_what_fits_class_ids_and_logits_is_accepted_and_scores(self):
         # The accepted spellings compile and score what NumPy says.
