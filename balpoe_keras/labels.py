@@ -129,6 +129,27 @@ def raise_out_of_range(values, num_classes):
     )
 
 
+def count_invalid_weights(sample_weight):
+    """Number of sample weights that are NaN, inf or negative, a scalar
+    int32 tensor (boolean and integer weights are read as floats).
+
+    Raises `ValueError` naming the count when the weights are concrete and
+    in host memory (eager steps); compiled steps count them for a guard.
+    """
+    weights = ops.cast(sample_weight, "float32")
+    bad = ops.logical_or(ops.logical_not(ops.isfinite(weights)), weights < 0)
+    count = ops.sum(ops.cast(bad, "int32"))
+    value = concrete_value(count)
+    if value is not None and int(value):
+        raise ValueError(
+            f"sample_weight must be finite and >= 0; {int(value)} of "
+            f"{int(np.size(concrete_value(weights)))} weights are not (NaN, "
+            "inf or negative): a NaN turns sums into NaN and a negative "
+            "weight subtracts a sample. Fix or drop them (a weight of 0 "
+            "leaves a sample out).")
+    return count
+
+
 def concrete_value(x):
     """`x` as NumPy when its values are at hand in host memory, else None
     (symbolic or traced tensors; PyTorch tensors on an accelerator, which

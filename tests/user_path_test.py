@@ -580,8 +580,8 @@ class ImageRangeTest(TestCase):
                                  (model.evaluate, dict(steps=2))):
                 with self.subTest(bad=bad, call=call.__name__):
                     with self.assertRaisesRegex(
-                            ValueError, r"sample_weight must be finite and "
-                            r">= 0; 1 weight\(s\) in "):
+                            ValueError, "sample_weight must be finite and "
+                            ">= 0; 1 "):
                         call(stream(), verbose=0, **kwargs)
         history = _model()
         history.compile()

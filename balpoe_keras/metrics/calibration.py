@@ -17,6 +17,7 @@ from keras import ops
 
 from balpoe_keras.labels import class_ids
 from balpoe_keras.labels import concrete_value
+from balpoe_keras.labels import count_invalid_weights
 from balpoe_keras.labels import count_out_of_range
 from balpoe_keras.labels import host_class_ids
 
@@ -51,9 +52,10 @@ class _CalibrationMetric(keras.metrics.Metric):
         self.counts = self.add_variable(name="counts", **kw)
         self.conf_sums = self.add_variable(name="conf_sums", **kw)
         self.correct_sums = self.add_variable(name="correct_sums", **kw)
-        # Rows that were not probabilities (from_logits=False only) and
-        # labels outside [0, C): the result is NaN once any was seen inside
-        # a compiled step (eager steps raise).
+        # Rows that were not probabilities (from_logits=False only),
+        # labels outside [0, C) and NaN, inf or negative sample weights:
+        # the result is NaN once any was seen inside a compiled step (eager
+        # steps raise).
         self.invalid_inputs = self.add_variable(
             name="invalid_inputs", shape=(), initializer="zeros",
             aggregation="sum", dtype=self.dtype)
@@ -63,6 +65,8 @@ class _CalibrationMetric(keras.metrics.Metric):
         conf, hit, bad_labels = _confidence_and_hits(
             y_true, y_pred, self.from_logits)
         invalid = bad_labels
+        if sample_weight is not None:
+            invalid = invalid + count_invalid_weights(sample_weight)
         if self.from_logits:
             invalid = invalid + _count_probability_batches(y_pred)
         else:

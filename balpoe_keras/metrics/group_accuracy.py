@@ -6,6 +6,7 @@ from keras import ops
 
 from balpoe_keras import class_prior
 from balpoe_keras.labels import class_ids
+from balpoe_keras.labels import count_invalid_weights
 from balpoe_keras.labels import count_out_of_range
 
 
@@ -60,8 +61,8 @@ class _PerClassAccuracy(keras.metrics.Metric):
         kw.update(aggregation="sum", dtype=self.dtype)
         self.correct = self.add_variable(name="correct", **kw)
         self.total = self.add_variable(name="total", **kw)
-        # Labels outside [0, C) seen in compiled steps (eager ones raise):
-        # the result is then NaN.
+        # Labels outside [0, C) and NaN, inf or negative sample weights
+        # seen in compiled steps (eager ones raise): the result is then NaN.
         self.invalid_labels = self.add_variable(
             name="invalid_labels", shape=(), initializer="zeros",
             aggregation="sum", dtype=self.dtype)
@@ -79,8 +80,10 @@ class _PerClassAccuracy(keras.metrics.Metric):
                 f"y_pred has shape {tuple(y_pred.shape)}."
             )
         labels = class_ids(y_true, self.num_classes)
-        self.invalid_labels.assign_add(ops.cast(
-            count_out_of_range(labels, self.num_classes), self.dtype))
+        invalid = count_out_of_range(labels, self.num_classes)
+        if sample_weight is not None:
+            invalid = invalid + count_invalid_weights(sample_weight)
+        self.invalid_labels.assign_add(ops.cast(invalid, self.dtype))
         correct, total = per_class_counts(
             labels, ops.argmax(y_pred, axis=-1), self.num_classes,
             sample_weight)

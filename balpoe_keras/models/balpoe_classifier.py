@@ -302,7 +302,7 @@ class BalPoEClassifier(keras.Model):
             labels.count_out_of_range(ids, self.num_classes))
         if sample_weight is not None:
             self.invalid_weights.update_state(
-                _count_invalid_weights(sample_weight))
+                labels.count_invalid_weights(sample_weight))
         if self._compile_metrics is not None:
             self._compile_metrics.update_state(ids, y_pred[LOGITS],
                                                sample_weight)
@@ -568,14 +568,6 @@ def _check_array_images(x):
             -PIXEL_TOLERANCE):
         raise ValueError(_PIXEL_MESSAGE.format(
             f"received pixels in [{float(low):g}, {float(high):g}]"))
-
-
-def _count_invalid_weights(sample_weight):
-    """Sample weights that are NaN, inf or negative (scalar)."""
-    weights = keras.ops.cast(sample_weight, "float32")  # bool, int alike.
-    bad = keras.ops.logical_or(keras.ops.logical_not(
-        keras.ops.isfinite(weights)), weights < 0)
-    return keras.ops.sum(keras.ops.cast(bad, "float32"))
 
 
 def _check_sample_weight(sample_weight):

@@ -115,6 +115,51 @@ class WeightedMetricsTest(TestCase):
             self.assertEqual(_update(metric, probs, labels, zeros), 0.0)
 
 
+class BadWeightsTest(TestCase):
+    """NaN, inf or negative weights: an error eagerly, NaN when compiled
+    (a negative weight pushed ECE outside [0, 1], a NaN one vanished)."""
+
+    def _metrics(self):
+        return (ExpectedCalibrationError(), MaximumCalibrationError(),
+                BalancedAccuracy(4), GroupAccuracy(_COUNTS, "medium"))
+
+    def test_eager_update_raises(self):
+        probs, labels = _data(n=16)
+        for bad in (np.nan, np.inf, -2.0):
+            weights = np.ones(16, np.float32)
+            weights[3] = bad
+            for metric in self._metrics():
+                with self.subTest(bad=bad, metric=metric.name):
+                    with self.assertRaisesRegex(
+                            ValueError, "sample_weight must be finite and "
+                            ">= 0; 1 of 16 weights"):
+                        metric.update_state(labels, probs,
+                                            sample_weight=weights)
+
+    def test_compiled_steps_give_nan(self):
+        import keras
+
+        probs, labels = _data(n=64)
+        weights = np.ones(64, np.float32)
+        weights[40] = -3.0
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Identity()(inputs))
+        model.compile(loss="sparse_categorical_crossentropy",
+                      weighted_metrics=list(self._metrics()))
+        if keras.backend.backend() == "torch":  # Eager steps on the CPU.
+            with self.assertRaisesRegex(ValueError, "sample_weight must"):
+                model.evaluate(probs, labels, sample_weight=weights,
+                               batch_size=16, verbose=0)
+            return
+        result = model.evaluate(probs, labels, sample_weight=weights,
+                                batch_size=16, verbose=0, return_dict=True)
+        for name in ("ece", "mce", "balanced_accuracy", "acc_medium"):
+            self.assertTrue(np.isnan(result[name]), (name, result))
+        clean = model.evaluate(probs, labels, batch_size=16, verbose=0,
+                               return_dict=True)
+        self.assertTrue(0.0 <= clean["ece"] <= 1.0)
+
+
 class NotProbabilitiesTest(TestCase):
     def test_logits_without_from_logits_raise_eagerly(self):
         probs, labels = _data(n=16)
