@@ -150,6 +150,34 @@ def count_invalid_weights(sample_weight):
     return count
 
 
+def to_soft_labels(y_true, num_classes, dtype="float32"):
+    """Integer labels `(B,)`/`(B, 1)` or soft labels `(B, C)` -> `(B, C)`.
+
+    Soft (e.g. Mixup) labels are recognised by their shape: same rank as the
+    logits `(B, C)` with `C > 1` columns. Integer labels outside `[0, C)`
+    raise `ValueError` whenever their values are concrete and in host
+    memory (`balpoe_keras.labels`); inside compiled steps they give one-hot
+    rows of zeros, and `BalPoEClassifier.fit`/`evaluate` raise the same
+    error from their count. Soft label rows must be distributions (no
+    negative value, summing to 1), checked the same way.
+    """
+    y_true = ops.convert_to_tensor(y_true)
+    if is_soft(y_true, num_classes):
+        count_out_of_range(class_ids(y_true, num_classes), num_classes)
+        return ops.cast(y_true, dtype)
+    if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
+        y_true = ops.squeeze(y_true, axis=-1)
+    if len(y_true.shape) != 1:
+        raise ValueError(
+            "Expected labels of shape (batch,) or (batch, 1) with class ids, "
+            f"or (batch, {num_classes}) soft labels. Received shape "
+            f"{tuple(y_true.shape)}."
+        )
+    ids = class_ids(y_true, num_classes)  # -1 for a float id like 2.7.
+    count_out_of_range(ids, num_classes)  # Raises when concrete.
+    return ops.one_hot(ids, num_classes, dtype=dtype)
+
+
 def concrete_value(x):
     """`x` as NumPy when its values are at hand in host memory, else None
     (symbolic or traced tensors; PyTorch tensors on an accelerator, which

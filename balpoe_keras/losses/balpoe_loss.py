@@ -5,6 +5,7 @@ from keras import ops
 
 from balpoe_keras import class_prior
 from balpoe_keras.losses.logit_adjusted import _check_num_classes
+from balpoe_keras.losses.logit_adjusted import exact_labels
 from balpoe_keras.losses.logit_adjusted import logit_adjusted_crossentropy
 
 
@@ -52,6 +53,10 @@ class BalPoELoss(keras.losses.Loss):
         )
         self._log_prior = class_prior.compute_log_prior(self.class_counts)
         self._taus = class_prior.lambdas_to_taus(self.lambdas)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_true = exact_labels(y_true, len(self.class_counts), self.dtype)
+        return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
         return ops.mean(self.expert_losses(y_true, y_pred), axis=-1)

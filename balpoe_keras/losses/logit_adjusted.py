@@ -9,37 +9,20 @@ import keras
 from keras import ops
 
 from balpoe_keras import class_prior
-from balpoe_keras.labels import class_ids
-from balpoe_keras.labels import count_out_of_range
-from balpoe_keras.labels import is_soft
+from balpoe_keras.labels import to_soft_labels
 
 
-def to_soft_labels(y_true, num_classes, dtype="float32"):
-    """Integer labels `(B,)`/`(B, 1)` or soft labels `(B, C)` -> `(B, C)`.
+def exact_labels(y_true, num_classes, dtype):
+    """`y_true` as a loss of `dtype` should see it before Keras casts it.
 
-    Soft (e.g. Mixup) labels are recognised by their shape: same rank as the
-    logits `(B, C)` with `C > 1` columns. Integer labels outside `[0, C)`
-    raise `ValueError` whenever their values are concrete and in host
-    memory (`balpoe_keras.labels`); inside compiled steps they give one-hot
-    rows of zeros, and `BalPoEClassifier.fit`/`evaluate` raise the same
-    error from their count. Soft label rows must be distributions (no
-    negative value, summing to 1), checked the same way.
+    `keras.losses.Loss.__call__` casts the labels to the loss dtype: in
+    float16 (bfloat16) class ids above 2048 (256) round to other classes.
+    For those dtypes the labels become float32 one-hot or soft rows
+    `(B, C)` first, which the cast keeps exact (0 and 1).
     """
-    y_true = ops.convert_to_tensor(y_true)
-    if is_soft(y_true, num_classes):
-        count_out_of_range(class_ids(y_true, num_classes), num_classes)
-        return ops.cast(y_true, dtype)
-    if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
-        y_true = ops.squeeze(y_true, axis=-1)
-    if len(y_true.shape) != 1:
-        raise ValueError(
-            "Expected labels of shape (batch,) or (batch, 1) with class ids, "
-            f"or (batch, {num_classes}) soft labels. Received shape "
-            f"{tuple(y_true.shape)}."
-        )
-    ids = class_ids(y_true, num_classes)  # -1 for a float id like 2.7.
-    count_out_of_range(ids, num_classes)  # Raises when concrete.
-    return ops.one_hot(ids, num_classes, dtype=dtype)
+    if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+        return to_soft_labels(y_true, num_classes)
+    return y_true
 
 
 def logit_adjusted_crossentropy(y_true, logits, log_prior, tau):
@@ -92,6 +75,10 @@ class LogitAdjustedLoss(keras.losses.Loss):
         self.class_counts = class_prior.validate_class_counts(class_counts)
         self.lam = float(class_prior.validate_lambdas([lam], 1, True)[0])
         self._log_prior = class_prior.compute_log_prior(self.class_counts)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_true = exact_labels(y_true, len(self.class_counts), self.dtype)
+        return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
         _check_num_classes(y_pred, len(self.class_counts))

@@ -166,6 +166,31 @@ class BalPoELossTest(TestCase):
             clone = cls.from_config(loss.get_config())
             self.assertEqual(clone.dtype, "bfloat16")
 
+    def test_half_precision_losses_keep_class_ids_above_256(self):
+        # Keras casts the labels to the loss dtype: in bfloat16 the id 257
+        # became 256 (another class), in float16 2049 became 2048.
+        rng = np.random.default_rng(0)
+        for dtype, num_classes, label in (("bfloat16", 300, 257),
+                                          ("float16", 2100, 2049)):
+            counts = list(range(num_classes, 0, -1))
+            logits = rng.normal(size=(2, num_classes)).astype("float32")
+            logits[:, label] += 4.0  # The true class stands out,
+            logits[:, label - 1] -= 4.0  # its rounded neighbour does not.
+            y = np.array([label, 3])
+            cases = (
+                (losses.LogitAdjustedLoss, dict(lam=0.0), logits),
+                (losses.BalPoELoss, dict(lambdas=[1.0, -1.0]),
+                 np.stack([logits, logits], 1)))
+            for cls, kwargs, pred in cases:
+                with self.subTest(dtype=dtype, loss=cls.__name__):
+                    exact = cls(counts, **kwargs)(y, pred)
+                    half = cls(counts, dtype=dtype, **kwargs)(y, pred)
+                    self.assertAllClose(
+                        float(keras.ops.convert_to_numpy(
+                            keras.ops.cast(half, "float32"))),
+                        float(keras.ops.convert_to_numpy(exact)),
+                        rtol=0.02)
+
     def test_compiled_model_save_load_keeps_training(self):
         model = _tiny_balpoe_model([6, 3, 1])
         model.compile(
