@@ -20,6 +20,7 @@ from balpoe_keras.labels import concrete_value
 from balpoe_keras.labels import count_invalid_weights
 from balpoe_keras.labels import count_out_of_range
 from balpoe_keras.labels import host_class_ids
+from balpoe_keras.metrics.group_accuracy import STATE_DTYPE
 
 
 def check_num_bins(num_bins):
@@ -48,7 +49,7 @@ class _CalibrationMetric(keras.metrics.Metric):
         self.from_logits = bool(from_logits)
         self._interior_edges = _bin_edges(self.num_bins, "float32")[1:-1]
         kw = dict(shape=(self.num_bins,), initializer="zeros")
-        kw.update(aggregation="sum", dtype=self.dtype)
+        kw.update(aggregation="sum", dtype=STATE_DTYPE)
         self.counts = self.add_variable(name="counts", **kw)
         self.conf_sums = self.add_variable(name="conf_sums", **kw)
         self.correct_sums = self.add_variable(name="correct_sums", **kw)
@@ -58,7 +59,7 @@ class _CalibrationMetric(keras.metrics.Metric):
         # steps raise).
         self.invalid_inputs = self.add_variable(
             name="invalid_inputs", shape=(), initializer="zeros",
-            aggregation="sum", dtype=self.dtype)
+            aggregation="sum", dtype=STATE_DTYPE)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
@@ -71,7 +72,7 @@ class _CalibrationMetric(keras.metrics.Metric):
             invalid = invalid + _count_probability_batches(y_pred)
         else:
             invalid = invalid + _count_non_probability_rows(y_pred)
-        self.invalid_inputs.assign_add(ops.cast(invalid, self.dtype))
+        self.invalid_inputs.assign_add(ops.cast(invalid, STATE_DTYPE))
         edges = ops.convert_to_tensor(self._interior_edges)
         bins = ops.sum(
             ops.cast(ops.expand_dims(conf, -1) > edges, "int32"), axis=-1
@@ -82,12 +83,14 @@ class _CalibrationMetric(keras.metrics.Metric):
                 ops.cast(sample_weight, "float32"), (-1,)
             )
         onehot = ops.one_hot(bins, self.num_bins) * ops.expand_dims(weight, -1)
-        self.counts.assign_add(ops.cast(ops.sum(onehot, 0), self.dtype))
+        self.counts.assign_add(ops.cast(ops.sum(onehot, 0), STATE_DTYPE))
         self.conf_sums.assign_add(
-            ops.cast(ops.sum(onehot * ops.expand_dims(conf, -1), 0), self.dtype)
+            ops.cast(ops.sum(onehot * ops.expand_dims(conf, -1), 0),
+                     STATE_DTYPE)
         )
         self.correct_sums.assign_add(
-            ops.cast(ops.sum(onehot * ops.expand_dims(hit, -1), 0), self.dtype)
+            ops.cast(ops.sum(onehot * ops.expand_dims(hit, -1), 0),
+                     STATE_DTYPE)
         )
 
     def _guard(self, value):

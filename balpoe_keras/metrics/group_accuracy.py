@@ -9,6 +9,10 @@ from balpoe_keras.labels import class_ids
 from balpoe_keras.labels import count_invalid_weights
 from balpoe_keras.labels import count_out_of_range
 
+# The metrics' counts and sums, whatever the metric's dtype: in bfloat16
+# (float16) a count stops growing at 256 (2048).
+STATE_DTYPE = "float32"
+
 
 def per_class_counts(labels, predictions, num_classes, sample_weight=None):
     """Weighted hits and samples of each class: the state of the metrics.
@@ -58,14 +62,14 @@ class _PerClassAccuracy(keras.metrics.Metric):
             raise ValueError(f"Expected num_classes >= 2. Got {num_classes}.")
         self.num_classes = int(num_classes)
         kw = dict(shape=(self.num_classes,), initializer="zeros")
-        kw.update(aggregation="sum", dtype=self.dtype)
+        kw.update(aggregation="sum", dtype=STATE_DTYPE)
         self.correct = self.add_variable(name="correct", **kw)
         self.total = self.add_variable(name="total", **kw)
         # Labels outside [0, C) and NaN, inf or negative sample weights
         # seen in compiled steps (eager ones raise): the result is then NaN.
         self.invalid_labels = self.add_variable(
             name="invalid_labels", shape=(), initializer="zeros",
-            aggregation="sum", dtype=self.dtype)
+            aggregation="sum", dtype=STATE_DTYPE)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """`y_true`: `(B,)` ids or `(B, C)` soft; `y_pred`: `(B, C)`."""
@@ -83,12 +87,12 @@ class _PerClassAccuracy(keras.metrics.Metric):
         invalid = count_out_of_range(labels, self.num_classes)
         if sample_weight is not None:
             invalid = invalid + count_invalid_weights(sample_weight)
-        self.invalid_labels.assign_add(ops.cast(invalid, self.dtype))
+        self.invalid_labels.assign_add(ops.cast(invalid, STATE_DTYPE))
         correct, total = per_class_counts(
             labels, ops.argmax(y_pred, axis=-1), self.num_classes,
             sample_weight)
-        self.total.assign_add(ops.cast(total, self.dtype))
-        self.correct.assign_add(ops.cast(correct, self.dtype))
+        self.total.assign_add(ops.cast(total, STATE_DTYPE))
+        self.correct.assign_add(ops.cast(correct, STATE_DTYPE))
 
     def _mean_accuracy(self, mask):
         """Mean per-class accuracy over `mask` classes seen at least once."""
@@ -116,7 +120,7 @@ class BalancedAccuracy(_PerClassAccuracy):
         super().__init__(num_classes, name=name, **kwargs)
 
     def result(self):
-        return self._mean_accuracy(ops.ones((self.num_classes,), self.dtype))
+        return self._mean_accuracy(ops.ones((self.num_classes,), STATE_DTYPE))
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}

@@ -115,6 +115,24 @@ class WeightedMetricsTest(TestCase):
             self.assertEqual(_update(metric, probs, labels, zeros), 0.0)
 
 
+class HalfPrecisionStateTest(TestCase):
+    def test_counts_stay_exact_past_256_samples(self):
+        # State in the metric's dtype: a bfloat16 count stopped at 256, so
+        # ECE and balanced accuracy drifted from the float32 figures.
+        probs, labels = _data(n=1200)
+        w = np.ones(len(labels))
+        for make in (lambda d: ExpectedCalibrationError(dtype=d),
+                     lambda d: MaximumCalibrationError(dtype=d),
+                     lambda d: BalancedAccuracy(4, dtype=d),
+                     lambda d: GroupAccuracy(_COUNTS, "medium", dtype=d)):
+            exact = _update(make("float32"), probs, labels, w)
+            for dtype in ("bfloat16", "float16"):
+                metric = make(dtype)
+                with self.subTest(metric=metric.name, dtype=dtype):
+                    self.assertAllClose(_update(metric, probs, labels, w),
+                                        exact, atol=1e-6)
+
+
 class BadWeightsTest(TestCase):
     """NaN, inf or negative weights: an error eagerly, NaN when compiled
     (a negative weight pushed ECE outside [0, 1], a NaN one vanished)."""
