@@ -29,6 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from balpoe_keras.labels import to_soft_labels
+
 
 def _as_rng(seed):
     if isinstance(seed, np.random.Generator):
@@ -237,7 +239,7 @@ def apply_mixup(images, labels, lam, perm, num_classes):
 
     Args:
         images: `(B, H, W, C)` float.
-        labels: `(B,)` int class ids.
+        labels: `(B,)` / `(B, 1)` int class ids, or `(B, C)` rows.
         lam: float scalar in `[0, 1]`, weight of the unpermuted batch.
         perm: `(B,)` int permutation of `range(B)`.
         num_classes: int `C`.
@@ -262,7 +264,8 @@ def mix_pair(images, partner_images, labels, partner_labels, lam,
 
     Args:
         images, partner_images: `(B, H, W, C)` float.
-        labels, partner_labels: `(B,)` int class ids.
+        labels, partner_labels: `(B,)` / `(B, 1)` int class ids, or
+            `(B, C)` one-hot or soft rows (`labels.to_soft_labels`).
         lam: float scalar in `[0, 1]`.
         num_classes: int `C`.
 
@@ -272,10 +275,8 @@ def mix_pair(images, partner_images, labels, partner_labels, lam,
     lam = ops.cast(lam, "float32")
     mixed = lam * ops.cast(images, "float32") + (1.0 - lam) * ops.cast(
         partner_images, "float32")
-    onehot = ops.one_hot(ops.cast(labels, "int32"), num_classes,
-                         dtype="float32")
-    partner = ops.one_hot(ops.cast(partner_labels, "int32"), num_classes,
-                          dtype="float32")
+    onehot = to_soft_labels(labels, num_classes)
+    partner = to_soft_labels(partner_labels, num_classes)
     return mixed, lam * onehot + (1.0 - lam) * partner
 
 

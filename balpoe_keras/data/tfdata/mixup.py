@@ -105,6 +105,29 @@ def draw_mix_params(seed, batch_size, height, width, mixup_alpha=0.0,
             for key in mixup}
 
 
+def label_rows(labels, num_classes):
+    """`(b, C)` float32 target rows: one-hot rows of class ids `(b,)` or
+    `(b, 1)` (as `keras.datasets` gives them), or `(b, C)` one-hot / soft
+    rows as given.
+
+    Raises:
+        ValueError: for any other shape (a `(b, 1)` id column one-hot
+            encoded as it is would broadcast to `(b, b, C)` labels).
+    """
+    labels = tf.convert_to_tensor(labels)
+    shape = labels.shape
+    if shape.rank == 2 and shape[-1] == 1:
+        labels = tf.reshape(labels, [-1])
+    elif shape.rank == 2 and shape[-1] == num_classes and num_classes > 1:
+        return tf.cast(labels, tf.float32)
+    elif shape.rank != 1:
+        raise ValueError(
+            "Expected labels of shape (batch,) or (batch, 1) with class ids, "
+            f"or (batch, {num_classes}) one-hot or soft rows. Received shape "
+            f"{shape}.")
+    return tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+
+
 def mix_rows(images, partner_images, labels, partner_labels, lam, box, cut,
              num_classes):
     """Mixes rows with their partners.
@@ -112,7 +135,8 @@ def mix_rows(images, partner_images, labels, partner_labels, lam, box, cut,
     Args:
         images: `(b, H, W, channels)` float32, the rows.
         partner_images: `(b, H, W, channels)`, their partners `x[perm]`.
-        labels, partner_labels: `(b,)` int class ids of both.
+        labels, partner_labels: `(b,)` / `(b, 1)` int class ids of both,
+            or `(b, C)` rows (`label_rows`).
         lam: `(b,)` float32 weight of the own image and label.
         box: `(4,)` int32 CutMix box `(y1, y2, x1, x2)`, or None.
         cut: scalar bool, paste the box (CutMix) instead of blending; None
@@ -131,8 +155,8 @@ def mix_rows(images, partner_images, labels, partner_labels, lam, box, cut,
             (cols >= box[2]) & (cols < box[3]))[None, :]
         pasted = tf.where(inside[None, :, :, None], partner_images, images)
         mixed = tf.where(cut, pasted, mixed)
-    onehot = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
-    partner = tf.one_hot(tf.cast(partner_labels, tf.int32), num_classes)
+    onehot = label_rows(labels, num_classes)
+    partner = label_rows(partner_labels, num_classes)
     weight = tf.reshape(lam, [-1, 1])
     return mixed, weight * onehot + (1.0 - weight) * partner
 
@@ -149,7 +173,7 @@ def mixup_batch(images, labels, seed, alpha, num_classes, per_sample=False):
 
     Args:
         images: `(B, H, W, channels)` float32.
-        labels: `(B,)` int class ids.
+        labels: `(B,)` / `(B, 1)` int class ids or `(B, C)` rows.
         seed: `(2,)` int seed.
         alpha: float > 0, Beta parameter.
         num_classes: `C`.
@@ -159,6 +183,7 @@ def mixup_batch(images, labels, seed, alpha, num_classes, per_sample=False):
         `(mixed_images, soft_labels)`: `(B, H, W, channels)` float32 and
         `(B, C)` float32 rows summing to 1.
     """
+    validate_mixing(alpha, mode="mixup", num_classes=num_classes)
     params = _mixup_params(seed, tf.shape(images)[0], alpha, per_sample)
     return _mix_whole_batch(images, labels, params, num_classes)
 
@@ -177,7 +202,7 @@ def apply_mixup(images, labels, lam, perm, num_classes):
         `(lam x + (1 - lam) x[perm], lam onehot(y) + (1 - lam)
         onehot(y[perm]))`.
     """
-    lam = tf.broadcast_to(tf.cast(lam, tf.float32), tf.shape(labels))
+    lam = tf.broadcast_to(tf.cast(lam, tf.float32), tf.shape(labels)[:1])
     params = {"perm": perm, "lam": lam, "box": None, "cut": None}
     return _mix_whole_batch(images, labels, params, num_classes)
 
@@ -208,6 +233,8 @@ def cutmix_batch(images, labels, seed, alpha, num_classes):
         `(mixed_images, soft_labels)` as in `mixup_batch`; the label weight
         is `lam = 1 - box_area / (H W)`.
     """
+    validate_mixing(cutmix_alpha=alpha, mode="cutmix",
+                    num_classes=num_classes)
     shape = tf.shape(images)
     params = _cutmix_params(seed, shape[0], shape[1], shape[2], alpha)
     return _mix_whole_batch(images, labels, params, num_classes)

@@ -62,6 +62,40 @@ class MixupTest(TestCase):
         self.assertBetween(float(lam[moved][0]), 0.05, 0.95)
         self.assertAllClose(lam[moved], np.full(moved.sum(), lam[moved][0]))
 
+    def test_id_columns_and_one_hot_rows_mix_as_ids(self):
+        # (B, 1) ids (keras.datasets' layout) gave (B, B, C) soft labels,
+        # one-hot rows (B, C, C).
+        from balpoe_keras.data.arrays.augment import apply_mixup
+
+        images, labels = _batch()
+        onehot = np.eye(6, dtype=np.float32)[labels]
+        _, expected = mixup_batch(images, labels, [1, 0], 0.4, 6)
+        _, expected_mix = mix_batch(images, labels, [1, 0], 6,
+                                    mixup_alpha=0.4)
+        for given in (labels[:, None], onehot):
+            with self.subTest(shape=given.shape):
+                _, soft = mixup_batch(images, given, [1, 0], 0.4, 6)
+                self.assertAllClose(soft, expected)
+                _, soft = mix_batch(images, given, [1, 0], 6,
+                                    mixup_alpha=0.4)
+                self.assertAllClose(soft, expected_mix)
+        perm = np.array([1, 0, 3, 2, 5, 4])
+        _, soft = apply_mixup(images, labels, 0.3, perm, 6)
+        for given in (labels[:, None], onehot):
+            with self.subTest(arrays=given.shape):
+                self.assertAllClose(
+                    apply_mixup(images, given, 0.3, perm, 6)[1], soft)
+        with self.assertRaisesRegex(ValueError, r"\(batch, 6\) one-hot"):
+            mixup_batch(images, labels[:, None, None], [1, 0], 0.4, 6)
+
+    def test_alpha_is_checked(self):
+        images, labels = _batch()
+        for alpha in (0.0, -1.0, float("nan")):
+            with self.assertRaisesRegex(ValueError, "mixup_alpha"):
+                mixup_batch(images, labels, [1, 0], alpha, 6)
+            with self.assertRaisesRegex(ValueError, "cutmix_alpha"):
+                cutmix_batch(images, labels, [1, 0], alpha, 6)
+
     def test_per_sample_lambdas_differ(self):
         images, labels = _batch(8)
         mixed, soft = mixup_batch(images, labels, _SEED, 1.0, 8, True)
