@@ -28,7 +28,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     `synchronized`, which are not supported.
 
     Input shape: any, normalised along `axis` (channels-last `(B, H, W, C)`
-    for the fused path). Output: same shape and dtype policy as the input.
+    for the fused path). Output: same shape, in the layer's compute dtype
+    (statistics in float32).
 
     Training updates `moving_mean <- m * moving_mean + (1 - m) * mean` and
     `moving_variance <- m * moving_variance + (1 - m) * var * n / (n - 1)`,

@@ -47,7 +47,7 @@ class CosineHead(keras.layers.Layer):
 
     Features `(batch, D)` and each class column of the `(D, C)` kernel are L2
     normalised, so the logits lie in `[-scale, scale]`. The reference code
-    uses `scale=30` for every dataset; the paper states 32 (the paper says 32).
+    uses `scale=30` for every dataset; the paper states 32.
 
     Args:
         num_classes: int >= 2, the number of classes `C`.

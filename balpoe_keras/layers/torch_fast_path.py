@@ -40,7 +40,8 @@ def batch_norm(layer, inputs, training, mask):
     dtype = keras.backend.standardize_dtype(inputs.dtype)
     if dtype not in ("float32", "bfloat16") or not _is_concrete(inputs):
         return None
-    # Also takes bfloat16/float16 activations with float32 statistics.
+    # float32 or bfloat16 activations (float32 statistics); float16 takes
+    # the generic path.
     order = [0, rank - 1, *range(1, rank - 1)]
     inverse = [0, *range(2, rank), 1]
     y = F.batch_norm(

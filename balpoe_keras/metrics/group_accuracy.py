@@ -137,6 +137,12 @@ class GroupAccuracy(_PerClassAccuracy):
         class_counts: `C` positive training counts.
         group: one of `"many"`, `"medium"`, `"few"`.
         name: metric name, default `"acc_<group>"`.
+        **kwargs: `keras.metrics.Metric` arguments (`dtype`: of the result;
+            the counts are float32 whatever it is).
+
+    Inputs: `y_true` `(B,)` / `(B, 1)` class ids (or `(B, C)` one-hot or
+    soft labels, argmax taken); `y_pred` `(B, C)` logits or probabilities;
+    optional `sample_weight` `(B,)` finite and >= 0. Result: a fraction.
 
     Raises:
         ValueError: if the group has no classes (e.g. few-shot on

@@ -229,6 +229,13 @@ def cutmix_box(height, width, lam, seed):
 def cutmix_batch(images, labels, seed, alpha, num_classes):
     """CutMix of one batch (one box and one `lam` per batch).
 
+    Args:
+        images: `(B, H, W, channels)` float32.
+        labels: `(B,)` / `(B, 1)` int class ids or `(B, C)` rows.
+        seed: `(2,)` int seed.
+        alpha: float > 0, Beta parameter of `lam`.
+        num_classes: `C`.
+
     Returns:
         `(mixed_images, soft_labels)` as in `mixup_batch`; the label weight
         is `lam = 1 - box_area / (H W)`.
