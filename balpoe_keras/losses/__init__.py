@@ -1,9 +1,9 @@
 """gLA and BalPoE losses (backend-agnostic, keras.ops only)."""
 
+from balpoe_keras.labels import to_soft_labels
 from balpoe_keras.losses.balpoe_loss import BalPoELoss
 from balpoe_keras.losses.logit_adjusted import LogitAdjustedLoss
 from balpoe_keras.losses.logit_adjusted import logit_adjusted_crossentropy
-from balpoe_keras.losses.logit_adjusted import to_soft_labels
 
 __all__ = [
     "BalPoELoss",

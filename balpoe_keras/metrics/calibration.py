@@ -96,7 +96,8 @@ class _CalibrationMetric(keras.metrics.Metric):
     def _guard(self, value):
         """NaN if invalid labels or (`from_logits=False`) non-probability
         rows were seen."""
-        return ops.where(self.invalid_inputs > 0, float("nan"), value)
+        return ops.cast(ops.where(self.invalid_inputs > 0, float("nan"),
+                                  value), self.dtype)
 
     def _gaps(self):
         # Exact for any non-negative sample weights (a bin's weight may be

@@ -97,7 +97,8 @@ class _PerClassAccuracy(keras.metrics.Metric):
     def _mean_accuracy(self, mask):
         """Mean per-class accuracy over `mask` classes seen at least once."""
         value = mean_class_accuracy(self.correct, self.total, mask)
-        return ops.where(self.invalid_labels > 0, float("nan"), value)
+        return ops.cast(ops.where(self.invalid_labels > 0, float("nan"),
+                                  value), self.dtype)
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
@@ -138,7 +139,7 @@ class GroupAccuracy(_PerClassAccuracy):
         group: one of `"many"`, `"medium"`, `"few"`.
         name: metric name, default `"acc_<group>"`.
         **kwargs: `keras.metrics.Metric` arguments (`dtype`: of the result;
-            the counts are float32 whatever it is).
+            the counts are summed in float32 whatever it is).
 
     Inputs: `y_true` `(B,)` / `(B, 1)` class ids (or `(B, C)` one-hot or
     soft labels, argmax taken); `y_pred` `(B, C)` logits or probabilities;

@@ -117,6 +117,8 @@ class WeightedMetricsTest(TestCase):
 
 class HalfPrecisionStateTest(TestCase):
     def test_counts_stay_exact_past_256_samples(self):
+        import keras
+
         # State in the metric's dtype: a bfloat16 count stopped at 256, so
         # ECE and balanced accuracy drifted from the float32 figures.
         probs, labels = _data(n=1200)
@@ -129,8 +131,18 @@ class HalfPrecisionStateTest(TestCase):
             for dtype in ("bfloat16", "float16"):
                 metric = make(dtype)
                 with self.subTest(metric=metric.name, dtype=dtype):
+                    # The result is in the metric's dtype: within its
+                    # rounding (bfloat16: 2**-9 relative) of float32's.
                     self.assertAllClose(_update(metric, probs, labels, w),
-                                        exact, atol=1e-6)
+                                        exact, atol=1e-6, rtol=2.0**-8)
+                    self.assertEqual(keras.backend.standardize_dtype(
+                        metric.result().dtype), dtype)
+                    # Every sample counted, exactly.
+                    state = getattr(metric, "counts", None)
+                    if state is None:
+                        state = metric.total
+                    counted = keras.ops.sum(keras.ops.cast(state, "float32"))
+                    self.assertEqual(float(counted), len(labels))
 
 
 class BadWeightsTest(TestCase):

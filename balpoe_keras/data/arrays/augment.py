@@ -286,7 +286,7 @@ def augment_batch(images, labels, seed=None, *, num_classes=None,
 
     Args:
         images: `(B, H, W, C)` uint8 or float in `[0, 1]`.
-        labels: `(B,)` int class ids.
+        labels: `(B,)` / `(B, 1)` int class ids, or `(B, C)` rows.
         seed: an int, a `np.random.Generator` (advanced by the draws), or
             None.
         num_classes: int `C`, needed when `mixup_alpha > 0`.

@@ -193,7 +193,7 @@ def apply_mixup(images, labels, lam, perm, num_classes):
 
     Args:
         images: `(B, H, W, channels)` float32.
-        labels: `(B,)` int class ids.
+        labels: `(B,)` / `(B, 1)` int class ids, or `(B, C)` rows.
         lam: scalar (one weight per batch, the reference) or `(B,)`.
         perm: `(B,)` int permutation of `range(B)`.
         num_classes: `C`.
@@ -253,7 +253,7 @@ def mix_batch(images, labels, seed, num_classes, mixup_alpha=0.0,
 
     Args:
         images: `(B, H, W, channels)` float32.
-        labels: `(B,)` int class ids.
+        labels: `(B,)` / `(B, 1)` int class ids, or `(B, C)` rows.
         seed: `(2,)` int seed.
         num_classes: `C`.
         mixup_alpha: Beta parameter of Mixup.

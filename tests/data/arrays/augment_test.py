@@ -99,6 +99,12 @@ class MixupTest(TestCase):
         self.assertAllClose(_np(mixed).reshape(-1), [0.75, 0.25, 0.5])
         self.assertAllClose(soft, [[0.25, 0.75, 0.0], [0.75, 0.25, 0.0],
                                    [0.0, 0.0, 1.0]])
+        # (B, 1) ids and one-hot rows give the same soft labels (they gave
+        # (B, 1, C) and (B, C, C) rows).
+        for given in (labels[:, None], np.eye(3, dtype="float32")[labels]):
+            with self.subTest(shape=given.shape):
+                self.assertAllClose(augment.apply_mixup(
+                    images, given, 0.25, [1, 0, 2], 3)[1], soft)
 
     def test_mix_pair_equals_apply_mixup_of_permuted_batch(self):
         images = np.random.rand(4, 2, 2, 3).astype("float32")

@@ -65,7 +65,8 @@ class MixupTest(TestCase):
     def test_id_columns_and_one_hot_rows_mix_as_ids(self):
         # (B, 1) ids (keras.datasets' layout) gave (B, B, C) soft labels,
         # one-hot rows (B, C, C).
-        from balpoe_keras.data.arrays.augment import apply_mixup
+        from balpoe_keras.data.arrays import augment
+        from balpoe_keras.data.tfdata import mixup
 
         images, labels = _batch()
         onehot = np.eye(6, dtype=np.float32)[labels]
@@ -80,11 +81,12 @@ class MixupTest(TestCase):
                                     mixup_alpha=0.4)
                 self.assertAllClose(soft, expected_mix)
         perm = np.array([1, 0, 3, 2, 5, 4])
-        _, soft = apply_mixup(images, labels, 0.3, perm, 6)
-        for given in (labels[:, None], onehot):
-            with self.subTest(arrays=given.shape):
-                self.assertAllClose(
-                    apply_mixup(images, given, 0.3, perm, 6)[1], soft)
+        for apply in (augment.apply_mixup, mixup.apply_mixup):
+            _, soft = apply(images, labels, 0.3, perm, 6)
+            for given in (labels[:, None], onehot):
+                with self.subTest(apply=apply.__module__, shape=given.shape):
+                    self.assertAllClose(
+                        apply(images, given, 0.3, perm, 6)[1], soft)
         with self.assertRaisesRegex(ValueError, r"\(batch, 6\) one-hot"):
             mixup_batch(images, labels[:, None, None], [1, 0], 0.4, 6)
 
