@@ -7,6 +7,7 @@ from balpoe_keras import class_prior
 from balpoe_keras.losses.logit_adjusted import _check_num_classes
 from balpoe_keras.losses.logit_adjusted import exact_labels
 from balpoe_keras.losses.logit_adjusted import logit_adjusted_crossentropy
+from balpoe_keras.losses.logit_adjusted import refuse_probabilities
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
@@ -59,6 +60,7 @@ class BalPoELoss(keras.losses.Loss):
         return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
+        refuse_probabilities(y_pred)
         return ops.mean(self.expert_losses(y_true, y_pred), axis=-1)
 
     def expert_losses(self, y_true, y_pred):

@@ -166,6 +166,22 @@ class BalPoELossTest(TestCase):
             clone = cls.from_config(loss.get_config())
             self.assertEqual(clone.dtype, "bfloat16")
 
+    def test_softmax_outputs_are_refused_eagerly(self):
+        rng = np.random.default_rng(0)
+        logits = rng.normal(size=(4, 3)).astype("float32")
+        probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        y = np.array([0, 1, 2, 0])
+        for loss, pred, ok in (
+                (losses.LogitAdjustedLoss([5, 3, 1]), probs, logits),
+                (losses.BalPoELoss([5, 3, 1], [1.0, -1.0]),
+                 np.stack([probs, probs], 1), np.stack([logits, logits], 1))):
+            with self.subTest(loss=loss.name):
+                with self.assertRaisesRegex(
+                        ValueError, "probability distribution.*takes logits"
+                        ".*Remove the model's final softmax"):
+                    loss(y, pred)
+                self.assertTrue(np.isfinite(float(loss(y, ok))))
+
     def test_half_precision_losses_keep_class_ids_above_256(self):
         # Keras casts the labels to the loss dtype: in bfloat16 the id 257
         # became 256 (another class), in float16 2049 became 2048.
