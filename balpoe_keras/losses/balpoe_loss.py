@@ -31,8 +31,9 @@ class BalPoELoss(keras.losses.Loss):
         **kwargs: `reduction`, `dtype` of `keras.losses.Loss`.
 
     Call arguments:
-        y_true: `(B,)` int labels or `(B, C)` soft labels.
-        y_pred: `(B, M, C)` expert logits (the model's `"expert_logits"`).
+        y_true: `(B,)` / `(B, 1)` int labels or `(B, C)` soft labels.
+        y_pred: `(B, M, C)` expert logits (the model's `"expert_logits"`);
+            softmax outputs are refused where their values are at hand.
 
     Returns:
         Scalar loss in nats (per-sample `(B,)` with `reduction=None`).

@@ -66,6 +66,14 @@ class LogitAdjustedLoss(keras.losses.Loss):
         name: loss name.
         **kwargs: `reduction`, `dtype` of `keras.losses.Loss`.
 
+    Call arguments:
+        y_true: `(B,)` / `(B, 1)` int labels or `(B, C)` soft labels.
+        y_pred: `(B, C)` logits; softmax outputs are refused where their
+            values are at hand (`refuse_probabilities`).
+
+    Returns:
+        Scalar loss in nats (per-sample `(B,)` with `reduction=None`).
+
     Example:
         >>> model.compile(loss=LogitAdjustedLoss([500, 50, 5], lam=0.0))
     """
