@@ -4,6 +4,7 @@ import keras
 
 from balpoe_keras import class_prior
 from balpoe_keras.losses import logit_adjusted_crossentropy
+from balpoe_keras.metrics.group_accuracy import STATE_DTYPE
 
 
 @keras.saving.register_keras_serializable(package="balpoe_keras")
@@ -18,7 +19,7 @@ class ExpertLoss(keras.metrics.Mean):
         class_counts: `C` positive training counts.
         lambdas: the `M` per-expert lambdas of the model's `BalPoELoss`.
         name: metric name; default `expert_<i>_loss`.
-        dtype: metric dtype.
+        dtype: dtype of the result (the running sums are float32).
 
     Call arguments (`update_state`):
         y_true: `(B,)` int labels or `(B, C)` soft labels.
@@ -43,7 +44,11 @@ class ExpertLoss(keras.metrics.Mean):
             )
         expert_index = int(expert_index)
         name = name or f"expert_{expert_index}_loss"
-        super().__init__(name=name, dtype=dtype)
+        # Sums and count in float32 whatever the dtype (a bfloat16 count
+        # stops at 256); `result()` in `dtype`.
+        super().__init__(name=name, dtype=STATE_DTYPE)
+        self._result_dtype = keras.backend.standardize_dtype(
+            dtype or keras.config.floatx())
         self.expert_index = expert_index
         self.class_counts = class_prior.validate_class_counts(class_counts)
         self.lambdas = lambdas
@@ -66,11 +71,14 @@ class ExpertLoss(keras.metrics.Mean):
             values = values * keras.ops.reshape(weights, (-1,))
         return super().update_state(values)
 
+    def result(self):
+        return keras.ops.cast(super().result(), self._result_dtype)
+
     def get_config(self):
         return {
             "expert_index": self.expert_index,
             "class_counts": self.class_counts,
             "lambdas": self.lambdas,
             "name": self.name,
-            "dtype": self.dtype,
+            "dtype": self._result_dtype,
         }

@@ -43,6 +43,23 @@ class ExpertLossTest(TestCase):
         metric.update_state(y_true, y_pred, sample_weight=np.array([1, 0]))
         self.assertAllClose(metric.result(), 0.418494, atol=1e-5)
 
+    def test_half_precision_counts_every_sample(self):
+        # A bfloat16 Mean's count stops at 256: the running mean drifted.
+        y_pred = np.zeros((8, 3, 2), "float32")
+        y_true = np.array([0, 1] * 4)
+        for dtype in ("bfloat16", "float16"):
+            with self.subTest(dtype=dtype):
+                metric = ExpertLoss(0, _COUNTS, _LAMBDAS, dtype=dtype)
+                for _ in range(150):  # 1,200 samples, 8 at a time.
+                    metric.update_state(y_true, y_pred)
+                self.assertEqual(float(metric.count), 1200.0)
+                self.assertEqual(keras.backend.standardize_dtype(
+                    metric.result().dtype), dtype)
+                self.assertAllClose(float(metric.result()), math.log(2.0),
+                                    atol=4e-3)
+                clone = ExpertLoss.from_config(metric.get_config())
+                self.assertEqual(clone.get_config()["dtype"], dtype)
+
     def test_serialization(self):
         metric = ExpertLoss(2, [5, 3, 1], [0.5, 0.0, -0.5], name="tail_loss")
         self.run_serialization_test(metric)
