@@ -30,22 +30,18 @@ SUMMARY_KEYS = (
 
 def _check_before_predicting(model, test_sets, balanced_name, class_counts,
                              lambdas, class_names):
-    """Raises `ValueError` for what can be checked without predicting:
-    counts, lambdas and names against the model's sizes, NumPy labels
-    against the classes and the images, indices against the balanced set.
-    (A model without `num_classes` is checked on its outputs instead.)"""
-    num_classes = getattr(model, "num_classes", None)
-    num_experts = getattr(model, "num_experts", None)
-    if num_classes is not None:
-        class_prior.validate_class_counts(class_counts, num_classes)
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"Got {len(class_names)} class_names for {num_classes} "
-                "classes."
-            )
-    if num_experts is not None:
-        class_prior.validate_lambdas(lambdas, num_experts,
-                                     allow_unbalanced=True)
+    """Checks what needs no prediction and returns the validated
+    `(class_counts, lambdas)`: counts, lambdas and names against the
+    model's sizes, NumPy labels against the classes and the images, indices
+    against the balanced set. Raises `ValueError` naming the problem."""
+    num_classes = model.num_classes
+    counts = class_prior.validate_class_counts(class_counts, num_classes)
+    lams = class_prior.validate_lambdas(lambdas, model.num_experts,
+                                        allow_unbalanced=True)
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(
+            f"Got {len(class_names)} class_names for {num_classes} classes."
+        )
     balanced_size = None
     for name, test_set in test_sets.items():
         if not (isinstance(test_set, (tuple, list)) and len(test_set) == 2
@@ -62,10 +58,10 @@ def _check_before_predicting(model, test_sets, balanced_name, class_counts,
             )
         if name == balanced_name:
             balanced_size = len(labels)
-    for name, test_set in test_sets.items():
+    for test_set in test_sets.values():
         if balanced_size is not None and predict.is_index_array(test_set):
-            predict.select_outputs({"labels": np.zeros(balanced_size)},
-                                   test_set)
+            predict.check_indices(test_set, balanced_size)
+    return counts, lams
 
 
 def evaluate_model(
@@ -126,20 +122,12 @@ def evaluate_model(
     if not isinstance(test_sets, dict):
         test_sets = {"test": test_sets}
     balanced_name = _find_balanced_set(test_sets, balanced_set)
-    _check_before_predicting(model, test_sets, balanced_name, class_counts,
-                             lambdas, class_names)
+    counts, lams = _check_before_predicting(
+        model, test_sets, balanced_name, class_counts, lambdas, class_names)
     outputs = predict.predict_outputs(
         model, test_sets[balanced_name], batch_size=batch_size
     )
     num_classes = outputs["logits"].shape[-1]
-    counts = class_prior.validate_class_counts(class_counts, num_classes)
-    lams = class_prior.validate_lambdas(
-        lambdas, outputs["expert_logits"].shape[1], allow_unbalanced=True
-    )
-    if class_names is not None and len(class_names) != num_classes:
-        raise ValueError(
-            f"Got {len(class_names)} class_names for {num_classes} classes."
-        )
     balanced = evaluate_balanced(outputs, counts, lams, num_bins=num_bins)
     agnostic = {}
     for name, test_set in test_sets.items():

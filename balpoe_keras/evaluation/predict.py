@@ -127,13 +127,19 @@ def _images_of(batches, labels):
         raise ValueError("The test set yielded no batches.")
 
 
-def select_outputs(outputs, indices):
-    """Restricts collected outputs to `indices` `(K,)` (a test subset)."""
+def check_indices(indices, size):
+    """`indices` `(K,)` as int64, raising `ValueError` unless they lie in
+    `[0, size)` (the balanced test set's images)."""
     indices = np.asarray(indices, np.int64)
-    size = outputs["labels"].size
     if indices.size and (indices.min() < 0 or indices.max() >= size):
         raise ValueError(
             f"Test-set indices must lie in [0, {size}) (the balanced test "
             f"set). Received indices in [{indices.min()}, {indices.max()}]."
         )
+    return indices
+
+
+def select_outputs(outputs, indices):
+    """Restricts collected outputs to `indices` `(K,)` (a test subset)."""
+    indices = check_indices(indices, outputs["labels"].size)
     return {key: value[indices] for key, value in outputs.items()}
