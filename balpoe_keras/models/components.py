@@ -256,13 +256,15 @@ def check_backbone_pixel_range(backbone):
         layer, smallest = min(rescalings, key=lambda pair: pair[1])
         problem = (f"its layer {layer.name!r} (Rescaling, scale "
                    f"{smallest:.4g}) expects 0-255 pixels")
-    for layer in found:
-        if problem is None and isinstance(
-                layer, keras.layers.Normalization) and scale < 2 and (
-                _normalization_mean_max(layer) > 1.5):
-            problem = (f"its layer {layer.name!r} (Normalization, mean "
-                       f"{_normalization_mean_max(layer):.4g}) expects "
-                       "0-255 pixels")
+    elif scale < 2:  # A Normalization sees pixels in [0, scale].
+        for layer in found:
+            if not isinstance(layer, keras.layers.Normalization):
+                continue
+            mean = _normalization_mean_max(layer)
+            if mean > 1.5:
+                problem = (f"its layer {layer.name!r} (Normalization, mean "
+                           f"{mean:.4g}) expects 0-255 pixels")
+                break
     if problem is not None:
         raise ValueError(
             f"The backbone {backbone.name!r} rescales its input itself: "
