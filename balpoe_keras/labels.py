@@ -178,6 +178,23 @@ def to_soft_labels(y_true, num_classes, dtype="float32"):
     return ops.one_hot(ids, num_classes, dtype=dtype)
 
 
+_PROBABILITY_TOLERANCE = 1e-3  # on each value; 1e-2 on row sums
+# (bfloat16 softmax rows sum to 1 within ~0.4%).
+
+
+def probability_rows(y_pred):
+    """`(...,)` bool: the rows (last axis) of `y_pred` `(..., C)` that are
+    probability distributions (every value in [0, 1] and a sum of 1,
+    within the tolerances; a NaN row is not): what the calibration metrics
+    and the losses tell softmax outputs from logits by."""
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    tol = _PROBABILITY_TOLERANCE
+    inside = ops.logical_and(y_pred >= -tol, y_pred <= 1.0 + tol)
+    return ops.logical_and(
+        ops.all(inside, axis=-1),
+        ops.abs(ops.sum(y_pred, axis=-1) - 1.0) <= 10 * tol)
+
+
 def concrete_value(x):
     """`x` as NumPy when its values are at hand in host memory, else None
     (symbolic or traced tensors; PyTorch tensors on an accelerator, which

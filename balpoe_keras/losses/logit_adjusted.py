@@ -6,11 +6,11 @@ paper's `lambda = 1 - tau` (`model/loss.py`): `lambda = 1` is plain CE,
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from balpoe_keras import class_prior
 from balpoe_keras.labels import concrete_value
+from balpoe_keras.labels import probability_rows
 from balpoe_keras.labels import to_soft_labels
 
 
@@ -109,17 +109,17 @@ class LogitAdjustedLoss(keras.losses.Loss):
 
 def refuse_probabilities(y_pred):
     """Raises `ValueError` when `y_pred`'s values are at hand (eager steps,
-    host memory) and every row is a probability distribution (values in
-    [0, 1] summing to 1: a softmax output). The losses take logits and
-    apply their own log-softmax; on probabilities they would train, without
-    a word, toward something else. (Logits almost never look like that in
-    a whole batch.) Compiled steps are not checked."""
-    values = concrete_value(y_pred)
-    if values is None or values.size == 0 or values.shape[-1] < 2:
+    host memory) and every row is a probability distribution
+    (`labels.probability_rows`: a softmax output). The losses take logits
+    and apply their own log-softmax; on probabilities they would train,
+    without a word, toward something else. (Logits almost never look like
+    that in a whole batch.) Compiled steps are not checked."""
+    if y_pred.shape[-1] is not None and y_pred.shape[-1] < 2:
         return
-    values = values.astype(np.float32)
-    if (values.min() >= -1e-3 and values.max() <= 1.0 + 1e-3 and np.all(
-            np.abs(values.sum(-1) - 1.0) <= 1e-2)):
+    rows = probability_rows(y_pred)
+    every = concrete_value(ops.logical_and(ops.all(rows),
+                                           ops.size(rows) > 0))
+    if every is not None and bool(every):
         raise ValueError(
             "Every row of y_pred is a probability distribution (values in "
             "[0, 1] summing to 1), but the loss takes logits: it applies "

@@ -20,6 +20,7 @@ from balpoe_keras.labels import concrete_value
 from balpoe_keras.labels import count_invalid_weights
 from balpoe_keras.labels import count_out_of_range
 from balpoe_keras.labels import host_class_ids
+from balpoe_keras.labels import probability_rows
 from balpoe_keras.metrics.group_accuracy import STATE_DTYPE
 
 
@@ -71,7 +72,7 @@ class _CalibrationMetric(keras.metrics.Metric):
         if self.from_logits:
             invalid = invalid + _count_probability_batches(y_pred)
         else:
-            invalid = invalid + _count_non_probability_rows(y_pred)
+            invalid = invalid + _count_nonprobability_rows(y_pred)
         self.invalid_inputs.assign_add(ops.cast(invalid, STATE_DTYPE))
         edges = ops.convert_to_tensor(self._interior_edges)
         bins = ops.sum(
@@ -177,28 +178,12 @@ def _confidence_and_hits(y_true, y_pred, from_logits):
     return ops.max(probs, axis=-1), hit, bad
 
 
-_PROBABILITY_TOLERANCE = 1e-3  # on each value; 1e-2 on row sums
-# (bfloat16 softmax rows sum to 1 within ~0.4%).
-
-
-def _probability_rows(y_pred):
-    """`(B,)` bool: the rows of `(B, C)` `y_pred` that are probability
-    distributions (every value in [0, 1] and a sum of 1, within the
-    tolerances; a NaN row is not)."""
-    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    tol = _PROBABILITY_TOLERANCE
-    inside = ops.logical_and(y_pred >= -tol, y_pred <= 1.0 + tol)
-    return ops.logical_and(
-        ops.all(inside, axis=-1),
-        ops.abs(ops.sum(y_pred, axis=-1) - 1.0) <= 10 * tol)
-
-
-def _count_non_probability_rows(y_pred):
+def _count_nonprobability_rows(y_pred):
     """Rows of `y_pred` `(B, C)` that are not probabilities (a value outside
     [0, 1], NaN included, or a sum away from 1); raises `ValueError` when
     the values are concrete (eager), else returns the count for the
     metric's NaN guard."""
-    bad = ops.logical_not(_probability_rows(y_pred))
+    bad = ops.logical_not(probability_rows(y_pred))
     count = ops.sum(ops.cast(bad, "int32"))
     value = concrete_value(count)  # None in compiled steps: NaN instead.
     if value is not None and int(value):
@@ -216,7 +201,7 @@ def _count_probability_batches(y_pred):
     probability distribution (values in [0, 1], rows summing to 1: a
     softmax output; logits almost never are, in a whole batch), else 0;
     raises `ValueError` when the values are concrete (eager)."""
-    count = ops.cast(ops.all(_probability_rows(y_pred)), "int32")
+    count = ops.cast(ops.all(probability_rows(y_pred)), "int32")
     value = concrete_value(count)  # None in compiled steps: NaN instead.
     if value is not None and int(value):
         raise ValueError(
@@ -276,7 +261,7 @@ def reliability_bins(y_true, y_pred, num_bins=15, from_logits=False):
         raise ValueError(f"Expected (N, C) predictions. Got {y_pred.shape}.")
     check_finite(y_pred, "y_pred")
     if not from_logits:
-        _count_non_probability_rows(y_pred)  # Raises here (NumPy values).
+        _count_nonprobability_rows(y_pred)  # Raises here (NumPy values).
     if from_logits:
         _count_probability_batches(y_pred)  # Raises for a softmax output.
         shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
